@@ -1,0 +1,228 @@
+"""AgentFactory / Rensei worker protocol: `/api/workers/*`, `/api/sessions/*`, `/api/config`.
+
+Bodies, status codes and messages follow shared/protocols/agentfactory-rensei.md §2 and §6;
+the TS `af-worker` matches some of them verbatim (e.g. `Worker not found`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from shopfloor.api.agentfactory.auth import WorkerCaller, authenticate, worker_caller
+from shopfloor.api.agentfactory.wire import queued_work, session_state
+from shopfloor.api.envelope import (
+    ApiError,
+    is_number,
+    json_object,
+    opt_int,
+    opt_number,
+    opt_str,
+    req_str,
+)
+from shopfloor.api.state import services
+from shopfloor.api.timefmt import iso
+from shopfloor.service.dispatch import StatusReport
+from shopfloor.store.records import RegistrationTokenRecord, WorkerRecord
+
+router = APIRouter(tags=["AgentFactory worker protocol"])
+Caller = Annotated[WorkerCaller, Depends(worker_caller)]
+
+REPORTABLE = ("running", "finalizing", "completed", "failed", "stopped")
+
+
+# -- workers --
+
+
+@router.post("/api/workers/register", status_code=201)
+async def register(request: Request) -> JSONResponse:
+    caller = await authenticate(request, allow_registration=True)
+    if caller.runtime is not None:
+        raise ApiError(401, "Register with the worker API key or a registration token")
+    body = await json_object(request)
+    hostname = req_str(body, "hostname")
+    capacity = body.get("capacity")
+    if not is_number(capacity) or capacity < 1 or int(capacity) != capacity:
+        raise ApiError(400, "capacity must be a positive number")
+    projects = body.get("projects")
+    if projects is not None and (
+        not isinstance(projects, list) or not all(isinstance(p, str) for p in projects)
+    ):
+        raise ApiError(400, "projects must be an array of strings")
+    svc = services(request)
+    worker = await svc.dispatcher.register_worker(
+        hostname=hostname,
+        capacity=int(capacity),
+        version=opt_str(body, "version"),
+        projects=projects or None,
+        machine_id=opt_str(body, "machineId"),
+        registration=caller.registration,
+    )
+    reply: dict[str, Any] = {
+        "workerId": worker.id,
+        **_intervals(request),
+        "runtimeToken": None,
+        "runtimeTokenExpiresAt": None,
+    }
+    if caller.registration is not None:
+        reply.update(_runtime_token(request, worker, caller.registration))
+    return JSONResponse(reply, status_code=201)
+
+
+@router.get("/api/config")
+async def config(caller: Caller) -> dict[str, Any]:
+    project = caller.runtime.project if caller.runtime else None
+    return {"projects": [project] if project else []}
+
+
+@router.post("/api/workers/{worker_id}/heartbeat")
+async def heartbeat(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    caller.check_acts_as(worker_id)
+    body = await json_object(request, empty_ok=True)
+    active = body.get("activeCount")
+    if not is_number(active) or active < 0:
+        raise ApiError(400, "activeCount must be a non-negative number")
+    dispatcher = services(request).dispatcher
+    await dispatcher.heartbeat(worker_id, int(active))
+    return {
+        "acknowledged": True,
+        "serverTime": iso(dispatcher.clock.now_ms()),
+        "pendingWorkCount": await dispatcher.pending_count(),
+    }
+
+
+@router.get("/api/workers/{worker_id}/poll")
+async def poll(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    caller.check_acts_as(worker_id)
+    claimed = await services(request).dispatcher.poll(worker_id)
+    return {
+        "work": [queued_work(s) for s in claimed],
+        "inboxMessages": {},
+        "hasInboxMessages": False,
+        "preClaimed": bool(claimed),
+        "claimedSessionIds": [s.id for s in claimed],
+    }
+
+
+@router.post("/api/workers/{worker_id}/refresh-token")
+async def refresh_token(worker_id: str, request: Request) -> dict[str, Any]:
+    caller = await authenticate(request, allow_registration=True, allow_expired=True)
+    caller.check_acts_as(worker_id)
+    if caller.static_key:
+        raise ApiError(400, "Workers registered with the static API key have no runtime token")
+    svc = services(request)
+    worker = await svc.dispatcher.active_worker(worker_id)
+    registration_id = caller.registration.id if caller.registration else None
+    if registration_id is not None and registration_id != worker.registration_id:
+        raise ApiError(403, "Registration token does not match worker")
+    record = await svc.dispatcher.store.get_registration_token(worker.registration_id or "")
+    if record is None or record.revoked_at is not None:
+        raise ApiError(401, "Registration token revoked")
+    return {**_runtime_token(request, worker, record), **_intervals(request)}
+
+
+@router.delete("/api/workers/{worker_id}")
+async def deregister(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    caller.check_acts_as(worker_id)
+    released = await services(request).dispatcher.deregister(worker_id)
+    return {"deregistered": True, "unclaimedSessions": released}
+
+
+# -- sessions --
+
+
+@router.post("/api/sessions/{session_id}/claim")
+async def claim(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    body = await json_object(request)
+    worker_id = req_str(body, "workerId")
+    caller.check_acts_as(worker_id)
+    outcome = await services(request).dispatcher.claim(session_id, worker_id)
+    if not outcome.claimed or outcome.session is None:
+        return {"claimed": False, "reason": outcome.reason}
+    return {
+        "claimed": True,
+        "session": session_state(outcome.session),
+        "work": queued_work(outcome.session),
+    }
+
+
+@router.post("/api/sessions/{session_id}/status")
+async def report_status(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    body = await json_object(request)
+    worker_id = req_str(body, "workerId")
+    status = body.get("status")
+    if status not in REPORTABLE:
+        raise ApiError(400, "status must be one of: " + ", ".join(REPORTABLE))
+    report = StatusReport(
+        status=status,
+        provider_session_id=opt_str(body, "providerSessionId"),
+        worktree_path=opt_str(body, "worktreePath"),
+        error_message=_error_message(body),
+        total_cost_usd=opt_number(body, "totalCostUsd"),
+        input_tokens=opt_int(body, "inputTokens"),
+        output_tokens=opt_int(body, "outputTokens"),
+    )
+    caller.check_acts_as(worker_id)
+    session = await services(request).dispatcher.report_status(session_id, worker_id, report)
+    return {"updated": True, "session": session_state(session)}
+
+
+@router.get("/api/sessions/{session_id}/status")
+async def read_status(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    return session_state(await services(request).dispatcher.get_session(session_id))
+
+
+@router.post("/api/sessions/{session_id}/nack")
+async def nack(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    body = await json_object(request)
+    worker_id = req_str(body, "workerId")
+    reason = opt_str(body, "reason")
+    caller.check_acts_as(worker_id)
+    await services(request).dispatcher.nack(session_id, worker_id, reason)
+    return {"nacked": True, "sessionId": session_id, "requeued": True}
+
+
+@router.post("/api/sessions/{session_id}/transfer-ownership")
+async def transfer_ownership(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    body = await json_object(request)
+    message = "newWorkerId and oldWorkerId are required"
+    new_worker = req_str(body, "newWorkerId", message)
+    old_worker = req_str(body, "oldWorkerId", message)
+    caller.check_acts_as(new_worker)
+    outcome = await services(request).dispatcher.transfer(session_id, old_worker, new_worker)
+    if not outcome.transferred or outcome.session is None:
+        return {"transferred": False, "reason": outcome.reason}
+    return {"transferred": True, "session": session_state(outcome.session)}
+
+
+# -- helpers --
+
+
+def _intervals(request: Request) -> dict[str, int]:
+    settings = services(request).settings
+    return {
+        "heartbeatInterval": settings.heartbeat_interval_ms,
+        "pollInterval": settings.poll_interval_ms,
+    }
+
+
+def _runtime_token(
+    request: Request, worker: WorkerRecord, registration: RegistrationTokenRecord
+) -> dict[str, Any]:
+    token, expires_ms = services(request).credentials.mint_runtime_token(worker.id, registration)
+    return {"runtimeToken": token, "runtimeTokenExpiresAt": iso(expires_ms)}
+
+
+def _error_message(body: dict[str, Any]) -> str | None:
+    error = body.get("error")
+    if error is None:
+        return None
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict) and isinstance(error.get("message", ""), str):
+        return str(error.get("message") or "") or None
+    raise ApiError(400, "error must be an object with a message string")
+
+
+__all__ = ["router"]

@@ -1,0 +1,117 @@
+"""shopfloor's own operator API under /api/v1: create and inspect sessions, workers, tokens.
+Every call needs the admin key as a Bearer token."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from shopfloor.api.envelope import ApiError, bearer
+from shopfloor.api.operator.schemas import (
+    SessionCreate,
+    SessionPage,
+    SessionView,
+    TokenCreate,
+    TokenView,
+    WorkerView,
+)
+from shopfloor.api.state import services
+from shopfloor.service.dispatch import NewSession
+from shopfloor.store.records import ALL_STATUSES, SessionFilter
+
+
+def require_admin(request: Request) -> None:
+    if not services(request).credentials.is_admin(bearer(request)):
+        raise ApiError(401, "Invalid or missing admin API key")
+
+
+router = APIRouter(prefix="/api/v1", tags=["Operator API"], dependencies=[Depends(require_admin)])
+
+
+@router.post("/sessions", status_code=201, response_model=SessionView)
+async def create_session(body: SessionCreate, request: Request) -> SessionView:
+    if not (body.prompt or body.issueId or body.issueIdentifier):
+        raise ApiError(400, "prompt: one of prompt, issueId or issueIdentifier is required")
+    dispatcher = services(request).dispatcher
+    session = await dispatcher.create_session(
+        NewSession(
+            session_id=body.sessionId,
+            issue_id=body.issueId,
+            issue_identifier=body.issueIdentifier,
+            title=body.title,
+            description=body.description,
+            prompt=body.prompt,
+            work_type=body.workType,
+            priority=body.priority,
+            project=body.projectName,
+            repository=body.repository,
+            agent_id=body.agentId,
+        )
+    )
+    return SessionView.of(session, await dispatcher.history(session.id))
+
+
+@router.get("/sessions", response_model=SessionPage)
+async def list_sessions(
+    request: Request,
+    status: Annotated[str | None, Query(description="|".join(ALL_STATUSES))] = None,
+    projectName: str | None = None,
+    workType: str | None = None,
+    workerId: str | None = None,
+    issueId: str | None = None,
+    before: Annotated[str | None, Query(description="Cursor from nextCursor")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> SessionPage:
+    if status is not None and status not in ALL_STATUSES:
+        raise ApiError(400, "status: must be one of " + ", ".join(ALL_STATUSES))
+    sessions = await services(request).dispatcher.list_sessions(
+        SessionFilter(
+            status=status,
+            project=projectName,
+            work_type=workType,
+            worker_id=workerId,
+            issue_id=issueId,
+            before_id=before,
+            limit=limit,
+        )
+    )
+    cursor = sessions[-1].id if len(sessions) == limit else None
+    return SessionPage(sessions=[SessionView.of(s) for s in sessions], nextCursor=cursor)
+
+
+@router.get("/sessions/{session_id}", response_model=SessionView)
+async def get_session(session_id: str, request: Request) -> SessionView:
+    dispatcher = services(request).dispatcher
+    session = await dispatcher.get_session(session_id)
+    return SessionView.of(session, await dispatcher.history(session_id))
+
+
+@router.get("/workers", response_model=list[WorkerView])
+async def list_workers(request: Request, status: str | None = None) -> list[WorkerView]:
+    workers = await services(request).dispatcher.store.list_workers(status)
+    return [WorkerView.of(w) for w in workers]
+
+
+@router.post("/registration-tokens", status_code=201, response_model=TokenView)
+async def create_token(body: TokenCreate, request: Request) -> TokenView:
+    record, clear = await services(request).credentials.mint_registration_token(
+        body.project, body.org, body.label
+    )
+    return TokenView.of(record, clear)
+
+
+@router.get("/registration-tokens", response_model=list[TokenView])
+async def list_tokens(request: Request) -> list[TokenView]:
+    records = await services(request).dispatcher.store.list_registration_tokens()
+    return [TokenView.of(r) for r in records]
+
+
+@router.delete("/registration-tokens/{token_id}", response_model=TokenView)
+async def revoke_token(token_id: str, request: Request) -> TokenView:
+    svc = services(request)
+    await svc.dispatcher.store.revoke_registration_token(token_id, svc.clock.now_ms())
+    record = await svc.dispatcher.store.get_registration_token(token_id)
+    if record is None:
+        raise ApiError(404, "Registration token not found")
+    return TokenView.of(record)

@@ -1,0 +1,198 @@
+"""Request and response models of the operator API. Field names follow QueuedWork's camelCase."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+from shopfloor.api.timefmt import iso
+from shopfloor.store.records import (
+    RegistrationTokenRecord,
+    SessionEvent,
+    SessionRecord,
+    WorkerRecord,
+)
+
+Text = StrictStr
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    sessionId: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="Optional caller-chosen id; generated if absent",
+    )
+    issueId: Text | None = Field(None, min_length=1, max_length=200)
+    issueIdentifier: Text | None = Field(
+        None, min_length=1, max_length=200, description="Human key such as ENG-1"
+    )
+    title: Text | None = None
+    description: Text | None = None
+    prompt: Text | None = None
+    workType: Text | None = Field(
+        None, min_length=1, max_length=64, description="research, development, qa, …"
+    )
+    priority: StrictInt | None = Field(
+        None, ge=1, le=9, description="1 runs first; default by work type"
+    )
+    projectName: Text | None = Field(None, min_length=1, max_length=200)
+    repository: Text | None = None
+    agentId: Text | None = Field(None, min_length=1, max_length=200)
+
+
+class StatusChange(BaseModel):
+    at: str
+    status: str | None
+    workerId: str | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, ev: SessionEvent) -> StatusChange:
+        return cls(at=iso(ev.at) or "", status=ev.status, workerId=ev.worker_id, reason=ev.reason)
+
+
+class SessionView(BaseModel):
+    sessionId: str
+    status: str
+    priority: int
+    queue: str
+    projectName: str | None
+    issueId: str | None
+    issueIdentifier: str | None
+    title: str | None
+    description: str | None
+    prompt: str | None
+    workType: str | None
+    repository: str | None
+    agentId: str | None
+    workerId: str | None
+    leaseEpoch: int
+    providerSessionId: str | None
+    worktreePath: str | None
+    totalCostUsd: float | None
+    inputTokens: int | None
+    outputTokens: int | None
+    error: str | None
+    queuedAt: str
+    createdAt: str
+    updatedAt: str
+    claimedAt: str | None
+    history: list[StatusChange] | None = None
+
+    @classmethod
+    def of(cls, s: SessionRecord, history: list[SessionEvent] | None = None) -> SessionView:
+        return cls(
+            sessionId=s.id,
+            status=s.status,
+            priority=s.priority,
+            queue=s.queue,
+            projectName=s.project,
+            issueId=s.issue_id,
+            issueIdentifier=s.issue_identifier,
+            title=s.title,
+            description=s.description,
+            prompt=s.prompt,
+            workType=s.work_type,
+            repository=s.repository,
+            agentId=s.agent_id,
+            workerId=s.worker_id,
+            leaseEpoch=s.lease_epoch,
+            providerSessionId=s.provider_session_id,
+            worktreePath=s.worktree_path,
+            totalCostUsd=s.total_cost_usd,
+            inputTokens=s.input_tokens,
+            outputTokens=s.output_tokens,
+            error=s.error_message,
+            queuedAt=iso(s.queued_at) or "",
+            createdAt=iso(s.created_at) or "",
+            updatedAt=iso(s.updated_at) or "",
+            claimedAt=iso(s.claimed_at),
+            history=None if history is None else [StatusChange.of(e) for e in history],
+        )
+
+
+class SessionPage(BaseModel):
+    sessions: list[SessionView]
+    nextCursor: str | None = Field(description="Pass as `before` to read the next page")
+
+
+class WorkerView(BaseModel):
+    workerId: str
+    protocol: str
+    hostname: str
+    capacity: int
+    status: str
+    activeCount: int
+    projects: list[str] | None
+    version: str | None
+    registeredAt: str
+    lastHeartbeatAt: str
+
+    @classmethod
+    def of(cls, w: WorkerRecord) -> WorkerView:
+        return cls(
+            workerId=w.id,
+            protocol=w.protocol,
+            hostname=w.hostname,
+            capacity=w.capacity,
+            status=w.status,
+            activeCount=w.active_count,
+            projects=w.projects,
+            version=w.version,
+            registeredAt=iso(w.registered_at) or "",
+            lastHeartbeatAt=iso(w.last_heartbeat_at) or "",
+        )
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    project: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="Scope to one project (rsp_live_…); org-wide otherwise",
+    )
+    org: Text | None = Field(None, min_length=1, max_length=200)
+    label: Text | None = Field(None, max_length=200)
+
+
+class TokenView(BaseModel):
+    id: str
+    kind: str
+    project: str | None
+    org: str | None
+    label: str | None
+    createdAt: str
+    revokedAt: str | None
+    token: str | None = Field(None, description="The secret, shown only in the create reply")
+
+    @classmethod
+    def of(cls, r: RegistrationTokenRecord, clear: str | None = None) -> TokenView:
+        return cls(
+            id=r.id,
+            kind=r.kind,
+            project=r.project,
+            org=r.org,
+            label=r.label,
+            createdAt=iso(r.created_at) or "",
+            revokedAt=iso(r.revoked_at),
+            token=clear,
+        )
+
+
+def validation_message(errors: list[Any]) -> str:
+    """The first pydantic error as `field: message`."""
+    if not errors:
+        return "Invalid request"
+    first = errors[0]
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
+    if first.get("type") == "json_invalid":
+        return "Invalid JSON body"
+    if not loc:
+        return "Request body must be a JSON object"
+    return f"{'.'.join(loc)}: {first.get('msg', 'invalid')}"

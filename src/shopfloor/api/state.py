@@ -1,0 +1,25 @@
+"""What every route reaches through `request.app.state.services`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from shopfloor.clock import Clock
+from shopfloor.config import Settings
+from shopfloor.service.auth import Credentials
+from shopfloor.service.dispatch import Dispatcher
+
+
+@dataclass
+class Services:
+    settings: Settings
+    clock: Clock
+    dispatcher: Dispatcher
+    credentials: Credentials
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc

@@ -1,0 +1,78 @@
+"""A small typed client for the operator API (what the CLI uses; usable from scripts too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+class OperatorError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+def find_admin_key(explicit: str | None, data_dir: Path) -> str | None:
+    """The admin key from the flag/env, else from the key file `shopfloor serve` wrote."""
+    if explicit:
+        return explicit
+    key_file = data_dir / "admin-key"
+    if key_file.is_file():
+        return key_file.read_text().strip() or None
+    return None
+
+
+class OperatorClient:
+    def __init__(self, base_url: str, admin_key: str | None, timeout: float = 10.0) -> None:
+        headers = {"Authorization": f"Bearer {admin_key}"} if admin_key else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("message", response.text)
+            except ValueError:
+                message = response.text
+            raise OperatorError(response.status_code, message)
+        return response.json()
+
+    def create_session(self, fields: dict[str, Any]) -> dict[str, Any]:
+        body = {k: v for k, v in fields.items() if v is not None}
+        result: dict[str, Any] = self._call("POST", "/api/v1/sessions", json=body)
+        return result
+
+    def list_sessions(self, **filters: Any) -> dict[str, Any]:
+        params = {k: v for k, v in filters.items() if v is not None}
+        result: dict[str, Any] = self._call("GET", "/api/v1/sessions", params=params)
+        return result
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/sessions/{session_id}")
+        return result
+
+    def list_workers(self, status: str | None = None) -> list[dict[str, Any]]:
+        params = {"status": status} if status else {}
+        result: list[dict[str, Any]] = self._call("GET", "/api/v1/workers", params=params)
+        return result
+
+    def create_token(
+        self, project: str | None, org: str | None, label: str | None
+    ) -> dict[str, Any]:
+        body = {k: v for k, v in {"project": project, "org": org, "label": label}.items() if v}
+        result: dict[str, Any] = self._call("POST", "/api/v1/registration-tokens", json=body)
+        return result
+
+    def list_tokens(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/api/v1/registration-tokens")
+        return result
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/api/v1/registration-tokens/{token_id}")
+        return result

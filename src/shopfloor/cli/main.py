@@ -1,0 +1,377 @@
+"""The `shopfloor` command: serve, and operate a running server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.engine import make_url
+
+from shopfloor.cli.client import OperatorClient, OperatorError, find_admin_key
+from shopfloor.config import Settings
+
+app = typer.Typer(
+    help="shopfloor: a self-hosted dispatch server for AI-agent workers.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+sessions_app = typer.Typer(help="Create and inspect sessions.", no_args_is_help=True)
+workers_app = typer.Typer(help="Inspect workers.", no_args_is_help=True)
+tokens_app = typer.Typer(
+    help="Registration tokens (rsk_live_/rsp_live_) for workers.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(workers_app, name="workers")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(db_app, name="db")
+
+console = Console()
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        envvar="SHOPFLOOR_DATA_DIR", help="Folder for the SQLite file and the admin key file."
+    ),
+]
+DatabaseUrl = Annotated[
+    str, typer.Option(envvar="SHOPFLOOR_DATABASE_URL", help="sqlite:///path or postgresql://…")
+]
+Url = Annotated[str, typer.Option("--url", envvar="SHOPFLOOR_URL", help="Server base URL.")]
+AdminKey = Annotated[
+    str | None,
+    typer.Option(
+        envvar="SHOPFLOOR_ADMIN_API_KEY", help="Operator key (default: the data dir's key file)."
+    ),
+]
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(envvar="SHOPFLOOR_HOST")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="SHOPFLOOR_PORT")] = 8000,
+    database_url: DatabaseUrl = "",
+    data_dir: DataDir = Path(".shopfloor"),
+    database_schema: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHOPFLOOR_DATABASE_SCHEMA", help="PostgreSQL schema for shopfloor's tables."
+        ),
+    ] = None,
+    worker_api_key: Annotated[
+        str | None, typer.Option(envvar="SHOPFLOOR_WORKER_API_KEY", help="Static worker key.")
+    ] = None,
+    admin_api_key: AdminKey = None,
+    worker_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_WORKER_TTL_SECONDS",
+            help="Seconds of silence before a worker is dead.",
+        ),
+    ] = 300.0,
+    reap_interval: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_REAP_INTERVAL_SECONDS", help="Seconds between upkeep passes."
+        ),
+    ] = 5.0,
+    heartbeat_interval_ms: Annotated[
+        int, typer.Option(envvar="SHOPFLOOR_HEARTBEAT_INTERVAL_MS")
+    ] = 30_000,
+    poll_interval_ms: Annotated[int, typer.Option(envvar="SHOPFLOOR_POLL_INTERVAL_MS")] = 5_000,
+    runtime_token_ttl: Annotated[
+        int, typer.Option(envvar="SHOPFLOOR_RUNTIME_TOKEN_TTL_SECONDS")
+    ] = 3600,
+    processes: Annotated[
+        int, typer.Option(envvar="SHOPFLOOR_PROCESSES", help="Server processes (PostgreSQL only).")
+    ] = 1,
+    log_level: Annotated[str, typer.Option(envvar="SHOPFLOOR_LOG_LEVEL")] = "info",
+) -> None:
+    """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
+    import uvicorn
+
+    settings = Settings(
+        database_url=database_url,
+        database_schema=database_schema,
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        worker_api_key=worker_api_key or None,
+        admin_api_key=admin_api_key or None,
+        worker_ttl_seconds=worker_ttl,
+        reap_interval_seconds=reap_interval,
+        heartbeat_interval_ms=heartbeat_interval_ms,
+        poll_interval_ms=poll_interval_ms,
+        runtime_token_ttl_seconds=runtime_token_ttl,
+        log_level=log_level,
+    )
+    url = settings.resolved_database_url()
+    backend = make_url(url).get_backend_name()
+    if processes < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--processes")
+    if processes > 1 and backend == "sqlite":
+        console.print(
+            "[red]--processes > 1 needs PostgreSQL:[/] SQLite allows one writer, so "
+            "one server process owns the file. Set SHOPFLOOR_DATABASE_URL=postgresql://…"
+        )
+        raise typer.Exit(2)
+    console.print(
+        f"shopfloor on http://{host}:{port}  database: {make_url(url).render_as_string()}"
+    )
+    if processes > 1:
+        os.environ.update(settings.to_env())
+        uvicorn.run(
+            "shopfloor.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=processes,
+            log_level=log_level,
+            loop="uvloop",
+            http="httptools",
+        )
+        return
+    from shopfloor.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=log_level,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+@contextmanager
+def operator(url: str, admin_key: str | None, data_dir: Path) -> Iterator[OperatorClient]:
+    client = OperatorClient(url, find_admin_key(admin_key, data_dir))
+    try:
+        yield client
+    except OperatorError as exc:
+        console.print(f"[red]error {exc.status}:[/] {exc.message}")
+        raise typer.Exit(1) from None
+    except Exception as exc:  # connection refused and the like: say it plainly
+        if exc.__class__.__module__.startswith("httpx"):
+            console.print(f"[red]cannot reach {url}:[/] {exc}")
+            raise typer.Exit(1) from None
+        raise
+    finally:
+        client.close()
+
+
+@sessions_app.command("create")
+def sessions_create(
+    prompt: Annotated[str | None, typer.Option(help="What the agent should do.")] = None,
+    issue_id: Annotated[str | None, typer.Option()] = None,
+    issue_identifier: Annotated[str | None, typer.Option(help="e.g. ENG-1")] = None,
+    title: Annotated[str | None, typer.Option()] = None,
+    description: Annotated[str | None, typer.Option()] = None,
+    work_type: Annotated[str | None, typer.Option(help="research, development, qa, …")] = None,
+    priority: Annotated[int | None, typer.Option(min=1, max=9)] = None,
+    project: Annotated[str | None, typer.Option()] = None,
+    repository: Annotated[str | None, typer.Option()] = None,
+    agent_id: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON reply.")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Queue a new session."""
+    fields = {
+        "prompt": prompt,
+        "issueId": issue_id,
+        "issueIdentifier": issue_identifier,
+        "title": title,
+        "description": description,
+        "workType": work_type,
+        "priority": priority,
+        "projectName": project,
+        "repository": repository,
+        "agentId": agent_id,
+    }
+    with operator(url, admin_key, data_dir) as client:
+        session = client.create_session(fields)
+    if as_json:
+        print(json.dumps(session, indent=2))
+    else:
+        console.print(f"queued {session['sessionId']} (priority {session['priority']})")
+
+
+@sessions_app.command("list")
+def sessions_list(
+    status: Annotated[str | None, typer.Option()] = None,
+    project: Annotated[str | None, typer.Option()] = None,
+    work_type: Annotated[str | None, typer.Option()] = None,
+    worker: Annotated[str | None, typer.Option(help="Worker id")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """List sessions, newest first."""
+    with operator(url, admin_key, data_dir) as client:
+        page = client.list_sessions(
+            status=status, projectName=project, workType=work_type, workerId=worker, limit=limit
+        )
+    if as_json:
+        print(json.dumps(page, indent=2))
+        return
+    table = Table(
+        "session", "status", "prio", "work type", "issue", "project", "worker", "queued at"
+    )
+    for s in page["sessions"]:
+        table.add_row(
+            s["sessionId"],
+            s["status"],
+            str(s["priority"]),
+            s["workType"] or "",
+            s["issueIdentifier"] or "",
+            s["projectName"] or "",
+            s["workerId"] or "",
+            s["queuedAt"],
+        )
+    console.print(table)
+
+
+@sessions_app.command("show")
+def sessions_show(
+    session_id: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Show one session with its status history."""
+    with operator(url, admin_key, data_dir) as client:
+        session = client.get_session(session_id)
+    if as_json:
+        print(json.dumps(session, indent=2))
+        return
+    _print_session(session)
+
+
+def _print_session(session: dict[str, Any]) -> None:
+    for key, value in session.items():
+        if key != "history" and value is not None:
+            console.print(f"[bold]{key}[/]: {value}")
+    table = Table("at", "status", "worker", "reason", title="history")
+    for change in session.get("history") or []:
+        table.add_row(
+            change["at"], change["status"] or "", change["workerId"] or "", change["reason"] or ""
+        )
+    console.print(table)
+
+
+@workers_app.command("list")
+def workers_list(
+    status: Annotated[str | None, typer.Option(help="active, dead or deregistered")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """List registered workers."""
+    with operator(url, admin_key, data_dir) as client:
+        workers = client.list_workers(status)
+    if as_json:
+        print(json.dumps(workers, indent=2))
+        return
+    table = Table("worker", "status", "host", "capacity", "active", "projects", "last heartbeat")
+    for w in workers:
+        table.add_row(
+            w["workerId"],
+            w["status"],
+            w["hostname"],
+            str(w["capacity"]),
+            str(w["activeCount"]),
+            ",".join(w["projects"] or []),
+            w["lastHeartbeatAt"],
+        )
+    console.print(table)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    project: Annotated[str | None, typer.Option(help="Scope the token to one project.")] = None,
+    org: Annotated[str | None, typer.Option()] = None,
+    label: Annotated[str | None, typer.Option()] = None,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Mint a registration token; the secret is printed once."""
+    with operator(url, admin_key, data_dir) as client:
+        token = client.create_token(project, org, label)
+    console.print(f"{token['id']}  {token['token']}")
+
+
+@tokens_app.command("list")
+def tokens_list(
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """List registration tokens (never their secrets)."""
+    with operator(url, admin_key, data_dir) as client:
+        tokens = client.list_tokens()
+    table = Table("id", "kind", "project", "label", "created", "revoked")
+    for t in tokens:
+        table.add_row(
+            t["id"],
+            t["kind"],
+            t["project"] or "",
+            t["label"] or "",
+            t["createdAt"],
+            t["revokedAt"] or "",
+        )
+    console.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: str,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Revoke a registration token: its workers can no longer refresh their runtime tokens."""
+    with operator(url, admin_key, data_dir) as client:
+        client.revoke_token(token_id)
+    console.print(f"revoked {token_id}")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database_url: DatabaseUrl = "",
+    data_dir: DataDir = Path(".shopfloor"),
+    database_schema: Annotated[str | None, typer.Option(envvar="SHOPFLOOR_DATABASE_SCHEMA")] = None,
+) -> None:
+    """Migrate the database schema to the newest version."""
+    from shopfloor.store import open_store
+
+    url = Settings(database_url=database_url, data_dir=data_dir).resolved_database_url()
+
+    async def upgrade() -> None:
+        store = await open_store(url, schema=database_schema)
+        await store.close()
+
+    asyncio.run(upgrade())
+    console.print(f"database at head: {make_url(url).render_as_string()}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,81 @@
+"""Settings, read from `SHOPFLOOR_*` environment variables (each is also a `serve` flag)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+ENV_PREFIX = "SHOPFLOOR_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = ""
+    # PostgreSQL only: keep shopfloor's tables in this schema (created if missing).
+    database_schema: str | None = None
+    data_dir: Path = Path(".shopfloor")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    worker_api_key: str | None = None
+    admin_api_key: str | None = None
+    # Worker liveness: a worker silent for longer than this is dead and its sessions are requeued.
+    worker_ttl_seconds: float = 300.0
+    # How often each process runs its reaper (lease expiry, dead workers).
+    reap_interval_seconds: float = 5.0
+    # Intervals handed to AgentFactory workers at registration, in milliseconds.
+    heartbeat_interval_ms: int = 30_000
+    poll_interval_ms: int = 5_000
+    runtime_token_ttl_seconds: int = 3600
+    log_level: str = "info"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'shopfloor.db').resolve()}"
+
+    @property
+    def admin_key_file(self) -> Path:
+        return self.data_dir / "admin-key"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            if f.name == "extra":
+                continue
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _coerce(f.name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def to_env(self) -> dict[str, str]:
+        """The inverse of from_env, used to hand settings to child server processes."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra" or value is None:
+                continue
+            out[ENV_PREFIX + f.name.upper()] = str(value)
+        return out
+
+
+_FLOATS = {"worker_ttl_seconds", "reap_interval_seconds"}
+_INTS = {"port", "heartbeat_interval_ms", "poll_interval_ms", "runtime_token_ttl_seconds"}
+
+
+def _coerce(name: str, raw: str) -> object:
+    try:
+        if name in _FLOATS:
+            return float(raw)
+        if name in _INTS:
+            return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a number, got {raw!r}") from exc
+    if name == "data_dir":
+        return Path(raw)
+    return raw

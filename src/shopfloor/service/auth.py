@@ -1,0 +1,162 @@
+"""Credentials: the operator's admin key, the static worker key, registration tokens and the
+runtime JWTs exchanged for them. Secrets are stored as SHA-256 digests, never in clear."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from shopfloor.clock import Clock
+from shopfloor.config import Settings
+from shopfloor.ids import new_secret, new_token_id
+from shopfloor.store import Store
+from shopfloor.store.records import RegistrationTokenRecord
+
+log = logging.getLogger("shopfloor.auth")
+
+ADMIN_KEY_HASH = "admin_key_sha256"
+JWT_SECRET = "runtime_jwt_secret"
+JWT_ISSUER = "shopfloor"
+REGISTRATION_PREFIXES = ("rsk_live_", "rsp_live_")
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same_secret(presented: str, expected: str) -> bool:
+    return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+@dataclass(frozen=True)
+class RuntimeClaims:
+    worker_id: str
+    registration_id: str | None
+    project: str | None
+    org: str | None
+
+
+class TokenExpired(Exception):
+    pass
+
+
+class Credentials:
+    """Checks and mints every credential the server knows."""
+
+    def __init__(self, settings: Settings, store: Store, clock: Clock) -> None:
+        self._settings = settings
+        self._store = store
+        self._clock = clock
+        self._admin_hash: str | None = None
+        self._jwt_secret = ""
+
+    async def load(self) -> str | None:
+        """Load or create the admin key digest and JWT secret. Returns a newly generated
+        admin key in clear exactly once (to the process that created it), else None."""
+        self._jwt_secret = await self._store.put_setting_if_absent(
+            JWT_SECRET, secrets.token_urlsafe(48)
+        )
+        if self._settings.admin_api_key:
+            self._admin_hash = digest(self._settings.admin_api_key)
+            return None
+        candidate = new_secret("sfa_")
+        stored = await self._store.put_setting_if_absent(ADMIN_KEY_HASH, digest(candidate))
+        self._admin_hash = stored
+        if stored != digest(candidate):
+            return None
+        self._write_key_file(candidate)
+        return candidate
+
+    def _write_key_file(self, key: str) -> None:
+        path = self._settings.admin_key_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key + "\n")
+
+    # -- operator --
+
+    def is_admin(self, presented: str | None) -> bool:
+        if not presented or self._admin_hash is None:
+            return False
+        return same_secret(digest(presented), self._admin_hash)
+
+    # -- workers --
+
+    def is_static_worker_key(self, presented: str | None) -> bool:
+        expected = self._settings.worker_api_key
+        if not presented or not expected:
+            return False
+        return same_secret(presented, expected)
+
+    async def registration_token(self, presented: str) -> RegistrationTokenRecord | None:
+        if not presented.startswith(REGISTRATION_PREFIXES):
+            return None
+        record = await self._store.find_registration_token(digest(presented))
+        if record is None or record.revoked_at is not None:
+            return None
+        return record
+
+    async def mint_registration_token(
+        self, project: str | None, org: str | None, label: str | None
+    ) -> tuple[RegistrationTokenRecord, str]:
+        kind = "rsp" if project else "rsk"
+        clear = new_secret(f"{kind}_live_", 32)
+        record = RegistrationTokenRecord(
+            id=new_token_id(),
+            kind=kind,
+            token_hash=digest(clear),
+            project=project,
+            org=org,
+            label=label,
+            created_at=self._clock.now_ms(),
+        )
+        await self._store.insert_registration_token(record)
+        return record, clear
+
+    def mint_runtime_token(
+        self, worker_id: str, registration: RegistrationTokenRecord
+    ) -> tuple[str, int]:
+        now_s = self._clock.now_ms() // 1000
+        expires = now_s + self._settings.runtime_token_ttl_seconds
+        claims: dict[str, Any] = {
+            "iss": JWT_ISSUER,
+            "jti": uuid.uuid4().hex,
+            "sub": worker_id,
+            "proj": registration.project,
+            "org": registration.org,
+            "reg": registration.id,
+            "scope": ["worker:poll", "worker:heartbeat", "session:write"],
+            "iat": now_s,
+            "exp": expires,
+        }
+        return jwt.encode(claims, self._jwt_secret, algorithm="HS256"), expires * 1000
+
+    def runtime_claims(self, token: str, *, allow_expired: bool = False) -> RuntimeClaims | None:
+        """Verify a runtime JWT. Raises TokenExpired for an expired but otherwise valid token."""
+        try:
+            claims = jwt.decode(
+                token,
+                self._jwt_secret,
+                algorithms=["HS256"],
+                issuer=JWT_ISSUER,
+                options={"verify_exp": False, "require": ["sub", "exp", "jti"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        if not allow_expired and int(claims["exp"]) * 1000 <= self._clock.now_ms():
+            raise TokenExpired()
+        return RuntimeClaims(
+            worker_id=str(claims["sub"]),
+            registration_id=claims.get("reg"),
+            project=claims.get("proj"),
+            org=claims.get("org"),
+        )

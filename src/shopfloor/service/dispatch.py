@@ -1,0 +1,415 @@
+"""The queue engine: enqueue, claim, status transitions, requeue. No HTTP and no SQL here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from shopfloor.clock import Clock
+from shopfloor.ids import new_session_id, new_worker_id
+from shopfloor.service.errors import (
+    Conflict,
+    InvalidTransition,
+    NotOwner,
+    SessionNotFound,
+    WorkerNotFound,
+)
+from shopfloor.store import Store
+from shopfloor.store.records import (
+    CLAIMED,
+    FINALIZING,
+    LIVE_STATUSES,
+    PENDING,
+    RUNNING,
+    STOPPED,
+    TERMINAL_STATUSES,
+    WORKER_ACTIVE,
+    WORKER_DEAD,
+    WORKER_DEREGISTERED,
+    Expect,
+    RegistrationTokenRecord,
+    SessionEvent,
+    SessionFilter,
+    SessionRecord,
+    WorkerRecord,
+)
+
+AGENTFACTORY_QUEUE = "agentfactory"
+MAX_ITEMS_PER_POLL = 5
+
+# Default priority by work type (lower runs first), as the AgentFactory defaults give it.
+_WORK_TYPE_PRIORITY = {
+    "qa": 2,
+    "acceptance": 2,
+    "refinement": 2,
+    "refinement-coordination": 2,
+    "inflight": 2,
+    "development": 3,
+    "backlog-creation": 3,
+    "research": 4,
+}
+DEFAULT_PRIORITY = 3
+
+
+def default_priority(work_type: str | None) -> int:
+    return _WORK_TYPE_PRIORITY.get(work_type or "", DEFAULT_PRIORITY)
+
+
+# What a lease holder may report from each live status. Repeats are always accepted: the
+# AgentFactory worker sends `running` several times and `finalizing` before every terminal.
+_NEXT: dict[str, frozenset[str]] = {
+    CLAIMED: frozenset({RUNNING, FINALIZING, *TERMINAL_STATUSES}),
+    RUNNING: frozenset({RUNNING, FINALIZING, *TERMINAL_STATUSES}),
+    FINALIZING: frozenset({FINALIZING, *TERMINAL_STATUSES}),
+}
+
+
+@dataclass(frozen=True)
+class NewSession:
+    queue: str = AGENTFACTORY_QUEUE
+    session_id: str | None = None
+    issue_id: str | None = None
+    issue_identifier: str | None = None
+    title: str | None = None
+    description: str | None = None
+    prompt: str | None = None
+    work_type: str | None = None
+    priority: int | None = None
+    project: str | None = None
+    repository: str | None = None
+    agent_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    status: str
+    provider_session_id: str | None = None
+    worktree_path: str | None = None
+    error_message: str | None = None
+    total_cost_usd: float | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    claimed: bool
+    session: SessionRecord | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    transferred: bool
+    session: SessionRecord | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ReapReport:
+    dead_workers: list[str] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+
+
+class Dispatcher:
+    def __init__(self, store: Store, clock: Clock, *, worker_ttl_seconds: float) -> None:
+        self.store = store
+        self.clock = clock
+        self.worker_ttl_ms = int(worker_ttl_seconds * 1000)
+
+    # -- producer side --
+
+    async def create_session(self, new: NewSession) -> SessionRecord:
+        now = self.clock.now_ms()
+        issue_id = new.issue_id or new.issue_identifier
+        session = SessionRecord(
+            id=new.session_id or new_session_id(),
+            queue=new.queue,
+            status=PENDING,
+            priority=new.priority if new.priority is not None else default_priority(new.work_type),
+            queued_at=now,
+            created_at=now,
+            updated_at=now,
+            project=new.project,
+            issue_id=issue_id,
+            issue_identifier=new.issue_identifier or issue_id,
+            title=new.title,
+            description=new.description,
+            prompt=new.prompt,
+            work_type=new.work_type,
+            repository=new.repository,
+            agent_id=new.agent_id,
+            extra=new.extra,
+        )
+        if new.session_id and await self.store.get_session(new.session_id) is not None:
+            raise Conflict(f"Session {new.session_id} already exists")
+        await self.store.insert_session(
+            session,
+            SessionEvent(
+                session_id=session.id, at=now, kind="status", status=PENDING, reason="created"
+            ),
+        )
+        return session
+
+    async def get_session(self, session_id: str) -> SessionRecord:
+        session = await self.store.get_session(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        return session
+
+    async def list_sessions(self, flt: SessionFilter) -> list[SessionRecord]:
+        return await self.store.list_sessions(flt)
+
+    async def history(self, session_id: str) -> list[SessionEvent]:
+        await self.get_session(session_id)
+        return await self.store.session_events(session_id, kinds=["status"])
+
+    # -- workers --
+
+    async def register_worker(
+        self,
+        *,
+        hostname: str,
+        capacity: int,
+        version: str | None,
+        projects: list[str] | None,
+        machine_id: str | None = None,
+        registration: RegistrationTokenRecord | None = None,
+        protocol: str = "agentfactory",
+        metadata: dict[str, Any] | None = None,
+    ) -> WorkerRecord:
+        if registration is not None and registration.project:
+            projects = [registration.project]  # a project-scoped token pins the worker to it
+        now = self.clock.now_ms()
+        worker = WorkerRecord(
+            id=new_worker_id(),
+            protocol=protocol,
+            hostname=hostname,
+            capacity=capacity,
+            status=WORKER_ACTIVE,
+            registered_at=now,
+            last_heartbeat_at=now,
+            version=version,
+            projects=projects,
+            machine_id=machine_id,
+            registration_id=registration.id if registration else None,
+            metadata=metadata or {},
+        )
+        await self.store.insert_worker(worker)
+        return worker
+
+    async def active_worker(self, worker_id: str) -> WorkerRecord:
+        worker = await self.store.get_worker(worker_id)
+        if worker is None or worker.status != WORKER_ACTIVE:
+            raise WorkerNotFound(worker_id)
+        return worker
+
+    async def heartbeat(self, worker_id: str, active_count: int | None) -> WorkerRecord:
+        worker = await self.store.touch_worker(worker_id, self.clock.now_ms(), active_count)
+        if worker is None:
+            raise WorkerNotFound(worker_id)
+        return worker
+
+    async def pending_count(self, queue: str = AGENTFACTORY_QUEUE) -> int:
+        return await self.store.count_pending(queue)
+
+    async def poll(self, worker_id: str) -> list[SessionRecord]:
+        """Pop and pre-claim up to min(free capacity, 5) sessions for the worker."""
+        worker = await self.active_worker(worker_id)
+        return await self.store.claim_next(
+            AGENTFACTORY_QUEUE,
+            worker.id,
+            MAX_ITEMS_PER_POLL,
+            self.clock.now_ms(),
+            projects=worker.projects or None,
+            capacity=worker.capacity,
+        )
+
+    async def claim(self, session_id: str, worker_id: str) -> ClaimOutcome:
+        """The legacy per-item claim. Idempotent for the worker that already holds it."""
+        worker = await self.active_worker(worker_id)
+        session = await self.store.get_session(session_id)
+        if session is None:
+            return ClaimOutcome(False, reason="Session state expired, work item dropped")
+        if session.worker_id == worker.id and session.status == CLAIMED:
+            return ClaimOutcome(True, session)
+        if session.status != PENDING:
+            return ClaimOutcome(False, reason="Work item not available or already claimed")
+        if worker.projects and session.project not in worker.projects:
+            return ClaimOutcome(
+                False, reason=f"Worker not authorized for project {session.project}"
+            )
+        claimed = await self.store.claim_session(
+            session_id, session.queue, worker.id, self.clock.now_ms()
+        )
+        if claimed is None:
+            return ClaimOutcome(False, reason="Work item not available or already claimed")
+        return ClaimOutcome(True, claimed)
+
+    # -- lease holder reports --
+
+    async def owned_session(self, session_id: str, worker_id: str) -> SessionRecord:
+        session = await self.get_session(session_id)
+        if session.worker_id != worker_id:
+            raise NotOwner(session_id)
+        return session
+
+    async def report_status(
+        self, session_id: str, worker_id: str, report: StatusReport
+    ) -> SessionRecord:
+        session = await self.owned_session(session_id, worker_id)
+        if session.is_terminal or session.status == PENDING:
+            return self._settled_repeat(session, report.status)
+        if report.status not in _NEXT.get(session.status, frozenset()):
+            raise InvalidTransition(session.status, report.status)
+        now = self.clock.now_ms()
+        changes = self._status_changes(report, now)
+        event = None
+        if report.status != session.status:
+            event = SessionEvent(
+                session_id=session.id,
+                at=now,
+                kind="status",
+                status=report.status,
+                worker_id=worker_id,
+                reason=report.error_message,
+            )
+        updated = await self.store.update_session(
+            session.id, Expect(worker_id, session.lease_epoch, LIVE_STATUSES), changes, event
+        )
+        if updated is None:  # the lease moved on between our read and our write
+            raise NotOwner(session_id)
+        return updated
+
+    @staticmethod
+    def _settled_repeat(session: SessionRecord, requested: str) -> SessionRecord:
+        # A settled session only takes a repeat of its own status, or the `finalizing` a
+        # worker sends after it noticed an operator stop; neither changes anything.
+        if requested == session.status or (session.status == STOPPED and requested == FINALIZING):
+            return session
+        raise InvalidTransition(session.status, requested)
+
+    @staticmethod
+    def _status_changes(report: StatusReport, now: int) -> dict[str, Any]:
+        changes: dict[str, Any] = {"status": report.status, "updated_at": now}
+        optional = {
+            "provider_session_id": report.provider_session_id,
+            "worktree_path": report.worktree_path,
+            "error_message": report.error_message,
+            "total_cost_usd": report.total_cost_usd,
+            "input_tokens": report.input_tokens,
+            "output_tokens": report.output_tokens,
+        }
+        changes.update({k: v for k, v in optional.items() if v is not None})
+        if report.status in TERMINAL_STATUSES:
+            changes["lease_expires_at"] = None
+        return changes
+
+    async def nack(self, session_id: str, worker_id: str, reason: str | None) -> SessionRecord:
+        """A worker hands back a pre-claimed session it cannot run: it keeps its place."""
+        session = await self.owned_session(session_id, worker_id)
+        if session.status != CLAIMED:
+            raise Conflict(f"Session is {session.status}; only a claimed session can be nacked")
+        return await self._requeue(
+            session, f"nacked by {worker_id}: {reason or 'no reason'}", keep_place=True
+        )
+
+    async def transfer(self, session_id: str, old_worker: str, new_worker: str) -> TransferOutcome:
+        session = await self.store.get_session(session_id)
+        if session is None:
+            return TransferOutcome(False, reason="Session not found")
+        if session.worker_id != old_worker or not session.is_live:
+            owner = session.worker_id or "none"
+            return TransferOutcome(False, reason=f"Session owned by different worker: {owner}")
+        try:
+            await self.active_worker(new_worker)
+        except WorkerNotFound:
+            return TransferOutcome(False, reason=f"Worker not found: {new_worker}")
+        now = self.clock.now_ms()
+        updated = await self.store.update_session(
+            session.id,
+            Expect(old_worker, session.lease_epoch, LIVE_STATUSES),
+            {"worker_id": new_worker, "lease_epoch": session.lease_epoch + 1, "updated_at": now},
+            SessionEvent(
+                session_id=session.id,
+                at=now,
+                kind="status",
+                status=session.status,
+                worker_id=new_worker,
+                reason=f"ownership transferred from {old_worker}",
+            ),
+        )
+        if updated is None:
+            return TransferOutcome(False, reason="Session ownership changed concurrently")
+        return TransferOutcome(True, updated)
+
+    async def deregister(self, worker_id: str) -> list[str]:
+        """End a worker at its own request; its live sessions go back to the queue at once."""
+        if not await self.store.end_worker(worker_id, WORKER_DEREGISTERED, self.clock.now_ms()):
+            raise WorkerNotFound(worker_id)
+        return await self._requeue_all(worker_id, f"worker {worker_id} deregistered")
+
+    # -- upkeep --
+
+    async def reap(self) -> ReapReport:
+        """Declare silent workers dead and requeue their sessions. Safe on every replica:
+        only the process whose update ends a worker requeues that worker's sessions."""
+        now = self.clock.now_ms()
+        report = ReapReport()
+        for worker_id in await self.store.silent_workers(now - self.worker_ttl_ms):
+            if not await self.store.end_worker(worker_id, WORKER_DEAD, now):
+                continue
+            report.dead_workers.append(worker_id)
+            reason = f"worker {worker_id} sent no heartbeat for {self.worker_ttl_ms // 1000}s"
+            report.requeued.extend(await self._requeue_all(worker_id, reason))
+        for session in await self.store.expired_leases(now):
+            if await self._requeue_or_none(session, "lease expired") is not None:
+                report.requeued.append(session.id)
+        return report
+
+    async def _requeue_all(self, worker_id: str, reason: str) -> list[str]:
+        requeued = []
+        for session in await self.store.live_sessions_of(worker_id):
+            if await self._requeue_or_none(session, reason) is not None:
+                requeued.append(session.id)
+        return requeued
+
+    async def _requeue(
+        self, session: SessionRecord, reason: str, *, keep_place: bool
+    ) -> SessionRecord:
+        updated = await self._requeue_or_none(session, reason, keep_place=keep_place)
+        if updated is None:
+            raise NotOwner(session.id)
+        return updated
+
+    async def _requeue_or_none(
+        self, session: SessionRecord, reason: str, *, keep_place: bool = False
+    ) -> SessionRecord | None:
+        """Return a live session to the queue. Unless it keeps its place, it moves up one
+        priority, to the back of that priority, and never resumes the old provider session."""
+        now = self.clock.now_ms()
+        changes: dict[str, Any] = {
+            "status": PENDING,
+            "worker_id": None,
+            "claimed_at": None,
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        if not keep_place:
+            changes.update(
+                priority=max(1, session.priority - 1), queued_at=now, provider_session_id=None
+            )
+        return await self.store.update_session(
+            session.id,
+            Expect(session.worker_id, session.lease_epoch, LIVE_STATUSES),
+            changes,
+            SessionEvent(
+                session_id=session.id,
+                at=now,
+                kind="status",
+                status=PENDING,
+                worker_id=session.worker_id,
+                reason=reason,
+            ),
+        )

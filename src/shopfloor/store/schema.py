@@ -1,0 +1,115 @@
+"""Table definitions for SQLAlchemy Core. The migrations in migrations/versions build the same."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("key", sa.String(100), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+registration_tokens = sa.Table(
+    "registration_tokens",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("project", sa.String(200)),
+    sa.Column("org", sa.String(200)),
+    sa.Column("label", sa.String(200)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("revoked_at", sa.BigInteger),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("protocol", sa.String(32), nullable=False),
+    sa.Column("hostname", sa.String(255), nullable=False),
+    sa.Column("capacity", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("registered_at", sa.BigInteger, nullable=False),
+    sa.Column("last_heartbeat_at", sa.BigInteger, nullable=False),
+    sa.Column("active_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("version", sa.String(64)),
+    sa.Column("projects", JSONType),
+    sa.Column("registration_id", sa.String(64)),
+    sa.Column("machine_id", sa.String(255)),
+    sa.Column("ended_at", sa.BigInteger),
+    sa.Column("metadata", JSONType, nullable=False),
+    sa.Index("ix_workers_liveness", "status", "last_heartbeat_at"),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("queue", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("queued_at", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("lease_epoch", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("claimed_at", sa.BigInteger),
+    sa.Column("lease_expires_at", sa.BigInteger),
+    sa.Column("project", sa.String(200)),
+    sa.Column("issue_id", sa.String(200)),
+    sa.Column("issue_identifier", sa.String(200)),
+    sa.Column("title", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("prompt", sa.Text),
+    sa.Column("work_type", sa.String(64)),
+    sa.Column("repository", sa.Text),
+    sa.Column("agent_id", sa.String(200)),
+    sa.Column("provider_session_id", sa.String(200)),
+    sa.Column("worktree_path", sa.Text),
+    sa.Column("total_cost_usd", sa.Float),
+    sa.Column("input_tokens", sa.BigInteger),
+    sa.Column("output_tokens", sa.BigInteger),
+    sa.Column("error_message", sa.Text),
+    sa.Column("stop_requested_at", sa.BigInteger),
+    sa.Column("extra", JSONType, nullable=False),
+    # The claim path reads only this partial index, so finished rows never slow a poll.
+    sa.Index(
+        "ix_sessions_claimable",
+        "queue",
+        "priority",
+        "queued_at",
+        "id",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+    sa.Index("ix_sessions_worker", "worker_id", "status"),
+    sa.Index("ix_sessions_status", "status"),
+    sa.Index("ix_sessions_lease_expiry", "lease_expires_at"),
+)
+
+session_events = sa.Table(
+    "session_events",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16)),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("reason", sa.Text),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Index("ix_session_events_session", "session_id", "id"),
+)

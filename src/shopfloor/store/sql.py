@@ -1,0 +1,463 @@
+"""The SQL store: one implementation over SQLAlchemy Core for SQLite (aiosqlite) and
+PostgreSQL (asyncpg). Dialect differences are confined to engine setup and the claim query."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from shopfloor.store import schema as t
+from shopfloor.store.records import (
+    CLAIMED,
+    LIVE_STATUSES,
+    PENDING,
+    Expect,
+    RegistrationTokenRecord,
+    SessionEvent,
+    SessionFilter,
+    SessionRecord,
+    WorkerRecord,
+)
+
+_MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
+_MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
+
+
+def async_url(url: str) -> str:
+    """Accept plain `sqlite:///` and `postgresql://` URLs and pick the async driver."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return str(parsed.set(drivername="sqlite+aiosqlite"))
+    if backend in ("postgresql", "postgres"):
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise ValueError(
+        f"unsupported database URL scheme {parsed.drivername!r}: "
+        "use sqlite:///path or postgresql://…"
+    )
+
+
+def _session_from_row(row: sa.Row[Any]) -> SessionRecord:
+    return SessionRecord(**row._mapping)
+
+
+def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
+    return WorkerRecord(**row._mapping)
+
+
+def _token_from_row(row: sa.Row[Any]) -> RegistrationTokenRecord:
+    return RegistrationTokenRecord(**row._mapping)
+
+
+def _event_values(ev: SessionEvent) -> dict[str, Any]:
+    values = dataclasses.asdict(ev)
+    values.pop("id")
+    return values
+
+
+class SqlStore:
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = async_url(url)
+        self.schema = schema
+        self.dialect = make_url(self.url).get_backend_name()
+        self.engine: AsyncEngine = self._create_engine(schema)
+
+    def _create_engine(self, schema: str | None) -> AsyncEngine:
+        if self.dialect == "sqlite":
+            # One connection serialises every transaction in this process: SQLite allows a
+            # single writer anyway, and it rules out SQLITE_BUSY upgrades between our own
+            # connections. Other processes (the CLI) are covered by busy_timeout.
+            engine = create_async_engine(self.url, pool_size=1, max_overflow=0, pool_timeout=60)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            return engine
+        connect_args: dict[str, Any] = {}
+        if schema:
+            connect_args["server_settings"] = {"search_path": schema}
+        return create_async_engine(
+            self.url, pool_size=10, max_overflow=10, connect_args=connect_args
+        )
+
+    # -- lifecycle --
+
+    async def migrate(self) -> None:
+        async with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})"))
+                if self.schema:
+                    quoted = conn.dialect.identifier_preparer.quote_identifier(self.schema)
+                    await conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quoted}"))
+            await conn.run_sync(_upgrade_to_head)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    # -- settings --
+
+    async def get_setting(self, key: str) -> str | None:
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(sa.select(t.settings.c.value).where(t.settings.c.key == key))
+        return None if value is None else str(value)
+
+    async def put_setting_if_absent(self, key: str, value: str) -> str:
+        async with self.engine.begin() as conn:
+            current = await conn.scalar(
+                sa.select(t.settings.c.value).where(t.settings.c.key == key)
+            )
+            if current is not None:
+                return str(current)
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(t.settings.insert().values(key=key, value=value))
+            except sa.exc.IntegrityError:
+                # Another process won the race; its value stands.
+                won = await conn.scalar(
+                    sa.select(t.settings.c.value).where(t.settings.c.key == key)
+                )
+                return str(won)
+        return value
+
+    # -- registration tokens --
+
+    async def insert_registration_token(self, token: RegistrationTokenRecord) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(t.registration_tokens.insert().values(dataclasses.asdict(token)))
+
+    async def find_registration_token(self, token_hash: str) -> RegistrationTokenRecord | None:
+        return await self._one_token(t.registration_tokens.c.token_hash == token_hash)
+
+    async def get_registration_token(self, token_id: str) -> RegistrationTokenRecord | None:
+        return await self._one_token(t.registration_tokens.c.id == token_id)
+
+    async def _one_token(self, where: sa.ColumnElement[bool]) -> RegistrationTokenRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(t.registration_tokens).where(where))).first()
+        return None if row is None else _token_from_row(row)
+
+    async def list_registration_tokens(self) -> list[RegistrationTokenRecord]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(t.registration_tokens).order_by(t.registration_tokens.c.id)
+            )
+            return [_token_from_row(r) for r in rows]
+
+    async def revoke_registration_token(self, token_id: str, now: int) -> bool:
+        tok = t.registration_tokens
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                tok.update()
+                .where(tok.c.id == token_id, tok.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+        return result.rowcount > 0
+
+    # -- workers --
+
+    async def insert_worker(self, worker: WorkerRecord) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(t.workers.insert().values(dataclasses.asdict(worker)))
+
+    async def get_worker(self, worker_id: str) -> WorkerRecord | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(t.workers).where(t.workers.c.id == worker_id))
+            ).first()
+        return None if row is None else _worker_from_row(row)
+
+    async def touch_worker(
+        self, worker_id: str, now: int, active_count: int | None
+    ) -> WorkerRecord | None:
+        w = t.workers
+        values: dict[str, Any] = {"last_heartbeat_at": now}
+        if active_count is not None:
+            values["active_count"] = active_count
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    w.update()
+                    .where(w.c.id == worker_id, w.c.status == "active")
+                    .values(values)
+                    .returning(*w.c)
+                )
+            ).first()
+        return None if row is None else _worker_from_row(row)
+
+    async def end_worker(self, worker_id: str, status: str, now: int) -> bool:
+        w = t.workers
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                w.update()
+                .where(w.c.id == worker_id, w.c.status == "active")
+                .values(status=status, ended_at=now)
+            )
+        return result.rowcount > 0
+
+    async def list_workers(self, status: str | None = None) -> list[WorkerRecord]:
+        query = sa.select(t.workers).order_by(t.workers.c.registered_at.desc())
+        if status is not None:
+            query = query.where(t.workers.c.status == status)
+        async with self.engine.connect() as conn:
+            return [_worker_from_row(r) for r in await conn.execute(query)]
+
+    async def silent_workers(self, cutoff: int) -> list[str]:
+        w = t.workers
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(w.c.id).where(w.c.status == "active", w.c.last_heartbeat_at < cutoff)
+            )
+            return [r.id for r in rows]
+
+    async def count_live_sessions(self, worker_id: str) -> int:
+        s = t.sessions
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(s)
+                .where(s.c.worker_id == worker_id, s.c.status.in_(LIVE_STATUSES))
+            )
+        return int(count or 0)
+
+    # -- sessions --
+
+    async def insert_session(self, session: SessionRecord, event: SessionEvent) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
+            await conn.execute(t.session_events.insert().values(_event_values(event)))
+
+    async def get_session(self, session_id: str) -> SessionRecord | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(t.sessions).where(t.sessions.c.id == session_id))
+            ).first()
+        return None if row is None else _session_from_row(row)
+
+    async def list_sessions(self, flt: SessionFilter) -> list[SessionRecord]:
+        s = t.sessions
+        query = sa.select(s).order_by(s.c.id.desc()).limit(flt.limit)
+        for column, value in (
+            (s.c.status, flt.status),
+            (s.c.queue, flt.queue),
+            (s.c.project, flt.project),
+            (s.c.work_type, flt.work_type),
+            (s.c.worker_id, flt.worker_id),
+            (s.c.issue_id, flt.issue_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if flt.before_id is not None:
+            query = query.where(s.c.id < flt.before_id)
+        async with self.engine.connect() as conn:
+            return [_session_from_row(r) for r in await conn.execute(query)]
+
+    async def live_sessions_of(self, worker_id: str) -> list[SessionRecord]:
+        s = t.sessions
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(s)
+                .where(s.c.worker_id == worker_id, s.c.status.in_(LIVE_STATUSES))
+                .order_by(s.c.id)
+            )
+            return [_session_from_row(r) for r in rows]
+
+    async def count_pending(self, queue: str) -> int:
+        s = t.sessions
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(s)
+                .where(s.c.queue == queue, s.c.status == PENDING)
+            )
+        return int(count or 0)
+
+    async def claim_next(
+        self,
+        queue: str,
+        worker_id: str,
+        limit: int,
+        now: int,
+        projects: Sequence[str] | None = None,
+        lease_expires_at: int | None = None,
+        capacity: int | None = None,
+    ) -> list[SessionRecord]:
+        s = t.sessions
+        candidates = (
+            sa.select(s.c.id)
+            .where(s.c.queue == queue, s.c.status == PENDING)
+            .order_by(s.c.priority, s.c.queued_at, s.c.id)
+        )
+        if projects is not None:
+            candidates = candidates.where(s.c.project.in_(list(projects)))
+        if self.dialect == "postgresql":
+            # Concurrent pollers skip each other's rows instead of queueing on them.
+            candidates = candidates.with_for_update(skip_locked=True)
+        async with self.engine.begin() as conn:
+            if capacity is not None:
+                limit = min(limit, await self._free_capacity(conn, worker_id, capacity))
+            if limit <= 0:
+                return []
+            claimed = await self._claim(
+                conn, candidates.limit(limit), worker_id, now, lease_expires_at
+            )
+        claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
+        return claimed
+
+    async def _free_capacity(self, conn: AsyncConnection, worker_id: str, capacity: int) -> int:
+        """Free slots of an active worker, read under the worker's row lock so that two
+        concurrent polls of one worker, or a poll racing the reaper, cannot over-claim."""
+        w, s = t.workers, t.sessions
+        lock = sa.select(w.c.status).where(w.c.id == worker_id)
+        if self.dialect == "postgresql":
+            lock = lock.with_for_update()
+        if await conn.scalar(lock) != "active":
+            return 0
+        live = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(s)
+            .where(s.c.worker_id == worker_id, s.c.status.in_(LIVE_STATUSES))
+        )
+        return capacity - int(live or 0)
+
+    async def _claim(
+        self,
+        conn: AsyncConnection,
+        candidates: sa.Select[Any],
+        worker_id: str,
+        now: int,
+        lease_expires_at: int | None,
+    ) -> list[SessionRecord]:
+        s = t.sessions
+        # Pick the rows in a CTE and join to it: Postgres may re-run an `IN (subquery LIMIT n)`
+        # and so claim more than n rows; a CTE is evaluated once.
+        picked = candidates.cte("picked")
+        claim = (
+            s.update()
+            .where(s.c.id == picked.c.id, s.c.status == PENDING)
+            .values(
+                status=CLAIMED,
+                worker_id=worker_id,
+                claimed_at=now,
+                updated_at=now,
+                lease_expires_at=lease_expires_at,
+                lease_epoch=s.c.lease_epoch + 1,
+            )
+            .returning(*s.c)
+        )
+        claimed = [_session_from_row(r) for r in await conn.execute(claim)]
+        await self._record_claims(conn, claimed, worker_id, now)
+        return claimed
+
+    async def claim_session(
+        self, session_id: str, queue: str, worker_id: str, now: int
+    ) -> SessionRecord | None:
+        s = t.sessions
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    s.update()
+                    .where(s.c.id == session_id, s.c.queue == queue, s.c.status == PENDING)
+                    .values(
+                        status=CLAIMED,
+                        worker_id=worker_id,
+                        claimed_at=now,
+                        updated_at=now,
+                        lease_epoch=s.c.lease_epoch + 1,
+                    )
+                    .returning(*s.c)
+                )
+            ).first()
+            if row is None:
+                return None
+            claimed = _session_from_row(row)
+            await self._record_claims(conn, [claimed], worker_id, now)
+        return claimed
+
+    @staticmethod
+    async def _record_claims(
+        conn: AsyncConnection, claimed: list[SessionRecord], worker_id: str, now: int
+    ) -> None:
+        if not claimed:
+            return
+        await conn.execute(
+            t.session_events.insert(),
+            [
+                {
+                    "session_id": c.id,
+                    "at": now,
+                    "kind": "status",
+                    "status": CLAIMED,
+                    "worker_id": worker_id,
+                    "reason": None,
+                    "data": {"leaseEpoch": c.lease_epoch},
+                }
+                for c in claimed
+            ],
+        )
+
+    async def update_session(
+        self,
+        session_id: str,
+        expect: Expect,
+        changes: Mapping[str, Any],
+        event: SessionEvent | None,
+    ) -> SessionRecord | None:
+        s = t.sessions
+        where = [s.c.id == session_id, s.c.lease_epoch == expect.lease_epoch]
+        where.append(
+            s.c.worker_id.is_(None)
+            if expect.worker_id is None
+            else s.c.worker_id == expect.worker_id
+        )
+        if expect.statuses:
+            where.append(s.c.status.in_(expect.statuses))
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(s.update().where(*where).values(dict(changes)).returning(*s.c))
+            ).first()
+            if row is None:
+                return None
+            if event is not None:
+                await conn.execute(t.session_events.insert().values(_event_values(event)))
+        return _session_from_row(row)
+
+    async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]:
+        s = t.sessions
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(
+                sa.select(s)
+                .where(s.c.lease_expires_at < now, s.c.status.in_(LIVE_STATUSES))
+                .order_by(s.c.lease_expires_at)
+                .limit(limit)
+            )
+            return [_session_from_row(r) for r in rows]
+
+    async def session_events(
+        self, session_id: str, kinds: Sequence[str] | None = None
+    ) -> list[SessionEvent]:
+        e = t.session_events
+        query = sa.select(e).where(e.c.session_id == session_id).order_by(e.c.id)
+        if kinds is not None:
+            query = query.where(e.c.kind.in_(list(kinds)))
+        async with self.engine.connect() as conn:
+            return [SessionEvent(**r._mapping) for r in await conn.execute(query)]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _upgrade_to_head(conn: Connection) -> None:
+    cfg = Config()
+    cfg.set_main_option("script_location", _MIGRATIONS)
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")
