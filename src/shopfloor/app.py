@@ -51,7 +51,12 @@ def create_app(
                 "SHOPFLOOR_WORKER_API_KEY is not set: static-key workers are refused; "
                 "registration tokens still work"
             )
-        dispatcher = Dispatcher(store, clock, worker_ttl_seconds=settings.worker_ttl_seconds)
+        dispatcher = Dispatcher(
+            store,
+            clock,
+            worker_ttl_seconds=settings.worker_ttl_seconds,
+            claim_ttl_seconds=settings.claim_ttl_seconds,
+        )
         app.state.services = Services(settings, clock, dispatcher, credentials)
         reaper = None
         if run_upkeep and settings.reap_interval_seconds > 0:

@@ -21,6 +21,8 @@ class Settings:
     admin_api_key: str | None = None
     # Worker liveness: a worker silent for longer than this is dead and its sessions are requeued.
     worker_ttl_seconds: float = 300.0
+    # A pre-claimed AgentFactory session must be reported running within this time.
+    claim_ttl_seconds: float = 120.0
     # How often each process runs its reaper (lease expiry, dead workers).
     reap_interval_seconds: float = 5.0
     # Intervals handed to AgentFactory workers at registration, in milliseconds.
@@ -64,7 +66,7 @@ class Settings:
         return out
 
 
-_FLOATS = {"worker_ttl_seconds", "reap_interval_seconds"}
+_FLOATS = {"worker_ttl_seconds", "reap_interval_seconds", "claim_ttl_seconds"}
 _INTS = {"port", "heartbeat_interval_ms", "poll_interval_ms", "runtime_token_ttl_seconds"}
 
 

@@ -78,6 +78,13 @@ def serve(
             help="Seconds of silence before a worker is dead.",
         ),
     ] = 300.0,
+    claim_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_CLAIM_TTL_SECONDS",
+            help="Seconds a pre-claimed session may wait for its first status report.",
+        ),
+    ] = 120.0,
     reap_interval: Annotated[
         float,
         typer.Option(

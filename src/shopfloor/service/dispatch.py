@@ -14,6 +14,7 @@ from shopfloor.service.errors import (
     SessionNotFound,
     WorkerNotFound,
 )
+from shopfloor.service.notifier import LocalNotifier, Notifier
 from shopfloor.store import Store
 from shopfloor.store.records import (
     CLAIMED,
@@ -113,10 +114,22 @@ class ReapReport:
 
 
 class Dispatcher:
-    def __init__(self, store: Store, clock: Clock, *, worker_ttl_seconds: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        worker_ttl_seconds: float,
+        claim_ttl_seconds: float = 120.0,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.notifier: Notifier = notifier or LocalNotifier()
         self.worker_ttl_ms = int(worker_ttl_seconds * 1000)
+        # A pre-claimed session must be reported `running` within this time, or it goes back
+        # to the queue: this recovers a claim whose poll reply never reached the worker.
+        self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
 
     # -- producer side --
 
@@ -240,8 +253,9 @@ class Dispatcher:
             return ClaimOutcome(
                 False, reason=f"Worker not authorized for project {session.project}"
             )
+        now = self.clock.now_ms()
         claimed = await self.store.claim_session(
-            session_id, session.queue, worker.id, self.clock.now_ms()
+            session_id, session.queue, worker.id, now, lease_expires_at=now + self.claim_ttl_ms
         )
         if claimed is None:
             return ClaimOutcome(False, reason="Work item not available or already claimed")
@@ -302,8 +316,8 @@ class Dispatcher:
             "output_tokens": report.output_tokens,
         }
         changes.update({k: v for k, v in optional.items() if v is not None})
-        if report.status in TERMINAL_STATUSES:
-            changes["lease_expires_at"] = None
+        # Once the worker reports progress, its heartbeats (not a claim timer) keep the lease.
+        changes["lease_expires_at"] = None
         return changes
 
     async def nack(self, session_id: str, worker_id: str, reason: str | None) -> SessionRecord:
@@ -348,7 +362,10 @@ class Dispatcher:
         """End a worker at its own request; its live sessions go back to the queue at once."""
         if not await self.store.end_worker(worker_id, WORKER_DEREGISTERED, self.clock.now_ms()):
             raise WorkerNotFound(worker_id)
-        return await self._requeue_all(worker_id, f"worker {worker_id} deregistered")
+        released = await self._requeue_all(worker_id, f"worker {worker_id} deregistered")
+        if released:
+            await self.notifier.notify(AGENTFACTORY_QUEUE)
+        return released
 
     # -- upkeep --
 
@@ -366,7 +383,13 @@ class Dispatcher:
         for session in await self.store.expired_leases(now):
             if await self._requeue_or_none(session, "lease expired") is not None:
                 report.requeued.append(session.id)
+        for queue in {s.queue for s in await self._sessions(report.requeued)}:
+            await self.notifier.notify(queue)
         return report
+
+    async def _sessions(self, ids: list[str]) -> list[SessionRecord]:
+        found = [await self.store.get_session(i) for i in ids]
+        return [s for s in found if s is not None]
 
     async def _requeue_all(self, worker_id: str, reason: str) -> list[str]:
         requeued = []

@@ -78,7 +78,12 @@ class Store(Protocol):
         ...
 
     async def claim_session(
-        self, session_id: str, queue: str, worker_id: str, now: int
+        self,
+        session_id: str,
+        queue: str,
+        worker_id: str,
+        now: int,
+        lease_expires_at: int | None = None,
     ) -> SessionRecord | None:
         """Claim one named pending session; None if it is not pending in `queue`."""
         ...

@@ -354,7 +354,12 @@ class SqlStore:
         return claimed
 
     async def claim_session(
-        self, session_id: str, queue: str, worker_id: str, now: int
+        self,
+        session_id: str,
+        queue: str,
+        worker_id: str,
+        now: int,
+        lease_expires_at: int | None = None,
     ) -> SessionRecord | None:
         s = t.sessions
         async with self.engine.begin() as conn:
@@ -367,6 +372,7 @@ class SqlStore:
                         worker_id=worker_id,
                         claimed_at=now,
                         updated_at=now,
+                        lease_expires_at=lease_expires_at,
                         lease_epoch=s.c.lease_epoch + 1,
                     )
                     .returning(*s.c)
