@@ -163,6 +163,7 @@ class Dispatcher:
                 session_id=session.id, at=now, kind="status", status=PENDING, reason="created"
             ),
         )
+        await self.notifier.notify(session.queue)
         return session
 
     async def get_session(self, session_id: str) -> SessionRecord:
@@ -230,13 +231,15 @@ class Dispatcher:
     async def poll(self, worker_id: str) -> list[SessionRecord]:
         """Pop and pre-claim up to min(free capacity, 5) sessions for the worker."""
         worker = await self.active_worker(worker_id)
+        now = self.clock.now_ms()
         return await self.store.claim_next(
             AGENTFACTORY_QUEUE,
             worker.id,
             MAX_ITEMS_PER_POLL,
-            self.clock.now_ms(),
+            now,
             projects=worker.projects or None,
             capacity=worker.capacity,
+            lease_expires_at=now + self.claim_ttl_ms,
         )
 
     async def claim(self, session_id: str, worker_id: str) -> ClaimOutcome:
@@ -362,10 +365,7 @@ class Dispatcher:
         """End a worker at its own request; its live sessions go back to the queue at once."""
         if not await self.store.end_worker(worker_id, WORKER_DEREGISTERED, self.clock.now_ms()):
             raise WorkerNotFound(worker_id)
-        released = await self._requeue_all(worker_id, f"worker {worker_id} deregistered")
-        if released:
-            await self.notifier.notify(AGENTFACTORY_QUEUE)
-        return released
+        return await self._requeue_all(worker_id, f"worker {worker_id} deregistered")
 
     # -- upkeep --
 
@@ -383,13 +383,7 @@ class Dispatcher:
         for session in await self.store.expired_leases(now):
             if await self._requeue_or_none(session, "lease expired") is not None:
                 report.requeued.append(session.id)
-        for queue in {s.queue for s in await self._sessions(report.requeued)}:
-            await self.notifier.notify(queue)
         return report
-
-    async def _sessions(self, ids: list[str]) -> list[SessionRecord]:
-        found = [await self.store.get_session(i) for i in ids]
-        return [s for s in found if s is not None]
 
     async def _requeue_all(self, worker_id: str, reason: str) -> list[str]:
         requeued = []
@@ -423,7 +417,7 @@ class Dispatcher:
             changes.update(
                 priority=max(1, session.priority - 1), queued_at=now, provider_session_id=None
             )
-        return await self.store.update_session(
+        requeued = await self.store.update_session(
             session.id,
             Expect(session.worker_id, session.lease_epoch, LIVE_STATUSES),
             changes,
@@ -436,3 +430,6 @@ class Dispatcher:
                 reason=reason,
             ),
         )
+        if requeued is not None:
+            await self.notifier.notify(requeued.queue)
+        return requeued

@@ -1,0 +1,46 @@
+"""The in-process notifier, and that enqueues and requeues wake waiting polls."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shopfloor.clock import ManualClock
+from shopfloor.service.dispatch import Dispatcher, NewSession
+from shopfloor.service.notifier import LocalNotifier
+from shopfloor.store import Store
+
+
+async def test_wait_returns_true_when_notified_and_false_on_timeout() -> None:
+    notifier = LocalNotifier()
+    waiter = asyncio.create_task(notifier.wait("q", 5))
+    await asyncio.sleep(0)
+    await notifier.notify("other")
+    await notifier.notify("q")
+    assert await waiter is True
+    assert await notifier.wait("q", 0.01) is False
+
+
+async def test_enqueue_wakes_a_waiter_on_its_queue(store: Store) -> None:
+    notifier = LocalNotifier()
+    dispatcher = Dispatcher(store, ManualClock(), worker_ttl_seconds=300, notifier=notifier)
+    waiter = asyncio.create_task(notifier.wait("env_1", 5))
+    other = asyncio.create_task(notifier.wait("env_2", 0.2))
+    await asyncio.sleep(0)
+    await dispatcher.create_session(NewSession(queue="env_1", prompt="hi"))
+    assert await waiter is True
+    assert await other is False
+
+
+async def test_requeue_wakes_the_queue(store: Store) -> None:
+    clock = ManualClock()
+    notifier = LocalNotifier()
+    dispatcher = Dispatcher(store, clock, worker_ttl_seconds=10, notifier=notifier)
+    worker = await dispatcher.register_worker(hostname="h", capacity=1, version=None, projects=None)
+    await dispatcher.create_session(NewSession(prompt="x"))
+    assert len(await dispatcher.poll(worker.id)) == 1
+    clock.advance(11)
+    waiter = asyncio.create_task(notifier.wait("agentfactory", 5))
+    await asyncio.sleep(0)
+    report = await dispatcher.reap()
+    assert report.dead_workers == [worker.id]
+    assert await waiter is True
