@@ -69,6 +69,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await reaper
             await store.close()
+            print("shopfloor: stopped cleanly", flush=True)
 
     app = FastAPI(
         title="shopfloor",

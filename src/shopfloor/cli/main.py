@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 
 from shopfloor.cli.client import OperatorClient, OperatorError, find_admin_key
 from shopfloor.config import Settings
+from shopfloor.store.sql import async_url
 
 app = typer.Typer(
     help="shopfloor: a self-hosted dispatch server for AI-agent workers.",
@@ -122,6 +123,11 @@ def serve(
         log_level=log_level,
     )
     url = settings.resolved_database_url()
+    try:
+        async_url(url)
+    except ValueError as exc:  # say what is wrong with the URL, not where it was noticed
+        console.print(f"[red]SHOPFLOOR_DATABASE_URL:[/] {exc}")
+        raise typer.Exit(2) from None
     backend = make_url(url).get_backend_name()
     if processes < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--processes")
