@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from dataclasses import replace
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from shopfloor.store import Store, open_store
+from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import (
     CLAIMED,
     PENDING,
@@ -158,6 +160,15 @@ async def test_failed_fenced_update_writes_no_event(store: Store) -> None:
     ev = SessionEvent(session_id=s.id, at=2, kind="status", status=RUNNING)
     assert await store.update_session(s.id, Expect("wkr_x", 5), {"status": RUNNING}, ev) is None
     assert [e.status for e in await store.session_events(s.id)] == [PENDING]
+
+
+async def test_inserting_an_existing_session_id_is_a_duplicate(store: Store) -> None:
+    s = session()
+    await add(store, s)
+    with pytest.raises(DuplicateKey):
+        await add(store, replace(s, prompt="again"))
+    assert (await store.get_session(s.id)) == s
+    assert len(await store.session_events(s.id)) == 1
 
 
 async def test_claim_session_by_id(store: Store) -> None:

@@ -16,6 +16,7 @@ from shopfloor.service.errors import (
 )
 from shopfloor.service.notifier import LocalNotifier, Notifier
 from shopfloor.store import Store
+from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import (
     CLAIMED,
     FINALIZING,
@@ -155,14 +156,15 @@ class Dispatcher:
             agent_id=new.agent_id,
             extra=new.extra,
         )
-        if new.session_id and await self.store.get_session(new.session_id) is not None:
-            raise Conflict(f"Session {new.session_id} already exists")
-        await self.store.insert_session(
-            session,
-            SessionEvent(
-                session_id=session.id, at=now, kind="status", status=PENDING, reason="created"
-            ),
-        )
+        try:
+            await self.store.insert_session(
+                session,
+                SessionEvent(
+                    session_id=session.id, at=now, kind="status", status=PENDING, reason="created"
+                ),
+            )
+        except DuplicateKey:
+            raise Conflict(f"Session {session.id} already exists") from None
         await self.notifier.notify(session.queue)
         return session
 

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shopfloor.store import schema as t
+from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import (
     CLAIMED,
     LIVE_STATUSES,
@@ -227,9 +228,12 @@ class SqlStore:
     # -- sessions --
 
     async def insert_session(self, session: SessionRecord, event: SessionEvent) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
-            await conn.execute(t.session_events.insert().values(_event_values(event)))
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
+                await conn.execute(t.session_events.insert().values(_event_values(event)))
+        except sa.exc.IntegrityError as exc:
+            raise DuplicateKey(session.id) from exc
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         async with self.engine.connect() as conn:
