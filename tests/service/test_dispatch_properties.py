@@ -146,5 +146,5 @@ class DispatchMachine(RuleBasedStateMachine):
             assert self.run(self.store.count_live_sessions(wid)) <= w.capacity
 
 
-DispatchMachine.TestCase.settings = settings(max_examples=40, stateful_step_count=40, deadline=None)
+DispatchMachine.TestCase.settings = settings(max_examples=30, stateful_step_count=30, deadline=None)
 test_dispatch_state_machine = DispatchMachine.TestCase
