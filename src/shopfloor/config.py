@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 ENV_PREFIX = "SHOPFLOOR_"
@@ -30,7 +30,6 @@ class Settings:
     poll_interval_ms: int = 5_000
     runtime_token_ttl_seconds: int = 3600
     log_level: str = "info"
-    extra: dict[str, str] = field(default_factory=dict)
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -46,8 +45,6 @@ class Settings:
         env = dict(os.environ if environ is None else environ)
         values: dict[str, object] = {}
         for f in fields(cls):
-            if f.name == "extra":
-                continue
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is None or raw == "":
                 continue
@@ -60,7 +57,7 @@ class Settings:
         out: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "extra" or value is None:
+            if value is None:
                 continue
             out[ENV_PREFIX + f.name.upper()] = str(value)
         return out

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import httpx
 
-from tests.conftest import ADMIN_KEY, WORKER_KEY
-from tests.processes.server import ServerProcess
+from tests.conftest import ADMIN_KEY, WORKER_KEY, Backend
+from tests.processes.server import ServerProcess, server_env, start_server, stop_cleanly
 
 WORKER = {"Authorization": f"Bearer {WORKER_KEY}", "Content-Type": "application/json"}
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
@@ -90,3 +93,38 @@ def test_worker_lifecycle_in_client_call_order(server: ServerProcess) -> None:
         ]
         workers = http.get("/api/v1/workers", headers=ADMIN).json()
         assert [(w["workerId"], w["status"]) for w in workers] == [(wid, "deregistered")]
+
+
+def test_claim_ttl_and_reap_interval_settings_reach_the_server(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A pre-claimed session that is never reported running returns to the queue after
+    SHOPFLOOR_CLAIM_TTL_SECONDS, found by a reaper pass every SHOPFLOOR_REAP_INTERVAL_SECONDS."""
+    env = server_env(
+        backend,
+        tmp_path / "data",
+        SHOPFLOOR_CLAIM_TTL_SECONDS="1",
+        SHOPFLOOR_REAP_INTERVAL_SECONDS="0.2",
+    )
+    server = start_server(env, tmp_path / "server.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as http:
+            sid = http.post("/api/v1/sessions", headers=ADMIN, json={"prompt": "x"}).json()[
+                "sessionId"
+            ]
+            wid = http.post(
+                "/api/workers/register", headers=WORKER, json={"hostname": "h", "capacity": 1}
+            ).json()["workerId"]
+            assert http.get(f"/api/workers/{wid}/poll", headers=WORKER).json()[
+                "claimedSessionIds"
+            ] == [sid]
+            deadline = time.monotonic() + 20
+            status = "claimed"
+            while status == "claimed" and time.monotonic() < deadline:
+                time.sleep(0.2)
+                status = http.get(f"/api/v1/sessions/{sid}", headers=ADMIN).json()["status"]
+            assert status == "pending"
+            history = http.get(f"/api/v1/sessions/{sid}", headers=ADMIN).json()["history"]
+            assert history[-1]["reason"] == "lease expired"
+    finally:
+        stop_cleanly(server)
