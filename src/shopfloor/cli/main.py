@@ -98,6 +98,19 @@ def serve(
     runtime_token_ttl: Annotated[
         int, typer.Option(envvar="SHOPFLOOR_RUNTIME_TOKEN_TTL_SECONDS")
     ] = 3600,
+    issue_lock_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_ISSUE_LOCK_TTL_SECONDS",
+            help="Seconds an unrefreshed issue lock lasts before parked work runs.",
+        ),
+    ] = 7200.0,
+    file_lock_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_FILE_LOCK_TTL_SECONDS", help="Seconds a file reservation lasts."
+        ),
+    ] = 3600.0,
     processes: Annotated[
         int, typer.Option(envvar="SHOPFLOOR_PROCESSES", help="Server processes (PostgreSQL only).")
     ] = 1,
@@ -119,6 +132,8 @@ def serve(
         heartbeat_interval_ms=heartbeat_interval_ms,
         poll_interval_ms=poll_interval_ms,
         runtime_token_ttl_seconds=runtime_token_ttl,
+        issue_lock_ttl_seconds=issue_lock_ttl,
+        file_lock_ttl_seconds=file_lock_ttl,
         log_level=log_level,
     )
     url = settings.resolved_database_url()
