@@ -322,7 +322,12 @@ class ChannelSql:
                         delivery_count=m.c.delivery_count + 1,
                     )
                 )
-        return picked
+        return [
+            dataclasses.replace(
+                x, delivered_at=x.delivered_at or now, delivery_count=x.delivery_count + 1
+            )
+            for x in picked
+        ]
 
     async def ack_inbox_message(
         self, session_id: str, message_id: str, now: int
