@@ -89,6 +89,15 @@ def test_only_the_lease_holder_may_write_and_bad_input_names_the_field(server: S
     )
     assert reply.status_code == 403
     assert "owned by another worker" in reply.json()["message"]
+    for path, body in (
+        ("progress", {"workerId": other.id, "milestone": "started"}),
+        ("tool-error", {"workerId": other.id, "toolName": "Bash", "errorMessage": "e"}),
+        ("lock-refresh", {"workerId": other.id, "issueId": "iss"}),
+        ("files/reserve", {"workerId": other.id, "filePaths": ["a"]}),
+    ):
+        reply = other.post(f"/api/sessions/{sid}/{path}", body)
+        assert reply.status_code == 403, path
+        assert reply.json()["message"] == "Session is owned by another worker"
     reply = holder.post(f"/api/sessions/{sid}/activity", {"workerId": holder.id, "activity": {}})
     assert reply.status_code == 400
     assert reply.json()["message"] == "activity with type and content is required"

@@ -189,3 +189,34 @@ async def test_a_file_reservation_lapses_after_its_ttl(
         clock.advance(2)
         r = await api.post(f"/api/sessions/{ids[1]}/files/reserve", json=body, headers=auth)
         assert r.json()["reserved"] == ["x"]
+
+
+async def test_a_requeued_session_keeps_its_issue_lock(
+    backend: Backend, tmp_path: Path, clock: ManualClock
+) -> None:
+    settings = make_settings(backend, tmp_path, issue_lock_ttl_seconds=600.0)
+    async with running_app(settings, clock) as api:
+        dispatcher: Dispatcher = api.app.state.services.dispatcher  # type: ignore[attr-defined]
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        auth = {"Authorization": f"Bearer {WORKER_KEY}"}
+        ids = []
+        for work_type in ("development", "qa"):
+            r = await api.post(
+                "/api/v1/sessions",
+                json={"issueId": "iss-r", "workType": work_type, "prompt": "p"},
+                headers=admin,
+            )
+            ids.append(r.json()["sessionId"])
+        holder, parked = ids
+        reg = await api.post(
+            "/api/workers/register", json={"hostname": "h", "capacity": 1}, headers=auth
+        )
+        wid = reg.json()["workerId"]
+        await api.get(f"/api/workers/{wid}/poll", headers=auth)
+        clock.advance(500)
+        # The worker leaves; its session goes back to the queue still holding the issue.
+        await api.delete(f"/api/workers/{wid}", headers=auth)
+        clock.advance(500)  # past the lock's first TTL, within the renewed one
+        assert (await dispatcher.reap()).promoted == []
+        assert (await dispatcher.get_session(holder)).status == "pending"
+        assert (await dispatcher.get_session(parked)).status == "parked"

@@ -100,10 +100,12 @@ class SessionChannel:
         self, session_id: str, worker_id: str | None, data: dict[str, Any]
     ) -> ToolErrorOutcome:
         """Store a tool error once per (tool, first 100 characters of the message)."""
+        session = await self._session(session_id)
+        if worker_id is not None and session.worker_id != worker_id:
+            raise NotOwner(session_id)
         key = f"{data.get('toolName')}:{str(data.get('errorMessage'))[:100]}"
         for ev in await self.store.session_events(session_id, kinds=["tool-error"]):
             if ev.data.get("dedupeKey") == key:
-                await self._session(session_id)
                 return ToolErrorOutcome(False, "Duplicate tool error for this session")
         await self.record(session_id, worker_id, "tool-error", {**data, "dedupeKey": key})
         return ToolErrorOutcome(True)
@@ -118,6 +120,17 @@ class SessionChannel:
 
     def lock_expiry(self) -> int:
         return self.clock.now_ms() + self.issue_lock_ttl_ms
+
+    async def keep_issue_lock(self, session: SessionRecord) -> None:
+        """A requeued session is still the issue's live work: renew its lock."""
+        if session.issue_id is not None:
+            await self.store.refresh_issue_lock(
+                session.issue_id,
+                session.id,
+                session.work_type,
+                self.clock.now_ms(),
+                self.lock_expiry(),
+            )
 
     async def refresh_issue_lock(self, session_id: str, worker_id: str, issue_id: str) -> bool:
         """The owner's lock heartbeat. Answers True to the owner even when another session

@@ -459,6 +459,8 @@ class Dispatcher:
                 data={"recoveryPacketId": packet.id} if packet else {},
             ),
         )
-        if updated is not None and packet is not None:
-            await self.store.insert_recovery_packet(packet)
+        if updated is not None:
+            await self.channel.keep_issue_lock(updated)
+            if packet is not None:
+                await self.store.insert_recovery_packet(packet)
         return updated
