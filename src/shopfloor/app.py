@@ -13,8 +13,11 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shopfloor import __version__
+from shopfloor.api.agentfactory.channel_routes import router as channel_router
+from shopfloor.api.agentfactory.issue_proxy import router as issue_proxy_router
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
 from shopfloor.api.envelope import ApiError, domain_status, error_response
+from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
 from shopfloor.api.state import Services
@@ -56,6 +59,8 @@ def create_app(
             clock,
             worker_ttl_seconds=settings.worker_ttl_seconds,
             claim_ttl_seconds=settings.claim_ttl_seconds,
+            issue_lock_ttl_seconds=settings.issue_lock_ttl_seconds,
+            file_lock_ttl_seconds=settings.file_lock_ttl_seconds,
         )
         app.state.services = Services(settings, clock, dispatcher, credentials)
         reaper = None
@@ -78,7 +83,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(agentfactory_router)
+    app.include_router(channel_router)
+    app.include_router(issue_proxy_router)
     app.include_router(operator_router)
+    app.include_router(operator_channel_router)
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)

@@ -29,6 +29,10 @@ class Settings:
     heartbeat_interval_ms: int = 30_000
     poll_interval_ms: int = 5_000
     runtime_token_ttl_seconds: int = 3600
+    # An issue lock not refreshed for this long lapses and parked work for the issue runs.
+    issue_lock_ttl_seconds: float = 7200.0
+    # A file reservation lapses after this long unless renewed.
+    file_lock_ttl_seconds: float = 3600.0
     log_level: str = "info"
 
     def resolved_database_url(self) -> str:
@@ -63,7 +67,13 @@ class Settings:
         return out
 
 
-_FLOATS = {"worker_ttl_seconds", "reap_interval_seconds", "claim_ttl_seconds"}
+_FLOATS = {
+    "worker_ttl_seconds",
+    "reap_interval_seconds",
+    "claim_ttl_seconds",
+    "issue_lock_ttl_seconds",
+    "file_lock_ttl_seconds",
+}
 _INTS = {"port", "heartbeat_interval_ms", "poll_interval_ms", "runtime_token_ttl_seconds"}
 
 

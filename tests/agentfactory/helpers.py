@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import httpx
@@ -20,8 +21,13 @@ async def register(api: httpx.AsyncClient, capacity: int = 3, **extra: Any) -> s
     return worker_id
 
 
+_issues = itertools.count(1)
+
+
 async def enqueue(api: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
-    body = {"issueIdentifier": "ENG-1", "prompt": "do it", **fields}
+    """Queue a session; each gets its own issue unless the caller names one (issue locks
+    park a second live session on the same issue)."""
+    body = {"issueIdentifier": f"ENG-{next(_issues)}", "prompt": "do it", **fields}
     r = await api.post("/api/v1/sessions", json=body, headers=ADMIN)
     assert r.status_code == 201, r.text
     session: dict[str, Any] = r.json()

@@ -254,7 +254,9 @@ async def test_status_of_another_workers_session_is_refused(api: httpx.AsyncClie
 
 
 async def test_get_status_returns_the_raw_session_state(api: httpx.AsyncClient) -> None:
-    s = await enqueue(api, workType="research", projectName="P", agentId="agent-1")
+    s = await enqueue(
+        api, workType="research", projectName="P", agentId="agent-1", issueIdentifier="ENG-1"
+    )
     wid = await register(api)
     await poll(api, wid)
     r = await api.get(f"/api/sessions/{s['sessionId']}/status", headers=WORKER)

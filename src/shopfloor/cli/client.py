@@ -57,6 +57,36 @@ class OperatorClient:
         result: dict[str, Any] = self._call("GET", f"/api/v1/sessions/{session_id}")
         return result
 
+    def stop_session(self, session_id: str, reason: str | None = None) -> dict[str, Any]:
+        body = {"reason": reason} if reason else {}
+        result: dict[str, Any] = self._call(
+            "POST", f"/api/v1/sessions/{session_id}/stop", json=body
+        )
+        return result
+
+    def prompt_session(self, session_id: str, text: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST", f"/api/v1/sessions/{session_id}/prompt", json={"text": text}
+        )
+        return result
+
+    def nudge_session(self, session_id: str, text: str | None = None) -> dict[str, Any]:
+        body = {"text": text} if text else {}
+        result: dict[str, Any] = self._call(
+            "POST", f"/api/v1/sessions/{session_id}/nudge", json=body
+        )
+        return result
+
+    def session_activity(self, session_id: str, after: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "GET", f"/api/v1/sessions/{session_id}/activity", params={"after": after}
+        )
+        return result
+
+    def session_recovery(self, session_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/sessions/{session_id}/recovery")
+        return result
+
     def list_workers(self, status: str | None = None) -> list[dict[str, Any]]:
         params = {"status": status} if status else {}
         result: list[dict[str, Any]] = self._call("GET", "/api/v1/workers", params=params)

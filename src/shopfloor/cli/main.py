@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 
 from shopfloor.cli.client import OperatorClient, OperatorError, find_admin_key
+from shopfloor.cli.follow import follow_timeline
 from shopfloor.config import Settings
 from shopfloor.store.sql import async_url
 
@@ -99,6 +100,19 @@ def serve(
     runtime_token_ttl: Annotated[
         int, typer.Option(envvar="SHOPFLOOR_RUNTIME_TOKEN_TTL_SECONDS")
     ] = 3600,
+    issue_lock_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_ISSUE_LOCK_TTL_SECONDS",
+            help="Seconds an unrefreshed issue lock lasts before parked work runs.",
+        ),
+    ] = 7200.0,
+    file_lock_ttl: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_FILE_LOCK_TTL_SECONDS", help="Seconds a file reservation lasts."
+        ),
+    ] = 3600.0,
     processes: Annotated[
         int, typer.Option(envvar="SHOPFLOOR_PROCESSES", help="Server processes (PostgreSQL only).")
     ] = 1,
@@ -121,6 +135,8 @@ def serve(
         heartbeat_interval_ms=heartbeat_interval_ms,
         poll_interval_ms=poll_interval_ms,
         runtime_token_ttl_seconds=runtime_token_ttl,
+        issue_lock_ttl_seconds=issue_lock_ttl,
+        file_lock_ttl_seconds=file_lock_ttl,
         log_level=log_level,
     )
     url = settings.resolved_database_url()
@@ -261,18 +277,72 @@ def sessions_list(
 @sessions_app.command("show")
 def sessions_show(
     session_id: str,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Print the session's timeline live until the session ends."
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(min=0.1, help="Seconds between reads with --follow.")
+    ] = 1.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     url: Url = "http://127.0.0.1:8000",
     admin_key: AdminKey = None,
     data_dir: DataDir = Path(".shopfloor"),
 ) -> None:
-    """Show one session with its status history."""
+    """Show one session with its status history; --follow streams its timeline."""
     with operator(url, admin_key, data_dir) as client:
+        if follow:
+            follow_timeline(client, session_id, interval, as_json)
+            return
         session = client.get_session(session_id)
     if as_json:
         print(json.dumps(session, indent=2))
         return
     _print_session(session)
+
+
+@sessions_app.command("stop")
+def sessions_stop(
+    session_id: str,
+    reason: Annotated[str | None, typer.Option(help="Why; shown to the worker.")] = None,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Stop a session: it ends `stopped` and its worker is told to stop the agent."""
+    with operator(url, admin_key, data_dir) as client:
+        session = client.stop_session(session_id, reason)
+    console.print(f"{session['sessionId']} is {session['status']}")
+
+
+@sessions_app.command("prompt")
+def sessions_prompt(
+    session_id: str,
+    text: Annotated[str, typer.Argument(help="The prompt, delivered as a directive.")],
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Send a running session a new prompt (urgent lane)."""
+    with operator(url, admin_key, data_dir) as client:
+        message = client.prompt_session(session_id, text)
+    console.print(f"queued {message['type']} {message['id']} ({message['lane']} lane)")
+
+
+@sessions_app.command("nudge")
+def sessions_nudge(
+    session_id: str,
+    text: Annotated[str | None, typer.Argument(help="Optional note.")] = None,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Nudge a session (normal lane)."""
+    with operator(url, admin_key, data_dir) as client:
+        message = client.nudge_session(session_id, text)
+    console.print(f"queued {message['type']} {message['id']} ({message['lane']} lane)")
 
 
 def _print_session(session: dict[str, Any]) -> None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id, new_worker_id
+from shopfloor.service.channel import SessionChannel
 from shopfloor.service.errors import (
     Conflict,
     InvalidTransition,
@@ -81,6 +82,7 @@ class NewSession:
     repository: str | None = None
     agent_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] | None = None  # issue labels the issue-tracker proxy serves
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class TransferOutcome:
 class ReapReport:
     dead_workers: list[str] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
+    promoted: list[str] = field(default_factory=list)  # parked sessions whose issue lock freed
 
 
 class Dispatcher:
@@ -123,6 +126,8 @@ class Dispatcher:
         worker_ttl_seconds: float,
         claim_ttl_seconds: float = 120.0,
         notifier: Notifier | None = None,
+        issue_lock_ttl_seconds: float = 7200.0,
+        file_lock_ttl_seconds: float = 3600.0,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -131,6 +136,13 @@ class Dispatcher:
         # A pre-claimed session must be reported `running` within this time, or it goes back
         # to the queue: this recovers a claim whose poll reply never reached the worker.
         self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
+        self.channel = SessionChannel(
+            store,
+            clock,
+            self.notifier,
+            issue_lock_ttl_seconds=issue_lock_ttl_seconds,
+            file_lock_ttl_seconds=file_lock_ttl_seconds,
+        )
 
     # -- producer side --
 
@@ -157,15 +169,19 @@ class Dispatcher:
             extra=new.extra,
         )
         try:
-            await self.store.insert_session(
+            # One live session per issue: a session for a locked issue is stored parked.
+            session = await self.store.insert_session_with_issue_lock(
                 session,
                 SessionEvent(
                     session_id=session.id, at=now, kind="status", status=PENDING, reason="created"
                 ),
+                self.channel.lock_expiry(),
             )
         except DuplicateKey:
             raise Conflict(f"Session {session.id} already exists") from None
-        await self.notifier.notify(session.queue)
+        await self.channel.sync_issue(session, new.labels)
+        if session.status == PENDING:
+            await self.notifier.notify(session.queue)
         return session
 
     async def get_session(self, session_id: str) -> SessionRecord:
@@ -299,6 +315,8 @@ class Dispatcher:
         )
         if updated is None:  # the lease moved on between our read and our write
             raise NotOwner(session_id)
+        if updated.is_terminal:
+            await self.channel.on_session_end(updated)
         return updated
 
     @staticmethod
@@ -385,6 +403,7 @@ class Dispatcher:
         for session in await self.store.expired_leases(now):
             if await self._requeue_or_none(session, "lease expired") is not None:
                 report.requeued.append(session.id)
+        report.promoted.extend(await self.channel.reap_issue_locks())
         return report
 
     async def _requeue_all(self, worker_id: str, reason: str) -> list[str]:
@@ -415,10 +434,14 @@ class Dispatcher:
             "lease_expires_at": None,
             "updated_at": now,
         }
+        packet = None
         if not keep_place:
             changes.update(
                 priority=max(1, session.priority - 1), queued_at=now, provider_session_id=None
             )
+            # Crash recovery: the next worker's work item points at a snapshot of this run.
+            packet = await self.channel.build_packet(session, reason)
+            changes["extra"] = {**session.extra, **self.channel.work_pointer(packet)}
         requeued = await self.store.update_session(
             session.id,
             Expect(session.worker_id, session.lease_epoch, LIVE_STATUSES),
@@ -430,8 +453,12 @@ class Dispatcher:
                 status=PENDING,
                 worker_id=session.worker_id,
                 reason=reason,
+                data={"recoveryPacketId": packet.id} if packet else {},
             ),
         )
         if requeued is not None:
+            await self.channel.keep_issue_lock(requeued)
+            if packet is not None:
+                await self.store.insert_recovery_packet(packet)
             await self.notifier.notify(requeued.queue)
         return requeued

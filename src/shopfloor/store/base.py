@@ -7,6 +7,11 @@ from typing import Any, Protocol
 
 from shopfloor.store.records import (
     Expect,
+    FileLock,
+    InboxMessage,
+    IssueLock,
+    IssueRecord,
+    RecoveryPacket,
     RegistrationTokenRecord,
     SessionEvent,
     SessionFilter,
@@ -105,3 +110,78 @@ class Store(Protocol):
     async def session_events(
         self, session_id: str, kinds: Sequence[str] | None = None
     ) -> list[SessionEvent]: ...
+
+    # -- session channel: timeline events --
+    async def append_session_event(
+        self, event: SessionEvent, expect: Expect | None = None
+    ) -> SessionEvent | None:
+        """Append an event (returned with its id); with `expect`, only if the session still
+        matches it (the lease fence), else None."""
+        ...
+
+    async def session_events_after(
+        self, session_id: str, after_id: int = 0, limit: int = 500
+    ) -> list[SessionEvent]: ...
+
+    # -- issue locks and parked sessions --
+    async def insert_session_with_issue_lock(
+        self, session: SessionRecord, event: SessionEvent, lock_expires_at: int
+    ) -> SessionRecord:
+        """Insert a session, taking its issue's lock; if another live session holds the lock
+        the new one is stored `parked` and stops older parked work of its work type."""
+        ...
+
+    async def get_issue_lock(self, issue_id: str) -> IssueLock | None: ...
+    async def refresh_issue_lock(
+        self, issue_id: str, session_id: str, work_type: str | None, now: int, expires_at: int
+    ) -> bool: ...
+    async def stale_issue_locks(self, now: int, limit: int = 100) -> list[IssueLock]: ...
+    async def release_issue_lock(
+        self,
+        issue_id: str,
+        session_id: str,
+        now: int,
+        lock_expires_at: int,
+        *,
+        stale_only: bool = False,
+    ) -> SessionRecord | None:
+        """Release the session's lock and promote the best parked session (returned)."""
+        ...
+
+    # -- inbox --
+    async def insert_inbox_message(self, message: InboxMessage) -> None: ...
+    async def deliver_inbox(
+        self, worker_id: str, now: int, per_lane: int = 10
+    ) -> list[InboxMessage]: ...
+    async def ack_inbox_message(
+        self, session_id: str, message_id: str, now: int
+    ) -> InboxMessage | None: ...
+    async def archive_inbox(self, session_id: str, now: int) -> int: ...
+    async def list_inbox(self, session_id: str) -> list[InboxMessage]: ...
+
+    # -- file locks --
+    async def reserve_files(
+        self,
+        repo_id: str,
+        session_id: str,
+        paths: Sequence[str],
+        now: int,
+        expires_at: int,
+        reason: str | None = None,
+    ) -> tuple[list[str], list[FileLock]]: ...
+    async def file_conflicts(
+        self, repo_id: str, session_id: str, paths: Sequence[str], now: int
+    ) -> list[FileLock]: ...
+    async def release_files(self, repo_id: str, session_id: str, paths: Sequence[str]) -> int: ...
+    async def release_session_files(self, session_id: str) -> int: ...
+
+    # -- issue records (the issue-tracker proxy) --
+    async def upsert_issue(self, issue: IssueRecord) -> IssueRecord: ...
+    async def find_issue(self, key: str) -> IssueRecord | None: ...
+    async def update_issue(
+        self, issue_id: str, changes: Mapping[str, Any]
+    ) -> IssueRecord | None: ...
+
+    # -- recovery packets --
+    async def insert_recovery_packet(self, packet: RecoveryPacket) -> None: ...
+    async def recovery_packets(self, session_id: str) -> list[RecoveryPacket]: ...

@@ -13,10 +13,12 @@ FINALIZING = "finalizing"
 COMPLETED = "completed"
 FAILED = "failed"
 STOPPED = "stopped"
+# Waiting for its issue's lock: not claimable until the holder ends (see store.channel).
+PARKED = "parked"
 
 LIVE_STATUSES: tuple[str, ...] = (CLAIMED, RUNNING, FINALIZING)
 TERMINAL_STATUSES: tuple[str, ...] = (COMPLETED, FAILED, STOPPED)
-ALL_STATUSES: tuple[str, ...] = (PENDING, *LIVE_STATUSES, *TERMINAL_STATUSES)
+ALL_STATUSES: tuple[str, ...] = (PENDING, *LIVE_STATUSES, *TERMINAL_STATUSES, PARKED)
 
 # Worker statuses.
 WORKER_ACTIVE = "active"
@@ -127,3 +129,66 @@ class Expect:
     worker_id: str | None
     lease_epoch: int
     statuses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InboxMessage:
+    """An operator message to a running session: stop, directive (prompt), nudge, hook-result."""
+
+    id: str
+    session_id: str
+    type: str
+    lane: str
+    payload: str
+    created_at: int
+    user_id: str | None = None
+    user_name: str | None = None
+    delivered_at: int | None = None
+    delivery_count: int = 0
+    acked_at: int | None = None
+    archived_at: int | None = None
+
+
+@dataclass(frozen=True)
+class IssueLock:
+    issue_id: str
+    session_id: str
+    locked_at: int
+    expires_at: int
+    work_type: str | None = None
+
+
+@dataclass(frozen=True)
+class FileLock:
+    repo_id: str
+    path: str
+    session_id: str
+    reserved_at: int
+    expires_at: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class IssueRecord:
+    """What the issue-tracker proxy serves in place of Linear."""
+
+    id: str
+    identifier: str
+    created_at: int
+    updated_at: int
+    title: str | None = None
+    description: str | None = None
+    state_name: str | None = None
+    labels: list[str] = field(default_factory=list)
+    parent_id: str | None = None
+    project: str | None = None
+    assignee: str | None = None
+
+
+@dataclass(frozen=True)
+class RecoveryPacket:
+    id: str
+    session_id: str
+    created_at: int
+    attempt: int
+    data: dict[str, Any] = field(default_factory=dict)

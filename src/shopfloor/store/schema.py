@@ -113,3 +113,74 @@ session_events = sa.Table(
     sa.Column("data", JSONType, nullable=False),
     sa.Index("ix_session_events_session", "session_id", "id"),
 )
+
+# -- session channel (migration 0002ch) --
+
+inbox_messages = sa.Table(
+    "inbox_messages",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("type", sa.String(16), nullable=False),
+    sa.Column("lane", sa.String(8), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("user_id", sa.String(200)),
+    sa.Column("user_name", sa.String(200)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("delivered_at", sa.BigInteger),
+    sa.Column("delivery_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("acked_at", sa.BigInteger),
+    sa.Column("archived_at", sa.BigInteger),
+    sa.Index("ix_inbox_messages_session", "session_id", "created_at"),
+)
+
+issue_locks = sa.Table(
+    "issue_locks",
+    metadata,
+    sa.Column("issue_id", sa.String(200), primary_key=True),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("work_type", sa.String(64)),
+    sa.Column("locked_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_issue_locks_expiry", "expires_at"),
+)
+
+file_locks = sa.Table(
+    "file_locks",
+    metadata,
+    sa.Column("repo_id", sa.String(200), primary_key=True),
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("reserved_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Index("ix_file_locks_session", "session_id"),
+)
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("id", sa.String(200), primary_key=True),
+    sa.Column("identifier", sa.String(200), nullable=False),
+    sa.Column("title", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("state_name", sa.String(64)),
+    sa.Column("labels", JSONType, nullable=False),
+    sa.Column("parent_id", sa.String(200)),
+    sa.Column("project", sa.String(200)),
+    sa.Column("assignee", sa.String(200)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_issues_identifier", "identifier"),
+)
+
+recovery_packets = sa.Table(
+    "recovery_packets",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("data", JSONType, nullable=False),
+    sa.Index("ix_recovery_packets_session", "session_id", "attempt"),
+)

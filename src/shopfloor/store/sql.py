@@ -27,6 +27,7 @@ from shopfloor.store.records import (
     SessionRecord,
     WorkerRecord,
 )
+from shopfloor.store.sql_channel import ChannelSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
@@ -64,7 +65,7 @@ def _event_values(ev: SessionEvent) -> dict[str, Any]:
     return values
 
 
-class SqlStore:
+class SqlStore(ChannelSql):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema

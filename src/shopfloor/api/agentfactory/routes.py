@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from shopfloor.api.agentfactory.auth import WorkerCaller, authenticate, worker_caller
-from shopfloor.api.agentfactory.wire import queued_work, session_state
+from shopfloor.api.agentfactory.wire import inbox_message, queued_work, session_state
 from shopfloor.api.envelope import (
     ApiError,
     is_number,
@@ -95,11 +95,13 @@ async def heartbeat(worker_id: str, request: Request, caller: Caller) -> dict[st
 @router.get("/api/workers/{worker_id}/poll")
 async def poll(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     caller.check_acts_as(worker_id)
-    claimed = await services(request).dispatcher.poll(worker_id)
+    dispatcher = services(request).dispatcher
+    claimed = await dispatcher.poll(worker_id)
+    inbox = await dispatcher.channel.deliver(worker_id)
     return {
         "work": [queued_work(s) for s in claimed],
-        "inboxMessages": {},
-        "hasInboxMessages": False,
+        "inboxMessages": {sid: [inbox_message(m) for m in ms] for sid, ms in inbox.items()},
+        "hasInboxMessages": bool(inbox),
         "preClaimed": bool(claimed),
         "claimedSessionIds": [s.id for s in claimed],
     }

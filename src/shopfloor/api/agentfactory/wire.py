@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shopfloor.store.records import SessionRecord
+from shopfloor.store.records import FileLock, InboxMessage, RecoveryPacket, SessionRecord
 
 
 def _compact(values: dict[str, Any]) -> dict[str, Any]:
@@ -69,3 +69,33 @@ def session_state(s: SessionRecord) -> dict[str, Any]:
         )
     )
     return state
+
+
+def inbox_message(m: InboxMessage) -> dict[str, Any]:
+    """An InboxMessage as the TS worker reads it from poll's `inboxMessages`."""
+    return {
+        "id": m.id,
+        "type": m.type,
+        "sessionId": m.session_id,
+        "payload": m.payload,
+        **_compact({"userId": m.user_id, "userName": m.user_name}),
+        "createdAt": m.created_at,
+        "lane": m.lane,
+    }
+
+
+def file_conflict(c: FileLock) -> dict[str, Any]:
+    return {
+        "filePath": c.path,
+        "heldBy": {
+            "sessionId": c.session_id,
+            "repoId": c.repo_id,
+            "filePath": c.path,
+            "reservedAt": c.reserved_at,
+            **_compact({"reason": c.reason}),
+        },
+    }
+
+
+def recovery_packet(p: RecoveryPacket) -> dict[str, Any]:
+    return {**p.data, "packetId": p.id, "attempt": p.attempt, "createdAt": p.created_at}

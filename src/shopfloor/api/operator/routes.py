@@ -47,6 +47,7 @@ async def create_session(body: SessionCreate, request: Request) -> SessionView:
             project=body.projectName,
             repository=body.repository,
             agent_id=body.agentId,
+            labels=body.labels,
         )
     )
     return SessionView.of(session, await dispatcher.history(session.id))

@@ -42,6 +42,9 @@ class SessionCreate(BaseModel):
     projectName: Text | None = Field(None, min_length=1, max_length=200)
     repository: Text | None = None
     agentId: Text | None = Field(None, min_length=1, max_length=200)
+    labels: list[Text] | None = Field(
+        None, max_length=50, description="Issue labels the issue-tracker proxy reports"
+    )
 
 
 class StatusChange(BaseModel):

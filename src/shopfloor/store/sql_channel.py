@@ -1,0 +1,519 @@
+"""SQL for the session channel: events with a lease fence, issue locks and parked sessions,
+the inbox, file locks, issue records and recovery packets. Mixed into SqlStore."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shopfloor.store import schema as t
+from shopfloor.store.errors import DuplicateKey
+from shopfloor.store.records import (
+    PARKED,
+    PENDING,
+    STOPPED,
+    TERMINAL_STATUSES,
+    Expect,
+    FileLock,
+    InboxMessage,
+    IssueLock,
+    IssueRecord,
+    RecoveryPacket,
+    SessionEvent,
+    SessionRecord,
+)
+
+LANE_ORDER = {"urgent": 0, "normal": 1}
+
+
+def _event_row(ev: SessionEvent) -> dict[str, Any]:
+    values = dataclasses.asdict(ev)
+    values.pop("id")
+    return values
+
+
+def _holder_gone() -> sa.ColumnElement[bool]:
+    """True when an issue lock's holder session is missing or has ended."""
+    s, lk = t.sessions, t.issue_locks
+    return ~sa.exists().where(s.c.id == lk.c.session_id, s.c.status.not_in(TERMINAL_STATUSES))
+
+
+class ChannelSql:
+    engine: AsyncEngine
+    dialect: str
+
+    def _for_update(self, query: sa.Select[Any]) -> sa.Select[Any]:
+        return query.with_for_update() if self.dialect == "postgresql" else query
+
+    # -- events --
+
+    async def append_session_event(
+        self, event: SessionEvent, expect: Expect | None = None
+    ) -> SessionEvent | None:
+        s = t.sessions
+        async with self.engine.begin() as conn:
+            if expect is not None:
+                where = [s.c.id == event.session_id, s.c.lease_epoch == expect.lease_epoch]
+                where.append(
+                    s.c.worker_id.is_(None)
+                    if expect.worker_id is None
+                    else s.c.worker_id == expect.worker_id
+                )
+                if expect.statuses:
+                    where.append(s.c.status.in_(expect.statuses))
+                found = await conn.scalar(self._for_update(sa.select(s.c.id).where(*where)))
+                if found is None:
+                    return None
+            new_id = await conn.scalar(
+                t.session_events.insert().values(_event_row(event)).returning(t.session_events.c.id)
+            )
+        return dataclasses.replace(event, id=int(new_id))
+
+    async def session_events_after(
+        self, session_id: str, after_id: int = 0, limit: int = 500
+    ) -> list[SessionEvent]:
+        e = t.session_events
+        query = (
+            sa.select(e)
+            .where(e.c.session_id == session_id, e.c.id > after_id)
+            .order_by(e.c.id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [SessionEvent(**r._mapping) for r in await conn.execute(query)]
+
+    # -- issue locks and parked sessions --
+
+    async def insert_session_with_issue_lock(
+        self, session: SessionRecord, event: SessionEvent, lock_expires_at: int
+    ) -> SessionRecord:
+        """Insert a new session. If it names an issue whose lock another live session holds,
+        it is inserted `parked` and replaces any parked session of the same work type."""
+        try:
+            return await self._insert_with_issue_lock(session, event, lock_expires_at)
+        except sa.exc.IntegrityError as exc:
+            raise DuplicateKey(session.id) from exc
+
+    async def _insert_with_issue_lock(
+        self, session: SessionRecord, event: SessionEvent, lock_expires_at: int
+    ) -> SessionRecord:
+        now = session.created_at
+        async with self.engine.begin() as conn:
+            if session.issue_id is not None and not await self._acquire_issue_lock(
+                conn, session, now, lock_expires_at
+            ):
+                holder = await conn.scalar(
+                    sa.select(t.issue_locks.c.session_id).where(
+                        t.issue_locks.c.issue_id == session.issue_id
+                    )
+                )
+                session = dataclasses.replace(session, status=PARKED)
+                event = dataclasses.replace(
+                    event,
+                    status=PARKED,
+                    reason=f"parked: issue {session.issue_id} is locked by {holder}",
+                )
+                await self._supersede_parked(conn, session, now)
+            await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
+            await conn.execute(t.session_events.insert().values(_event_row(event)))
+        return session
+
+    async def _acquire_issue_lock(
+        self, conn: AsyncConnection, session: SessionRecord, now: int, expires_at: int
+    ) -> bool:
+        lk, s = t.issue_locks, t.sessions
+        row = {
+            "issue_id": session.issue_id,
+            "session_id": session.id,
+            "work_type": session.work_type,
+            "locked_at": now,
+            "expires_at": expires_at,
+        }
+        try:
+            async with conn.begin_nested():
+                await conn.execute(lk.insert().values(row))
+            return True
+        except sa.exc.IntegrityError:
+            pass
+        current = (
+            await conn.execute(
+                self._for_update(sa.select(lk).where(lk.c.issue_id == session.issue_id))
+            )
+        ).first()
+        if current is None:  # released between our insert and our read
+            await conn.execute(lk.insert().values(row))
+            return True
+        holder_status = await conn.scalar(sa.select(s.c.status).where(s.c.id == current.session_id))
+        if current.expires_at > now and holder_status not in (None, *TERMINAL_STATUSES):
+            return False
+        await conn.execute(lk.update().where(lk.c.issue_id == session.issue_id).values(row))
+        return True
+
+    async def _supersede_parked(
+        self, conn: AsyncConnection, newer: SessionRecord, now: int
+    ) -> None:
+        s = t.sessions
+        superseded = await conn.execute(
+            s.update()
+            .where(
+                s.c.issue_id == newer.issue_id,
+                s.c.status == PARKED,
+                s.c.work_type.is_not_distinct_from(newer.work_type),
+            )
+            .values(status=STOPPED, updated_at=now)
+            .returning(s.c.id)
+        )
+        ids = [r.id for r in superseded]
+        if ids:
+            await conn.execute(
+                t.session_events.insert(),
+                [
+                    {
+                        "session_id": sid,
+                        "at": now,
+                        "kind": "status",
+                        "status": STOPPED,
+                        "worker_id": None,
+                        "reason": f"superseded by newer parked work {newer.id}",
+                        "data": {},
+                    }
+                    for sid in ids
+                ],
+            )
+
+    async def get_issue_lock(self, issue_id: str) -> IssueLock | None:
+        lk = t.issue_locks
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(lk).where(lk.c.issue_id == issue_id))).first()
+        return None if row is None else IssueLock(**row._mapping)
+
+    async def refresh_issue_lock(
+        self, issue_id: str, session_id: str, work_type: str | None, now: int, expires_at: int
+    ) -> bool:
+        """Extend the session's lock; take the lock if nobody holds it. False if another
+        session holds it."""
+        lk = t.issue_locks
+        async with self.engine.begin() as conn:
+            updated = await conn.execute(
+                lk.update()
+                .where(lk.c.issue_id == issue_id, lk.c.session_id == session_id)
+                .values(expires_at=expires_at)
+            )
+            if updated.rowcount > 0:
+                return True
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(
+                        lk.insert().values(
+                            issue_id=issue_id,
+                            session_id=session_id,
+                            work_type=work_type,
+                            locked_at=now,
+                            expires_at=expires_at,
+                        )
+                    )
+            except sa.exc.IntegrityError:
+                return False
+        return True
+
+    async def stale_issue_locks(self, now: int, limit: int = 100) -> list[IssueLock]:
+        """Locks past their TTL, or whose holder has ended or vanished."""
+        lk = t.issue_locks
+        query = (
+            sa.select(lk)
+            .where(sa.or_(lk.c.expires_at <= now, _holder_gone()))
+            .order_by(lk.c.expires_at)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [IssueLock(**r._mapping) for r in await conn.execute(query)]
+
+    async def release_issue_lock(
+        self,
+        issue_id: str,
+        session_id: str,
+        now: int,
+        lock_expires_at: int,
+        *,
+        stale_only: bool = False,
+    ) -> SessionRecord | None:
+        """Drop `session_id`'s lock on the issue (with `stale_only`, only if it expired or its
+        holder ended) and promote the best parked session, which takes the lock. Returns the
+        promoted session."""
+        lk, s = t.issue_locks, t.sessions
+        where = [lk.c.issue_id == issue_id, lk.c.session_id == session_id]
+        if stale_only:
+            where.append(sa.or_(lk.c.expires_at <= now, _holder_gone()))
+        async with self.engine.begin() as conn:
+            deleted = await conn.execute(lk.delete().where(*where))
+            if deleted.rowcount == 0:
+                return None
+            pick = self._for_update(
+                sa.select(s.c.id)
+                .where(s.c.issue_id == issue_id, s.c.status == PARKED)
+                .order_by(s.c.priority, s.c.queued_at, s.c.id)
+                .limit(1)
+            )
+            next_id = await conn.scalar(pick)
+            if next_id is None:
+                return None
+            row = (
+                await conn.execute(
+                    s.update()
+                    .where(s.c.id == next_id, s.c.status == PARKED)
+                    .values(status=PENDING, updated_at=now)
+                    .returning(*s.c)
+                )
+            ).first()
+            if row is None:
+                return None
+            promoted = SessionRecord(**row._mapping)
+            await conn.execute(
+                lk.insert().values(
+                    issue_id=issue_id,
+                    session_id=promoted.id,
+                    work_type=promoted.work_type,
+                    locked_at=now,
+                    expires_at=lock_expires_at,
+                )
+            )
+            await conn.execute(
+                t.session_events.insert().values(
+                    session_id=promoted.id,
+                    at=now,
+                    kind="status",
+                    status=PENDING,
+                    worker_id=None,
+                    reason=f"promoted: issue lock released by {session_id}",
+                    data={},
+                )
+            )
+        return promoted
+
+    # -- inbox --
+
+    async def insert_inbox_message(self, message: InboxMessage) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(t.inbox_messages.insert().values(dataclasses.asdict(message)))
+
+    async def deliver_inbox(
+        self, worker_id: str, now: int, per_lane: int = 10
+    ) -> list[InboxMessage]:
+        """Unacknowledged messages of the sessions the worker holds, urgent lane first, at most
+        `per_lane` per session and lane. Each is marked delivered (again)."""
+        m, s = t.inbox_messages, t.sessions
+        query = (
+            sa.select(m)
+            .join(s, s.c.id == m.c.session_id)
+            .where(s.c.worker_id == worker_id, m.c.acked_at.is_(None), m.c.archived_at.is_(None))
+            .order_by(m.c.session_id, m.c.created_at, m.c.id)
+        )
+        async with self.engine.begin() as conn:
+            rows = [InboxMessage(**r._mapping) for r in await conn.execute(query)]
+            rows.sort(key=lambda x: (x.session_id, LANE_ORDER.get(x.lane, 9)))
+            picked: list[InboxMessage] = []
+            counts: dict[tuple[str, str], int] = {}
+            for msg in rows:
+                key = (msg.session_id, msg.lane)
+                if counts.get(key, 0) < per_lane:
+                    counts[key] = counts.get(key, 0) + 1
+                    picked.append(msg)
+            if picked:
+                await conn.execute(
+                    m.update()
+                    .where(m.c.id.in_([x.id for x in picked]))
+                    .values(
+                        delivered_at=sa.func.coalesce(m.c.delivered_at, now),
+                        delivery_count=m.c.delivery_count + 1,
+                    )
+                )
+        return [
+            dataclasses.replace(
+                x, delivered_at=x.delivered_at or now, delivery_count=x.delivery_count + 1
+            )
+            for x in picked
+        ]
+
+    async def ack_inbox_message(
+        self, session_id: str, message_id: str, now: int
+    ) -> InboxMessage | None:
+        """Acknowledge one message (idempotent); None if the session has no such message."""
+        m = t.inbox_messages
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                m.update()
+                .where(m.c.id == message_id, m.c.session_id == session_id, m.c.acked_at.is_(None))
+                .values(acked_at=now)
+            )
+            row = (
+                await conn.execute(
+                    sa.select(m).where(m.c.id == message_id, m.c.session_id == session_id)
+                )
+            ).first()
+        return None if row is None else InboxMessage(**row._mapping)
+
+    async def archive_inbox(self, session_id: str, now: int) -> int:
+        m = t.inbox_messages
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                m.update()
+                .where(m.c.session_id == session_id, m.c.archived_at.is_(None))
+                .values(archived_at=now)
+            )
+        return int(result.rowcount)
+
+    async def list_inbox(self, session_id: str) -> list[InboxMessage]:
+        m = t.inbox_messages
+        query = sa.select(m).where(m.c.session_id == session_id).order_by(m.c.created_at, m.c.id)
+        async with self.engine.connect() as conn:
+            return [InboxMessage(**r._mapping) for r in await conn.execute(query)]
+
+    # -- file locks --
+
+    async def reserve_files(
+        self,
+        repo_id: str,
+        session_id: str,
+        paths: Sequence[str],
+        now: int,
+        expires_at: int,
+        reason: str | None = None,
+    ) -> tuple[list[str], list[FileLock]]:
+        """Reserve each path for the session (its own reservations are renewed); return the
+        reserved paths and the live reservations of other sessions that block the rest."""
+        f = t.file_locks
+        reserved: list[str] = []
+        conflicts: list[FileLock] = []
+        async with self.engine.begin() as conn:
+            for path in sorted(set(paths)):  # one lock order, so two reservers cannot deadlock
+                row = {
+                    "repo_id": repo_id,
+                    "path": path,
+                    "session_id": session_id,
+                    "reserved_at": now,
+                    "expires_at": expires_at,
+                    "reason": reason,
+                }
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(f.insert().values(row))
+                    reserved.append(path)
+                    continue
+                except sa.exc.IntegrityError:
+                    pass
+                key = [f.c.repo_id == repo_id, f.c.path == path]
+                current = (await conn.execute(self._for_update(sa.select(f).where(*key)))).first()
+                if current is None:
+                    await conn.execute(f.insert().values(row))
+                    reserved.append(path)
+                elif current.session_id == session_id:
+                    await conn.execute(f.update().where(*key).values(expires_at=expires_at))
+                    reserved.append(path)
+                elif current.expires_at <= now:
+                    await conn.execute(f.update().where(*key).values(row))
+                    reserved.append(path)
+                else:
+                    conflicts.append(FileLock(**current._mapping))
+        order = {p: i for i, p in enumerate(paths)}
+        reserved.sort(key=lambda p: order[p])
+        conflicts.sort(key=lambda c: order[c.path])
+        return reserved, conflicts
+
+    async def file_conflicts(
+        self, repo_id: str, session_id: str, paths: Sequence[str], now: int
+    ) -> list[FileLock]:
+        f = t.file_locks
+        query = sa.select(f).where(
+            f.c.repo_id == repo_id,
+            f.c.path.in_(list(paths)),
+            f.c.session_id != session_id,
+            f.c.expires_at > now,
+        )
+        async with self.engine.connect() as conn:
+            found = [FileLock(**r._mapping) for r in await conn.execute(query)]
+        order = {p: i for i, p in enumerate(paths)}
+        return sorted(found, key=lambda c: order[c.path])
+
+    async def release_files(self, repo_id: str, session_id: str, paths: Sequence[str]) -> int:
+        f = t.file_locks
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                f.delete().where(
+                    f.c.repo_id == repo_id, f.c.session_id == session_id, f.c.path.in_(list(paths))
+                )
+            )
+        return int(result.rowcount)
+
+    async def release_session_files(self, session_id: str) -> int:
+        f = t.file_locks
+        async with self.engine.begin() as conn:
+            result = await conn.execute(f.delete().where(f.c.session_id == session_id))
+        return int(result.rowcount)
+
+    # -- issue records --
+
+    async def upsert_issue(self, issue: IssueRecord) -> IssueRecord:
+        """Insert the issue, or update it with the record's non-empty fields."""
+        i = t.issues
+        async with self.engine.begin() as conn:
+            current = (
+                await conn.execute(self._for_update(sa.select(i).where(i.c.id == issue.id)))
+            ).first()
+            if current is None:
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(i.insert().values(dataclasses.asdict(issue)))
+                    return issue
+                except sa.exc.IntegrityError:
+                    pass
+            changes = {
+                k: v
+                for k, v in dataclasses.asdict(issue).items()
+                if v not in (None, []) and k not in ("id", "created_at")
+            }
+            row = (
+                await conn.execute(
+                    i.update().where(i.c.id == issue.id).values(changes).returning(*i.c)
+                )
+            ).first()
+        assert row is not None
+        return IssueRecord(**row._mapping)
+
+    async def find_issue(self, key: str) -> IssueRecord | None:
+        """An issue by id, else by identifier (e.g. ENG-1)."""
+        i = t.issues
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(i).where(i.c.id == key))).first()
+            if row is None:
+                row = (
+                    await conn.execute(
+                        sa.select(i).where(i.c.identifier == key).order_by(i.c.id).limit(1)
+                    )
+                ).first()
+        return None if row is None else IssueRecord(**row._mapping)
+
+    async def update_issue(self, issue_id: str, changes: Mapping[str, Any]) -> IssueRecord | None:
+        i = t.issues
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    i.update().where(i.c.id == issue_id).values(dict(changes)).returning(*i.c)
+                )
+            ).first()
+        return None if row is None else IssueRecord(**row._mapping)
+
+    # -- recovery packets --
+
+    async def insert_recovery_packet(self, packet: RecoveryPacket) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(t.recovery_packets.insert().values(dataclasses.asdict(packet)))
+
+    async def recovery_packets(self, session_id: str) -> list[RecoveryPacket]:
+        r = t.recovery_packets
+        query = sa.select(r).where(r.c.session_id == session_id).order_by(r.c.attempt, r.c.id)
+        async with self.engine.connect() as conn:
+            return [RecoveryPacket(**x._mapping) for x in await conn.execute(query)]
