@@ -80,6 +80,7 @@ class NewSession:
     repository: str | None = None
     agent_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class Dispatcher:
             repository=new.repository,
             agent_id=new.agent_id,
             extra=new.extra,
+            metadata=new.metadata,
         )
         if new.session_id and await self.store.get_session(new.session_id) is not None:
             raise Conflict(f"Session {new.session_id} already exists")
@@ -163,6 +165,7 @@ class Dispatcher:
                 session_id=session.id, at=now, kind="status", status=PENDING, reason="created"
             ),
         )
+        await self.notifier.notify(session.queue)
         return session
 
     async def get_session(self, session_id: str) -> SessionRecord:
@@ -418,6 +421,9 @@ class Dispatcher:
             "claimed_at": None,
             "lease_expires_at": None,
             "updated_at": now,
+            # A requeued environment work item is deliverable to the next poll at once.
+            "delivered_to": None,
+            "delivered_at": None,
         }
         if not keep_place:
             changes.update(

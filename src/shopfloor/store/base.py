@@ -7,6 +7,8 @@ from typing import Any, Protocol
 
 from shopfloor.store.records import (
     Expect,
+    ProjectRecord,
+    QueueStats,
     RegistrationTokenRecord,
     SessionEvent,
     SessionFilter,
@@ -102,3 +104,45 @@ class Store(Protocol):
     async def session_events(
         self, session_id: str, kinds: Sequence[str] | None = None
     ) -> list[SessionEvent]: ...
+
+    # -- projects (environments) --
+    async def insert_project(self, project: ProjectRecord) -> None: ...
+    async def get_project(self, project_id: str) -> ProjectRecord | None: ...
+    async def list_projects(
+        self, kind: str, *, include_archived: bool, after_id: str | None, limit: int
+    ) -> list[ProjectRecord]:
+        """Projects of `kind` in id order, after `after_id`."""
+        ...
+
+    async def update_project(
+        self, project_id: str, expected_updated_at: int, changes: Mapping[str, Any]
+    ) -> ProjectRecord | None:
+        """Apply `changes` only if the project's updated_at is still the one read."""
+        ...
+
+    async def delete_project(self, project_id: str) -> bool: ...
+
+    # -- environment work queues (a queue's sessions seen as work items) --
+    async def count_unfinished(self, queue: str) -> int:
+        """Sessions of `queue` that are pending or live."""
+        ...
+
+    async def deliver_next(
+        self, queue: str, worker_id: str | None, now: int, redeliver_before: int
+    ) -> SessionRecord | None:
+        """Atomically mark the first pending session of `queue` that was never delivered, or
+        delivered at or before `redeliver_before`, as delivered to `worker_id` now."""
+        ...
+
+    async def record_poll(self, queue: str, worker_id: str, now: int) -> None: ...
+    async def queue_stats(self, queue: str, recent_since: int, polling_since: int) -> QueueStats:
+        """Pending sessions split by delivery after `recent_since`, and pollers since
+        `polling_since`."""
+        ...
+
+    async def list_queue(
+        self, queue: str, *, after_id: str | None, before_id: str | None, limit: int
+    ) -> list[SessionRecord]:
+        """Up to `limit` sessions of `queue` in ascending id order: the first ones after
+        `after_id`, or the last ones before `before_id`."""
+        ...

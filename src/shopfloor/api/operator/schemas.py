@@ -42,6 +42,14 @@ class SessionCreate(BaseModel):
     projectName: Text | None = Field(None, min_length=1, max_length=200)
     repository: Text | None = None
     agentId: Text | None = Field(None, min_length=1, max_length=200)
+    environmentId: Text | None = Field(
+        None,
+        pattern=r"^env_[0-9a-f]{32}$",
+        description="Queue the session in this environment: it becomes a work item there",
+    )
+    metadata: dict[str, Text] | None = Field(
+        None, max_length=16, description="String map, shown as the work item's metadata"
+    )
 
 
 class StatusChange(BaseModel):
@@ -81,6 +89,8 @@ class SessionView(BaseModel):
     createdAt: str
     updatedAt: str
     claimedAt: str | None
+    environmentId: str | None = None
+    metadata: dict[str, str] | None = None
     history: list[StatusChange] | None = None
 
     @classmethod
@@ -111,6 +121,8 @@ class SessionView(BaseModel):
             createdAt=iso(s.created_at) or "",
             updatedAt=iso(s.updated_at) or "",
             claimedAt=iso(s.claimed_at),
+            environmentId=s.queue if s.queue.startswith("env_") else None,
+            metadata=s.metadata,
             history=None if history is None else [StatusChange.of(e) for e in history],
         )
 
