@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 import subprocess
 import sys
 import time
@@ -15,7 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ADMIN_KEY, WORKER_KEY, Backend
+from tests.conftest import (
+    ADMIN_KEY,
+    BACKENDS,
+    PG_URL,
+    WORKER_KEY,
+    Backend,
+    _drop_schema,
+    _require_postgres,
+)
 
 
 @dataclass(frozen=True)
@@ -31,8 +40,26 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One server per test module and backend (starting one takes seconds); tests share it
+    and keep apart by creating their own environments."""
+    tmp_path = tmp_path_factory.mktemp("server")
+    if request.param == "sqlite":
+        backend = Backend("sqlite", f"sqlite:///{tmp_path / 'shopfloor.db'}", None)
+    else:
+        _require_postgres()
+        backend = Backend("postgres", PG_URL, f"t_{uuid.uuid4().hex[:12]}")
+    try:
+        yield from _serve(backend, tmp_path)
+    finally:
+        if backend.schema:
+            _drop_schema(backend.schema)
+
+
+def _serve(backend: Backend, tmp_path: Path) -> Iterator[Server]:
     port = _free_port()
     env = {
         **os.environ,
