@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.conftest import WORKER_KEY
-from tests.environments.helpers import A, ADMIN, Q, assert_error, enqueue, new_environment, work_id
+from tests.environments.helpers import ADMIN, A, Q, assert_error, enqueue, new_environment, work_id
 
 both = pytest.mark.parametrize("prefix", [Q, A], ids=["qoder", "anthropic"])
 

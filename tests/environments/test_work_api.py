@@ -8,7 +8,7 @@ import pytest
 
 from shopfloor.clock import ManualClock
 from shopfloor.service.dispatch import Dispatcher
-from tests.environments.helpers import A, ADMIN, Q, assert_error, enqueue, new_environment, work_id
+from tests.environments.helpers import ADMIN, A, Q, assert_error, enqueue, new_environment, work_id
 
 pytestmark = pytest.mark.parametrize("prefix", [Q, A], ids=["qoder", "anthropic"])
 
