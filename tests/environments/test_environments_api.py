@@ -217,3 +217,14 @@ async def test_other_protocols_keep_their_own_envelope(api: httpx.AsyncClient) -
     assert r.status_code == 401 and set(r.json()) == {"error", "message"}
     r = await api.get("/api/workers/wkr_x/poll")
     assert set(r.json()) == {"error", "message"}
+
+
+async def test_each_path_reads_its_own_worker_id_header(api: httpx.AsyncClient) -> None:
+    env = await new_environment(api)
+    # The other protocol's header names nobody: not counted as a polling worker.
+    await api.get(f"{A}/{env}/work/poll", headers={**ADMIN, "Worker-ID": "q-worker"})
+    await api.get(f"{Q}/{env}/work/poll", headers={**ADMIN, "Anthropic-Worker-ID": "a-worker"})
+    assert (await api.get(f"{A}/{env}/work/stats", headers=ADMIN)).json()["workers_polling"] == 0
+    await api.get(f"{A}/{env}/work/poll", headers={**ADMIN, "Anthropic-Worker-ID": "a-worker"})
+    await api.get(f"{Q}/{env}/work/poll", headers={**ADMIN, "Worker-ID": "q-worker"})
+    assert (await api.get(f"{Q}/{env}/work/stats", headers=ADMIN)).json()["workers_polling"] == 2

@@ -167,7 +167,7 @@ def test_a_held_poll_wakes_when_work_arrives(server: Server) -> None:
 
     thread = threading.Thread(target=held)
     thread.start()
-    time.sleep(0.3)  # the poll is now held open on an empty queue
+    time.sleep(0.15)  # the poll is now held open on an empty queue
     enqueued_at = time.monotonic()
     (sid,) = enqueue(server, env.id)
     thread.join(timeout=5)
@@ -175,6 +175,7 @@ def test_a_held_poll_wakes_when_work_arrives(server: Server) -> None:
     assert item is not None and item.data.id == sid  # type: ignore[attr-defined]
     woke_after = float(result["returned"]) - enqueued_at  # type: ignore[arg-type]
     held_for = float(result["returned"]) - float(result["started"])  # type: ignore[arg-type]
-    # Without the wake-up the poll would hold on to its full 999 ms.
-    assert woke_after < 0.4, woke_after
-    assert held_for < 0.85, held_for
+    # Without the wake-up the poll would hold on to its full 999 ms; the bounds leave room
+    # for the enqueue request itself on a busy machine.
+    assert woke_after < 0.6, woke_after
+    assert held_for < 0.8, held_for
