@@ -179,3 +179,23 @@ def test_a_held_poll_wakes_when_work_arrives(server: Server) -> None:
     # for the enqueue request itself on a busy machine.
     assert woke_after < 0.6, woke_after
     assert held_for < 0.8, held_for
+
+
+async def test_the_async_poller_with_an_environment_key(server: Server) -> None:
+    """`AsyncWork.poller(environment_key=…)` sends the key as its Bearer on poll, ack, stop."""
+    client = anthropic.AsyncAnthropic(api_key=ADMIN_KEY, base_url=server.url, max_retries=0)
+    env = await client.beta.environments.create(name="async", config={"type": "self_hosted"})
+    async with httpx.AsyncClient(
+        base_url=server.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    ) as c:
+        minted = await c.post("/api/v1/registration-tokens", json={"project": env.id})
+    sessions = set(enqueue(server, env.id, 3))
+    seen = [
+        item.data.id
+        async for item in client.beta.environments.work.poller(
+            environment_id=env.id, environment_key=minted.json()["token"], drain=True
+        )
+    ]
+    assert sorted(seen) == sorted(sessions)
+    states = [w.state async for w in client.beta.environments.work.list(env.id)]
+    assert states == ["stopped"] * 3
