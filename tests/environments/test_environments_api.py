@@ -132,7 +132,14 @@ async def test_operator_refuses_unknown_or_archived_environments(api: httpx.Asyn
         "/api/v1/sessions", json={"prompt": "p", "environmentId": env}, headers=ADMIN
     )
     assert r.status_code == 400 and "archived" in r.json()["message"]
-    for bad in ({"environmentId": "prod"}, {"environmentId": env, "sessionId": "mine"}):
+    env = await new_environment(api)
+    for bad in (
+        {"environmentId": "prod"},
+        {"environmentId": env, "sessionId": "mine"},
+        {"environmentId": env, "metadata": {"k": 1}},
+        {"environmentId": env, "metadata": {"k" * 65: "v"}},
+        {"environmentId": env, "metadata": {f"k{i}": "v" for i in range(17)}},
+    ):
         r = await api.post("/api/v1/sessions", json={"prompt": "p", **bad}, headers=ADMIN)
         assert r.status_code == 400 and r.json()["error"] == "Bad Request"
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
 
 from shopfloor.api.timefmt import iso
 from shopfloor.store.records import (
@@ -15,6 +15,8 @@ from shopfloor.store.records import (
 )
 
 Text = StrictStr
+MetadataKey = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[StrictStr, StringConstraints(max_length=512)]
 
 
 class SessionCreate(BaseModel):
@@ -47,7 +49,7 @@ class SessionCreate(BaseModel):
         pattern=r"^env_[0-9a-f]{32}$",
         description="Queue the session in this environment: it becomes a work item there",
     )
-    metadata: dict[str, Text] | None = Field(
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(
         None, max_length=16, description="String map, shown as the work item's metadata"
     )
 
