@@ -17,6 +17,8 @@ from shopfloor.api.agentfactory.channel_routes import router as channel_router
 from shopfloor.api.agentfactory.issue_proxy import router as issue_proxy_router
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
 from shopfloor.api.envelope import ApiError, domain_status, error_response
+from shopfloor.api.environments import errors as env_errors
+from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
@@ -83,6 +85,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(agentfactory_router)
+    # Before the operator router: /api/v1/cloud/… is the environment API, not the operator's.
+    app.include_router(environments_router(QODER))
+    app.include_router(environments_router(ANTHROPIC))
     app.include_router(channel_router)
     app.include_router(issue_proxy_router)
     app.include_router(operator_router)
@@ -97,23 +102,43 @@ def create_app(
 
 
 def _install_error_handlers(app: FastAPI) -> None:
+    """Each protocol's errors in its own envelope, chosen by path: the environment work API
+    (env_errors.PATH_PREFIXES) has its own; everything else uses the AgentFactory one."""
+
+    def env_path(request: Request) -> bool:
+        return env_errors.is_environment_path(request.url.path)
+
     @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        if env_path(request):
+            return env_errors.error_response(request, exc.status, exc.message)
         return error_response(exc.status, exc.message)
 
     @app.exception_handler(DomainError)
-    async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        if env_path(request):
+            return env_errors.domain_error_response(request, exc)
         return error_response(domain_status(exc), exc.message)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, validation_message(list(exc.errors())))
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message = validation_message(list(exc.errors()))
+        if env_path(request):
+            return env_errors.error_response(request, 400, message)
+        return error_response(400, message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if env_path(request):
+            return env_errors.error_response(
+                request, exc.status_code, str(exc.detail), headers=headers
+            )
+        return error_response(exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
+        if env_path(request):
+            return env_errors.error_response(request, 500, "Internal server error")
         return error_response(500, "Internal server error")

@@ -36,3 +36,7 @@ def new_token_id() -> str:
 
 def new_secret(prefix: str, nbytes: int = 24) -> str:
     return prefix + secrets.token_urlsafe(nbytes)
+
+
+def new_environment_id() -> str:
+    return "env_" + uuid7_hex()

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from shopfloor.service.errors import (
     Conflict,
     DomainError,
+    EnvironmentNotFound,
     InvalidInput,
     InvalidTransition,
     NotOwner,
@@ -36,7 +37,7 @@ def error_response(
 
 
 def domain_status(exc: DomainError) -> int:
-    if isinstance(exc, WorkerNotFound | SessionNotFound):
+    if isinstance(exc, WorkerNotFound | SessionNotFound | EnvironmentNotFound):
         return 404
     if isinstance(exc, NotOwner):
         return 403

@@ -37,9 +37,17 @@ class OperatorClient:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
-                message = response.json().get("message", response.text)
+                body = response.json()
             except ValueError:
-                message = response.text
+                body = None
+            message = response.text
+            if isinstance(body, dict):
+                # The operator API says {"message"}; the environment API {"error": {"message"}}.
+                nested = body.get("error")
+                if isinstance(nested, dict) and isinstance(nested.get("message"), str):
+                    message = nested["message"]
+                elif isinstance(body.get("message"), str):
+                    message = body["message"]
             raise OperatorError(response.status_code, message)
         return response.json()
 
@@ -106,3 +114,19 @@ class OperatorClient:
     def revoke_token(self, token_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("DELETE", f"/api/v1/registration-tokens/{token_id}")
         return result
+
+    def create_environment(self, fields: dict[str, Any]) -> dict[str, Any]:
+        body = {k: v for k, v in fields.items() if v is not None}
+        result: dict[str, Any] = self._call("POST", "/api/v1/cloud/environments", json=body)
+        return result
+
+    def list_environments(self, include_archived: bool = False) -> list[dict[str, Any]]:
+        """Every environment, following the pages."""
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 100, "include_archived": str(include_archived).lower()}
+        while True:
+            page: dict[str, Any] = self._call("GET", "/api/v1/cloud/environments", params=params)
+            found.extend(page["data"])
+            if not page.get("next_page"):
+                return found
+            params["page"] = page["next_page"]

@@ -32,10 +32,14 @@ tokens_app = typer.Typer(
     help="Registration tokens (rsk_live_/rsp_live_) for workers.", no_args_is_help=True
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+environments_app = typer.Typer(
+    help="Self-hosted environments of the environment work API.", no_args_is_help=True
+)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(workers_app, name="workers")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
+app.add_typer(environments_app, name="environments")
 
 console = Console()
 
@@ -211,6 +215,9 @@ def sessions_create(
     project: Annotated[str | None, typer.Option()] = None,
     repository: Annotated[str | None, typer.Option()] = None,
     agent_id: Annotated[str | None, typer.Option()] = None,
+    environment: Annotated[
+        str | None, typer.Option(help="Queue it in this environment (env_…) as a work item.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON reply.")] = False,
     url: Url = "http://127.0.0.1:8000",
     admin_key: AdminKey = None,
@@ -228,6 +235,7 @@ def sessions_create(
         "projectName": project,
         "repository": repository,
         "agentId": agent_id,
+        "environmentId": environment,
     }
     with operator(url, admin_key, data_dir) as client:
         session = client.create_session(fields)
@@ -433,6 +441,54 @@ def tokens_revoke(
     with operator(url, admin_key, data_dir) as client:
         client.revoke_token(token_id)
     console.print(f"revoked {token_id}")
+
+
+@environments_app.command("create")
+def environments_create(
+    name: Annotated[str, typer.Option(help="Environment name.")],
+    description: Annotated[str | None, typer.Option()] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", help="key=value, repeatable.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON reply.")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Create a self-hosted environment; its workers poll /v1/environments/<id>/work/poll."""
+    pairs: dict[str, str] = {}
+    for item in metadata or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{item!r} is not key=value", param_hint="--metadata")
+        pairs[key] = value
+    fields = {"name": name, "description": description, "metadata": pairs or None}
+    with operator(url, admin_key, data_dir) as client:
+        env = client.create_environment(fields)
+    if as_json:
+        print(json.dumps(env, indent=2))
+    else:
+        console.print(f"created {env['id']} ({env['name']})")
+
+
+@environments_app.command("list")
+def environments_list(
+    include_archived: Annotated[bool, typer.Option("--include-archived")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """List environments, oldest first."""
+    with operator(url, admin_key, data_dir) as client:
+        envs = client.list_environments(include_archived)
+    if as_json:
+        print(json.dumps(envs, indent=2))
+        return
+    table = Table("environment", "name", "status", "description", "created")
+    for e in envs:
+        table.add_row(e["id"], e["name"], e["status"], e["description"] or "", e["created_at"])
+    console.print(table)
 
 
 @db_app.command("upgrade")

@@ -83,6 +83,7 @@ class NewSession:
     agent_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     labels: list[str] | None = None  # issue labels the issue-tracker proxy serves
+    metadata: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,7 @@ class Dispatcher:
             repository=new.repository,
             agent_id=new.agent_id,
             extra=new.extra,
+            metadata=new.metadata,
         )
         try:
             # One live session per issue: a session for a locked issue is stored parked.
@@ -433,6 +435,9 @@ class Dispatcher:
             "claimed_at": None,
             "lease_expires_at": None,
             "updated_at": now,
+            # A requeued environment work item is deliverable to the next poll at once.
+            "delivered_to": None,
+            "delivered_at": None,
         }
         packet = None
         if not keep_place:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class DomainError(Exception):
     def __init__(self, message: str) -> None:
@@ -46,3 +48,40 @@ class InvalidInput(DomainError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class EnvironmentNotFound(DomainError):
+    def __init__(self, environment_id: str) -> None:
+        super().__init__(f"Environment {environment_id} not found")
+        self.environment_id = environment_id
+
+
+class EnvironmentArchived(DomainError):
+    def __init__(self, environment_id: str) -> None:
+        super().__init__(f"Environment {environment_id} is archived")
+        self.environment_id = environment_id
+
+
+class WorkNotFound(DomainError):
+    def __init__(self, work_id: str) -> None:
+        super().__init__(f"Work item {work_id} not found")
+        self.work_id = work_id
+
+
+class WorkConflict(DomainError):
+    """The work item's state does not allow the request; retrying will not help."""
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    last_heartbeat: int | None
+    state: str
+    ttl_seconds: int
+
+
+class HeartbeatPreconditionFailed(DomainError):
+    """`expected_last_heartbeat` does not match: another worker holds the lease."""
+
+    def __init__(self, message: str, current: LeaseState) -> None:
+        super().__init__(message)
+        self.current = current

@@ -11,6 +11,8 @@ from shopfloor.store.records import (
     InboxMessage,
     IssueLock,
     IssueRecord,
+    ProjectRecord,
+    QueueStats,
     RecoveryPacket,
     RegistrationTokenRecord,
     SessionEvent,
@@ -185,3 +187,44 @@ class Store(Protocol):
     # -- recovery packets --
     async def insert_recovery_packet(self, packet: RecoveryPacket) -> None: ...
     async def recovery_packets(self, session_id: str) -> list[RecoveryPacket]: ...
+    # -- projects (environments) --
+    async def insert_project(self, project: ProjectRecord) -> None: ...
+    async def get_project(self, project_id: str) -> ProjectRecord | None: ...
+    async def list_projects(
+        self, kind: str, *, include_archived: bool, after_id: str | None, limit: int
+    ) -> list[ProjectRecord]:
+        """Projects of `kind` in id order, after `after_id`."""
+        ...
+
+    async def update_project(
+        self, project_id: str, expected_updated_at: int, changes: Mapping[str, Any]
+    ) -> ProjectRecord | None:
+        """Apply `changes` only if the project's updated_at is still the one read."""
+        ...
+
+    async def delete_project(self, project_id: str) -> bool: ...
+
+    # -- environment work queues (a queue's sessions seen as work items) --
+    async def count_unfinished(self, queue: str) -> int:
+        """Sessions of `queue` that are pending or live."""
+        ...
+
+    async def deliver_next(
+        self, queue: str, worker_id: str | None, now: int, redeliver_before: int
+    ) -> SessionRecord | None:
+        """Atomically mark the first pending session of `queue` that was never delivered, or
+        delivered at or before `redeliver_before`, as delivered to `worker_id` now."""
+        ...
+
+    async def record_poll(self, queue: str, worker_id: str, now: int) -> None: ...
+    async def queue_stats(self, queue: str, recent_since: int, polling_since: int) -> QueueStats:
+        """Pending sessions split by delivery after `recent_since`, and pollers since
+        `polling_since`."""
+        ...
+
+    async def list_queue(
+        self, queue: str, *, after_id: str | None, before_id: str | None, limit: int
+    ) -> list[SessionRecord]:
+        """Up to `limit` sessions of `queue` in ascending id order: the first ones after
+        `after_id`, or the last ones before `before_id`."""
+        ...

@@ -56,6 +56,14 @@ class SessionRecord:
     error_message: str | None = None
     stop_requested_at: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Environment work items (sessions whose queue is an environment id):
+    delivered_to: str | None = None  # Worker-ID of the last poll that delivered it, then the holder
+    delivered_at: int | None = None
+    started_at: int | None = None  # first heartbeat
+    last_heartbeat_at: int | None = None
+    lease_ttl_seconds: int | None = None
+    ended_at: int | None = None
+    metadata: dict[str, str] | None = None
 
     @property
     def is_live(self) -> bool:
@@ -129,6 +137,28 @@ class Expect:
     worker_id: str | None
     lease_epoch: int
     statuses: tuple[str, ...] = ()
+    # Further columns that must still hold these values (None means IS NULL): compare-and-set.
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+PROJECT_ENVIRONMENT = "environment"
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    """A tenant/queue boundary. An environment of the work API is a project of kind
+    `environment`; its id is also the queue name of its sessions."""
+
+    id: str
+    kind: str
+    name: str
+    created_at: int
+    updated_at: int
+    description: str | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    scope: str | None = None
+    archived_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -192,3 +222,11 @@ class RecoveryPacket:
     created_at: int
     attempt: int
     data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    depth: int  # pending and deliverable now
+    pending: int  # pending, delivered recently and not acknowledged
+    oldest_queued_at: int | None
+    workers_polling: int

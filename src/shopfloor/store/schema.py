@@ -80,6 +80,13 @@ sessions = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("stop_requested_at", sa.BigInteger),
     sa.Column("extra", JSONType, nullable=False),
+    sa.Column("delivered_to", sa.String(255)),
+    sa.Column("delivered_at", sa.BigInteger),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("last_heartbeat_at", sa.BigInteger),
+    sa.Column("lease_ttl_seconds", sa.Integer),
+    sa.Column("ended_at", sa.BigInteger),
+    sa.Column("metadata", JSONType),
     # The claim path reads only this partial index, so finished rows never slow a poll.
     sa.Index(
         "ix_sessions_claimable",
@@ -183,4 +190,29 @@ recovery_packets = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("data", JSONType, nullable=False),
     sa.Index("ix_recovery_packets_session", "session_id", "attempt"),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(256), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("config", JSONType, nullable=False),
+    sa.Column("metadata", JSONType, nullable=False),
+    sa.Column("scope", sa.String(32)),
+    sa.Column("archived_at", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_projects_kind", "kind", "id"),
+)
+
+# Who polled which queue when (Worker-ID polls only): the `workers_polling` statistic.
+queue_pollers = sa.Table(
+    "queue_pollers",
+    metadata,
+    sa.Column("queue", sa.String(200), primary_key=True),
+    sa.Column("worker_id", sa.String(255), primary_key=True),
+    sa.Column("polled_at", sa.BigInteger, nullable=False),
 )

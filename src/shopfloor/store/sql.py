@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -21,6 +23,8 @@ from shopfloor.store.records import (
     LIVE_STATUSES,
     PENDING,
     Expect,
+    ProjectRecord,
+    QueueStats,
     RegistrationTokenRecord,
     SessionEvent,
     SessionFilter,
@@ -427,6 +431,9 @@ class SqlStore(ChannelSql):
         )
         if expect.statuses:
             where.append(s.c.status.in_(expect.statuses))
+        for name, value in expect.columns.items():
+            column = s.c[name]
+            where.append(column.is_(None) if value is None else column == value)
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(s.update().where(*where).values(dict(changes)).returning(*s.c))
@@ -457,6 +464,138 @@ class SqlStore(ChannelSql):
             query = query.where(e.c.kind.in_(list(kinds)))
         async with self.engine.connect() as conn:
             return [SessionEvent(**r._mapping) for r in await conn.execute(query)]
+
+    # -- projects (environments) --
+
+    async def insert_project(self, project: ProjectRecord) -> None:
+        async with self.engine.begin() as conn:
+            await conn.execute(t.projects.insert().values(dataclasses.asdict(project)))
+
+    async def get_project(self, project_id: str) -> ProjectRecord | None:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(t.projects).where(t.projects.c.id == project_id))
+            ).first()
+        return None if row is None else ProjectRecord(**row._mapping)
+
+    async def list_projects(
+        self, kind: str, *, include_archived: bool, after_id: str | None, limit: int
+    ) -> list[ProjectRecord]:
+        p = t.projects
+        query = sa.select(p).where(p.c.kind == kind).order_by(p.c.id).limit(limit)
+        if not include_archived:
+            query = query.where(p.c.archived_at.is_(None))
+        if after_id is not None:
+            query = query.where(p.c.id > after_id)
+        async with self.engine.connect() as conn:
+            return [ProjectRecord(**r._mapping) for r in await conn.execute(query)]
+
+    async def update_project(
+        self, project_id: str, expected_updated_at: int, changes: Mapping[str, Any]
+    ) -> ProjectRecord | None:
+        p = t.projects
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    p.update()
+                    .where(p.c.id == project_id, p.c.updated_at == expected_updated_at)
+                    .values(dict(changes))
+                    .returning(*p.c)
+                )
+            ).first()
+        return None if row is None else ProjectRecord(**row._mapping)
+
+    async def delete_project(self, project_id: str) -> bool:
+        async with self.engine.begin() as conn:
+            result = await conn.execute(t.projects.delete().where(t.projects.c.id == project_id))
+        return result.rowcount > 0
+
+    # -- environment work queues --
+
+    async def count_unfinished(self, queue: str) -> int:
+        s = t.sessions
+        async with self.engine.connect() as conn:
+            count = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(s)
+                .where(s.c.queue == queue, s.c.status.in_((PENDING, *LIVE_STATUSES)))
+            )
+        return int(count or 0)
+
+    async def deliver_next(
+        self, queue: str, worker_id: str | None, now: int, redeliver_before: int
+    ) -> SessionRecord | None:
+        s = t.sessions
+        deliverable = sa.or_(s.c.delivered_at.is_(None), s.c.delivered_at <= redeliver_before)
+        candidates = (
+            sa.select(s.c.id)
+            .where(s.c.queue == queue, s.c.status == PENDING, deliverable)
+            .order_by(s.c.priority, s.c.queued_at, s.c.id)
+            .limit(1)
+        )
+        if self.dialect == "postgresql":
+            candidates = candidates.with_for_update(skip_locked=True)
+        picked = candidates.cte("picked")
+        deliver = (
+            s.update()
+            .where(s.c.id == picked.c.id, s.c.status == PENDING, deliverable)
+            .values(delivered_to=worker_id, delivered_at=now)
+            .returning(*s.c)
+        )
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(deliver)).first()
+        return None if row is None else _session_from_row(row)
+
+    async def record_poll(self, queue: str, worker_id: str, now: int) -> None:
+        qp = t.queue_pollers
+        insert = pg.insert(qp) if self.dialect == "postgresql" else sqlite_dialect.insert(qp)
+        upsert = insert.values(queue=queue, worker_id=worker_id, polled_at=now)
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[qp.c.queue, qp.c.worker_id], set_={"polled_at": now}
+        )
+        async with self.engine.begin() as conn:
+            await conn.execute(upsert)
+            # Forget workers silent for an hour, so random per-process worker ids don't pile up.
+            await conn.execute(
+                qp.delete().where(qp.c.queue == queue, qp.c.polled_at < now - 3_600_000)
+            )
+
+    async def queue_stats(self, queue: str, recent_since: int, polling_since: int) -> QueueStats:
+        s, qp = t.sessions, t.queue_pollers
+        recent = sa.and_(s.c.delivered_at.is_not(None), s.c.delivered_at > recent_since)
+        query = sa.select(
+            sa.func.count().filter(sa.not_(recent)),
+            sa.func.count().filter(recent),
+            sa.func.min(s.c.queued_at),
+        ).where(s.c.queue == queue, s.c.status == PENDING)
+        async with self.engine.connect() as conn:
+            depth, pending, oldest = (await conn.execute(query)).one()
+            polling = await conn.scalar(
+                sa.select(sa.func.count())
+                .select_from(qp)
+                .where(qp.c.queue == queue, qp.c.polled_at >= polling_since)
+            )
+        return QueueStats(
+            depth=int(depth or 0),
+            pending=int(pending or 0),
+            oldest_queued_at=None if oldest is None else int(oldest),
+            workers_polling=int(polling or 0),
+        )
+
+    async def list_queue(
+        self, queue: str, *, after_id: str | None, before_id: str | None, limit: int
+    ) -> list[SessionRecord]:
+        s = t.sessions
+        query = sa.select(s).where(s.c.queue == queue).limit(limit)
+        if before_id is not None:
+            query = query.where(s.c.id < before_id).order_by(s.c.id.desc())
+        else:
+            query = query.order_by(s.c.id)
+            if after_id is not None:
+                query = query.where(s.c.id > after_id)
+        async with self.engine.connect() as conn:
+            rows = [_session_from_row(r) for r in await conn.execute(query)]
+        return sorted(rows, key=lambda r: r.id)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -3,6 +3,7 @@ Every call needs the admin key as a Bearer token."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -17,7 +18,8 @@ from shopfloor.api.operator.schemas import (
     WorkerView,
 )
 from shopfloor.api.state import services
-from shopfloor.service.dispatch import NewSession
+from shopfloor.service.dispatch import AGENTFACTORY_QUEUE, NewSession
+from shopfloor.service.environments import Environments
 from shopfloor.store.records import ALL_STATUSES, SessionFilter
 
 
@@ -25,6 +27,9 @@ def require_admin(request: Request) -> None:
     if not services(request).credentials.is_admin(bearer(request)):
         raise ApiError(401, "Invalid or missing admin API key")
 
+
+# A session queued in an environment is also a work item `work_<hex>`.
+_WORK_SESSION_ID = re.compile(r"^sess_[0-9a-f]{32}$")
 
 router = APIRouter(prefix="/api/v1", tags=["Operator API"], dependencies=[Depends(require_admin)])
 
@@ -34,8 +39,18 @@ async def create_session(body: SessionCreate, request: Request) -> SessionView:
     if not (body.prompt or body.issueId or body.issueIdentifier):
         raise ApiError(400, "prompt: one of prompt, issueId or issueIdentifier is required")
     dispatcher = services(request).dispatcher
+    queue = AGENTFACTORY_QUEUE
+    if body.environmentId is not None:
+        if body.sessionId is not None and not _WORK_SESSION_ID.match(body.sessionId):
+            raise ApiError(
+                400, "sessionId: must be sess_ and 32 lowercase hex digits with environmentId"
+            )
+        environments = Environments(dispatcher.store, dispatcher.clock)
+        queue = await environments.accepting_queue(body.environmentId)
     session = await dispatcher.create_session(
         NewSession(
+            queue=queue,
+            metadata=body.metadata,
             session_id=body.sessionId,
             issue_id=body.issueId,
             issue_identifier=body.issueIdentifier,

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
 
 from shopfloor.api.timefmt import iso
 from shopfloor.store.records import (
@@ -15,6 +15,8 @@ from shopfloor.store.records import (
 )
 
 Text = StrictStr
+MetadataKey = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[StrictStr, StringConstraints(max_length=512)]
 
 
 class SessionCreate(BaseModel):
@@ -44,6 +46,14 @@ class SessionCreate(BaseModel):
     agentId: Text | None = Field(None, min_length=1, max_length=200)
     labels: list[Text] | None = Field(
         None, max_length=50, description="Issue labels the issue-tracker proxy reports"
+    )
+    environmentId: Text | None = Field(
+        None,
+        pattern=r"^env_[0-9a-f]{32}$",
+        description="Queue the session in this environment: it becomes a work item there",
+    )
+    metadata: dict[MetadataKey, MetadataValue] | None = Field(
+        None, max_length=16, description="String map, shown as the work item's metadata"
     )
 
 
@@ -84,6 +94,8 @@ class SessionView(BaseModel):
     createdAt: str
     updatedAt: str
     claimedAt: str | None
+    environmentId: str | None = None
+    metadata: dict[str, str] | None = None
     history: list[StatusChange] | None = None
 
     @classmethod
@@ -114,6 +126,8 @@ class SessionView(BaseModel):
             createdAt=iso(s.created_at) or "",
             updatedAt=iso(s.updated_at) or "",
             claimedAt=iso(s.claimed_at),
+            environmentId=s.queue if s.queue.startswith("env_") else None,
+            metadata=s.metadata,
             history=None if history is None else [StatusChange.of(e) for e in history],
         )
 

@@ -1,0 +1,324 @@
+"""The environment work queue: a work item is a view of a session queued in an environment.
+
+States map onto the session row: queued = pending; starting = claimed (acknowledged);
+active = running (heartbeating); stopping = live with a stop requested; stopped = terminal.
+A poll delivers without claiming; an item delivered but not acknowledged is delivered again
+after the poller's reclaim window. Heartbeats keep a lease; when it expires the reaper puts
+the item back in the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from shopfloor.service.dispatch import Dispatcher
+from shopfloor.service.environments import Environments, merge_metadata
+from shopfloor.service.errors import (
+    HeartbeatPreconditionFailed,
+    LeaseState,
+    WorkConflict,
+    WorkNotFound,
+)
+from shopfloor.store.records import (
+    CLAIMED,
+    FINALIZING,
+    PENDING,
+    RUNNING,
+    STOPPED,
+    Expect,
+    QueueStats,
+    SessionEvent,
+    SessionRecord,
+)
+
+QUEUED = "queued"
+STARTING = "starting"
+ACTIVE = "active"
+STOPPING = "stopping"
+WORK_STOPPED = "stopped"
+
+WORK_PREFIX = "work_"
+SESSION_PREFIX = "sess_"
+# `expected_last_heartbeat=NO_HEARTBEAT`: the caller expects that no heartbeat was recorded.
+NO_HEARTBEAT: Final = -1
+DEFAULT_RECLAIM_MS = 5_000
+DEFAULT_TTL_SECONDS = 60
+MIN_TTL_SECONDS = 10
+MAX_TTL_SECONDS = 600
+POLLING_WINDOW_MS = 30_000
+ATTEMPTS = 5
+
+
+def work_id_for(session_id: str) -> str:
+    return WORK_PREFIX + session_id.removeprefix(SESSION_PREFIX)
+
+
+def session_id_for(work_id: str) -> str | None:
+    if not work_id.startswith(WORK_PREFIX) or len(work_id) == len(WORK_PREFIX):
+        return None
+    return SESSION_PREFIX + work_id.removeprefix(WORK_PREFIX)
+
+
+def work_state(s: SessionRecord) -> str:
+    if s.status == PENDING:
+        return QUEUED
+    if s.is_terminal:
+        return WORK_STOPPED
+    if s.stop_requested_at is not None or s.status == FINALIZING:
+        return STOPPING
+    if s.status == CLAIMED:
+        return STARTING
+    return ACTIVE
+
+
+def clamp_ttl(seconds: int) -> int:
+    return max(MIN_TTL_SECONDS, min(MAX_TTL_SECONDS, seconds))
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    last_heartbeat: int
+    lease_extended: bool
+    state: str
+    ttl_seconds: int
+
+
+@dataclass(frozen=True)
+class WorkPage:
+    items: list[SessionRecord]
+    has_more: bool
+
+
+class WorkQueue:
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.store = dispatcher.store
+        self.clock = dispatcher.clock
+        self.notifier = dispatcher.notifier
+        self.environments = Environments(dispatcher.store, dispatcher.clock)
+
+    async def _item(self, environment_id: str, work_id: str) -> SessionRecord:
+        session_id = session_id_for(work_id)
+        session = None if session_id is None else await self.store.get_session(session_id)
+        if session is None or session.queue != environment_id:
+            raise WorkNotFound(work_id)
+        return session
+
+    async def poll(
+        self, environment_id: str, worker_id: str | None, block_ms: int | None, reclaim_ms: int
+    ) -> SessionRecord | None:
+        """Deliver the next item, waiting up to `block_ms` for one to arrive."""
+        await self.environments.get(environment_id)
+        if worker_id is not None:
+            await self.store.record_poll(environment_id, worker_id, self.clock.now_ms())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (block_ms or 0) / 1000
+        while True:
+            remaining = deadline - loop.time()
+            waiter = None
+            if remaining > 0:
+                # Listen before looking, so an enqueue between the look and the wait wakes us.
+                waiter = asyncio.ensure_future(self.notifier.wait(environment_id, remaining))
+                await asyncio.sleep(0)
+            now = self.clock.now_ms()
+            item = await self.store.deliver_next(environment_id, worker_id, now, now - reclaim_ms)
+            if item is not None or waiter is None:
+                if waiter is not None:
+                    waiter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiter
+                return item
+            await waiter
+
+    async def ack(self, environment_id: str, work_id: str, worker_id: str | None) -> SessionRecord:
+        await self.environments.get(environment_id)
+        for _ in range(ATTEMPTS):
+            s = await self._item(environment_id, work_id)
+            state = work_state(s)
+            if state in (STOPPING, WORK_STOPPED):
+                raise WorkConflict(f"Work item {work_id} is {state}")
+            holder = s.delivered_to
+            if worker_id is not None and holder is not None and worker_id != holder:
+                raise WorkConflict(f"Work item {work_id} was delivered to another worker")
+            if state != QUEUED:
+                return s  # acknowledging again is harmless
+            now = self.clock.now_ms()
+            holder = worker_id or holder
+            updated = await self.store.update_session(
+                s.id,
+                Expect(s.worker_id, s.lease_epoch, (PENDING,)),
+                {
+                    "status": CLAIMED,
+                    "lease_epoch": s.lease_epoch + 1,
+                    "claimed_at": now,
+                    "delivered_to": holder,
+                    "lease_expires_at": now + DEFAULT_TTL_SECONDS * 1000,
+                    "lease_ttl_seconds": DEFAULT_TTL_SECONDS,
+                    "started_at": None,
+                    "last_heartbeat_at": None,
+                    "stop_requested_at": None,
+                    "ended_at": None,
+                    "updated_at": now,
+                },
+                SessionEvent(
+                    session_id=s.id,
+                    at=now,
+                    kind="status",
+                    status=CLAIMED,
+                    reason=f"work acknowledged by {holder or 'an unnamed worker'}",
+                ),
+            )
+            if updated is not None:
+                return updated
+        raise WorkConflict(f"Work item {work_id} is being changed concurrently")
+
+    async def heartbeat(
+        self,
+        environment_id: str,
+        work_id: str,
+        expected: int | None,
+        desired_ttl_seconds: int | None,
+    ) -> Heartbeat:
+        """Extend the lease. `expected` is the last heartbeat the caller saw (NO_HEARTBEAT for
+        none, None to skip the check); a mismatch means another worker holds the item."""
+        await self.environments.get(environment_id)
+        for _ in range(ATTEMPTS):
+            s = await self._item(environment_id, work_id)
+            state = work_state(s)
+            if state in (QUEUED, WORK_STOPPED):
+                raise WorkConflict(
+                    f"Work item {work_id} is {state}; only an acknowledged item takes heartbeats"
+                )
+            ttl = s.lease_ttl_seconds or DEFAULT_TTL_SECONDS
+            if desired_ttl_seconds is not None:
+                ttl = clamp_ttl(desired_ttl_seconds)
+            if state != STOPPING and expected is not None:
+                wanted = None if expected == NO_HEARTBEAT else expected
+                if wanted != s.last_heartbeat_at:
+                    raise HeartbeatPreconditionFailed(
+                        "expected_last_heartbeat does not match the last heartbeat",
+                        LeaseState(
+                            s.last_heartbeat_at, state, s.lease_ttl_seconds or DEFAULT_TTL_SECONDS
+                        ),
+                    )
+            now = self.clock.now_ms()
+            # Strictly increasing, so each heartbeat's value names exactly one lease extension.
+            beat = max(now, (s.last_heartbeat_at or 0) + 1)
+            changes: dict[str, Any] = {
+                "last_heartbeat_at": beat,
+                "lease_expires_at": now + ttl * 1000,
+                "lease_ttl_seconds": ttl,
+                "updated_at": now,
+            }
+            event = None
+            if state == STARTING:
+                changes.update(status=RUNNING, started_at=now)
+                event = SessionEvent(
+                    session_id=s.id, at=now, kind="status", status=RUNNING, reason="first heartbeat"
+                )
+            updated = await self.store.update_session(
+                s.id,
+                Expect(
+                    s.worker_id,
+                    s.lease_epoch,
+                    (s.status,),
+                    columns={"last_heartbeat_at": s.last_heartbeat_at},
+                ),
+                changes,
+                event,
+            )
+            if updated is not None:
+                return Heartbeat(beat, True, work_state(updated), ttl)
+        raise WorkConflict(f"Work item {work_id} is being changed concurrently")
+
+    async def stop(
+        self, environment_id: str, work_id: str, *, force: bool, worker_id: str | None
+    ) -> SessionRecord:
+        """Graceful stop asks an active item's worker to drain (stopping); a second graceful
+        stop, a graceful stop of an item that never heartbeated or from its holder, or a forced
+        stop ends it (stopped). Stopping a stopped item changes nothing."""
+        await self.environments.get(environment_id)
+        for _ in range(ATTEMPTS):
+            s = await self._item(environment_id, work_id)
+            state = work_state(s)
+            if state == WORK_STOPPED:
+                return s
+            if state == QUEUED and not force:
+                raise WorkConflict(
+                    f"Work item {work_id} is queued; only a forced stop cancels queued work"
+                )
+            now = self.clock.now_ms()
+            from_holder = worker_id is not None and worker_id == s.delivered_to
+            if force or state != ACTIVE or from_holder:
+                changes: dict[str, Any] = {
+                    "status": STOPPED,
+                    "ended_at": now,
+                    "lease_expires_at": None,
+                    "updated_at": now,
+                }
+                if not force:
+                    changes["stop_requested_at"] = s.stop_requested_at or now
+                event = SessionEvent(
+                    session_id=s.id,
+                    at=now,
+                    kind="status",
+                    status=STOPPED,
+                    reason="work stopped (forced)" if force else "work stopped",
+                )
+            else:
+                changes = {"stop_requested_at": now, "updated_at": now}
+                event = SessionEvent(
+                    session_id=s.id, at=now, kind="status", status=s.status, reason="stop requested"
+                )
+            updated = await self.store.update_session(
+                s.id, Expect(s.worker_id, s.lease_epoch, (s.status,)), changes, event
+            )
+            if updated is not None:
+                return updated
+        raise WorkConflict(f"Work item {work_id} is being changed concurrently")
+
+    async def stats(self, environment_id: str) -> QueueStats:
+        await self.environments.get(environment_id)
+        now = self.clock.now_ms()
+        return await self.store.queue_stats(
+            environment_id, now - DEFAULT_RECLAIM_MS, now - POLLING_WINDOW_MS
+        )
+
+    async def list_page(
+        self, environment_id: str, *, after: str | None, before: str | None, limit: int
+    ) -> WorkPage:
+        """Work items in queue order (ascending id); `after`/`before` are work ids."""
+        await self.environments.get(environment_id)
+        after_id = None if after is None else session_id_for(after)
+        before_id = None if before is None else session_id_for(before)
+        found = await self.store.list_queue(
+            environment_id, after_id=after_id, before_id=before_id, limit=limit + 1
+        )
+        has_more = len(found) > limit
+        items = found[-limit:] if before_id is not None else found[:limit]
+        return WorkPage(items, has_more)
+
+    async def get(self, environment_id: str, work_id: str) -> SessionRecord:
+        await self.environments.get(environment_id)
+        return await self._item(environment_id, work_id)
+
+    async def update_metadata(
+        self, environment_id: str, work_id: str, patch: Mapping[str, str | None]
+    ) -> SessionRecord:
+        await self.environments.get(environment_id)
+        for _ in range(ATTEMPTS):
+            s = await self._item(environment_id, work_id)
+            if not patch:
+                return s
+            merged = merge_metadata(s.metadata or {}, patch)
+            updated = await self.store.update_session(
+                s.id,
+                Expect(s.worker_id, s.lease_epoch, columns={"updated_at": s.updated_at}),
+                {"metadata": merged, "updated_at": max(self.clock.now_ms(), s.updated_at + 1)},
+                None,
+            )
+            if updated is not None:
+                return updated
+        raise WorkConflict(f"Work item {work_id} is being changed concurrently")
