@@ -18,6 +18,12 @@ from shopfloor.api.envelope import ApiError, domain_status, error_response
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
 from shopfloor.api.state import Services
+from shopfloor.api.veryfront.errors import (
+    is_veryfront_path,
+    veryfront_domain_error,
+    veryfront_error,
+)
+from shopfloor.api.veryfront.routes import router as veryfront_router
 from shopfloor.clock import Clock, SystemClock
 from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
@@ -78,6 +84,7 @@ def create_app(
     )
     app.include_router(agentfactory_router)
     app.include_router(operator_router)
+    app.include_router(veryfront_router)
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -87,24 +94,35 @@ def create_app(
     return app
 
 
+def _error(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """Each protocol's own error body, chosen by path prefix."""
+    if is_veryfront_path(request.url.path):
+        return veryfront_error(status, message, headers)
+    return error_response(status, message, headers)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.message)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(request, exc.status, exc.message)
 
     @app.exception_handler(DomainError)
-    async def domain_error(_request: Request, exc: DomainError) -> JSONResponse:
+    async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
+        if is_veryfront_path(request.url.path):
+            return veryfront_domain_error(exc)
         return error_response(domain_status(exc), exc.message)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(400, validation_message(list(exc.errors())))
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(request, 400, validation_message(list(exc.errors())))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "Internal server error")
+        return _error(request, 500, "Internal server error")

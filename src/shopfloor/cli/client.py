@@ -37,7 +37,8 @@ class OperatorClient:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
             try:
-                message = response.json().get("message", response.text)
+                body = response.json()
+                message = body.get("message") or body.get("detail") or response.text
             except ValueError:
                 message = response.text
             raise OperatorError(response.status_code, message)
@@ -75,4 +76,14 @@ class OperatorClient:
 
     def revoke_token(self, token_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("DELETE", f"/api/v1/registration-tokens/{token_id}")
+        return result
+
+    def create_run(self, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+        """Admit a Veryfront run (`POST /runs`); the admin key acts as a project token."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._call("POST", "/runs", json=body, headers=headers)
+        return result
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/runs/{run_id}")
         return result

@@ -127,3 +127,5 @@ class Expect:
     worker_id: str | None
     lease_epoch: int
     statuses: tuple[str, ...] = ()
+    # If set, the lease must not have expired at this time (lease_expires_at >= it).
+    lease_valid_at: int | None = None

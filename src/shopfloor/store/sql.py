@@ -26,6 +26,7 @@ from shopfloor.store.records import (
     SessionRecord,
     WorkerRecord,
 )
+from shopfloor.store.sql_runs import RunsSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
@@ -63,7 +64,7 @@ def _event_values(ev: SessionEvent) -> dict[str, Any]:
     return values
 
 
-class SqlStore:
+class SqlStore(RunsSql):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema
@@ -422,6 +423,8 @@ class SqlStore:
         )
         if expect.statuses:
             where.append(s.c.status.in_(expect.statuses))
+        if expect.lease_valid_at is not None:
+            where.append(s.c.lease_expires_at >= expect.lease_valid_at)
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(s.update().where(*where).values(dict(changes)).returning(*s.c))
