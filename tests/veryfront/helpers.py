@@ -97,4 +97,6 @@ async def append(
 
 def text_events(n: int = 3) -> list[dict[str, Any]]:
     mid = str(uuid.uuid4())
-    return [{"type": "TEXT_MESSAGE_CONTENT", "messageId": mid, "delta": f"part {i}"} for i in range(n)]
+    return [
+        {"type": "TEXT_MESSAGE_CONTENT", "messageId": mid, "delta": f"part {i}"} for i in range(n)
+    ]
