@@ -61,6 +61,16 @@ async def test_register_returns_201_with_uuid4_ids_and_a_worker_token(
     assert isinstance(body["token"], str) and body["token"].startswith("vfw_")
 
 
+async def test_longest_kind_and_worker_key_still_claim(api: httpx.AsyncClient) -> None:
+    kind, key = "k" * 64, "w" * 127 + "."
+    wid, token = await register(api, key, kind=kind)
+    other, other_token = await register(api, "w" * 127 + ":", kind=kind)
+    admitted = await admit(api, key, kind=kind)
+    assert await claim(api, other, other_token) is None
+    run = await claim(api, wid, token)
+    assert run is not None and run["run_id"] == admitted["run_id"]
+
+
 async def test_a_project_referenced_by_slug_or_by_its_uuid_is_one_project(
     api: httpx.AsyncClient,
 ) -> None:

@@ -45,6 +45,7 @@ ANY_WORKER = "*"  # the worker-key part of the queue of runs any worker of the k
 DEFAULT_RUN_PRIORITY = 3
 WORKER_TOKEN_PREFIX = "vfw_"
 SESSION_TERMINAL = ("completed", "failed", "cancelled")
+QUEUE_MAX_LENGTH = 200
 # Slugs map to stable UUIDs, so a project named by slug and by its UUID is one project.
 _PROJECT_NAMESPACE = uuid.UUID("6f1c2a34-52b5-4d0e-9a57-0f9e4b1c7d21")
 
@@ -65,7 +66,11 @@ def project_ref(reference: str) -> ProjectRef:
 
 
 def run_queue(project_id: str, implementation_kind: str, worker_key: str | None) -> str:
-    return f"vf:{project_id}:{implementation_kind}:{worker_key or ANY_WORKER}"
+    queue = f"vf:{project_id}:{implementation_kind}:{worker_key or ANY_WORKER}"
+    if len(queue) <= QUEUE_MAX_LENGTH:
+        return queue
+    # sessions.queue holds 200 characters; a long worker key is stood in for by its digest.
+    return f"vf:{project_id}:{implementation_kind}:#{digest(worker_key or '')[:32]}"
 
 
 @dataclass(frozen=True)
