@@ -261,6 +261,32 @@ async def test_a_request_over_10_mib_is_refused(api: httpx.AsyncClient) -> None:
     assert (await read(api, run["run_id"]))["latest_event_id"] == 0
 
 
+async def test_event_text_with_a_nul_character_round_trips(api: httpx.AsyncClient) -> None:
+    _, _, run = await leased_run(api)
+    event = {"type": "TEXT_MESSAGE_CONTENT", "delta": "a\x00b", "z": 1, "a": 2}
+    assert (await append(api, run, [event])).status_code == 200
+    stored = (await api.get(f"/runs/{run['run_id']}/events", headers=ADMIN)).json()["data"]
+    assert stored[0]["event"] == event
+    assert list(stored[0]["event"]) == ["type", "delta", "z", "a"]  # key order kept
+
+
+async def test_nul_characters_and_odd_run_ids_are_400_not_500(api: httpx.AsyncClient) -> None:
+    body = {
+        "project_id": PROJECT,
+        "input": "a\x00b",
+        "config": {
+            "agent_admission": {"mode": "worker", "implementation_kind": KIND, "worker_key": "k"}
+        },
+    }
+    reply = await api.post("/runs", headers=ADMIN, json=body)
+    assert error(reply, 400) == "Request body must not contain the NUL character (\\u0000)"
+    reply = await api.get("/runs/run%00x", headers=ADMIN)
+    assert error(reply, 400) == "run_id must be 1-128 characters of A-Z a-z 0-9 _ . : -"
+    _, _, run = await leased_run(api)
+    reply = await append(api, run, [{"type": "A\x00"}])
+    assert error(reply, 400) == "events[0].type must be a string of 1-64 characters"
+
+
 async def test_append_to_unknown_run_is_404(api: httpx.AsyncClient) -> None:
     reply = await append(
         api, {"conversation_id": str(uuid.uuid4()), "run_id": "run_nope"}, text_events(1)

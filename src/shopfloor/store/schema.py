@@ -160,6 +160,8 @@ runs = sa.Table(
     sa.Index("uq_runs_idempotency", "project_id", "idempotency_key", unique=True),
 )
 
+# An event's payload is kept as the JSON text it arrived as (key order intact, and a NUL
+# character stays the escape `\u0000`, which JSONB cannot hold).
 run_events = sa.Table(
     "run_events",
     metadata,
@@ -167,7 +169,7 @@ run_events = sa.Table(
     sa.Column("event_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("at", sa.BigInteger, nullable=False),
-    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
 )
 
 run_worker_sessions = sa.Table(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -205,7 +206,7 @@ class RunsSql:
                         "event_id": first + i,
                         "type": str(ev["type"]),
                         "at": now,
-                        "payload": dict(ev),
+                        "payload": json.dumps(ev, separators=(",", ":")),
                     }
                     for i, ev in enumerate(events)
                 ],
@@ -255,7 +256,10 @@ class RunsSql:
             .limit(limit)
         )
         async with self.engine.connect() as conn:
-            return [RunEventRecord(**r._mapping) for r in await conn.execute(query)]
+            return [
+                RunEventRecord(**{**r._mapping, "payload": json.loads(r.payload)})
+                for r in await conn.execute(query)
+            ]
 
     # -- worker sessions --
 

@@ -17,7 +17,9 @@ LEASE_MIN, LEASE_MAX = 5, 300
 SESSION_STATUSES = ("active", "completed", "failed", "cancelled")
 
 
-def parse_json(raw: bytes, *, empty_ok: bool = False) -> dict[str, Any]:
+def parse_json(raw: bytes, *, empty_ok: bool = False, nul_ok: bool = False) -> dict[str, Any]:
+    """The body as a JSON object. NUL characters are refused except where the value is
+    stored as text (events): PostgreSQL's JSONB cannot hold them."""
     if not raw.strip():
         if empty_ok:
             return {}
@@ -28,7 +30,19 @@ def parse_json(raw: bytes, *, empty_ok: bool = False) -> dict[str, Any]:
         raise ApiError(400, "Invalid JSON body") from None
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object")
+    if not nul_ok and _has_nul(body):
+        raise ApiError(400, "Request body must not contain the NUL character (\\u0000)")
     return body
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def uuid_param(value: str, name: str) -> str:
@@ -40,8 +54,8 @@ def uuid_param(value: str, name: str) -> str:
 
 
 def run_id_param(value: str, name: str = "run_id") -> str:
-    if not 1 <= len(value) <= 128:
-        raise ApiError(400, f"{name} must be 1-128 characters")
+    if not RUN_ID.match(value):
+        raise ApiError(400, f"{name} must be 1-128 characters of A-Z a-z 0-9 _ . : -")
     return value
 
 

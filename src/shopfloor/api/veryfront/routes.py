@@ -144,7 +144,7 @@ async def append_events(
         raise ApiError(400, "Request payload must be less than 10 MiB")
     conversation_id = parse.uuid_param(conversation_id, "conversation_id")
     run_id = parse.run_id_param(run_id)
-    body = parse.parse_json(raw)
+    body = parse.parse_json(raw, nul_ok=True)
     events = _events(body.get("events"))
     expected_external = parse.opt_cursor(body, "expected_previous_external_event_sequence")
     expected_event_id = parse.opt_cursor(body, "expected_previous_event_id")
@@ -175,7 +175,7 @@ def _events(value: Any) -> list[dict[str, Any]]:
         if not isinstance(event, dict):
             raise ApiError(400, f"events[{i}] must be an object")
         kind = event.get("type")
-        if not isinstance(kind, str) or not 1 <= len(kind) <= 64:
+        if not isinstance(kind, str) or not 1 <= len(kind) <= 64 or "\x00" in kind:
             raise ApiError(400, f"events[{i}].type must be a string of 1-64 characters")
         if parse.json_size(event) > MAX_EVENT_BYTES:
             raise ApiError(400, f"events[{i}] payload must be less than 240 KiB")
@@ -260,8 +260,10 @@ def _admission(body: dict[str, Any], caller: VfCaller, idempotency_key: str | No
         raise ApiError(400, "project_id is required (a project UUID or slug)")
     parse.project_reference(project)
     run_id = body.get("run_id", body.get("public_id"))
-    if run_id is not None and (not isinstance(run_id, str) or not parse.RUN_ID.match(run_id)):
-        raise ApiError(400, "run_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+    if run_id is not None:
+        if not isinstance(run_id, str):
+            raise ApiError(400, "run_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+        parse.run_id_param(run_id)
     priority = body.get("priority")
     if priority is not None and (not isinstance(priority, int) or not 1 <= priority <= 9):
         raise ApiError(400, "priority must be an integer from 1 to 9")

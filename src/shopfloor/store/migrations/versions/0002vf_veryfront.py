@@ -70,7 +70,7 @@ def upgrade() -> None:
         sa.Column("event_id", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("type", sa.String(64), nullable=False),
         sa.Column("at", sa.BigInteger, nullable=False),
-        sa.Column("payload", JSONType, nullable=False),
+        sa.Column("payload", sa.Text, nullable=False),
     )
     op.create_table(
         "run_worker_sessions",
