@@ -472,3 +472,16 @@ async def test_a_live_lease_is_not_reaped(api: httpx.AsyncClient, clock: ManualC
     report = await dispatcher(api).reap()
     assert run["session_id"] not in report.requeued
     assert (await read(api, run["run_id"]))["lease_owner"] == wid
+
+
+async def test_a_worker_declared_dead_is_requeued_and_comes_back_on_its_next_call(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    wid, token, run = await leased_run(api, seconds=300)
+    clock.advance(301)  # past the worker TTL (300 s) and the lease
+    report = await dispatcher(api).reap()
+    assert wid in report.dead_workers and run["session_id"] in report.requeued
+    beat = await api.post(f"/agent-workers/workers/{wid}/heartbeat", headers=bearer(token))
+    assert beat.status_code == 200 and beat.json()["worker"]["status"] == "active"
+    again = await claim(api, wid, token)
+    assert again is not None and again["run_id"] == run["run_id"]

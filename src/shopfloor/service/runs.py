@@ -5,6 +5,7 @@ snapshot and the AG-UI event cursors. No HTTP and no SQL here."""
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
@@ -28,6 +29,7 @@ from shopfloor.store.records import (
     STOPPED,
     TERMINAL_STATUSES,
     WORKER_ACTIVE,
+    WORKER_DEAD,
     Expect,
     SessionEvent,
     SessionRecord,
@@ -187,11 +189,20 @@ class RunService:
         return await self._touch(worker_id)
 
     async def _touch(self, worker_id: str) -> AgentWorker:
-        """Record that an active worker is alive (every worker call counts)."""
+        """Record that a worker is alive (every worker call counts). A worker the reaper
+        declared dead comes back, as re-registering would bring it (the runs it held were
+        requeued and stay fenced); a deleted worker does not."""
         details = await self.store.get_agent_worker(worker_id)
-        worker = await self.store.touch_worker(worker_id, self.clock.now_ms(), None)
-        if worker is None or details is None:
+        if details is None:
             raise WorkerNotFound(worker_id)
+        now = self.clock.now_ms()
+        worker = await self.store.touch_worker(worker_id, now, None)
+        if worker is None:
+            dead = await self.store.get_worker(worker_id)
+            if dead is None or dead.status != WORKER_DEAD:
+                raise WorkerNotFound(worker_id)
+            revived = dataclasses.replace(dead, last_heartbeat_at=now, status=WORKER_ACTIVE)
+            worker, details = await self.store.register_agent_worker(revived, details)
         return AgentWorker(worker, details)
 
     async def retire(self, worker_id: str) -> tuple[AgentWorker, list[str]]:
