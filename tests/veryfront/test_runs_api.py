@@ -4,6 +4,7 @@ append with its cursor, limits and exact `detail` strings, completion, and the l
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -485,3 +486,14 @@ async def test_a_worker_declared_dead_is_requeued_and_comes_back_on_its_next_cal
     assert beat.status_code == 200 and beat.json()["worker"]["status"] == "active"
     again = await claim(api, wid, token)
     assert again is not None and again["run_id"] == run["run_id"]
+
+
+async def test_concurrent_claims_lease_a_run_to_exactly_one_worker(
+    api: httpx.AsyncClient,
+) -> None:
+    workers = [await register(api, f"racer-{i}") for i in range(6)]
+    admitted = await admit(api, None)
+    results = await asyncio.gather(*(claim(api, wid, token) for wid, token in workers))
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1 and winners[0]["run_id"] == admitted["run_id"]
+    assert winners[0]["lease_owner"] in {wid for wid, _ in workers}
