@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e ".[test]"
+# The Veryfront interop tests drive the server with the real npm client, pinned by the
+# committed lockfile. Reinstall only when the lockfile changed; without node the interop
+# tests fail (CI has node) unless SHOPFLOOR_SKIP_NODE_INTEROP=1.
+if command -v npm >/dev/null 2>&1; then
+  stamp=interop/veryfront/node_modules/.shopfloor-lock
+  if ! cmp -s interop/veryfront/package-lock.json "$stamp"; then
+    npm ci --prefix interop/veryfront --no-audit --no-fund --loglevel=error
+    cp interop/veryfront/package-lock.json "$stamp"
+  fi
+fi
 .venv/bin/ruff check src tests
 .venv/bin/ruff format --check src tests
 .venv/bin/mypy

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -23,6 +24,12 @@ from shopfloor.api.operator.channel_routes import router as operator_channel_rou
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
 from shopfloor.api.state import Services
+from shopfloor.api.veryfront.errors import (
+    is_veryfront_path,
+    veryfront_domain_error,
+    veryfront_error,
+)
+from shopfloor.api.veryfront.routes import router as veryfront_router
 from shopfloor.clock import Clock, SystemClock
 from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
@@ -92,6 +99,7 @@ def create_app(
     app.include_router(issue_proxy_router)
     app.include_router(operator_router)
     app.include_router(operator_channel_router)
+    app.include_router(veryfront_router)
     _install_error_handlers(app)
 
     @app.get("/healthz", include_in_schema=False)
@@ -101,44 +109,71 @@ def create_app(
     return app
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    """Each protocol's errors in its own envelope, chosen by path: the environment work API
-    (env_errors.PATH_PREFIXES) has its own; everything else uses the AgentFactory one."""
+def _error(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """Each protocol's own error body, chosen by path prefix."""
+    if is_veryfront_path(request.url.path):
+        return veryfront_error(status, message, headers)
+    return error_response(status, message, headers)
 
-    def env_path(request: Request) -> bool:
-        return env_errors.is_environment_path(request.url.path)
+
+@dataclass(frozen=True)
+class Envelope:
+    """How one protocol writes its errors, and the paths it owns."""
+
+    owns: Callable[[str], bool]
+    error: Callable[[Request, int, str, dict[str, str] | None], JSONResponse]
+    domain_error: Callable[[Request, DomainError], JSONResponse]
+
+
+AGENTFACTORY = Envelope(  # also shopfloor's own operator API: the default
+    owns=lambda _path: True,
+    error=lambda _req, status, message, headers: error_response(status, message, headers),
+    domain_error=lambda _req, exc: error_response(domain_status(exc), exc.message),
+)
+ENVIRONMENTS = Envelope(
+    owns=env_errors.is_environment_path,
+    error=lambda req, status, message, headers: env_errors.error_response(
+        req, status, message, headers=headers
+    ),
+    domain_error=env_errors.domain_error_response,
+)
+VERYFRONT = Envelope(
+    owns=is_veryfront_path,
+    error=lambda _req, status, message, headers: veryfront_error(status, message, headers),
+    domain_error=lambda _req, exc: veryfront_domain_error(exc),
+)
+ENVELOPES = (ENVIRONMENTS, VERYFRONT, AGENTFACTORY)  # first owner wins
+
+
+def envelope_for(request: Request) -> Envelope:
+    path = request.url.path
+    return next(e for e in ENVELOPES if e.owns(path))
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Each protocol's errors in its own envelope, chosen by the request path."""
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        if env_path(request):
-            return env_errors.error_response(request, exc.status, exc.message)
-        return error_response(exc.status, exc.message)
+        return envelope_for(request).error(request, exc.status, exc.message, None)
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> JSONResponse:
-        if env_path(request):
-            return env_errors.domain_error_response(request, exc)
-        return error_response(domain_status(exc), exc.message)
+        return envelope_for(request).domain_error(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         message = validation_message(list(exc.errors()))
-        if env_path(request):
-            return env_errors.error_response(request, 400, message)
-        return error_response(400, message)
+        return envelope_for(request).error(request, 400, message, None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         headers = getattr(exc, "headers", None)
-        if env_path(request):
-            return env_errors.error_response(
-                request, exc.status_code, str(exc.detail), headers=headers
-            )
-        return error_response(exc.status_code, str(exc.detail), headers)
+        return envelope_for(request).error(request, exc.status_code, str(exc.detail), headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        if env_path(request):
-            return env_errors.error_response(request, 500, "Internal server error")
-        return error_response(500, "Internal server error")
+        return envelope_for(request).error(request, 500, "Internal server error", None)

@@ -38,6 +38,7 @@ class OperatorClient:
         if response.status_code >= 400:
             try:
                 body = response.json()
+                message = body.get("message") or body.get("detail") or response.text
             except ValueError:
                 body = None
             message = response.text
@@ -130,3 +131,13 @@ class OperatorClient:
             if not page.get("next_page"):
                 return found
             params["page"] = page["next_page"]
+
+    def create_run(self, body: dict[str, Any], idempotency_key: str | None) -> dict[str, Any]:
+        """Admit a Veryfront run (`POST /runs`); the admin key acts as a project token."""
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        result: dict[str, Any] = self._call("POST", "/runs", json=body, headers=headers)
+        return result
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/runs/{run_id}")
+        return result

@@ -35,11 +35,16 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 environments_app = typer.Typer(
     help="Self-hosted environments of the environment work API.", no_args_is_help=True
 )
+runs_app = typer.Typer(
+    help="Veryfront runs for agent-workers (claimed by implementation kind and worker key).",
+    no_args_is_help=True,
+)
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(workers_app, name="workers")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
 app.add_typer(environments_app, name="environments")
+app.add_typer(runs_app, name="runs")
 
 console = Console()
 
@@ -489,6 +494,76 @@ def environments_list(
     for e in envs:
         table.add_row(e["id"], e["name"], e["status"], e["description"] or "", e["created_at"])
     console.print(table)
+
+
+@runs_app.command("create")
+def runs_create(
+    project: Annotated[str, typer.Option(help="Project UUID or slug.")],
+    implementation_kind: Annotated[str, typer.Option(help="Workers of this kind claim it.")],
+    worker_key: Annotated[
+        str | None, typer.Option(help="Only the worker with this key claims it.")
+    ] = None,
+    message: Annotated[str | None, typer.Option(help="The user message to the agent.")] = None,
+    snapshot_file: Annotated[
+        Path | None,
+        typer.Option(help="JSON request snapshot: messages, tools, context, forwardedProps."),
+    ] = None,
+    agent_id: Annotated[str | None, typer.Option()] = None,
+    title: Annotated[str | None, typer.Option()] = None,
+    run_id: Annotated[str | None, typer.Option(help="Caller-chosen run id (run_…).")] = None,
+    conversation_id: Annotated[str | None, typer.Option(help="Conversation UUID.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option()] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON reply.")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Admit a run for agent-workers (POST /runs with config.agent_admission)."""
+    admission: dict[str, Any] = {"mode": "worker", "implementation_kind": implementation_kind}
+    if worker_key:
+        admission["worker_key"] = worker_key
+    body: dict[str, Any] = {"project_id": project}
+    if worker_key:
+        body["config"] = {"agent_admission": admission}
+    else:  # the canonical form lets any worker of the kind claim it
+        body["kind"] = "agent"
+        body["request"] = {"implementation_kind": implementation_kind}
+    if snapshot_file is not None:
+        body["request_snapshot"] = json.loads(snapshot_file.read_text())
+    elif message is not None:
+        body["input"] = message
+    if agent_id:
+        body["target"] = {"type": "agent", "id": agent_id}
+        if "request" in body:
+            body["request"]["agent_id"] = agent_id
+    if conversation_id:
+        body["conversation_id"] = conversation_id
+        if "request" in body:
+            body["owner"] = {"kind": "conversation", "id": conversation_id}
+    for key, value in (("title", title), ("run_id", run_id)):
+        if value:
+            body[key] = value
+    if "request" in body and "request_snapshot" in body:
+        body["request"]["request_snapshot"] = body.pop("request_snapshot")
+    with operator(url, admin_key, data_dir) as client:
+        reply = client.create_run(body, idempotency_key)
+    if as_json:
+        print(json.dumps(reply, indent=2))
+    else:
+        duplicate = " (already admitted)" if reply.get("duplicate") else ""
+        console.print(f"admitted {reply['run_id']} ({reply['status']}){duplicate}")
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Show one run as JSON."""
+    with operator(url, admin_key, data_dir) as client:
+        print(json.dumps(client.get_run(run_id), indent=2))
 
 
 @db_app.command("upgrade")

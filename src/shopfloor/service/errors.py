@@ -85,3 +85,35 @@ class HeartbeatPreconditionFailed(DomainError):
     def __init__(self, message: str, current: LeaseState) -> None:
         super().__init__(message)
         self.current = current
+
+
+class RunNotFound(DomainError):
+    def __init__(self, run_id: str) -> None:
+        super().__init__("Run not found")
+        self.run_id = run_id
+
+
+class LeaseNotHeld(DomainError):
+    """A write to a run whose lease the writer does not hold (expired, requeued, re-claimed)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__("Run lease is not held; claim the run again")
+        self.run_id = run_id
+
+
+class RunTerminal(DomainError):
+    """An append to a run that has already completed, failed or been cancelled."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__("Run is already finished")
+        self.run_id = run_id
+
+
+class CursorMismatch(DomainError):
+    """An append whose expected previous cursor is not the run's current one."""
+
+    def __init__(self, which: str, expected: int, current: int) -> None:
+        super().__init__(f"{which} is {current}, not {expected}")
+        self.which = which
+        self.expected = expected
+        self.current = current

@@ -20,9 +20,65 @@ from shopfloor.store.records import (
     SessionRecord,
     WorkerRecord,
 )
+from shopfloor.store.run_records import (
+    AgentWorkerRecord,
+    RunEventRecord,
+    RunRecord,
+    WorkerSessionRecord,
+)
 
 
-class Store(Protocol):
+class RunStore(Protocol):
+    """Persistence of the run-oriented protocol (Veryfront agent-workers). A run is a session
+    row (queue, status, lease) plus a run row (ids, snapshot, event cursors)."""
+
+    async def register_agent_worker(
+        self, worker: WorkerRecord, details: AgentWorkerRecord
+    ) -> tuple[WorkerRecord, AgentWorkerRecord]:
+        """Insert, or revive the worker already registered under (project, kind, key)."""
+        ...
+
+    async def get_agent_worker(self, worker_id: str) -> AgentWorkerRecord | None: ...
+    async def find_agent_worker_by_token(self, token_hash: str) -> AgentWorkerRecord | None: ...
+    async def insert_run(self, session: SessionRecord, run: RunRecord, event: SessionEvent) -> bool:
+        """False (and nothing written) if the run id or (project, idempotency key) exists."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+    async def get_run_by_session(self, session_id: str) -> RunRecord | None: ...
+    async def find_run_by_idempotency(self, project_id: str, key: str) -> RunRecord | None: ...
+    async def append_run_events(
+        self,
+        run_id: str,
+        expect: Expect,
+        events: Sequence[Mapping[str, Any]],
+        now: int,
+        expected_external_sequence: int | None = None,
+        expected_event_id: int | None = None,
+    ) -> RunRecord | None:
+        """Append and advance both cursors by len(events), only if the session matches
+        `expect` and the cursors match; None (nothing written) otherwise."""
+        ...
+
+    async def finish_run(
+        self,
+        run_id: str,
+        session_id: str,
+        expect: Expect,
+        session_changes: Mapping[str, Any],
+        run_changes: Mapping[str, Any],
+        event: SessionEvent,
+    ) -> tuple[SessionRecord, RunRecord] | None: ...
+    async def list_run_events(
+        self, run_id: str, after_event_id: int = 0, limit: int = 1000
+    ) -> list[RunEventRecord]: ...
+    async def put_worker_session(self, record: WorkerSessionRecord) -> WorkerSessionRecord: ...
+    async def get_worker_session(
+        self, run_id: str, worker_id: str
+    ) -> WorkerSessionRecord | None: ...
+
+
+class Store(RunStore, Protocol):
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str

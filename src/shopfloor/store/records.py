@@ -139,6 +139,8 @@ class Expect:
     statuses: tuple[str, ...] = ()
     # Further columns that must still hold these values (None means IS NULL): compare-and-set.
     columns: dict[str, Any] = field(default_factory=dict)
+    # If set, the lease must not have expired at this time (lease_expires_at >= it).
+    lease_valid_at: int | None = None
 
 
 PROJECT_ENVIRONMENT = "environment"

@@ -216,3 +216,78 @@ queue_pollers = sa.Table(
     sa.Column("worker_id", sa.String(255), primary_key=True),
     sa.Column("polled_at", sa.BigInteger, nullable=False),
 )
+
+
+# -- Veryfront agent-workers: a run is a session row plus this row (migration 0002vf) --
+
+agent_workers = sa.Table(
+    "agent_workers",
+    metadata,
+    sa.Column("worker_id", sa.String(64), primary_key=True),
+    sa.Column("project_id", sa.String(36), nullable=False),
+    sa.Column("project_name", sa.String(200), nullable=False),
+    sa.Column("implementation_kind", sa.String(64), nullable=False),
+    sa.Column("worker_key", sa.String(128), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("implementation_display_name", sa.String(128)),
+    sa.Column("display_name", sa.String(128)),
+    sa.Column("metadata", JSONType),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index(
+        "uq_agent_workers_key", "project_id", "implementation_kind", "worker_key", unique=True
+    ),
+    sa.Index("uq_agent_workers_token", "token_hash", unique=True),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("project_id", sa.String(36), nullable=False),
+    sa.Column("conversation_id", sa.String(36), nullable=False),
+    sa.Column("message_id", sa.String(36), nullable=False),
+    sa.Column("agent_id", sa.String(200), nullable=False),
+    sa.Column("implementation_kind", sa.String(64), nullable=False),
+    sa.Column("worker_key", sa.String(128)),
+    sa.Column("request_snapshot", JSONType),
+    sa.Column("latest_event_id", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("latest_external_event_sequence", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("idempotency_key", sa.String(255)),
+    sa.Column("terminal_error_code", sa.String(200)),
+    sa.Column("terminal_error_message", sa.Text),
+    sa.Column("completion_metadata", JSONType),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("uq_runs_session", "session_id", unique=True),
+    sa.Index("uq_runs_idempotency", "project_id", "idempotency_key", unique=True),
+)
+
+# An event's payload is kept as the JSON text it arrived as (key order intact, and a NUL
+# character stays the escape `\u0000`, which JSONB cannot hold).
+run_events = sa.Table(
+    "run_events",
+    metadata,
+    sa.Column("run_id", sa.String(128), primary_key=True),
+    sa.Column("event_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+)
+
+run_worker_sessions = sa.Table(
+    "run_worker_sessions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("worker_id", sa.String(64), nullable=False),
+    sa.Column("implementation_kind", sa.String(64), nullable=False),
+    sa.Column("session_key", sa.String(512), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("metadata", JSONType),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("ended_at", sa.BigInteger),
+    sa.Index("uq_run_worker_sessions_run_worker", "run_id", "worker_id", unique=True),
+)

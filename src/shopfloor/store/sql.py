@@ -32,6 +32,7 @@ from shopfloor.store.records import (
     WorkerRecord,
 )
 from shopfloor.store.sql_channel import ChannelSql
+from shopfloor.store.sql_runs import RunsSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
@@ -69,7 +70,7 @@ def _event_values(ev: SessionEvent) -> dict[str, Any]:
     return values
 
 
-class SqlStore(ChannelSql):
+class SqlStore(ChannelSql, RunsSql):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema
@@ -434,6 +435,8 @@ class SqlStore(ChannelSql):
         for name, value in expect.columns.items():
             column = s.c[name]
             where.append(column.is_(None) if value is None else column == value)
+        if expect.lease_valid_at is not None:
+            where.append(s.c.lease_expires_at >= expect.lease_valid_at)
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(s.update().where(*where).values(dict(changes)).returning(*s.c))

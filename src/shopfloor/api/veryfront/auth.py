@@ -1,0 +1,64 @@
+"""Who is calling a Veryfront route. Project tokens: the operator's admin key, the static
+worker key, or a registration token (`rsp_live_` limits it to one project). Worker tokens
+(`vfw_…`) are issued at registration and act only for their worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from shopfloor.api.envelope import ApiError, bearer
+from shopfloor.api.state import services
+from shopfloor.service.runs import AgentWorker, RunService, project_ref
+
+UNAUTHORIZED = "Invalid or missing API key"
+WRONG_PROJECT = "Token is not valid for this project"
+WRONG_WORKER = "Token is not valid for this worker"
+
+
+def run_service(request: Request) -> RunService:
+    return RunService(services(request).dispatcher)
+
+
+@dataclass(frozen=True)
+class VfCaller:
+    all_projects: bool = False
+    project: str | None = None  # the project of a project-scoped registration token
+    worker: AgentWorker | None = None  # set for a worker token
+
+    @property
+    def worker_id(self) -> str | None:
+        return None if self.worker is None else self.worker.worker.id
+
+    def require_project(self, project_id: str) -> None:
+        if self.all_projects:
+            return
+        if self.worker is not None and self.worker.details.project_id == project_id:
+            return
+        if self.project is not None and project_ref(self.project).id == project_id:
+            return
+        raise ApiError(403, WRONG_PROJECT)
+
+    def require_worker(self, agent: AgentWorker) -> None:
+        if self.worker is not None:
+            if self.worker.worker.id != agent.worker.id:
+                raise ApiError(403, WRONG_WORKER)
+            return
+        self.require_project(agent.details.project_id)
+
+
+async def vf_caller(request: Request) -> VfCaller:
+    token = bearer(request) or request.headers.get("x-api-key", "").strip() or None
+    if token is None:
+        raise ApiError(401, UNAUTHORIZED)
+    creds = services(request).credentials
+    if creds.is_admin(token) or creds.is_static_worker_key(token):
+        return VfCaller(all_projects=True)
+    record = await creds.registration_token(token)
+    if record is not None:
+        return VfCaller(all_projects=record.project is None, project=record.project)
+    agent = await run_service(request).worker_for_token(token)
+    if agent is not None:
+        return VfCaller(worker=agent)
+    raise ApiError(401, UNAUTHORIZED)

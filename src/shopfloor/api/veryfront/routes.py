@@ -1,0 +1,337 @@
+"""Veryfront agent-workers protocol: `/agent-workers/*`, `/conversations/*`, `/runs/*`.
+
+Shapes follow shared/protocols/veryfront-and-environments.md part 1 and what the npm client
+`veryfront/agent` (createExternalAgentWorkerClient and the durable-run helpers) parses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from shopfloor.api.envelope import ApiError
+from shopfloor.api.veryfront import parse
+from shopfloor.api.veryfront.auth import VfCaller, run_service, vf_caller
+from shopfloor.api.veryfront.wire import (
+    TERMINAL_FROM_WIRE,
+    event_view,
+    run_status,
+    run_view,
+    worker_session_view,
+    worker_view,
+)
+from shopfloor.service.runs import AgentWorker, NewRun, RunService, project_ref
+
+router = APIRouter(tags=["Veryfront agent-workers"])
+Caller = Annotated[VfCaller, Depends(vf_caller)]
+
+MAX_EVENTS = 100
+MAX_EVENT_BYTES = 240 * 1024
+MAX_APPEND_BYTES = 10 * 1024 * 1024
+
+
+async def _worker(runs: RunService, worker_id: str, caller: VfCaller) -> AgentWorker:
+    agent = await runs.worker(parse.uuid_param(worker_id, "worker_id"))
+    caller.require_worker(agent)
+    return agent
+
+
+# -- workers --
+
+
+@router.post("/agent-workers/projects/{project_reference}/workers", status_code=201)
+async def register_worker(project_reference: str, request: Request, caller: Caller) -> JSONResponse:
+    if caller.worker is not None:
+        raise ApiError(403, "Register a worker with a project token")
+    reference = parse.project_reference(project_reference)
+    caller.require_project(project_ref(reference).id)
+    body = parse.parse_json(await request.body())
+    kind = parse.pattern_field(body, "implementation_kind")
+    key = parse.pattern_field(body, "worker_key")
+    impl_name = parse.opt_text(body, "implementation_display_name", 128)
+    display_name = parse.opt_text(body, "display_name", 128)
+    metadata = parse.opt_object(body, "metadata")
+    registration = await run_service(request).register(
+        project_reference=reference,
+        implementation_kind=kind,
+        worker_key=key,
+        implementation_display_name=impl_name,
+        display_name=display_name,
+        metadata=metadata,
+    )
+    return JSONResponse(
+        {"worker": worker_view(registration.worker), "token": registration.token},
+        status_code=201,
+    )
+
+
+@router.post("/agent-workers/workers/{worker_id}/heartbeat")
+async def heartbeat(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    runs = run_service(request)
+    agent = await _worker(runs, worker_id, caller)
+    return {"worker": worker_view(await runs.heartbeat(agent.worker.id)), "token": None}
+
+
+@router.post("/agent-workers/workers/{worker_id}/claim")
+async def claim(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    runs = run_service(request)
+    agent = await _worker(runs, worker_id, caller)
+    seconds = parse.lease_seconds(parse.parse_json(await request.body()))
+    state = await runs.claim(agent.worker.id, seconds)
+    return {"run": None if state is None else run_view(state)}
+
+
+@router.post("/agent-workers/workers/{worker_id}/runs/{run_id}/lease")
+async def renew_lease(
+    worker_id: str, run_id: str, request: Request, caller: Caller
+) -> dict[str, Any]:
+    runs = run_service(request)
+    agent = await _worker(runs, worker_id, caller)
+    run_id = parse.run_id_param(run_id)
+    seconds = parse.lease_seconds(parse.parse_json(await request.body()))
+    state = await runs.renew(agent.worker.id, run_id, seconds)
+    return {"run": None if state is None else run_view(state)}
+
+
+@router.put("/agent-workers/workers/{worker_id}/runs/{run_id}/session")
+async def record_session(
+    worker_id: str, run_id: str, request: Request, caller: Caller
+) -> dict[str, Any]:
+    runs = run_service(request)
+    agent = await _worker(runs, worker_id, caller)
+    run_id = parse.run_id_param(run_id)
+    body = parse.parse_json(await request.body())
+    session_key = body.get("session_key")
+    if not isinstance(session_key, str) or not 1 <= len(session_key) <= 512:
+        raise ApiError(400, "session_key must be a string of 1-512 characters")
+    status = body.get("status")
+    if status is not None and status not in parse.SESSION_STATUSES:
+        raise ApiError(400, "status must be one of: " + ", ".join(parse.SESSION_STATUSES))
+    metadata = parse.opt_object(body, "metadata")
+    session = await runs.record_session(
+        agent.worker.id,
+        run_id,
+        session_key=session_key,
+        status=status,
+        metadata=metadata,
+        metadata_given="metadata" in body,
+    )
+    return {"session": worker_session_view(session)}
+
+
+@router.delete("/agent-workers/workers/{worker_id}")
+async def retire_worker(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    runs = run_service(request)
+    agent = await _worker(runs, worker_id, caller)
+    retired, released = await runs.retire(agent.worker.id)
+    return {"deleted": True, "worker": worker_view(retired), "released_run_count": len(released)}
+
+
+# -- conversations: AG-UI events and the run projection --
+
+
+@router.post("/conversations/{conversation_id}/runs/{run_id}/events")
+@router.post("/conversations/{conversation_id}/agent-runs/{run_id}/events")
+async def append_events(
+    conversation_id: str, run_id: str, request: Request, caller: Caller
+) -> dict[str, Any]:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_APPEND_BYTES:
+        raise ApiError(400, "Request payload must be less than 10 MiB")
+    raw = await request.body()
+    if len(raw) > MAX_APPEND_BYTES:
+        raise ApiError(400, "Request payload must be less than 10 MiB")
+    conversation_id = parse.uuid_param(conversation_id, "conversation_id")
+    run_id = parse.run_id_param(run_id)
+    body = parse.parse_json(raw, nul_ok=True)
+    events = _events(body.get("events"))
+    expected_external = parse.opt_cursor(body, "expected_previous_external_event_sequence")
+    expected_event_id = parse.opt_cursor(body, "expected_previous_event_id")
+    runs = run_service(request)
+    current = await runs.state(run_id, conversation_id)
+    caller.require_project(current.run.project_id)
+    state = await runs.append(
+        run_id,
+        conversation_id,
+        events,
+        expected_external_sequence=expected_external,
+        expected_event_id=expected_event_id,
+        worker_id=caller.worker_id,
+    )
+    return {
+        "run": run_view(state),
+        "latest_event_id": state.run.latest_event_id,
+        "latest_external_event_sequence": state.run.latest_external_event_sequence,
+        "appended_count": len(events),
+        "appended": True,
+    }
+
+
+def _events(value: Any) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_EVENTS:
+        raise ApiError(400, f"events must be an array of 1-{MAX_EVENTS} events")
+    for i, event in enumerate(value):
+        if not isinstance(event, dict):
+            raise ApiError(400, f"events[{i}] must be an object")
+        kind = event.get("type")
+        if not isinstance(kind, str) or not 1 <= len(kind) <= 64 or "\x00" in kind:
+            raise ApiError(400, f"events[{i}].type must be a string of 1-64 characters")
+        if parse.json_size(event) > MAX_EVENT_BYTES:
+            raise ApiError(400, f"events[{i}] payload must be less than 240 KiB")
+    return value
+
+
+@router.get("/conversations/{conversation_id}/runs/{run_id}")
+@router.get("/conversations/{conversation_id}/agent-runs/{run_id}")
+async def read_conversation_run(
+    conversation_id: str, run_id: str, request: Request, caller: Caller
+) -> dict[str, Any]:
+    conversation_id = parse.uuid_param(conversation_id, "conversation_id")
+    state = await run_service(request).state(parse.run_id_param(run_id), conversation_id)
+    caller.require_project(state.run.project_id)
+    return run_view(state)
+
+
+# -- runs: admission, read-back, completion --
+
+
+@router.post("/runs", status_code=202)
+async def create_run(request: Request, caller: Caller) -> JSONResponse:
+    if caller.worker is not None:
+        raise ApiError(403, "Admit runs with a project token")
+    body = parse.parse_json(await request.body())
+    new = _admission(body, caller, request.headers.get("idempotency-key"))
+    caller.require_project(project_ref(new.project_reference).id)
+    admitted = await run_service(request).admit(new)
+    view = run_view(admitted.state)
+    return JSONResponse(
+        {
+            "id": view["run_id"],
+            "run_id": view["run_id"],
+            "status": view["status"],
+            "accepted": True,
+            "duplicate": admitted.duplicate,
+            "run": view,
+        },
+        status_code=202,
+    )
+
+
+def _admission(body: dict[str, Any], caller: VfCaller, idempotency_key: str | None) -> NewRun:
+    """Either the documented form (`config.agent_admission`) or the canonical one
+    (`kind`, `owner`, `public_id`, `request`)."""
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
+        raise ApiError(400, "Idempotency-Key must be 1-255 characters")
+    config = parse.opt_object(body, "config")
+    request = parse.opt_object(body, "request")
+    if config is not None and "agent_admission" in config:
+        admission = parse.opt_object(config, "agent_admission", label="config.agent_admission")
+        if admission is None:
+            raise ApiError(400, "config.agent_admission must be an object")
+        if admission.get("mode") != "worker":
+            raise ApiError(400, 'config.agent_admission.mode must be "worker"')
+        prefix = "config.agent_admission."
+        kind = parse.pattern_field(admission, "implementation_kind", prefix)
+        key: str | None = parse.pattern_field(admission, "worker_key", prefix)
+        target = parse.opt_object(body, "target") or {}
+        if target.get("type", "agent") != "agent":
+            raise ApiError(400, 'target.type must be "agent"')
+        agent_id = parse.opt_text(target, "id", 200, label="target.id")
+        conversation_id = parse.opt_uuid(body, "conversation_id")
+        snapshot_value = body.get("request_snapshot", body.get("input"))
+        snapshot_field = "request_snapshot" if "request_snapshot" in body else "input"
+    elif request is not None:
+        kind = parse.pattern_field(request, "implementation_kind", "request.")
+        key = None
+        if request.get("worker_key") is not None:
+            key = parse.pattern_field(request, "worker_key", "request.")
+        agent_id = parse.opt_text(request, "agent_id", 200, label="request.agent_id")
+        owner = parse.opt_object(body, "owner") or {}
+        conversation_id = parse.opt_uuid(owner, "id", label="owner.id")
+        snapshot_value = request.get("request_snapshot", request.get("input", body.get("input")))
+        snapshot_field = "request.request_snapshot"
+    else:
+        raise ApiError(400, "config.agent_admission is required")
+    project = body.get("project_id", (request or {}).get("project_id"))
+    if project is None:
+        project = caller.project
+    if not isinstance(project, str):
+        raise ApiError(400, "project_id is required (a project UUID or slug)")
+    parse.project_reference(project)
+    run_id = body.get("run_id", body.get("public_id"))
+    if run_id is not None:
+        if not isinstance(run_id, str):
+            raise ApiError(400, "run_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
+        parse.run_id_param(run_id)
+    priority = body.get("priority")
+    if priority is not None and (not isinstance(priority, int) or not 1 <= priority <= 9):
+        raise ApiError(400, "priority must be an integer from 1 to 9")
+    return NewRun(
+        project_reference=project,
+        implementation_kind=kind,
+        worker_key=key,
+        agent_id=agent_id,
+        run_id=run_id,
+        conversation_id=conversation_id,
+        message_id=parse.opt_uuid(body, "message_id"),
+        request_snapshot=(
+            None
+            if snapshot_value is None
+            else parse.request_snapshot(snapshot_value, snapshot_field)
+        ),
+        idempotency_key=idempotency_key,
+        priority=priority,
+        title=parse.opt_text(body, "title", 500),
+    )
+
+
+@router.get("/runs/{run_id}")
+async def read_run(run_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    state = await run_service(request).state(parse.run_id_param(run_id))
+    caller.require_project(state.run.project_id)
+    return run_view(state)
+
+
+@router.get("/runs/{run_id}/events")
+async def read_run_events(
+    run_id: str,
+    request: Request,
+    caller: Caller,
+    after: Annotated[int, Query(ge=0, description="Return events after this event id")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    runs = run_service(request)
+    state = await runs.state(parse.run_id_param(run_id))
+    caller.require_project(state.run.project_id)
+    events = await runs.events(run_id, after, limit + 1)
+    return {
+        "data": [event_view(e) for e in events[:limit]],
+        "has_more": len(events) > limit,
+        "latest_event_id": state.run.latest_event_id,
+    }
+
+
+@router.post("/runs/{run_id}/complete")
+async def complete_run(run_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+    run_id = parse.run_id_param(run_id)
+    body = parse.parse_json(await request.body())
+    status = body.get("status")
+    if status not in TERMINAL_FROM_WIRE:
+        raise ApiError(400, "status must be one of: completed, failed, cancelled")
+    code = parse.opt_text(body, "terminal_error_code", 200)
+    message = parse.opt_text(body, "terminal_error_message", 10_000)
+    metadata = parse.opt_object(body, "metadata")
+    runs = run_service(request)
+    current = await runs.state(run_id)
+    caller.require_project(current.run.project_id)
+    state = await runs.complete(
+        run_id,
+        TERMINAL_FROM_WIRE[status],
+        terminal_error_code=code,
+        terminal_error_message=message,
+        metadata=metadata,
+        worker_id=caller.worker_id,
+    )
+    view = run_view(state)
+    return {"completed": True, "run": view, "status": run_status(state.session)}

@@ -1,0 +1,306 @@
+"""SQL for the run-oriented tables (Veryfront agent-workers). Mixed into SqlStore."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from shopfloor.store import schema as t
+from shopfloor.store.records import Expect, SessionEvent, SessionRecord, WorkerRecord
+from shopfloor.store.run_records import (
+    AgentWorkerRecord,
+    RunEventRecord,
+    RunRecord,
+    WorkerSessionRecord,
+)
+
+
+def _fence(expect: Expect) -> list[sa.ColumnElement[bool]]:
+    """The WHERE terms of a lease fence on the sessions table."""
+    s = t.sessions
+    where = [s.c.lease_epoch == expect.lease_epoch]
+    where.append(
+        s.c.worker_id.is_(None) if expect.worker_id is None else s.c.worker_id == expect.worker_id
+    )
+    if expect.statuses:
+        where.append(s.c.status.in_(expect.statuses))
+    if expect.lease_valid_at is not None:
+        where.append(s.c.lease_expires_at >= expect.lease_valid_at)
+    return where
+
+
+def _event_values(ev: SessionEvent) -> dict[str, Any]:
+    values = dataclasses.asdict(ev)
+    values.pop("id")
+    return values
+
+
+class RunsSql:
+    engine: AsyncEngine
+    dialect: str
+
+    # -- agent workers --
+
+    async def register_agent_worker(
+        self, worker: WorkerRecord, details: AgentWorkerRecord
+    ) -> tuple[WorkerRecord, AgentWorkerRecord]:
+        """Insert a worker with its details, or, if (project, kind, key) is already
+        registered, revive that worker under its old id with the new token and details."""
+        for _attempt in range(3):
+            async with self.engine.begin() as conn:
+                existing = await self._agent_worker_by_key(conn, details)
+                if existing is None:
+                    try:
+                        async with conn.begin_nested():
+                            await conn.execute(
+                                t.workers.insert().values(dataclasses.asdict(worker))
+                            )
+                            await conn.execute(
+                                t.agent_workers.insert().values(dataclasses.asdict(details))
+                            )
+                    except sa.exc.IntegrityError:
+                        continue  # a concurrent registration of the same key won; revive it
+                    return worker, details
+                return await self._revive(conn, existing, worker, details)
+        raise RuntimeError("worker registration kept conflicting")
+
+    async def _agent_worker_by_key(
+        self, conn: AsyncConnection, d: AgentWorkerRecord
+    ) -> AgentWorkerRecord | None:
+        a = t.agent_workers
+        row = (
+            await conn.execute(
+                sa.select(a).where(
+                    a.c.project_id == d.project_id,
+                    a.c.implementation_kind == d.implementation_kind,
+                    a.c.worker_key == d.worker_key,
+                )
+            )
+        ).first()
+        return None if row is None else AgentWorkerRecord(**row._mapping)
+
+    async def _revive(
+        self,
+        conn: AsyncConnection,
+        existing: AgentWorkerRecord,
+        worker: WorkerRecord,
+        details: AgentWorkerRecord,
+    ) -> tuple[WorkerRecord, AgentWorkerRecord]:
+        w, a = t.workers, t.agent_workers
+        row = (
+            await conn.execute(
+                w.update()
+                .where(w.c.id == existing.worker_id)
+                .values(
+                    status=worker.status,
+                    ended_at=None,
+                    hostname=worker.hostname,
+                    last_heartbeat_at=worker.last_heartbeat_at,
+                    metadata=worker.metadata,
+                )
+                .returning(*w.c)
+            )
+        ).first()
+        assert row is not None
+        changes = {
+            "token_hash": details.token_hash,
+            "project_name": details.project_name,
+            "implementation_display_name": details.implementation_display_name,
+            "display_name": details.display_name,
+            "metadata": details.metadata,
+            "updated_at": details.updated_at,
+        }
+        await conn.execute(a.update().where(a.c.worker_id == existing.worker_id).values(changes))
+        return WorkerRecord(**row._mapping), dataclasses.replace(existing, **changes)
+
+    async def get_agent_worker(self, worker_id: str) -> AgentWorkerRecord | None:
+        a = t.agent_workers
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(a).where(a.c.worker_id == worker_id))).first()
+        return None if row is None else AgentWorkerRecord(**row._mapping)
+
+    async def find_agent_worker_by_token(self, token_hash: str) -> AgentWorkerRecord | None:
+        a = t.agent_workers
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(a).where(a.c.token_hash == token_hash))).first()
+        return None if row is None else AgentWorkerRecord(**row._mapping)
+
+    # -- runs --
+
+    async def insert_run(self, session: SessionRecord, run: RunRecord, event: SessionEvent) -> bool:
+        """Insert a run with its session row; False if the run id or the (project,
+        idempotency key) pair is already taken."""
+        async with self.engine.begin() as conn:
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
+                    await conn.execute(t.runs.insert().values(dataclasses.asdict(run)))
+                    await conn.execute(t.session_events.insert().values(_event_values(event)))
+            except sa.exc.IntegrityError:
+                return False
+        return True
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        return await self._one_run(t.runs.c.run_id == run_id)
+
+    async def get_run_by_session(self, session_id: str) -> RunRecord | None:
+        return await self._one_run(t.runs.c.session_id == session_id)
+
+    async def find_run_by_idempotency(self, project_id: str, key: str) -> RunRecord | None:
+        r = t.runs
+        return await self._one_run(
+            sa.and_(r.c.project_id == project_id, r.c.idempotency_key == key)
+        )
+
+    async def _one_run(self, where: sa.ColumnElement[bool]) -> RunRecord | None:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(t.runs).where(where))).first()
+        return None if row is None else RunRecord(**row._mapping)
+
+    async def append_run_events(
+        self,
+        run_id: str,
+        expect: Expect,
+        events: Sequence[Mapping[str, Any]],
+        now: int,
+        expected_external_sequence: int | None = None,
+        expected_event_id: int | None = None,
+    ) -> RunRecord | None:
+        """Append events and advance both cursors by their count, only if the run's session
+        still matches `expect` and the given cursors match; None otherwise."""
+        r, s = t.runs, t.sessions
+        held = sa.exists().where(s.c.id == r.c.session_id, *_fence(expect))
+        where: list[sa.ColumnElement[bool]] = [r.c.run_id == run_id, held]
+        if expected_external_sequence is not None:
+            where.append(r.c.latest_external_event_sequence == expected_external_sequence)
+        if expected_event_id is not None:
+            where.append(r.c.latest_event_id == expected_event_id)
+        n = len(events)
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    r.update()
+                    .where(*where)
+                    .values(
+                        latest_event_id=r.c.latest_event_id + n,
+                        latest_external_event_sequence=r.c.latest_external_event_sequence + n,
+                        updated_at=now,
+                    )
+                    .returning(*r.c)
+                )
+            ).first()
+            if row is None:
+                return None
+            run = RunRecord(**row._mapping)
+            first = run.latest_event_id - n + 1
+            await conn.execute(
+                t.run_events.insert(),
+                [
+                    {
+                        "run_id": run_id,
+                        "event_id": first + i,
+                        "type": str(ev["type"]),
+                        "at": now,
+                        "payload": json.dumps(ev, separators=(",", ":")),
+                    }
+                    for i, ev in enumerate(events)
+                ],
+            )
+        return run
+
+    async def finish_run(
+        self,
+        run_id: str,
+        session_id: str,
+        expect: Expect,
+        session_changes: Mapping[str, Any],
+        run_changes: Mapping[str, Any],
+        event: SessionEvent,
+    ) -> tuple[SessionRecord, RunRecord] | None:
+        """Apply a terminal change to a run's session and run rows together, only if the
+        session still matches `expect`; None otherwise."""
+        s, r = t.sessions, t.runs
+        async with self.engine.begin() as conn:
+            srow = (
+                await conn.execute(
+                    s.update()
+                    .where(s.c.id == session_id, *_fence(expect))
+                    .values(dict(session_changes))
+                    .returning(*s.c)
+                )
+            ).first()
+            if srow is None:
+                return None
+            rrow = (
+                await conn.execute(
+                    r.update().where(r.c.run_id == run_id).values(dict(run_changes)).returning(*r.c)
+                )
+            ).first()
+            assert rrow is not None
+            await conn.execute(t.session_events.insert().values(_event_values(event)))
+        return SessionRecord(**srow._mapping), RunRecord(**rrow._mapping)
+
+    async def list_run_events(
+        self, run_id: str, after_event_id: int = 0, limit: int = 1000
+    ) -> list[RunEventRecord]:
+        e = t.run_events
+        query = (
+            sa.select(e)
+            .where(e.c.run_id == run_id, e.c.event_id > after_event_id)
+            .order_by(e.c.event_id)
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [
+                RunEventRecord(**{**r._mapping, "payload": json.loads(r.payload)})
+                for r in await conn.execute(query)
+            ]
+
+    # -- worker sessions --
+
+    async def put_worker_session(self, record: WorkerSessionRecord) -> WorkerSessionRecord:
+        """Upsert the (run, worker) session: a new row keeps `record.id`; an existing one
+        keeps its id and created_at and takes the rest."""
+        ws = t.run_worker_sessions
+        changes = {
+            "session_key": record.session_key,
+            "status": record.status,
+            "metadata": record.metadata,
+            "updated_at": record.updated_at,
+            "ended_at": record.ended_at,
+            "implementation_kind": record.implementation_kind,
+        }
+        for _attempt in range(3):
+            async with self.engine.begin() as conn:
+                row = (
+                    await conn.execute(
+                        ws.update()
+                        .where(ws.c.run_id == record.run_id, ws.c.worker_id == record.worker_id)
+                        .values(changes)
+                        .returning(*ws.c)
+                    )
+                ).first()
+                if row is not None:
+                    return WorkerSessionRecord(**row._mapping)
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(ws.insert().values(dataclasses.asdict(record)))
+                except sa.exc.IntegrityError:
+                    continue  # a concurrent PUT inserted it first; update that row
+                return record
+        raise RuntimeError("worker session upsert kept conflicting")
+
+    async def get_worker_session(self, run_id: str, worker_id: str) -> WorkerSessionRecord | None:
+        ws = t.run_worker_sessions
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(ws).where(ws.c.run_id == run_id, ws.c.worker_id == worker_id)
+                )
+            ).first()
+        return None if row is None else WorkerSessionRecord(**row._mapping)

@@ -1,0 +1,239 @@
+"""Interop: the real `veryfront` npm client (createExternalAgentWorkerClient and the durable-run
+helpers of veryfront@0.1.1031, installed from npm by scripts/test.sh into interop/veryfront)
+drives a real `shopfloor serve` process. The node script fails if any reply does not satisfy
+the package's zod schemas; here we check what it saw and what the server kept.
+
+Node and the installed package are required: a missing one fails these tests (set
+SHOPFLOOR_SKIP_NODE_INTEROP=1 to skip them deliberately on a machine without Node)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shopfloor.service.runs import project_ref
+from tests.conftest import (
+    ADMIN_KEY,
+    BACKENDS,
+    PG_URL,
+    Backend,
+    _drop_schema,
+    _require_postgres,
+)
+from tests.veryfront.server import Server, serve
+
+INTEROP = Path(__file__).resolve().parents[2] / "interop" / "veryfront"
+PROJECT = "demo"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
+
+def _node() -> str:
+    if os.environ.get("SHOPFLOOR_SKIP_NODE_INTEROP") == "1":
+        pytest.skip("SHOPFLOOR_SKIP_NODE_INTEROP=1")
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node (>= 18) is required for the veryfront interop tests")
+    pinned = json.loads((INTEROP / "package.json").read_text())["dependencies"]["veryfront"]
+    installed = INTEROP / "node_modules" / "veryfront" / "package.json"
+    if not installed.is_file():
+        pytest.fail("veryfront is not installed: run `npm ci --prefix interop/veryfront`")
+    version = json.loads(installed.read_text())["version"]
+    assert version == pinned, f"installed veryfront {version}, pinned {pinned}: run npm ci"
+    return node
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One server process per backend for this module (each test uses its own kind/key)."""
+    tmp_path = tmp_path_factory.mktemp(f"npm-{request.param}")
+    if request.param == "sqlite":
+        backend = Backend("sqlite", f"sqlite:///{tmp_path / 'shopfloor.db'}", None)
+    else:
+        _require_postgres()
+        backend = Backend("postgres", PG_URL, f"t_{uuid.uuid4().hex[:12]}")
+    try:
+        with serve(backend, tmp_path, SHOPFLOOR_REAP_INTERVAL_SECONDS="0.2") as srv:
+            yield srv
+    finally:
+        if backend.schema:
+            _drop_schema(backend.schema)
+
+
+def project_token(server: Server) -> str:
+    """A registration token scoped to the project: the client's project token."""
+    reply = httpx.post(
+        f"{server.url}/api/v1/registration-tokens", headers=ADMIN, json={"project": PROJECT}
+    )
+    assert reply.status_code == 201, reply.text
+    token: str = reply.json()["token"]
+    return token
+
+
+def admit(server: Server, kind: str, worker_key: str, text: str) -> dict[str, Any]:
+    reply = httpx.post(
+        f"{server.url}/runs",
+        headers={**ADMIN, "Idempotency-Key": f"interop-{uuid.uuid4()}"},
+        json={
+            "project_id": PROJECT,
+            "title": "interop",
+            "target": {"type": "agent", "id": "interop-agent"},
+            "input": text,
+            "config": {
+                "agent_admission": {
+                    "mode": "worker",
+                    "implementation_kind": kind,
+                    "worker_key": worker_key,
+                }
+            },
+        },
+    )
+    assert reply.status_code == 202, reply.text
+    run: dict[str, Any] = reply.json()["run"]
+    return run
+
+
+def run_node(
+    node: str, scenario: str, server: Server, token: str, kind: str, worker_key: str
+) -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "VF_URL": server.url,
+        "VF_TOKEN": token,
+        "VF_PROJECT": PROJECT,
+        "VF_IMPL": kind,
+        "VF_WORKER_KEY": worker_key,
+    }
+    done = subprocess.run(
+        [node, "worker-flow.mjs", scenario],
+        cwd=INTEROP,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    lines = done.stdout.strip().splitlines()
+    if not lines:
+        pytest.fail(f"node printed nothing (exit {done.returncode}):\n{done.stderr}")
+    report: dict[str, Any] = json.loads(lines[-1])
+    if not report["ok"]:
+        pytest.fail(f"{scenario} failed: {report['error']}\nserver log:\n{server.log.read_text()}")
+    for reply in report["replies"]:  # the client calls response.json() on every 2xx
+        if 200 <= reply["status"] < 300:
+            json.loads(reply["text"])
+        else:
+            assert "detail" in json.loads(reply["text"])
+    result: dict[str, Any] = report["result"]
+    return result
+
+
+def get(server: Server, path: str) -> Any:
+    reply = httpx.get(f"{server.url}{path}", headers=ADMIN)
+    assert reply.status_code == 200, reply.text
+    return reply.json()
+
+
+def test_worker_lifecycle_with_the_npm_client(server: Server) -> None:
+    node = _node()
+    kind, key = "interop-flow", f"worker-{uuid.uuid4().hex[:8]}"
+    admitted = admit(server, kind, key, "Say hello")
+    out = run_node(node, "flow", server, project_token(server), kind, key)
+
+    worker = out["worker"]
+    assert uuid.UUID(worker["id"]).version == 4
+    assert worker["project_id"] == project_ref(PROJECT).id
+    assert (worker["implementation_kind"], worker["worker_key"]) == (kind, key)
+    assert out["heartbeat"]["last_heartbeat_at"] >= worker["last_heartbeat_at"]
+
+    claimed = out["claimed"]
+    assert claimed["run_id"] == admitted["run_id"]
+    assert claimed["status"] == "running"
+    assert claimed["lease_owner"] == worker["id"]
+    assert claimed["agent_id"] == "interop-agent"
+    message = claimed["request_snapshot"]["messages"][0]
+    assert (message["role"], message["parts"][0]["text"]) == ("user", "Say hello")
+    assert out["renewed"]["lease_expires_at"] > claimed["lease_expires_at"]
+    assert out["session"]["worker_id"] == worker["id"]
+
+    assert (out["append"]["appendedCount"], out["append"]["latestExternalEventSequence"]) == (3, 3)
+    assert out["durableAppend"]["latestExternalEventSequence"] == 4
+    assert out["staleCursor"] == {
+        "status": 400,
+        "detail": "External run event cursor mismatch",
+        "isCursorMismatch": True,
+    }
+    assert out["projection"]["status"] == "running"
+    assert out["projection"]["latestExternalEventSequence"] == 4
+    assert out["sessionEnded"]["status"] == "completed"
+    assert out["sessionEnded"]["ended_at"] is not None
+    assert out["sessionEnded"]["id"] == out["session"]["id"]
+    assert out["complete"]["run"]["status"] == "completed"
+    assert out["completeAgain"]["run"]["status"] == "completed"
+    assert out["afterComplete"] == {
+        "status": 400,
+        "detail": "Cannot append external events to a terminal run",
+        "isIgnorable": True,
+    }
+    assert out["nothingLeft"] is None
+
+    run = get(server, f"/runs/{admitted['run_id']}")
+    assert run["status"] == "completed"
+    assert run["worker_session"]["session_key"] == out["session"]["session_key"]
+    events = get(server, f"/runs/{admitted['run_id']}/events")["data"]
+    assert [e["type"] for e in events] == [
+        "TEXT_MESSAGE_START",
+        "TEXT_MESSAGE_CONTENT",
+        "TEXT_MESSAGE_END",
+        "CUSTOM",
+    ]
+    assert events[1]["event"]["delta"] == "Hello from the interop worker."
+
+
+def test_lease_loss_with_the_npm_client(server: Server) -> None:
+    node = _node()
+    kind, key = "interop-lease", f"worker-{uuid.uuid4().hex[:8]}"
+    admitted = admit(server, kind, key, "Take too long")
+    out = run_node(node, "lease-loss", server, project_token(server), kind, key)
+
+    assert out["claimed"]["run_id"] == admitted["run_id"]
+    assert out["renewed"] is None  # the client's signal to stop working on the run
+    for refused in ("appendRefused", "completeRefused", "sessionRefused"):
+        assert json.loads(out[refused])["detail"] == "Run lease is not held; claim the run again"
+    assert out["reclaimed"]["run_id"] == admitted["run_id"]
+    assert out["reclaimed"]["lease_expires_at"] > out["claimed"]["lease_expires_at"]
+    assert out["complete"]["run"]["status"] == "failed"
+
+    run = get(server, f"/runs/{admitted['run_id']}")
+    assert (run["terminal_error_code"], run["terminal_error_message"]) == (
+        "INTEROP_FAILED",
+        "failed on purpose",
+    )
+    # The refused append wrote nothing: only the second attempt's events are there.
+    events = get(server, f"/runs/{admitted['run_id']}/events")["data"]
+    assert [e["event"].get("delta") for e in events] == [None, "second attempt", None]
+    history = get(server, f"/api/v1/sessions/{run['session_id']}")["history"]
+    assert [h["reason"] for h in history if h["status"] == "pending"] == [
+        "run admitted",
+        "lease expired",
+    ]
+
+
+def test_create_conversation_agent_run_from_the_npm_package(server: Server) -> None:
+    node = _node()
+    kind = "interop-created"
+    out = run_node(node, "create-run", server, project_token(server), kind, "any-worker")
+    assert out["created"]["status"] == "pending"
+    assert out["claimed"]["run_id"] == out["created"]["runId"]
+    assert out["claimed"]["conversation_id"] == out["created"]["conversationId"]
+    assert out["complete"]["run"]["status"] == "cancelled"
+    assert out["projection"]["status"] == "cancelled"
