@@ -23,8 +23,10 @@ from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import DomainError
+from shopfloor.service.notifier import BroadcastNotifier, LocalNotifier, Notifier
 from shopfloor.service.reaper import run_reaper
-from shopfloor.store import open_store
+from shopfloor.store import Store, open_store
+from shopfloor.store.pg_notify import PgNotifyChannel
 
 log = logging.getLogger("shopfloor")
 
@@ -51,11 +53,14 @@ def create_app(
                 "SHOPFLOOR_WORKER_API_KEY is not set: static-key workers are refused; "
                 "registration tokens still work"
             )
+        notifier = make_notifier(store, settings)
+        await notifier.start()
         dispatcher = Dispatcher(
             store,
             clock,
             worker_ttl_seconds=settings.worker_ttl_seconds,
             claim_ttl_seconds=settings.claim_ttl_seconds,
+            notifier=notifier,
         )
         app.state.services = Services(settings, clock, dispatcher, credentials)
         reaper = None
@@ -68,6 +73,7 @@ def create_app(
                 reaper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reaper
+            await notifier.close()
             await store.close()
 
     app = FastAPI(
@@ -85,6 +91,17 @@ def create_app(
         return {"status": "ok"}
 
     return app
+
+
+def make_notifier(store: Store, settings: Settings) -> Notifier:
+    """LISTEN/NOTIFY on PostgreSQL, so an enqueue on one server process wakes long polls
+    waiting on every other; in-process wake-ups on SQLite (one server process)."""
+    if store.dialect == "postgresql":
+        channel = PgNotifyChannel(
+            settings.resolved_database_url(), schema=settings.database_schema
+        )
+        return BroadcastNotifier(channel)
+    return LocalNotifier()
 
 
 def _install_error_handlers(app: FastAPI) -> None:

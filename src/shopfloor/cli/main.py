@@ -115,6 +115,7 @@ def serve(
         worker_api_key=worker_api_key or None,
         admin_api_key=admin_api_key or None,
         worker_ttl_seconds=worker_ttl,
+        claim_ttl_seconds=claim_ttl,
         reap_interval_seconds=reap_interval,
         heartbeat_interval_ms=heartbeat_interval_ms,
         poll_interval_ms=poll_interval_ms,

@@ -163,6 +163,7 @@ class Dispatcher:
                 session_id=session.id, at=now, kind="status", status=PENDING, reason="created"
             ),
         )
+        await self.notifier.notify(session.queue)
         return session
 
     async def get_session(self, session_id: str) -> SessionRecord:
@@ -325,9 +326,11 @@ class Dispatcher:
         session = await self.owned_session(session_id, worker_id)
         if session.status != CLAIMED:
             raise Conflict(f"Session is {session.status}; only a claimed session can be nacked")
-        return await self._requeue(
+        requeued = await self._requeue(
             session, f"nacked by {worker_id}: {reason or 'no reason'}", keep_place=True
         )
+        await self.notifier.notify(requeued.queue)
+        return requeued
 
     async def transfer(self, session_id: str, old_worker: str, new_worker: str) -> TransferOutcome:
         session = await self.store.get_session(session_id)

@@ -29,6 +29,9 @@ from shopfloor.store.records import (
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
+# The claim statement's `status = 'pending'`, inlined so that it matches ix_sessions_claimable's
+# predicate in every plan (see SqlStore.claim_candidates).
+_PENDING_LITERAL = sa.literal_column(f"'{PENDING}'")
 
 
 def async_url(url: str) -> str:
@@ -286,27 +289,36 @@ class SqlStore:
         lease_expires_at: int | None = None,
         capacity: int | None = None,
     ) -> list[SessionRecord]:
+        async with self.engine.begin() as conn:
+            if capacity is not None:
+                limit = min(limit, await self._free_capacity(conn, worker_id, capacity))
+            if limit <= 0:
+                return []
+            candidates = self.claim_candidates(queue, limit, projects)
+            claimed = await self._claim(conn, candidates, worker_id, now, lease_expires_at)
+        claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
+        return claimed
+
+    def claim_candidates(
+        self, queue: str, limit: int, projects: Sequence[str] | None = None
+    ) -> sa.Select[Any]:
+        """The ids a claim takes: the head of the queue, read from ix_sessions_claimable."""
         s = t.sessions
+        # `pending` and the limit are literals, not bound parameters: Postgres may reuse a
+        # generic plan for a cached prepared statement, and a generic plan for `status = $1`
+        # cannot use the partial index, nor knows that `LIMIT $2` is a handful of rows.
         candidates = (
             sa.select(s.c.id)
-            .where(s.c.queue == queue, s.c.status == PENDING)
+            .where(s.c.queue == queue, s.c.status == _PENDING_LITERAL)
             .order_by(s.c.priority, s.c.queued_at, s.c.id)
+            .limit(sa.literal_column(str(int(limit)), sa.Integer))
         )
         if projects is not None:
             candidates = candidates.where(s.c.project.in_(list(projects)))
         if self.dialect == "postgresql":
             # Concurrent pollers skip each other's rows instead of queueing on them.
             candidates = candidates.with_for_update(skip_locked=True)
-        async with self.engine.begin() as conn:
-            if capacity is not None:
-                limit = min(limit, await self._free_capacity(conn, worker_id, capacity))
-            if limit <= 0:
-                return []
-            claimed = await self._claim(
-                conn, candidates.limit(limit), worker_id, now, lease_expires_at
-            )
-        claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
-        return claimed
+        return candidates
 
     async def _free_capacity(self, conn: AsyncConnection, worker_id: str, capacity: int) -> int:
         """Free slots of an active worker, read under the worker's row lock so that two
@@ -332,13 +344,23 @@ class SqlStore:
         now: int,
         lease_expires_at: int | None,
     ) -> list[SessionRecord]:
+        claim = self.claim_statement(candidates, worker_id, now, lease_expires_at)
+        claimed = [_session_from_row(r) for r in await conn.execute(claim)]
+        await self._record_claims(conn, claimed, worker_id, now)
+        return claimed
+
+    @staticmethod
+    def claim_statement(
+        candidates: sa.Select[Any], worker_id: str, now: int, lease_expires_at: int | None
+    ) -> sa.Update:
+        """The single statement that claims `candidates` (see claim_candidates)."""
         s = t.sessions
         # Pick the rows in a CTE and join to it: Postgres may re-run an `IN (subquery LIMIT n)`
         # and so claim more than n rows; a CTE is evaluated once.
         picked = candidates.cte("picked")
-        claim = (
+        return (
             s.update()
-            .where(s.c.id == picked.c.id, s.c.status == PENDING)
+            .where(s.c.id == picked.c.id, s.c.status == _PENDING_LITERAL)
             .values(
                 status=CLAIMED,
                 worker_id=worker_id,
@@ -349,9 +371,6 @@ class SqlStore:
             )
             .returning(*s.c)
         )
-        claimed = [_session_from_row(r) for r in await conn.execute(claim)]
-        await self._record_claims(conn, claimed, worker_id, now)
-        return claimed
 
     async def claim_session(
         self,
