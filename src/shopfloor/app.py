@@ -97,9 +97,7 @@ def make_notifier(store: Store, settings: Settings) -> Notifier:
     """LISTEN/NOTIFY on PostgreSQL, so an enqueue on one server process wakes long polls
     waiting on every other; in-process wake-ups on SQLite (one server process)."""
     if store.dialect == "postgresql":
-        channel = PgNotifyChannel(
-            settings.resolved_database_url(), schema=settings.database_schema
-        )
+        channel = PgNotifyChannel(settings.resolved_database_url(), schema=settings.database_schema)
         return BroadcastNotifier(channel)
     return LocalNotifier()
 

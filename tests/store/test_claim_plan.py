@@ -35,7 +35,8 @@ async def fill(store: SqlStore, finished: int, pending: int) -> None:
                 )
             else:
                 sql = (
-                    "WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :count) "
+                    "WITH RECURSIVE g(n) AS "
+                    "(SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < :count) "
                     f"INSERT INTO sessions ({columns}) {rows}"
                 )
             await conn.execute(sa.text(sql), {"count": count})

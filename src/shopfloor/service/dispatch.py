@@ -231,12 +231,14 @@ class Dispatcher:
     async def poll(self, worker_id: str) -> list[SessionRecord]:
         """Pop and pre-claim up to min(free capacity, 5) sessions for the worker."""
         worker = await self.active_worker(worker_id)
+        now = self.clock.now_ms()
         return await self.store.claim_next(
             AGENTFACTORY_QUEUE,
             worker.id,
             MAX_ITEMS_PER_POLL,
-            self.clock.now_ms(),
+            now,
             projects=worker.projects or None,
+            lease_expires_at=now + self.claim_ttl_ms,
             capacity=worker.capacity,
         )
 
@@ -377,14 +379,19 @@ class Dispatcher:
         only the process whose update ends a worker requeues that worker's sessions."""
         now = self.clock.now_ms()
         report = ReapReport()
-        for worker_id in await self.store.silent_workers(now - self.worker_ttl_ms):
-            if not await self.store.end_worker(worker_id, WORKER_DEAD, now):
+        cutoff = now - self.worker_ttl_ms
+        for worker_id in await self.store.silent_workers(cutoff):
+            # Conditional: a worker already ended by another replica, or one whose heartbeat
+            # landed since our read, is left alone.
+            if not await self.store.end_worker(worker_id, WORKER_DEAD, now, silent_since=cutoff):
                 continue
             report.dead_workers.append(worker_id)
             reason = f"worker {worker_id} sent no heartbeat for {self.worker_ttl_ms // 1000}s"
             report.requeued.extend(await self._requeue_all(worker_id, reason))
         for session in await self.store.expired_leases(now):
-            if await self._requeue_or_none(session, "lease expired") is not None:
+            # Fenced by owner, epoch and expiry: if another replica requeued it first, or its
+            # holder renewed the lease since our read, this changes nothing.
+            if await self._requeue_or_none(session, "lease expired", expired_by=now) is not None:
                 report.requeued.append(session.id)
         for queue in {s.queue for s in await self._sessions(report.requeued)}:
             await self.notifier.notify(queue)
@@ -410,7 +417,12 @@ class Dispatcher:
         return updated
 
     async def _requeue_or_none(
-        self, session: SessionRecord, reason: str, *, keep_place: bool = False
+        self,
+        session: SessionRecord,
+        reason: str,
+        *,
+        keep_place: bool = False,
+        expired_by: int | None = None,
     ) -> SessionRecord | None:
         """Return a live session to the queue. Unless it keeps its place, it moves up one
         priority, to the back of that priority, and never resumes the old provider session."""
@@ -428,7 +440,7 @@ class Dispatcher:
             )
         return await self.store.update_session(
             session.id,
-            Expect(session.worker_id, session.lease_epoch, LIVE_STATUSES),
+            Expect(session.worker_id, session.lease_epoch, LIVE_STATUSES, expired_by),
             changes,
             SessionEvent(
                 session_id=session.id,

@@ -58,6 +58,10 @@ class LocalNotifier:
             if not waiters:
                 self._waiters.pop(queue, None)
 
+    def waiting(self, queue: str) -> int:
+        """How many waiters wait on `queue` in this process."""
+        return len(self._waiters.get(queue, ()))
+
     def wake_all(self) -> None:
         for queue in list(self._waiters):
             self.wake(queue)

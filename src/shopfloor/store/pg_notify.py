@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger("shopfloor.notify")

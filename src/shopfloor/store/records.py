@@ -127,3 +127,6 @@ class Expect:
     worker_id: str | None
     lease_epoch: int
     statuses: tuple[str, ...] = ()
+    # Only if the session's lease is set and ran out before this time (ms): a reaper's read
+    # of an expired lease must not undo a renewal that landed after that read.
+    lease_expired_by: int | None = None

@@ -31,7 +31,7 @@ _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
 # The claim statement's `status = 'pending'`, inlined so that it matches ix_sessions_claimable's
 # predicate in every plan (see SqlStore.claim_candidates).
-_PENDING_LITERAL = sa.literal_column(f"'{PENDING}'")
+_PENDING_LITERAL: sa.ColumnClause[str] = sa.literal_column(f"'{PENDING}'", sa.String)
 
 
 def async_url(url: str) -> str:
@@ -192,13 +192,16 @@ class SqlStore:
             ).first()
         return None if row is None else _worker_from_row(row)
 
-    async def end_worker(self, worker_id: str, status: str, now: int) -> bool:
+    async def end_worker(
+        self, worker_id: str, status: str, now: int, silent_since: int | None = None
+    ) -> bool:
         w = t.workers
+        where = [w.c.id == worker_id, w.c.status == "active"]
+        if silent_since is not None:
+            where.append(w.c.last_heartbeat_at < silent_since)
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                w.update()
-                .where(w.c.id == worker_id, w.c.status == "active")
-                .values(status=status, ended_at=now)
+                w.update().where(*where).values(status=status, ended_at=now)
             )
         return result.rowcount > 0
 
@@ -441,6 +444,8 @@ class SqlStore:
         )
         if expect.statuses:
             where.append(s.c.status.in_(expect.statuses))
+        if expect.lease_expired_by is not None:
+            where.append(s.c.lease_expires_at < expect.lease_expired_by)
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(s.update().where(*where).values(dict(changes)).returning(*s.c))
