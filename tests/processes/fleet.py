@@ -33,7 +33,7 @@ class FleetConfig:
     first_index: int
     out: str
     stop_file: str
-    heartbeat_seconds: float = 5.0
+    heartbeat_seconds: float = 10.0
     idle_poll_seconds: float = 2.0
 
 

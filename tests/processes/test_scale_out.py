@@ -154,17 +154,22 @@ async def run_fleet(postgres: Backend, tmp_path: Path, *, kill_one: bool) -> Non
         postgres,
         tmp_path / "data",
         claim_ttl_seconds=CLAIM_TTL_WITH_KILL if kill_one else CLAIM_TTL,
-        worker_ttl_seconds=120,
+        worker_ttl_seconds=120,  # workers heartbeat every 10 s
         reap_interval_seconds=0.5,
     )
-    servers = [start_server(env, tmp_path / f"server{i}.log") for i in range(SERVERS)]
     store = await open_store(postgres.url, schema=postgres.schema)
     assert isinstance(store, SqlStore)
-    fleets = [start_fleet(servers, n, tmp_path) for n in range(FLEETS)]
+    servers: list[Server] = []
     ids = [f"sess_scale_{n:05d}" for n in range(SESSIONS)]
+    # Half the sessions wait in the queue when the workers start; the rest arrive while they
+    # poll. (A starved queue would spend the CPU of a small CI machine on empty polls.)
+    fleets: list[tuple[subprocess.Popen[bytes], Path]] = []
     killed: Server | None = None
     try:
-        producing = asyncio.create_task(produce(servers, ids))
+        servers.extend(start_server(env, tmp_path / f"server{i}.log") for i in range(SERVERS))
+        assert await produce(servers, ids[: SESSIONS // 2]) == set(ids[: SESSIONS // 2])
+        fleets = [start_fleet(servers, n, tmp_path) for n in range(FLEETS)]
+        producing = asyncio.create_task(produce(servers, ids[SESSIONS // 2 :]))
         started = time.monotonic()
         while (done := await completed_count(store)) < SESSIONS:
             assert time.monotonic() - started < DEADLINE, f"only {done} completed"
@@ -176,7 +181,7 @@ async def run_fleet(postgres: Backend, tmp_path: Path, *, kill_one: bool) -> Non
             if VERBOSE:
                 print(f"{time.monotonic() - started:6.1f}s completed {done}", flush=True)
             await asyncio.sleep(1 if VERBOSE else 0.25)
-        assert await producing == set(ids)
+        assert await producing == set(ids[SESSIONS // 2 :])
         (tmp_path / "stop").touch()
         for process, _ in fleets:
             assert process.wait(60) == 0
