@@ -90,6 +90,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 
 
 @pytest.fixture
+def postgres() -> Iterator[Backend]:
+    """A fresh schema on the real PostgreSQL, for tests of what only PostgreSQL does
+    (LISTEN/NOTIFY, several server processes). Never skipped in CI."""
+    _require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    yield Backend("postgres", PG_URL, schema)
+    _drop_schema(schema)
+
+
+@pytest.fixture
 async def store(backend: Backend) -> AsyncIterator[Store]:
     st = await open_store(backend.url, schema=backend.schema)
     yield st

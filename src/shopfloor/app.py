@@ -35,8 +35,10 @@ from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import DomainError
+from shopfloor.service.notifier import BroadcastNotifier, LocalNotifier, Notifier
 from shopfloor.service.reaper import run_reaper
-from shopfloor.store import open_store
+from shopfloor.store import Store, open_store
+from shopfloor.store.pg_notify import PgNotifyChannel
 
 log = logging.getLogger("shopfloor")
 
@@ -63,6 +65,8 @@ def create_app(
                 "SHOPFLOOR_WORKER_API_KEY is not set: static-key workers are refused; "
                 "registration tokens still work"
             )
+        notifier = make_notifier(store, settings)
+        await notifier.start()
         dispatcher = Dispatcher(
             store,
             clock,
@@ -70,6 +74,7 @@ def create_app(
             claim_ttl_seconds=settings.claim_ttl_seconds,
             issue_lock_ttl_seconds=settings.issue_lock_ttl_seconds,
             file_lock_ttl_seconds=settings.file_lock_ttl_seconds,
+            notifier=notifier,
         )
         app.state.services = Services(settings, clock, dispatcher, credentials)
         reaper = None
@@ -82,6 +87,7 @@ def create_app(
                 reaper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reaper
+            await notifier.close()
             await store.close()
             print("shopfloor: stopped cleanly", flush=True)
 
@@ -109,13 +115,13 @@ def create_app(
     return app
 
 
-def _error(
-    request: Request, status: int, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    """Each protocol's own error body, chosen by path prefix."""
-    if is_veryfront_path(request.url.path):
-        return veryfront_error(status, message, headers)
-    return error_response(status, message, headers)
+def make_notifier(store: Store, settings: Settings) -> Notifier:
+    """LISTEN/NOTIFY on PostgreSQL, so an enqueue on one server process wakes long polls
+    waiting on every other; in-process wake-ups on SQLite (one server process)."""
+    if store.dialect == "postgresql":
+        channel = PgNotifyChannel(settings.resolved_database_url(), schema=settings.database_schema)
+        return BroadcastNotifier(channel)
+    return LocalNotifier()
 
 
 @dataclass(frozen=True)

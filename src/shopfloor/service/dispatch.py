@@ -396,14 +396,19 @@ class Dispatcher:
         only the process whose update ends a worker requeues that worker's sessions."""
         now = self.clock.now_ms()
         report = ReapReport()
-        for worker_id in await self.store.silent_workers(now - self.worker_ttl_ms):
-            if not await self.store.end_worker(worker_id, WORKER_DEAD, now):
+        cutoff = now - self.worker_ttl_ms
+        for worker_id in await self.store.silent_workers(cutoff):
+            # Conditional: a worker already ended by another replica, or one whose heartbeat
+            # landed since our read, is left alone.
+            if not await self.store.end_worker(worker_id, WORKER_DEAD, now, silent_since=cutoff):
                 continue
             report.dead_workers.append(worker_id)
             reason = f"worker {worker_id} sent no heartbeat for {self.worker_ttl_ms // 1000}s"
             report.requeued.extend(await self._requeue_all(worker_id, reason))
         for session in await self.store.expired_leases(now):
-            if await self._requeue_or_none(session, "lease expired") is not None:
+            # Fenced by owner, epoch and expiry: if another replica requeued it first, or its
+            # holder renewed the lease since our read, this changes nothing.
+            if await self._requeue_or_none(session, "lease expired", expired_by=now) is not None:
                 report.requeued.append(session.id)
         report.promoted.extend(await self.channel.reap_issue_locks())
         return report
@@ -424,7 +429,12 @@ class Dispatcher:
         return updated
 
     async def _requeue_or_none(
-        self, session: SessionRecord, reason: str, *, keep_place: bool = False
+        self,
+        session: SessionRecord,
+        reason: str,
+        *,
+        keep_place: bool = False,
+        expired_by: int | None = None,
     ) -> SessionRecord | None:
         """Return a live session to the queue. Unless it keeps its place, it moves up one
         priority, to the back of that priority, and never resumes the old provider session."""
@@ -449,7 +459,12 @@ class Dispatcher:
             changes["extra"] = {**session.extra, **self.channel.work_pointer(packet)}
         requeued = await self.store.update_session(
             session.id,
-            Expect(session.worker_id, session.lease_epoch, LIVE_STATUSES),
+            Expect(
+                session.worker_id,
+                session.lease_epoch,
+                LIVE_STATUSES,
+                lease_expired_by=expired_by,
+            ),
             changes,
             SessionEvent(
                 session_id=session.id,

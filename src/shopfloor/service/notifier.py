@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Protocol
+
+log = logging.getLogger("shopfloor.notifier")
 
 
 class Notifier(Protocol):
@@ -53,3 +57,45 @@ class LocalNotifier:
             waiters.discard(event)
             if not waiters:
                 self._waiters.pop(queue, None)
+
+    def waiting(self, queue: str) -> int:
+        """How many waiters wait on `queue` in this process."""
+        return len(self._waiters.get(queue, ()))
+
+    def wake_all(self) -> None:
+        for queue in list(self._waiters):
+            self.wake(queue)
+
+
+class Broadcast(Protocol):
+    """A channel to every other server process (PostgreSQL LISTEN/NOTIFY in the store)."""
+
+    async def start(
+        self, on_message: Callable[[str], None], on_reconnect: Callable[[], None]
+    ) -> None: ...
+    async def close(self) -> None: ...
+    async def send(self, payload: str) -> None: ...
+
+
+class BroadcastNotifier(LocalNotifier):
+    """Wakes waiters in this process at once and in every other process through a broadcast
+    channel whose payload is the queue name. A failed broadcast never fails the enqueue that
+    caused it: the other processes' polls then simply run to their timeout."""
+
+    def __init__(self, channel: Broadcast) -> None:
+        super().__init__()
+        self.channel = channel
+
+    async def start(self) -> None:
+        await self.channel.start(self.wake, self.wake_all)
+
+    async def close(self) -> None:
+        await self.channel.close()
+        await super().close()
+
+    async def notify(self, queue: str) -> None:
+        self.wake(queue)
+        try:
+            await self.channel.send(queue)
+        except Exception as exc:
+            log.warning("could not broadcast a wake-up for queue %r: %s", queue, exc)

@@ -108,8 +108,11 @@ class Store(RunStore, Protocol):
         """Record a heartbeat of an active worker; None if it is unknown or no longer active."""
         ...
 
-    async def end_worker(self, worker_id: str, status: str, now: int) -> bool:
-        """Move an active worker to `status` (dead or deregistered); False if it was not active."""
+    async def end_worker(
+        self, worker_id: str, status: str, now: int, silent_since: int | None = None
+    ) -> bool:
+        """Move an active worker to `status` (dead or deregistered); False if it was not active
+        (or, with `silent_since`, if it sent a heartbeat at or after that time)."""
         ...
 
     async def list_workers(self, status: str | None = None) -> list[WorkerRecord]: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 # Session statuses. `pending` is queued and claimable; the live ones hold a lease.
@@ -137,10 +137,14 @@ class Expect:
     worker_id: str | None
     lease_epoch: int
     statuses: tuple[str, ...] = ()
+    _: KW_ONLY
     # Further columns that must still hold these values (None means IS NULL): compare-and-set.
     columns: dict[str, Any] = field(default_factory=dict)
     # If set, the lease must not have expired at this time (lease_expires_at >= it).
     lease_valid_at: int | None = None
+    # Only if the session's lease is set and ran out before this time (ms): a reaper's read
+    # of an expired lease must not undo a renewal that landed after that read.
+    lease_expired_by: int | None = None
 
 
 PROJECT_ENVIRONMENT = "environment"

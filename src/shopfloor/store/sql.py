@@ -36,6 +36,9 @@ from shopfloor.store.sql_runs import RunsSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
+# The claim statement's `status = 'pending'`, inlined so that it matches ix_sessions_claimable's
+# predicate in every plan (see SqlStore.claim_candidates).
+_PENDING_LITERAL: sa.ColumnClause[str] = sa.literal_column(f"'{PENDING}'", sa.String)
 
 
 def async_url(url: str) -> str:
@@ -196,13 +199,16 @@ class SqlStore(ChannelSql, RunsSql):
             ).first()
         return None if row is None else _worker_from_row(row)
 
-    async def end_worker(self, worker_id: str, status: str, now: int) -> bool:
+    async def end_worker(
+        self, worker_id: str, status: str, now: int, silent_since: int | None = None
+    ) -> bool:
         w = t.workers
+        where = [w.c.id == worker_id, w.c.status == "active"]
+        if silent_since is not None:
+            where.append(w.c.last_heartbeat_at < silent_since)
         async with self.engine.begin() as conn:
             result = await conn.execute(
-                w.update()
-                .where(w.c.id == worker_id, w.c.status == "active")
-                .values(status=status, ended_at=now)
+                w.update().where(*where).values(status=status, ended_at=now)
             )
         return result.rowcount > 0
 
@@ -296,27 +302,36 @@ class SqlStore(ChannelSql, RunsSql):
         lease_expires_at: int | None = None,
         capacity: int | None = None,
     ) -> list[SessionRecord]:
+        async with self.engine.begin() as conn:
+            if capacity is not None:
+                limit = min(limit, await self._free_capacity(conn, worker_id, capacity))
+            if limit <= 0:
+                return []
+            candidates = self.claim_candidates(queue, limit, projects)
+            claimed = await self._claim(conn, candidates, worker_id, now, lease_expires_at)
+        claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
+        return claimed
+
+    def claim_candidates(
+        self, queue: str, limit: int, projects: Sequence[str] | None = None
+    ) -> sa.Select[Any]:
+        """The ids a claim takes: the head of the queue, read from ix_sessions_claimable."""
         s = t.sessions
+        # `pending` and the limit are literals, not bound parameters: Postgres may reuse a
+        # generic plan for a cached prepared statement, and a generic plan for `status = $1`
+        # cannot use the partial index, nor knows that `LIMIT $2` is a handful of rows.
         candidates = (
             sa.select(s.c.id)
-            .where(s.c.queue == queue, s.c.status == PENDING)
+            .where(s.c.queue == queue, s.c.status == _PENDING_LITERAL)
             .order_by(s.c.priority, s.c.queued_at, s.c.id)
+            .limit(sa.literal_column(str(int(limit)), sa.Integer))
         )
         if projects is not None:
             candidates = candidates.where(s.c.project.in_(list(projects)))
         if self.dialect == "postgresql":
             # Concurrent pollers skip each other's rows instead of queueing on them.
             candidates = candidates.with_for_update(skip_locked=True)
-        async with self.engine.begin() as conn:
-            if capacity is not None:
-                limit = min(limit, await self._free_capacity(conn, worker_id, capacity))
-            if limit <= 0:
-                return []
-            claimed = await self._claim(
-                conn, candidates.limit(limit), worker_id, now, lease_expires_at
-            )
-        claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
-        return claimed
+        return candidates
 
     async def _free_capacity(self, conn: AsyncConnection, worker_id: str, capacity: int) -> int:
         """Free slots of an active worker, read under the worker's row lock so that two
@@ -342,13 +357,23 @@ class SqlStore(ChannelSql, RunsSql):
         now: int,
         lease_expires_at: int | None,
     ) -> list[SessionRecord]:
+        claim = self.claim_statement(candidates, worker_id, now, lease_expires_at)
+        claimed = [_session_from_row(r) for r in await conn.execute(claim)]
+        await self._record_claims(conn, claimed, worker_id, now)
+        return claimed
+
+    @staticmethod
+    def claim_statement(
+        candidates: sa.Select[Any], worker_id: str, now: int, lease_expires_at: int | None
+    ) -> sa.Update:
+        """The single statement that claims `candidates` (see claim_candidates)."""
         s = t.sessions
         # Pick the rows in a CTE and join to it: Postgres may re-run an `IN (subquery LIMIT n)`
         # and so claim more than n rows; a CTE is evaluated once.
         picked = candidates.cte("picked")
-        claim = (
+        return (
             s.update()
-            .where(s.c.id == picked.c.id, s.c.status == PENDING)
+            .where(s.c.id == picked.c.id, s.c.status == _PENDING_LITERAL)
             .values(
                 status=CLAIMED,
                 worker_id=worker_id,
@@ -359,9 +384,6 @@ class SqlStore(ChannelSql, RunsSql):
             )
             .returning(*s.c)
         )
-        claimed = [_session_from_row(r) for r in await conn.execute(claim)]
-        await self._record_claims(conn, claimed, worker_id, now)
-        return claimed
 
     async def claim_session(
         self,
@@ -437,6 +459,8 @@ class SqlStore(ChannelSql, RunsSql):
             where.append(column.is_(None) if value is None else column == value)
         if expect.lease_valid_at is not None:
             where.append(s.c.lease_expires_at >= expect.lease_valid_at)
+        if expect.lease_expired_by is not None:
+            where.append(s.c.lease_expires_at < expect.lease_expired_by)
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(s.update().where(*where).values(dict(changes)).returning(*s.c))

@@ -1,0 +1,120 @@
+"""Wake-ups across server processes: LISTEN/NOTIFY through PgNotifyChannel.
+
+Each notifier below has its own dedicated connection, exactly as two server processes would.
+The one timed bound here is the documented long-poll wake-up bound: a notify reaches a waiter
+on another connection within WAKE_BOUND seconds (milliseconds in practice; generous for CI)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from shopfloor.service.notifier import BroadcastNotifier
+from shopfloor.store.pg_notify import PgNotifyChannel, channel_name
+from tests.conftest import PG_URL, Backend
+
+WAKE_BOUND = 1.0
+
+
+@asynccontextmanager
+async def notifier(schema: str | None, **kw: float) -> AsyncIterator[BroadcastNotifier]:
+    n = BroadcastNotifier(PgNotifyChannel(PG_URL, schema=schema, **kw))
+    await n.start()
+    try:
+        yield n
+    finally:
+        await n.close()
+
+
+async def waiting(n: BroadcastNotifier, queue: str, seconds: float) -> asyncio.Task[bool]:
+    """Start a wait and return once it is registered, so no wake-up can slip past it."""
+    before = n.waiting(queue)
+    task = asyncio.create_task(n.wait(queue, seconds))
+    await asyncio.sleep(0)  # the task registers its waiter before its first suspension
+    assert n.waiting(queue) == before + 1
+    return task
+
+
+async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    async with asyncio.timeout(seconds):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.01)
+
+
+async def terminate_backend(pid: int | None) -> None:
+    assert pid is not None
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await conn.close()
+
+
+async def test_notify_wakes_a_waiter_on_another_connection(postgres: Backend) -> None:
+    async with notifier(postgres.schema) as a, notifier(postgres.schema) as b:
+        woken = await waiting(b, "agentfactory", 10)
+        other = await waiting(b, "elsewhere", 10)
+        started = time.monotonic()
+        await a.notify("agentfactory")
+        assert await woken is True
+        assert time.monotonic() - started < WAKE_BOUND
+        assert not other.done()  # only the notified queue wakes
+        await a.notify("elsewhere")
+        assert await other is True
+
+
+async def test_sender_wakes_its_own_waiters(postgres: Backend) -> None:
+    async with notifier(postgres.schema) as a:
+        woken = await waiting(a, "q", 10)
+        await a.notify("q")
+        assert await woken is True
+
+
+async def test_wait_times_out_without_a_notify(postgres: Backend) -> None:
+    async with notifier(postgres.schema) as a:
+        assert await a.wait("q", 0.05) is False
+
+
+async def test_servers_on_other_schemas_are_not_woken(postgres: Backend) -> None:
+    assert channel_name("one") != channel_name("two")
+    assert len(channel_name("x" * 63).encode()) <= 63
+    async with notifier(postgres.schema) as a, notifier(f"{postgres.schema}_other") as b:
+        woken = await waiting(b, "q", 0.3)
+        await a.notify("q")
+        assert await woken is False
+
+
+async def test_listener_reconnects_after_its_connection_is_killed(postgres: Backend) -> None:
+    async with (
+        notifier(postgres.schema) as a,
+        notifier(postgres.schema, retry_seconds=0.05) as b,
+    ):
+        assert isinstance(b.channel, PgNotifyChannel)
+        old_pid = b.channel.server_pid
+        # A waiter present while the connection is down is woken once it is back, since a
+        # notify sent in the gap was lost: it looks at the queue again instead of sleeping on.
+        during_outage = await waiting(b, "q", 30)
+        await terminate_backend(old_pid)
+        assert await during_outage is True
+        channel = b.channel
+        await until(lambda: channel.server_pid not in (None, old_pid))
+        woken = await waiting(b, "q", 10)
+        await a.notify("q")
+        assert await woken is True
+
+
+async def test_notify_survives_a_dead_sender_connection(postgres: Backend) -> None:
+    async with notifier(postgres.schema, ping_seconds=3600, retry_seconds=3600) as a:
+        assert isinstance(a.channel, PgNotifyChannel)
+        local = await waiting(a, "q", 10)
+        await terminate_backend(a.channel.server_pid)
+        # Whether the channel has noticed the loss yet, is reconnecting or is back, the
+        # enqueue that calls notify must not fail, and this process's waiters still wake.
+        await a.notify("q")
+        assert await local is True
