@@ -1,0 +1,164 @@
+"""Run every workload, `--runs` times, interleaved; write the results JSON, docs table and plot.
+
+    python -m benchmarks.run              # full: N=10,000, K=32, 3 runs -> docs/benchmarks.*
+    python -m benchmarks.run --smoke      # tiny N, 1 run, into --out-dir (what CI runs)
+
+Each workload is one entry in WORKLOADS: a name, a kind (dispatch, ceiling, idle), a label
+for the table, and an async function (Config, work dir) -> metrics dict. A function raises
+Skip(reason) when it cannot run here; any other error is recorded for that run and the
+other workloads go on."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from benchmarks import (
+    ceiling,
+    idle_workers,
+    peers_pgqueuer,
+    peers_procrastinate,
+    peers_saq,
+    shopfloor_af,
+    shopfloor_envapi,
+)
+from benchmarks.common import ROOT, Config, Skip
+from benchmarks.machine import describe_machine
+
+Runner = Callable[[Config, Path], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    kind: str  # "dispatch" | "ceiling" | "idle"
+    label: str
+    system: str  # "shopfloor" or the peer's name: the table compares shopfloor to peers
+    run: Runner
+
+
+def _on(backend: str, fn: Callable[[Config, str, Path], Awaitable[dict[str, Any]]]) -> Runner:
+    return lambda cfg, d: fn(cfg, backend, d)
+
+
+WORKLOADS: list[Workload] = [
+    Workload("shopfloor-af-sqlite", "dispatch", "shopfloor, AgentFactory protocol, SQLite",
+             "shopfloor", _on("sqlite", shopfloor_af.run)),
+    Workload("shopfloor-af-postgres", "dispatch", "shopfloor, AgentFactory protocol, Postgres",
+             "shopfloor", _on("postgres", shopfloor_af.run)),
+    # SLOT (issue 5): skipped with a reason until the environment work API is merged.
+    Workload("shopfloor-envapi-sqlite", "dispatch", "shopfloor, environment work API, SQLite",
+             "shopfloor", _on("sqlite", shopfloor_envapi.run)),
+    Workload("shopfloor-envapi-postgres", "dispatch",
+             "shopfloor, environment work API, Postgres", "shopfloor",
+             _on("postgres", shopfloor_envapi.run)),
+    Workload("pgqueuer", "dispatch", "PgQueuer (asyncpg), Postgres", "pgqueuer",
+             peers_pgqueuer.run),
+    Workload("procrastinate", "dispatch", "Procrastinate (psycopg 3), Postgres",
+             "procrastinate", peers_procrastinate.run),
+    Workload("saq", "dispatch", "SAQ, Redis", "saq", peers_saq.run),
+    Workload("ceiling", "ceiling", "bare FastAPI/uvicorn JSON endpoint", "ceiling", ceiling.run),
+    Workload("idle-af-sqlite", "idle", "1,000 idle AgentFactory workers, SQLite", "shopfloor",
+             _on("sqlite", idle_workers.run)),
+    Workload("idle-af-postgres", "idle", "1,000 idle AgentFactory workers, Postgres",
+             "shopfloor", _on("postgres", idle_workers.run)),
+]  # fmt: skip
+
+
+def median_metrics(runs: list[dict[str, Any]]) -> dict[str, float]:
+    ok = [r for r in runs if "error" not in r]
+    keys = {k for r in ok for k, v in r.items() if isinstance(v, int | float)}
+    return {
+        k: statistics.median(vals)
+        for k in sorted(keys)
+        if (vals := [r[k] for r in ok if isinstance(r.get(k), int | float)])
+    }
+
+
+async def run_all(cfg: Config, work_root: Path, only: list[str] | None) -> dict[str, Any]:
+    chosen = [w for w in WORKLOADS if not only or w.name in only]
+    results: dict[str, Any] = {
+        w.name: {"label": w.label, "kind": w.kind, "system": w.system, "runs": [], "skipped": None}
+        for w in chosen
+    }
+    for n in range(cfg.runs):
+        for w in chosen:
+            entry = results[w.name]
+            if entry["skipped"]:
+                continue
+            started = time.perf_counter()
+            print(f"[run {n + 1}/{cfg.runs}] {w.name} ...", end=" ", flush=True, file=sys.stderr)
+            try:
+                metrics = await w.run(cfg, work_root / w.name)
+                entry["runs"].append(metrics)
+                print(f"ok ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
+            except Skip as skip:
+                entry["skipped"] = str(skip)
+                print(f"skipped: {skip}", file=sys.stderr)
+            except Exception as exc:
+                entry["runs"].append({"error": f"{type(exc).__name__}: {exc}"})
+                print(f"FAILED: {exc}", file=sys.stderr)
+                traceback.print_exc(file=sys.stderr)
+    for entry in results.values():
+        entry["median"] = median_metrics(entry["runs"])
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny N, one run (for CI)")
+    parser.add_argument("--runs", type=int, help="runs per workload (median reported)")
+    parser.add_argument("--jobs", type=int, help="N: jobs enqueued and drained")
+    parser.add_argument("--workers", type=int, help="K: concurrent workers")
+    parser.add_argument("--idle-workers", type=int, help="workers in the idle-fleet workload")
+    parser.add_argument("--only", nargs="*", help="workload names to run (default: all)")
+    parser.add_argument("--out-dir", type=Path, help="where results.json, .md and .png go")
+    args = parser.parse_args(argv)
+
+    cfg = Config.smoke_config() if args.smoke else Config()
+    overrides = {
+        "runs": args.runs,
+        "jobs": args.jobs,
+        "workers": args.workers,
+        "idle_workers": args.idle_workers,
+    }
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    out_dir = args.out_dir or (Path(tempfile.mkdtemp()) if args.smoke else ROOT / "docs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    work_root = Path(tempfile.mkdtemp(prefix="shopfloor-bench-"))
+    try:
+        machine = asyncio.run(describe_machine())
+        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        workloads = asyncio.run(run_all(cfg, work_root, args.only))
+    finally:
+        shutil.rmtree(work_root, ignore_errors=True)
+    results = {
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": cfg.as_dict(),
+        "machine": machine,
+        "workloads": workloads,
+    }
+    json_path = out_dir / "benchmarks.json"
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    from benchmarks.report import write_report
+
+    write_report(results, out_dir / "benchmarks.md", out_dir / "benchmarks.png")
+    print(f"wrote {json_path}, benchmarks.md and benchmarks.png in {out_dir}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
