@@ -13,14 +13,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from benchmarks.common import CREW_PROCESSES, ROOT, Child, Config, Crew, run_child, split
 from benchmarks.http import HttpConn
-from tests.processes.server import free_port
 
 
 def start_ceiling(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    from tests.processes.server import free_port
+
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", "benchmarks.ceiling_app:app", "--port", str(port)]
     cmd += ["--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]

@@ -43,6 +43,9 @@ class Config:
     idle_seconds: float = 30.0
     idle_jobs: int = 300
     ceiling_seconds: float = 10.0
+    # pollInterval the shopfloor server hands AgentFactory workers (the protocol's default;
+    # the smoke run shortens it only so that it finishes quickly).
+    poll_interval_ms: int = 5000
     runs: int = 3
     smoke: bool = False
 
@@ -57,6 +60,7 @@ class Config:
             idle_seconds=3.0,
             idle_jobs=10,
             ceiling_seconds=1.0,
+            poll_interval_ms=250,
             runs=1,
             smoke=True,
         )

@@ -36,7 +36,8 @@ from benchmarks.shopfloor_af import register
 
 
 async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
-    async with shopfloor_server(backend, work_dir) as server:
+    settings = {"SHOPFLOOR_POLL_INTERVAL_MS": str(cfg.poll_interval_ms)}
+    async with shopfloor_server(backend, work_dir, **settings) as server:
         args = [
             {"url": server.url, "workers": k, "mode": "paced"}
             for k in split(cfg.idle_workers, CREW_PROCESSES)
@@ -57,8 +58,11 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
 
             sampler = asyncio.create_task(sample())
 
+            lock = asyncio.Lock()
+
             async def send(i: int) -> None:
-                await conn.call("POST", "/api/v1/sessions", {"prompt": json.dumps(payload(i))})
+                async with lock:  # one connection, one request at a time
+                    await conn.call("POST", "/api/v1/sessions", {"prompt": json.dumps(payload(i))})
 
             timeout = 120 + cfg.idle_seconds
             claims = asyncio.create_task(
@@ -70,6 +74,8 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
             window = time.perf_counter() - started
             cpu1 = cpu_seconds(server)
             sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
             stop = crew.send("stop")
             finals = await asyncio.to_thread(crew.results)
         finally:

@@ -21,7 +21,7 @@ def fmt(value: Any, digits: int = 0) -> str:
 def _runs_note(entry: dict[str, Any]) -> str:
     ok = [r for r in entry["runs"] if "error" not in r]
     failed = [r["error"] for r in entry["runs"] if "error" in r]
-    note = f"{len(ok)} run{'s' if len(ok) != 1 else ''}"
+    note = f"{len(ok)} ok"
     if failed:
         note += f"; {len(failed)} failed: {failed[0][:120]}"
     return note
@@ -129,7 +129,7 @@ def peer_comparison(workloads: dict[str, Any]) -> list[str]:
         lines.append(
             f"- {entry['label']}: {fmt(rate)} jobs/s vs shopfloor's best "
             f"({workloads[best_name]['label']}) {fmt(best)} jobs/s: {verdict} "
-            f"({best / rate:.2f}×)."
+            f"(shopfloor ÷ peer = {best / rate:.2f})."
         )
     return lines
 
@@ -207,7 +207,7 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "## Dispatch: drain rate and claim latency",
         "",
         f"N = {cfg['jobs']:,} jobs, K = {cfg['workers']} concurrent workers, the same ~100-byte "
-        f"JSON payload for every system; medians of {cfg['runs']} runs (min–max in brackets). "
+        f"JSON payload for every system; medians of {cfg['runs']} run(s) (min–max in brackets). "
         f"Latency: {cfg['paced_jobs']:,} jobs offered one at a time at {cfg['paced_rate']:g} "
         "jobs/s to the same K idle workers.",
         "",
@@ -226,7 +226,8 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "## Many idle workers",
         "",
         f"{fmt(cfg['idle_workers'])} workers polling like the af-worker (server pollInterval "
-        f"5 s + 0–40 % jitter, heartbeat every 30 s); {cfg['idle_jobs']} sessions arrive one at "
+        f"{cfg['poll_interval_ms'] / 1000:g} s + 0–40 % jitter, heartbeat every 30 s); "
+        f"{cfg['idle_jobs']} sessions arrive one at "
         f"a time over {cfg['idle_seconds']:g} s.",
         "",
         *idle_table(workloads),

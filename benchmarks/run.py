@@ -69,9 +69,9 @@ WORKLOADS: list[Workload] = [
              "procrastinate", peers_procrastinate.run),
     Workload("saq", "dispatch", "SAQ, Redis", "saq", peers_saq.run),
     Workload("ceiling", "ceiling", "bare FastAPI/uvicorn JSON endpoint", "ceiling", ceiling.run),
-    Workload("idle-af-sqlite", "idle", "1,000 idle AgentFactory workers, SQLite", "shopfloor",
+    Workload("idle-af-sqlite", "idle", "idle AgentFactory fleet, SQLite", "shopfloor",
              _on("sqlite", idle_workers.run)),
-    Workload("idle-af-postgres", "idle", "1,000 idle AgentFactory workers, Postgres",
+    Workload("idle-af-postgres", "idle", "idle AgentFactory fleet, Postgres",
              "shopfloor", _on("postgres", idle_workers.run)),
 ]  # fmt: skip
 

@@ -8,28 +8,36 @@ import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import psutil
 
 from benchmarks.common import drop_pg_database, fresh_pg_database
-from tests.conftest import ADMIN_KEY, WORKER_KEY, Backend
-from tests.processes.server import ServerProcess, server_env, start_server
+
+if TYPE_CHECKING:
+    from tests.processes.server import ServerProcess
 
 PG_DATABASE = "shopfloor_bench"
+WORKER_KEY = "bench-worker-key"
+ADMIN_KEY = "bench-admin-key"
 
 
 @contextlib.asynccontextmanager
 async def shopfloor_server(
     backend: str, work_dir: Path, **settings: str
 ) -> AsyncIterator[ServerProcess]:
-    work_dir.mkdir(parents=True, exist_ok=True)
+    # The test suite's helpers start and stop the process; imported here, not at the top,
+    # so that load processes (which import this module's constants) stay light.
+    from tests.conftest import Backend
+    from tests.processes.server import server_env, start_server
+
+    await asyncio.to_thread(_fresh_dir, work_dir)
     if backend == "sqlite":
-        db = work_dir / "shopfloor.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(db) + suffix).unlink(missing_ok=True)
-        spec = Backend("sqlite", f"sqlite:///{db}", None)
+        spec = Backend("sqlite", f"sqlite:///{work_dir / 'shopfloor.db'}", None)
     else:
         spec = Backend("postgres", await fresh_pg_database(PG_DATABASE), None)
-    env = server_env(spec, work_dir / "data", **settings)
+    keys = {"SHOPFLOOR_WORKER_API_KEY": WORKER_KEY, "SHOPFLOOR_ADMIN_API_KEY": ADMIN_KEY}
+    env = server_env(spec, work_dir / "data", **keys, **settings)
     server = await asyncio.to_thread(start_server, env, work_dir / f"server-{backend}.log")
     try:
         yield server
@@ -37,6 +45,12 @@ async def shopfloor_server(
         await asyncio.to_thread(server.stop)
         if backend == "postgres":
             await drop_pg_database(PG_DATABASE)
+
+
+def _fresh_dir(work_dir: Path) -> None:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("shopfloor.db", "shopfloor.db-wal", "shopfloor.db-shm"):
+        (work_dir / name).unlink(missing_ok=True)
 
 
 def cpu_seconds(server: ServerProcess) -> float:

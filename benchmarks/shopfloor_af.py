@@ -54,7 +54,8 @@ async def enqueue_many(url: str, jobs: int, concurrency: int = 16) -> float:
 
 
 async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
-    async with shopfloor_server(backend, work_dir) as server:
+    settings = {"SHOPFLOOR_POLL_INTERVAL_MS": str(cfg.poll_interval_ms)}
+    async with shopfloor_server(backend, work_dir, **settings) as server:
         result: dict[str, Any] = {}
         # -- drain: N queued first, then K workers claim and complete them all --
         enqueue_s = await enqueue_many(server.url, cfg.jobs)
