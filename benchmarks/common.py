@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -106,11 +106,11 @@ def latency_summary(latencies_ns: list[int]) -> dict[str, float | None]:
     }
 
 
-async def paced(count: int, rate: float, send: Callable[[int], Awaitable[None]]) -> float:
+async def paced(count: int, rate: float, send: Callable[[int], Coroutine[Any, Any, None]]) -> float:
     """Call send(i) for i in range(count) at `rate` per second on a fixed schedule (sends are
     not awaited one after another, so a slow enqueue does not slow the offered load)."""
     start = time.perf_counter()
-    tasks = []
+    tasks: list[asyncio.Task[None]] = []
     for i in range(count):
         delay = start + i / rate - time.perf_counter()
         if delay > 0:
@@ -234,7 +234,7 @@ async def paced_latency(
     module: str,
     args: list[dict[str, Any]],
     work_dir: Path,
-    send: Callable[[int], Awaitable[None]],
+    send: Callable[[int], Coroutine[Any, Any, None]],
 ) -> dict[str, Any]:
     """Start a crew in paced mode, offer cfg.paced_jobs at cfg.paced_rate through `send`,
     one at a time, and summarise the claim latencies the crew reports."""

@@ -12,8 +12,10 @@ import psutil
 
 from benchmarks.common import PG_DSN, REDIS_URL
 
-PACKAGES = ["shopfloor", "fastapi", "uvicorn", "uvloop", "httptools", "sqlalchemy", "asyncpg",
-            "aiosqlite", "pgqueuer", "procrastinate", "psycopg", "saq", "redis", "hiredis"]  # fmt: skip
+PACKAGES = [
+    *("shopfloor", "fastapi", "uvicorn", "uvloop", "httptools", "sqlalchemy", "asyncpg"),
+    *("aiosqlite", "pgqueuer", "procrastinate", "psycopg", "saq", "redis", "hiredis"),
+]
 
 
 def _cpu_model() -> str:
@@ -50,7 +52,8 @@ async def _redis_version() -> str:
         try:
             info = await client.info("server")
             persistence = await client.info("persistence")
-            return f"{info['redis_version']} (appendonly={'yes' if persistence.get('aof_enabled') else 'no'})"
+            aof = "yes" if persistence.get("aof_enabled") else "no"
+            return f"{info['redis_version']} (appendonly={aof})"
         finally:
             await client.aclose()
     except Exception as exc:

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import psutil
