@@ -158,6 +158,20 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
         for d, e in zip(drain, rows, strict=True)
     ]
     ax1.barh(labels, drain, xerr=[lo, hi], color=colors)
+    ceiling = _m(results["workloads"], "ceiling", "requests_per_s")
+    if ceiling:
+        # An AgentFactory job is two HTTP requests, so this is the drain rate HTTP alone allows.
+        ax1.axvline(ceiling / 2, color="#c53030", linestyle="--", linewidth=1)
+        ax1.annotate(
+            "bare FastAPI req/s ÷ 2",
+            (ceiling / 2, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            color="#c53030",
+            fontsize=8,
+        )
     ax1.invert_yaxis()
     cfg = results["config"]
     ax1.set_title(f"Drain: N={cfg['jobs']:,} jobs, K={cfg['workers']} workers (median, min–max)")
