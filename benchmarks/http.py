@@ -17,7 +17,10 @@ class HttpError(Exception):
 
 
 class HttpConn:
-    def __init__(self, host: str, port: int, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, headers: dict[str, str] | None = None, timeout: float = 60
+    ) -> None:
+        self.timeout = timeout
         self.host = host
         self.port = port
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
@@ -40,14 +43,19 @@ class HttpConn:
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         reused = self._writer is not None
         try:
-            return await self._request(method, path, body)
+            async with asyncio.timeout(self.timeout):
+                return await self._request(method, path, body)
+        except TimeoutError:
+            await self.close()
+            raise HttpError(f"no response in {self.timeout:g}s to {method} {path}") from None
         except (HttpError, ConnectionError):
             if not reused:
                 raise
         # uvicorn closes a keep-alive connection idle for 5 s; a polling worker that slept
         # longer than that reconnects and sends again, as an HTTP client library would.
         await self.close()
-        return await self._request(method, path, body)
+        async with asyncio.timeout(self.timeout):
+            return await self._request(method, path, body)
 
     async def _request(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         reader, writer = await self._connect()

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
         conn = HttpConn.for_url(server.url, ADMIN_AUTH)
         try:
             await asyncio.to_thread(crew.wait_ready, 300)
+            log("fleet registered")
             go = crew.send("go")
             # Let the fleet settle into its staggered rhythm before measuring.
             await asyncio.sleep(min(6.0, cfg.idle_seconds / 2))
@@ -69,8 +71,11 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
                 asyncio.to_thread(crew.collect_claims, cfg.idle_jobs, timeout)
             )
             started = time.perf_counter()
+            log("offering sessions")
             await paced(cfg.idle_jobs, cfg.idle_jobs / cfg.idle_seconds, send)
+            log("all sessions queued")
             latencies = await claims
+            log("all sessions claimed")
             window = time.perf_counter() - started
             cpu1 = cpu_seconds(server)
             sampler.cancel()
@@ -89,6 +94,10 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
         "requests_per_s": requests / ((stop - go) / 1e9),
         **latency_summary(latencies),
     }
+
+
+def log(message: str) -> None:
+    print(f"  idle fleet: {message}", file=sys.stderr, flush=True)
 
 
 # -- the load process --

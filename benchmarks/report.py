@@ -181,7 +181,8 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
     ax2.barh(labels, p99, color=colors, alpha=0.45, label="p99")
     ax2.barh(labels, p50, color=colors, label="p50")
     ax2.invert_yaxis()
-    ax2.set_xscale("log")
+    if any(v > 0 for v in p99 + p50):
+        ax2.set_xscale("log")
     ax2.set_title(f"Enqueue-to-claim at {cfg['paced_rate']:g} jobs/s offered (p50 solid, p99 pale)")
     ax2.set_xlabel("ms, log scale (lower is better)")
     ax2.set_yticklabels([])

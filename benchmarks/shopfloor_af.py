@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,17 @@ from benchmarks.http import HttpConn
 from benchmarks.server import ADMIN_AUTH, WORKER_AUTH, cpu_seconds, shopfloor_server
 
 
-async def enqueue_many(url: str, jobs: int, concurrency: int = 16) -> float:
+def session_body(i: int) -> dict[str, Any]:
+    return {"prompt": json.dumps(payload(i))}
+
+
+async def enqueue_many(
+    url: str,
+    jobs: int,
+    concurrency: int = 16,
+    body: Callable[[int], dict[str, Any]] = session_body,
+) -> float:
+    """POST /api/v1/sessions `jobs` times, `concurrency` in flight; returns the seconds."""
     conns = [HttpConn.for_url(url, ADMIN_AUTH) for _ in range(concurrency)]
     free: asyncio.Queue[HttpConn] = asyncio.Queue()
     for c in conns:
@@ -42,7 +53,7 @@ async def enqueue_many(url: str, jobs: int, concurrency: int = 16) -> float:
     async def send(i: int) -> None:
         conn = await free.get()
         try:
-            await conn.call("POST", "/api/v1/sessions", {"prompt": json.dumps(payload(i))})
+            await conn.call("POST", "/api/v1/sessions", body(i))
         finally:
             free.put_nowait(conn)
 
@@ -82,7 +93,7 @@ async def paced_phase(cfg: Config, url: str, work_dir: Path) -> dict[str, Any]:
     conn = HttpConn.for_url(url, ADMIN_AUTH)
 
     async def send(i: int) -> None:
-        await conn.call("POST", "/api/v1/sessions", {"prompt": json.dumps(payload(i))})
+        await conn.call("POST", "/api/v1/sessions", session_body(i))
 
     try:
         return await paced_latency(cfg, __name__, _args(cfg, url, "paced"), work_dir, send)
