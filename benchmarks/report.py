@@ -60,8 +60,8 @@ def dispatch_table(workloads: dict[str, Any]) -> list[str]:
 def idle_table(workloads: dict[str, Any]) -> list[str]:
     lines = [
         "| fleet | workers | fleet HTTP req/s | server CPU % | server RSS MB (peak) "
-        "| claim p50 ms | claim p99 ms | runs |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| sessions claimed / offered | claim p50 ms | claim p99 ms | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for entry in workloads.values():
         if entry["kind"] != "idle":
@@ -70,10 +70,18 @@ def idle_table(workloads: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {entry['label']} | {fmt(m.get('idle_workers'))} | {fmt(m.get('requests_per_s'))} "
             f"| {fmt(m.get('server_cpu_percent'))} | {fmt(m.get('server_rss_mb'))} "
+            f"| {_claimed(m)} "
             f"| {fmt(m.get('latency_p50_ms'), 1)} | {fmt(m.get('latency_p99_ms'), 1)} "
             f"| {_runs_note(entry)} |"
         )
     return lines
+
+
+def _claimed(m: dict[str, Any]) -> str:
+    offered = m.get("offered")
+    if offered is None:
+        return "–"
+    return f"{fmt(offered - m.get('unclaimed', 0))} / {fmt(offered)}"
 
 
 def _m(workloads: dict[str, Any], name: str, key: str) -> float | None:
@@ -242,8 +250,10 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "",
         f"{fmt(cfg['idle_workers'])} workers polling like the af-worker (server pollInterval "
         f"{cfg['poll_interval_ms'] / 1000:g} s + 0–40 % jitter, heartbeat every 30 s); "
-        f"{cfg['idle_jobs']} sessions arrive one at "
-        f"a time over {cfg['idle_seconds']:g} s.",
+        f"{cfg['idle_jobs']} sessions are offered one at "
+        f"a time over {cfg['idle_seconds']:g} s (offering stops after twice that if the server "
+        "answers too slowly; claims are awaited 60 s more, and latency is over the claimed "
+        "ones).",
         "",
         *idle_table(workloads),
         "",
