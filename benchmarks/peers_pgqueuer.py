@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from benchmarks.common import (
     split,
 )
 
-DATABASE = "bench_pgqueuer"
+DATABASE = f"bench_pgqueuer_{os.getpid()}"
 BATCH = 1000
 
 

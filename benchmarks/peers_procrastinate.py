@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from benchmarks.common import (
     split,
 )
 
-DATABASE = "bench_procrastinate"
+DATABASE = f"bench_procrastinate_{os.getpid()}"
 BATCH = 1000
 QUEUE = "bench"
 

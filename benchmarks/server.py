@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from benchmarks.common import drop_pg_database, fresh_pg_database
 if TYPE_CHECKING:
     from tests.processes.server import ServerProcess
 
-PG_DATABASE = "shopfloor_bench"
+PG_DATABASE = f"shopfloor_bench_{os.getpid()}"  # one per harness run: runs may overlap
 WORKER_KEY = "bench-worker-key"
 ADMIN_KEY = "bench-admin-key"
 
