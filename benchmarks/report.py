@@ -230,7 +230,8 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "## Dispatch: drain rate and claim latency",
         "",
         f"N = {cfg['jobs']:,} jobs, K = {cfg['workers']} concurrent workers, the same ~100-byte "
-        f"JSON payload for every system; medians of {cfg['runs']} run(s) (min–max in brackets). "
+        f"JSON payload for every system; medians of {results.get('rounds_done', cfg['runs'])} of "
+        f"{cfg['runs']} planned run(s) (min–max in brackets). "
         f"Latency: {cfg['paced_jobs']:,} jobs offered one at a time at {cfg['paced_rate']:g} "
         "jobs/s to the same K idle workers.",
         "",

@@ -86,7 +86,14 @@ def median_metrics(runs: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-async def run_all(cfg: Config, work_root: Path, only: list[str] | None) -> dict[str, Any]:
+async def run_all(
+    cfg: Config,
+    work_root: Path,
+    only: list[str] | None,
+    after_round: Callable[[dict[str, Any]], None] = lambda _: None,
+) -> dict[str, Any]:
+    """Every chosen workload once per round, `cfg.runs` rounds; after each round the results
+    so far go to `after_round`, so a long run that is stopped keeps its finished rounds."""
     chosen = [w for w in WORKLOADS if not only or w.name in only]
     results: dict[str, Any] = {
         w.name: {"label": w.label, "kind": w.kind, "system": w.system, "runs": [], "skipped": None}
@@ -110,8 +117,9 @@ async def run_all(cfg: Config, work_root: Path, only: list[str] | None) -> dict[
                 entry["runs"].append({"error": f"{type(exc).__name__}: {exc}"})
                 print(f"FAILED: {exc}", file=sys.stderr)
                 traceback.print_exc(file=sys.stderr)
-    for entry in results.values():
-        entry["median"] = median_metrics(entry["runs"])
+        for entry in results.values():
+            entry["median"] = median_metrics(entry["runs"])
+        after_round(results)
     return results
 
 
@@ -137,26 +145,30 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = args.out_dir or (Path(tempfile.mkdtemp()) if args.smoke else ROOT / "docs")
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    work_root = Path(tempfile.mkdtemp(prefix="shopfloor-bench-"))
-    try:
-        machine = asyncio.run(describe_machine())
-        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        workloads = asyncio.run(run_all(cfg, work_root, args.only))
-    finally:
-        shutil.rmtree(work_root, ignore_errors=True)
-    results = {
-        "started": started,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "config": cfg.as_dict(),
-        "machine": machine,
-        "workloads": workloads,
-    }
-    json_path = out_dir / "benchmarks.json"
-    json_path.write_text(json.dumps(results, indent=2) + "\n")
     from benchmarks.report import write_report
 
-    write_report(results, out_dir / "benchmarks.md", out_dir / "benchmarks.png")
-    print(f"wrote {json_path}, benchmarks.md and benchmarks.png in {out_dir}", file=sys.stderr)
+    machine = asyncio.run(describe_machine())
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+    def write(workloads: dict[str, Any]) -> None:
+        results = {
+            "started": started,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": cfg.as_dict(),
+            "rounds_done": max((len(e["runs"]) for e in workloads.values()), default=0),
+            "machine": machine,
+            "workloads": workloads,
+        }
+        json_path = out_dir / "benchmarks.json"
+        json_path.write_text(json.dumps(results, indent=2) + "\n")
+        write_report(results, out_dir / "benchmarks.md", out_dir / "benchmarks.png")
+        print(f"wrote {json_path}, benchmarks.md and benchmarks.png", file=sys.stderr)
+
+    work_root = Path(tempfile.mkdtemp(prefix="shopfloor-bench-"))
+    try:
+        asyncio.run(run_all(cfg, work_root, args.only, write))
+    finally:
+        shutil.rmtree(work_root, ignore_errors=True)
     return 0
 
 
