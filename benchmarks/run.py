@@ -132,7 +132,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-workers", type=int, help="workers in the idle-fleet workload")
     parser.add_argument("--only", nargs="*", help="workload names to run (default: all)")
     parser.add_argument("--out-dir", type=Path, help="where results.json, .md and .png go")
+    parser.add_argument(
+        "--report-only", type=Path, metavar="JSON", help="only re-render .md and .png from JSON"
+    )
     args = parser.parse_args(argv)
+    if args.report_only:
+        from benchmarks.report import write_report
+
+        out = args.out_dir or args.report_only.parent
+        results = json.loads(args.report_only.read_text())
+        write_report(results, out / "benchmarks.md", out / "benchmarks.png")
+        return 0
 
     cfg = Config.smoke_config() if args.smoke else Config()
     overrides = {
