@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.report import write_report
 
         out = args.out_dir or args.report_only.parent
+        out.mkdir(parents=True, exist_ok=True)
         results = json.loads(args.report_only.read_text())
         write_report(results, out / "benchmarks.md", out / "benchmarks.png")
         return 0
