@@ -34,7 +34,15 @@ def _spread(entry: dict[str, Any], key: str) -> str:
     return f" ({fmt(min(vals))}–{fmt(max(vals))})"
 
 
-def dispatch_table(workloads: dict[str, Any]) -> list[str]:
+def _latency(m: dict[str, Any], key: str, offered_rate: float) -> str:
+    value = fmt(m.get(key), 1)
+    drain = m.get("drain_jobs_per_s")
+    if value != "–" and drain is not None and drain < offered_rate:
+        value += " ‡"  # offered faster than this system drains: latency is backlog
+    return value
+
+
+def dispatch_table(workloads: dict[str, Any], offered_rate: float) -> list[str]:
     lines = [
         "| system | drain jobs/s (min–max) | enqueue jobs/s | claim p50 ms | claim p99 ms "
         "| HTTP req/s | server CPU % | runs |",
@@ -50,14 +58,15 @@ def dispatch_table(workloads: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {entry['label']} | {fmt(m.get('drain_jobs_per_s'))}"
             f"{_spread(entry, 'drain_jobs_per_s')} | {fmt(m.get('enqueue_jobs_per_s'))} "
-            f"| {fmt(m.get('latency_p50_ms'), 1)} | {fmt(m.get('latency_p99_ms'), 1)} "
+            f"| {_latency(m, 'latency_p50_ms', offered_rate)} "
+            f"| {_latency(m, 'latency_p99_ms', offered_rate)} "
             f"| {fmt(m.get('requests_per_s'))} | {fmt(m.get('server_cpu_percent'))} "
             f"| {_runs_note(entry)} |"
         )
     return lines
 
 
-def idle_table(workloads: dict[str, Any]) -> list[str]:
+def idle_table(workloads: dict[str, Any], planned: int) -> list[str]:
     lines = [
         "| fleet | workers | fleet HTTP req/s | server CPU % | server RSS MB (peak) "
         "| sessions claimed / offered | claim p50 ms | claim p99 ms | runs |",
@@ -70,18 +79,21 @@ def idle_table(workloads: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {entry['label']} | {fmt(m.get('idle_workers'))} | {fmt(m.get('requests_per_s'))} "
             f"| {fmt(m.get('server_cpu_percent'))} | {fmt(m.get('server_rss_mb'))} "
-            f"| {_claimed(m)} "
+            f"| {_claimed(m, planned)} "
             f"| {fmt(m.get('latency_p50_ms'), 1)} | {fmt(m.get('latency_p99_ms'), 1)} "
             f"| {_runs_note(entry)} |"
         )
     return lines
 
 
-def _claimed(m: dict[str, Any]) -> str:
+def _claimed(m: dict[str, Any], planned: int) -> str:
     offered = m.get("offered")
     if offered is None:
         return "–"
-    return f"{fmt(offered - m.get('unclaimed', 0))} / {fmt(offered)}"
+    text = f"{fmt(offered - m.get('unclaimed', 0))} / {fmt(offered)}"
+    if offered < planned:
+        text += f" (of {fmt(planned)} planned ‡)"
+    return text
 
 
 def _m(workloads: dict[str, Any], name: str, key: str) -> float | None:
@@ -235,7 +247,11 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         f"Latency: {cfg['paced_jobs']:,} jobs offered one at a time at {cfg['paced_rate']:g} "
         "jobs/s to the same K idle workers.",
         "",
-        *dispatch_table(workloads),
+        *dispatch_table(workloads, cfg["paced_rate"]),
+        "",
+        f"‡ This system drained slower than the {cfg['paced_rate']:g} jobs/s offered in the "
+        "latency phase, so a backlog built up and its latency measures that backlog, not "
+        "dispatch.",
         "",
         f"Ceiling: a bare FastAPI/uvicorn JSON endpoint served **{fmt(ceiling)} requests/s** "
         f"to the same load generator (K = {cfg['workers']} keep-alive connections, "
@@ -256,7 +272,12 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "answers too slowly; claims are awaited 60 s more, and latency is over the claimed "
         "ones).",
         "",
-        *idle_table(workloads),
+        *idle_table(workloads, cfg["idle_jobs"]),
+        "",
+        "‡ The server answered the offering connection so slowly that fewer sessions than "
+        "planned were offered in the time allowed: the fleet alone kept it saturated. The "
+        "fleet's request rate below what 1,000 workers at this interval would send "
+        "(≈ workers ÷ 6 s) says the same.",
         "",
         "## Targets for this round",
         "",
@@ -290,16 +311,22 @@ WHY_PEERS = """\
 Why the peers differ, structurally (the numbers above say by how much in this run):
 
 - **Work per job.** A shopfloor AgentFactory job costs two HTTP requests (a poll that
-  pre-claims one session, a `completed` status report), each parsed by FastAPI, each a
-  SQLAlchemy Core transaction, plus a status-history row per transition. PgQueuer and SAQ
-  workers talk to the database directly: PgQueuer claims a batch per statement and buffers
-  its acks; SAQ is a few Redis commands per job. Procrastinate is closest to us: one job per
-  fetch, one transaction per state change.
-- **What would close the gap** (not done in this task; see the profile hints in the PR):
-  batch claim (the protocol allows up to 5 items per poll; K workers with capacity 1 get 1),
-  fewer statements per claim and per report (capacity check, claim, history insert),
-  cheaper JSON (orjson responses), and for SQLite a single writer path without the
-  connection-pool round trips.
+  pre-claims one session, a `completed` status report) and 8 SQL statements in 3
+  transactions: the poll reads the worker, then in one transaction locks it, counts its live
+  sessions, claims, and writes a history row; the report reads the session, updates it under
+  the owner/epoch condition, and writes a history row. On SQLite every statement is several
+  aiosqlite thread hand-offs (cursor, execute, fetch, close, begin/commit, pool reset):
+  about 70 per job, counted with cProfile, and each is an event-loop wake-up. SQLAlchemy
+  also rebuilds each statement's cache key per call. PgQueuer and SAQ workers talk to the
+  database directly: PgQueuer claims a batch per statement and buffers its acks; SAQ is a
+  few Redis commands per job. Procrastinate is closest to us: one job per fetch, one
+  transaction per state change, no HTTP.
+- **What would close the gap** (not done in this task): run each unit of work (poll, report)
+  as one call into the database thread instead of a hand-off per statement, fold the
+  worker read and capacity check into the claim statement, prebuild the hot statements,
+  let a poll claim up to the protocol's 5 items (K workers with capacity 1 get 1 each), and
+  serialise JSON with orjson. The bare FastAPI ceiling in the same run shows how much of
+  the gap HTTP itself explains.
 - **Latency** under the AgentFactory protocol is bounded by its poll interval: an idle
   worker sleeps 5 s + jitter between polls by specification, so a lone arrival waits for the
   next poll of any of K workers. Peers wake on LISTEN/NOTIFY (PgQueuer, Procrastinate) or a
