@@ -234,8 +234,10 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
     ]
     if cfg["smoke"]:
         out += ["**SMOKE RUN: tiny job counts and one run. These numbers mean nothing.**", ""]
+    load = machine["load_average_at_start"]
+    busy = load[0] > 0.5 * (machine["cpus"] or 1)
     out += [
-        NOISE_NOTE.format(load=", ".join(str(x) for x in machine["load_average_at_start"])),
+        (BUSY_NOTE if busy else QUIET_NOTE).format(load=", ".join(str(x) for x in load)),
         "",
         f"![drain rate and claim latency]({png_name})",
         "",
@@ -299,12 +301,15 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
     return "\n".join(out) + "\n"
 
 
-NOISE_NOTE = (
-    "**Read with care.** The server, the database, the load generator and (for this "
-    "generation) other people's test suites all share one small machine (load average "
-    "{load} at the start). This file was generated once to prove the pipeline; the numbers "
-    "are noisy and are to be regenerated on a quiet machine with the same command before "
-    "anything is claimed from them."
+BUSY_NOTE = (
+    "**Read with care: the machine was busy.** Its load average was {load} when the run "
+    "started, so other work competed with the server, the databases and the load generator "
+    "for its cores, and the numbers are noisy. Regenerate them on a quiet machine with the "
+    "same command before anything is claimed from them."
+)
+QUIET_NOTE = (
+    "The server, the databases and the load generator share this one machine (load average "
+    '{load} when the run started); see "What exactly is measured" below.'
 )
 
 WHY_PEERS = """\
