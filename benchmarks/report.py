@@ -235,7 +235,8 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
     if cfg["smoke"]:
         out += ["**SMOKE RUN: tiny job counts and one run. These numbers mean nothing.**", ""]
     load = machine["load_average_at_start"]
-    busy = load[0] > 0.5 * (machine["cpus"] or 1)
+    end_load = results.get("load_average_at_end", load)
+    busy = max(load[0], end_load[0]) > 0.5 * (machine["cpus"] or 1)
     out += [
         (BUSY_NOTE if busy else QUIET_NOTE).format(load=", ".join(str(x) for x in load)),
         "",
@@ -293,7 +294,9 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         f"({machine['sqlite_settings']}); PostgreSQL {machine['postgres']}; "
         f"Redis {machine['redis']}",
         "- load average when the run started: "
-        + ", ".join(str(x) for x in machine["load_average_at_start"]),
+        + ", ".join(str(x) for x in machine["load_average_at_start"])
+        + "; when it ended: "
+        + ", ".join(str(x) for x in results.get("load_average_at_end", ["not recorded"])),
         "- packages: " + ", ".join(f"{k} {v}" for k, v in pk.items()),
         "",
         METHOD,
@@ -303,9 +306,10 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
 
 BUSY_NOTE = (
     "**Read with care: the machine was busy.** Its load average was {load} when the run "
-    "started, so other work competed with the server, the databases and the load generator "
-    "for its cores, and the numbers are noisy. Regenerate them on a quiet machine with the "
-    "same command before anything is claimed from them."
+    "started (or was high again when it ended), so other work competed with the server, "
+    "the databases and the load generator for its cores, and the numbers are noisy. "
+    "Regenerate them on a quiet machine with the same command before anything is claimed "
+    "from them."
 )
 QUIET_NOTE = (
     "The server, the databases and the load generator share this one machine (load average "

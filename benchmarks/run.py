@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -167,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "config": cfg.as_dict(),
             "rounds_done": max((len(e["runs"]) for e in workloads.values()), default=0),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "machine": machine,
             "workloads": workloads,
         }
