@@ -235,8 +235,8 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
     if cfg["smoke"]:
         out += ["**SMOKE RUN: tiny job counts and one run. These numbers mean nothing.**", ""]
     load = machine["load_average_at_start"]
-    end_load = results.get("load_average_at_end", load)
-    busy = max(load[0], end_load[0]) > 0.5 * (machine["cpus"] or 1)
+    # Only the start tells: by the end the harness's own processes are in the load average.
+    busy = load[0] > 0.5 * (machine["cpus"] or 1)
     out += [
         (BUSY_NOTE if busy else QUIET_NOTE).format(load=", ".join(str(x) for x in load)),
         "",
@@ -306,7 +306,7 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
 
 BUSY_NOTE = (
     "**Read with care: the machine was busy.** Its load average was {load} when the run "
-    "started (or was high again when it ended), so other work competed with the server, "
+    "started, so other work competed with the server, "
     "the databases and the load generator for its cores, and the numbers are noisy. "
     "Regenerate them on a quiet machine with the same command before anything is claimed "
     "from them."
