@@ -313,7 +313,8 @@ BUSY_NOTE = (
 )
 QUIET_NOTE = (
     "The server, the databases and the load generator share this one machine (load average "
-    '{load} when the run started); see "What exactly is measured" below.'
+    "{load} when the run started; nothing stops other work from starting during the run). "
+    "Run it on an otherwise idle machine for numbers you mean to quote."
 )
 
 WHY_PEERS = """\
