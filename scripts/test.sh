@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e ".[test]"
+.venv/bin/pip install --quiet -e ".[test,bench]"
 # The Veryfront interop tests drive the server with the real npm client, pinned by the
 # committed lockfile. Reinstall only when the lockfile changed; without node the interop
 # tests fail (CI has node) unless SHOPFLOOR_SKIP_NODE_INTEROP=1.
@@ -17,7 +17,7 @@ if command -v npm >/dev/null 2>&1; then
     cp interop/veryfront/package-lock.json "$stamp"
   fi
 fi
-.venv/bin/ruff check src tests
-.venv/bin/ruff format --check src tests
+.venv/bin/ruff check src tests benchmarks
+.venv/bin/ruff format --check src tests benchmarks
 .venv/bin/mypy
 .venv/bin/pytest "$@"

@@ -1,0 +1,151 @@
+"""Many idle workers: 1,000 AgentFactory workers behaving exactly like the af-worker client
+(poll, then sleep the server's pollInterval + 0-40 %; heartbeat every heartbeatInterval),
+spread over the load processes, while sessions arrive one at a time at a slow steady rate.
+
+Measured over the window: the server's CPU (% of one core, from its process CPU time), its
+peak resident memory, the HTTP requests/s the fleet generates, and enqueue-to-claim latency of
+the arriving sessions. Each worker starts at a random point of its first interval so the fleet
+does not poll in lockstep. uvicorn closes keep-alive connections idle for 5 s, so most polls
+open a new TCP connection, as a real fleet polling every 5 s would."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    CREW_PROCESSES,
+    Child,
+    Config,
+    Crew,
+    jitter,
+    latency_summary,
+    paced,
+    payload,
+    run_child,
+    split,
+)
+from benchmarks.http import HttpConn
+from benchmarks.server import ADMIN_AUTH, cpu_seconds, rss_mb, shopfloor_server
+from benchmarks.shopfloor_af import register
+
+
+async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
+    settings = {"SHOPFLOOR_POLL_INTERVAL_MS": str(cfg.poll_interval_ms)}
+    async with shopfloor_server(backend, work_dir, **settings) as server:
+        args = [
+            {"url": server.url, "workers": k, "mode": "paced"}
+            for k in split(cfg.idle_workers, CREW_PROCESSES)
+        ]
+        crew = Crew(__name__, args, work_dir / "logs")
+        conn = HttpConn.for_url(server.url, ADMIN_AUTH)
+        try:
+            await asyncio.to_thread(crew.wait_ready, 300)
+            log("fleet registered")
+            go = crew.send("go")
+            # Let the fleet settle into its staggered rhythm before measuring.
+            await asyncio.sleep(min(6.0, cfg.idle_seconds / 2))
+            cpu0, rss = cpu_seconds(server), [rss_mb(server)]
+
+            async def sample() -> None:
+                while True:
+                    await asyncio.sleep(0.5)
+                    rss.append(rss_mb(server))
+
+            sampler = asyncio.create_task(sample())
+
+            lock = asyncio.Lock()
+            sent = 0
+
+            async def send(i: int) -> None:
+                nonlocal sent
+                async with lock:  # one connection, one request at a time
+                    await conn.call("POST", "/api/v1/sessions", {"prompt": json.dumps(payload(i))})
+                sent += 1
+
+            started = time.perf_counter()
+            log("offering sessions")
+            # An overloaded server answers slowly; give up offering after twice the window.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2 * cfg.idle_seconds + 10):
+                    await paced(cfg.idle_jobs, cfg.idle_jobs / cfg.idle_seconds, send)
+            window = time.perf_counter() - started
+            cpu1 = cpu_seconds(server)
+            log(f"{sent} sessions queued; waiting for their claims")
+            latencies = await asyncio.to_thread(crew.collect_claims, sent, 60, True)
+            log(f"{len(latencies)} of {sent} claimed")
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
+            stop = crew.send("stop")
+            finals = await asyncio.to_thread(crew.results)
+        finally:
+            crew.kill()
+            await conn.close()
+    requests = sum(int(f["requests"]) for f in finals)
+    return {
+        "idle_workers": cfg.idle_workers,
+        "offered": sent,
+        "unclaimed": sent - len(latencies),
+        "server_cpu_percent": 100 * (cpu1 - cpu0) / window,
+        "server_rss_mb": max(rss),
+        "requests_per_s": requests / ((stop - go) / 1e9),
+        **latency_summary(latencies),
+    }
+
+
+def log(message: str) -> None:
+    print(f"  idle fleet: {message}", file=sys.stderr, flush=True)
+
+
+# -- the load process --
+
+
+async def idle_worker(child: Child, conn: HttpConn, wid: str, poll_s: float, beat_s: float) -> int:
+    loop = asyncio.get_running_loop()
+    next_beat = loop.time() + random.random() * beat_s
+    wait = random.random() * poll_s  # start somewhere in the first interval
+    try:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.stop.wait(), wait)
+            if child.stop.is_set():
+                return conn.requests
+            if loop.time() >= next_beat:
+                await conn.call("POST", f"/api/workers/{wid}/heartbeat", {"activeCount": 0})
+                next_beat += beat_s
+            work = (await conn.call("GET", f"/api/workers/{wid}/poll"))["work"]
+            for item in work:
+                child.claimed(json.loads(item["prompt"])["enq_ts"])
+                body = {"workerId": wid, "status": "completed"}
+                await conn.call("POST", f"/api/sessions/{item['sessionId']}/status", body)
+                child.completed()
+            wait = jitter(poll_s)
+    finally:
+        await conn.close()
+
+
+async def child_main(child: Child) -> dict[str, Any]:
+    url, count = child.args["url"], child.args["workers"]
+    registered: list[tuple[HttpConn, str, float]] = []
+    for lo in range(0, count, 50):  # register in waves, not 500 connections at once
+        wave = await asyncio.gather(*(register(url) for _ in range(min(50, count - lo))))
+        registered.extend(wave)
+    beat = 30.0
+    for conn, _, _ in registered:
+        await conn.close()
+        conn.requests = 0
+    await child.ready()
+    tasks = [idle_worker(child, c, wid, poll_s, beat) for c, wid, poll_s in registered]
+    requests = await asyncio.gather(*tasks)
+    return {"count": 0, "requests": sum(requests)}
+
+
+if __name__ == "__main__":
+    run_child(child_main)

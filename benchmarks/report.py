@@ -1,0 +1,384 @@
+"""Turn a results JSON into docs/benchmarks.md (tables) and docs/benchmarks.png (plot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+TARGET_DRAIN = 1000.0  # sessions/s, AgentFactory drain on SQLite with 32 workers
+TARGET_P99_IDLE_MS = 25.0
+TARGET_RSS_MB = 300.0
+
+
+def fmt(value: Any, digits: int = 0) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def _runs_note(entry: dict[str, Any]) -> str:
+    ok = [r for r in entry["runs"] if "error" not in r]
+    failed = [r["error"] for r in entry["runs"] if "error" in r]
+    note = f"{len(ok)} ok"
+    if failed:
+        note += f"; {len(failed)} failed: {failed[0][:120]}"
+    return note
+
+
+def _spread(entry: dict[str, Any], key: str) -> str:
+    vals = [r[key] for r in entry["runs"] if isinstance(r.get(key), int | float)]
+    if len(vals) < 2:
+        return ""
+    return f" ({fmt(min(vals))}–{fmt(max(vals))})"
+
+
+def _latency(m: dict[str, Any], key: str, offered_rate: float) -> str:
+    value = fmt(m.get(key), 1)
+    drain = m.get("drain_jobs_per_s")
+    if value != "–" and drain is not None and drain < offered_rate:
+        value += " ‡"  # offered faster than this system drains: latency is backlog
+    return value
+
+
+def dispatch_table(workloads: dict[str, Any], offered_rate: float) -> list[str]:
+    lines = [
+        "| system | drain jobs/s (min–max) | enqueue jobs/s | claim p50 ms | claim p99 ms "
+        "| HTTP req/s | server CPU % | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for entry in workloads.values():
+        if entry["kind"] != "dispatch":
+            continue
+        if entry["skipped"]:
+            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} | | | | | | |")
+            continue
+        m = entry["median"]
+        lines.append(
+            f"| {entry['label']} | {fmt(m.get('drain_jobs_per_s'))}"
+            f"{_spread(entry, 'drain_jobs_per_s')} | {fmt(m.get('enqueue_jobs_per_s'))} "
+            f"| {_latency(m, 'latency_p50_ms', offered_rate)} "
+            f"| {_latency(m, 'latency_p99_ms', offered_rate)} "
+            f"| {fmt(m.get('requests_per_s'))} | {fmt(m.get('server_cpu_percent'))} "
+            f"| {_runs_note(entry)} |"
+        )
+    return lines
+
+
+def idle_table(workloads: dict[str, Any], planned: int) -> list[str]:
+    lines = [
+        "| fleet | workers | fleet HTTP req/s | server CPU % | server RSS MB (peak) "
+        "| sessions claimed / offered | claim p50 ms | claim p99 ms | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for entry in workloads.values():
+        if entry["kind"] != "idle":
+            continue
+        m = entry["median"]
+        lines.append(
+            f"| {entry['label']} | {fmt(m.get('idle_workers'))} | {fmt(m.get('requests_per_s'))} "
+            f"| {fmt(m.get('server_cpu_percent'))} | {fmt(m.get('server_rss_mb'))} "
+            f"| {_claimed(m, planned)} "
+            f"| {fmt(m.get('latency_p50_ms'), 1)} | {fmt(m.get('latency_p99_ms'), 1)} "
+            f"| {_runs_note(entry)} |"
+        )
+    return lines
+
+
+def _claimed(m: dict[str, Any], planned: int) -> str:
+    offered = m.get("offered")
+    if offered is None:
+        return "–"
+    text = f"{fmt(offered - m.get('unclaimed', 0))} / {fmt(offered)}"
+    if offered < planned:
+        text += f" (of {fmt(planned)} planned ‡)"
+    return text
+
+
+def _m(workloads: dict[str, Any], name: str, key: str) -> float | None:
+    value = workloads.get(name, {}).get("median", {}).get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _check(value: float | None, ok: bool) -> str:
+    return "not measured" if value is None else ("met" if ok else "**not met**")
+
+
+def targets_table(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    sqlite = _m(workloads, "shopfloor-af-sqlite", "drain_jobs_per_s")
+    pg = _m(workloads, "shopfloor-af-postgres", "drain_jobs_per_s")
+    proto = _m(workloads, "shopfloor-af-sqlite", "requests_per_s")
+    ceiling = _m(workloads, "ceiling", "requests_per_s")
+    ratio = proto / ceiling if proto is not None and ceiling else None
+    p99 = _m(workloads, "idle-af-sqlite", "latency_p99_ms")
+    rss = _m(workloads, "idle-af-sqlite", "server_rss_mb")
+    k = cfg["workers"]
+    return [
+        "| target | measured (median) | |",
+        "| --- | ---: | --- |",
+        f"| AgentFactory drain on SQLite ≥ 1,000 sessions/s with {k} workers "
+        f"| {fmt(sqlite)} | {_check(sqlite, (sqlite or 0) >= TARGET_DRAIN)} |",
+        f"| … on Postgres no less than on SQLite | {fmt(pg)} "
+        f"| {_check(pg, pg is not None and sqlite is not None and pg >= sqlite)} |",
+        f"| protocol req/s ≥ ½ of the bare FastAPI endpoint ({fmt(ceiling)} req/s) "
+        f"| {fmt(ratio, 2)} × | {_check(ratio, (ratio or 0) >= 0.5)} |",
+        f"| claim p99 < 25 ms with {fmt(cfg['idle_workers'])} idle workers (SQLite) "
+        f"| {fmt(p99, 1)} ms | {_check(p99, p99 is not None and p99 < TARGET_P99_IDLE_MS)} |",
+        f"| server memory < 300 MB with {fmt(cfg['idle_workers'])} idle workers (SQLite) "
+        f"| {fmt(rss)} MB | {_check(rss, rss is not None and rss < TARGET_RSS_MB)} |",
+    ]
+
+
+def peer_comparison(workloads: dict[str, Any]) -> list[str]:
+    ours = {
+        n: e["median"].get("drain_jobs_per_s")
+        for n, e in workloads.items()
+        if e["system"] == "shopfloor" and e["kind"] == "dispatch" and not e["skipped"]
+    }
+    best_name = max((n for n in ours if ours[n]), key=lambda n: ours[n] or 0, default=None)
+    if best_name is None:
+        return ["No shopfloor drain was measured in this run."]
+    best = float(ours[best_name] or 0)
+    lines = []
+    for entry in workloads.values():
+        rate = entry["median"].get("drain_jobs_per_s")
+        if entry["kind"] != "dispatch" or entry["system"] == "shopfloor" or not rate:
+            continue
+        verdict = "shopfloor is ahead" if best >= rate else "**the peer is ahead**"
+        lines.append(
+            f"- {entry['label']}: {fmt(rate)} jobs/s vs shopfloor's best "
+            f"({workloads[best_name]['label']}) {fmt(best)} jobs/s: {verdict} "
+            f"(shopfloor ÷ peer = {best / rate:.2f})."
+        )
+    return lines
+
+
+def write_plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [
+        e
+        for e in results["workloads"].values()
+        if e["kind"] == "dispatch" and e["median"].get("drain_jobs_per_s")
+    ]
+    labels = [e["label"].replace(", ", "\n", 1) for e in rows]
+    colors = ["#2b6cb0" if e["system"] == "shopfloor" else "#a0aec0" for e in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5.5))
+    drain = [e["median"]["drain_jobs_per_s"] for e in rows]
+    lo = [
+        d - min(r["drain_jobs_per_s"] for r in e["runs"] if "drain_jobs_per_s" in r)
+        for d, e in zip(drain, rows, strict=True)
+    ]
+    hi = [
+        max(r["drain_jobs_per_s"] for r in e["runs"] if "drain_jobs_per_s" in r) - d
+        for d, e in zip(drain, rows, strict=True)
+    ]
+    ax1.barh(labels, drain, xerr=[lo, hi], color=colors)
+    ceiling = _m(results["workloads"], "ceiling", "requests_per_s")
+    if ceiling:
+        # An AgentFactory job is two HTTP requests, so this is the drain rate HTTP alone allows.
+        ax1.axvline(ceiling / 2, color="#c53030", linestyle="--", linewidth=1)
+        ax1.annotate(
+            "bare FastAPI req/s ÷ 2",
+            (ceiling / 2, 1.0),
+            xycoords=("data", "axes fraction"),
+            rotation=90,
+            va="top",
+            ha="right",
+            color="#c53030",
+            fontsize=8,
+        )
+    ax1.invert_yaxis()
+    cfg = results["config"]
+    ax1.set_title(f"Drain: N={cfg['jobs']:,} jobs, K={cfg['workers']} workers (median, min–max)")
+    ax1.set_xlabel("jobs/s (higher is better)")
+    p99 = [e["median"].get("latency_p99_ms") or 0 for e in rows]
+    p50 = [e["median"].get("latency_p50_ms") or 0 for e in rows]
+    ax2.barh(labels, p99, color=colors, alpha=0.45, label="p99")
+    ax2.barh(labels, p50, color=colors, label="p50")
+    ax2.invert_yaxis()
+    if any(v > 0 for v in p99 + p50):
+        ax2.set_xscale("log")
+    ax2.set_title(f"Enqueue-to-claim at {cfg['paced_rate']:g} jobs/s offered (p50 solid, p99 pale)")
+    ax2.set_xlabel("ms, log scale (lower is better)")
+    ax2.set_yticklabels([])
+    fig.suptitle(
+        f"shopfloor vs peers, {results['machine']['cpus']} cores, run {results['started']}"
+        + ("  (SMOKE: tiny N, not a measurement)" if cfg["smoke"] else "")
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(results: dict[str, Any], md_path: Path, png_path: Path) -> None:
+    write_plot(results, png_path)
+    md_path.write_text(render_markdown(results, png_path.name))
+
+
+def render_markdown(results: dict[str, Any], png_name: str) -> str:
+    cfg, machine, workloads = results["config"], results["machine"], results["workloads"]
+    ceiling = _m(workloads, "ceiling", "requests_per_s")
+    pk = machine["packages"]
+    out = [
+        "# Benchmarks",
+        "",
+        "Generated by `scripts/bench.sh` (`python -m benchmarks.run`) from "
+        f"`docs/benchmarks.json`, run started {results['started']}, finished "
+        f"{results['finished']}. Do not edit by hand: re-run the command.",
+        "",
+    ]
+    if cfg["smoke"]:
+        out += ["**SMOKE RUN: tiny job counts and one run. These numbers mean nothing.**", ""]
+    load = machine["load_average_at_start"]
+    # Only the start tells: by the end the harness's own processes are in the load average.
+    busy = load[0] > 0.5 * (machine["cpus"] or 1)
+    out += [
+        (BUSY_NOTE if busy else QUIET_NOTE).format(load=", ".join(str(x) for x in load)),
+        "",
+        f"![drain rate and claim latency]({png_name})",
+        "",
+        "## Dispatch: drain rate and claim latency",
+        "",
+        f"N = {cfg['jobs']:,} jobs, K = {cfg['workers']} concurrent workers, the same ~100-byte "
+        f"JSON payload for every system; medians of {results.get('rounds_done', cfg['runs'])} of "
+        f"{cfg['runs']} planned run(s) (min–max in brackets). "
+        f"Latency: {cfg['paced_jobs']:,} jobs offered one at a time at {cfg['paced_rate']:g} "
+        "jobs/s to the same K idle workers.",
+        "",
+        *dispatch_table(workloads, cfg["paced_rate"]),
+        "",
+        f"‡ This system drained slower than the {cfg['paced_rate']:g} jobs/s offered in the "
+        "latency phase, so a backlog built up and its latency measures that backlog, not "
+        "dispatch.",
+        "",
+        f"Ceiling: a bare FastAPI/uvicorn JSON endpoint served **{fmt(ceiling)} requests/s** "
+        f"to the same load generator (K = {cfg['workers']} keep-alive connections, "
+        f"{cfg['ceiling_seconds']:g} s).",
+        "",
+        "### Against the peers",
+        "",
+        *peer_comparison(workloads),
+        "",
+        WHY_PEERS,
+        "",
+        "## Many idle workers",
+        "",
+        f"{fmt(cfg['idle_workers'])} workers polling like the af-worker (server pollInterval "
+        f"{cfg['poll_interval_ms'] / 1000:g} s + 0–40 % jitter, heartbeat every 30 s); "
+        f"{cfg['idle_jobs']} sessions are offered one at "
+        f"a time over {cfg['idle_seconds']:g} s (offering stops after twice that if the server "
+        "answers too slowly; claims are awaited 60 s more, and latency is over the claimed "
+        "ones).",
+        "",
+        *idle_table(workloads, cfg["idle_jobs"]),
+        "",
+        "‡ The server answered the offering connection so slowly that fewer sessions than "
+        "planned were offered in the time allowed: the fleet alone kept it saturated. The "
+        "fleet's request rate below what 1,000 workers at this interval would send "
+        "(≈ workers ÷ 6 s) says the same.",
+        "",
+        "## Targets for this round",
+        "",
+        *targets_table(workloads, cfg),
+        "",
+        "## The machine",
+        "",
+        f"- {machine['cpus']} cores ({machine['cpu_model']}), {machine['memory_gb']} GB memory, "
+        f"{machine['os']}",
+        f"- Python {machine['python']}; SQLite {machine['sqlite']} "
+        f"({machine['sqlite_settings']}); PostgreSQL {machine['postgres']}; "
+        f"Redis {machine['redis']}",
+        "- load average when the run started: "
+        + ", ".join(str(x) for x in machine["load_average_at_start"])
+        + "; when it ended: "
+        + ", ".join(str(x) for x in results.get("load_average_at_end", ["not recorded"])),
+        "- packages: " + ", ".join(f"{k} {v}" for k, v in pk.items()),
+        "",
+        METHOD,
+    ]
+    return "\n".join(out) + "\n"
+
+
+BUSY_NOTE = (
+    "**Read with care: the machine was busy.** Its load average was {load} when the run "
+    "started, so other work competed with the server, "
+    "the databases and the load generator for its cores, and the numbers are noisy. "
+    "Regenerate them on a quiet machine with the same command before anything is claimed "
+    "from them."
+)
+QUIET_NOTE = (
+    "The server, the databases and the load generator share this one machine (load average "
+    "{load} when the run started; nothing stops other work from starting during the run). "
+    "Run it on an otherwise idle machine for numbers you mean to quote."
+)
+
+WHY_PEERS = """\
+Why the peers differ, structurally (the numbers above say by how much in this run):
+
+- **Work per job.** A shopfloor AgentFactory job costs two HTTP requests (a poll that
+  pre-claims one session, a `completed` status report) and 8 SQL statements in 3
+  transactions: the poll reads the worker, then in one transaction locks it, counts its live
+  sessions, claims, and writes a history row; the report reads the session, updates it under
+  the owner/epoch condition, and writes a history row. On SQLite every statement is several
+  aiosqlite thread hand-offs (cursor, execute, fetch, close, begin/commit, pool reset):
+  about 70 per job, counted with cProfile, and each is an event-loop wake-up. SQLAlchemy
+  also rebuilds each statement's cache key per call. PgQueuer and SAQ workers talk to the
+  database directly: PgQueuer claims a batch per statement and buffers its acks; SAQ is a
+  few Redis commands per job. Procrastinate is closest to us: one job per fetch, one
+  transaction per state change, no HTTP.
+- **What would close the gap** (not done in this task): run each unit of work (poll, report)
+  as one call into the database thread instead of a hand-off per statement, fold the
+  worker read and capacity check into the claim statement, prebuild the hot statements,
+  let a poll claim up to the protocol's 5 items (K workers with capacity 1 get 1 each), and
+  serialise JSON with orjson. The bare FastAPI ceiling in the same run shows how much of
+  the gap HTTP itself explains.
+- **Latency** under the AgentFactory protocol is bounded by its poll interval: an idle
+  worker sleeps 5 s + jitter between polls by specification, so a lone arrival waits for the
+  next poll of any of K workers. Peers wake on LISTEN/NOTIFY (PgQueuer, Procrastinate) or a
+  blocking Redis pop (SAQ). The environment work API long-polls; its slot in the table is
+  filled once that protocol is merged."""
+
+METHOD = """\
+## What exactly is measured
+
+- **Processes.** The server under test is a real `shopfloor serve` (uvicorn, uvloop,
+  httptools, one process) on a fresh SQLite file or a freshly created Postgres database;
+  peers use their own worker loops against the same Postgres or the local Redis. Load comes
+  from two separate load processes (one per core), each running K/2 workers on asyncio, so
+  the load generator competes with the server and the database for the same 2 cores.
+- **Drain.** N jobs are enqueued first (shopfloor: `POST /api/v1/sessions`, one per request,
+  16 in flight; PgQueuer, Procrastinate: their batch enqueue, 1,000 per call; SAQ:
+  `enqueue`, 32 in flight). Then the workers are started and registered, and all are told
+  `go` at once. Drain rate = N / (time the last job finished − go). "Finished" is the
+  response to the worker's `completed` report for shopfloor and the end of the job function
+  for the peers (whose ack is written just after, so the peers' end time is slightly
+  favourable to them). A run is valid only if exactly N jobs were processed.
+- **Workers.** shopfloor: K AgentFactory workers with capacity 1 (register, then `GET
+  /api/workers/{id}/poll`, which pre-claims; then `POST /api/sessions/{id}/status
+  {"status":"completed"}`); a worker polls again at once after a poll that returned work.
+  PgQueuer: one QueueManager per load process, `max_concurrent_tasks` = K/2, `batch_size` =
+  K/4. Procrastinate: `run_worker_async(concurrency=K/2, wait=False)`. SAQ: `Worker
+  (concurrency=K/2, burst=True)`.
+- **Enqueue-to-claim latency.** Every payload carries `enq_ts`, the enqueuer's
+  `time.time_ns()` taken just before it sends that job. Claim time is the worker's
+  `time.time_ns()` when the claim became known to it: when the poll response carrying the
+  session arrived (shopfloor), or when the job function started (peers). Same clock, same
+  machine. It is measured while jobs are offered one at a time at a fixed rate to idle
+  workers (a burn-down's latency would only measure queue length).
+- **HTTP req/s** for shopfloor = requests the workers made during the drain / drain time;
+  **server CPU %** = CPU time of the server process during the drain / drain time (100 % =
+  one core). Database CPU is not included.
+- **Ceiling.** `benchmarks/ceiling_app.py`, a FastAPI app with the same two request shapes
+  (a GET returning one work item, a POST with a small JSON body) and no database, served by
+  the same uvicorn settings, loaded by the same client with K connections.
+- **Idle fleet.** Workers follow the af-worker exactly: poll, sleep pollInterval (5 s) +
+  0–40 %, heartbeat every 30 s. Server CPU and peak RSS are read from the server process
+  (psutil) over the arrival window, after a settling period.
+- Durability: SQLite WAL with synchronous=NORMAL; Postgres synchronous_commit as shown above;
+  Redis as configured on this machine (shown above). shopfloor and Procrastinate keep
+  finished rows; PgQueuer moves them to its log table; SAQ keeps job keys for its TTL."""

@@ -1,0 +1,66 @@
+"""The server under test: a real `shopfloor serve` process (uvicorn, uvloop, httptools), started
+with the test suite's helper, on a fresh SQLite file or a fresh Postgres database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psutil
+
+from benchmarks.common import drop_pg_database, fresh_pg_database
+
+if TYPE_CHECKING:
+    from tests.processes.server import ServerProcess
+
+PG_DATABASE = f"shopfloor_bench_{os.getpid()}"  # one per harness run: runs may overlap
+WORKER_KEY = "bench-worker-key"
+ADMIN_KEY = "bench-admin-key"
+
+
+@contextlib.asynccontextmanager
+async def shopfloor_server(
+    backend: str, work_dir: Path, **settings: str
+) -> AsyncIterator[ServerProcess]:
+    # The test suite's helpers start and stop the process; imported here, not at the top,
+    # so that load processes (which import this module's constants) stay light.
+    from tests.conftest import Backend
+    from tests.processes.server import server_env, start_server
+
+    await asyncio.to_thread(_fresh_dir, work_dir)
+    if backend == "sqlite":
+        spec = Backend("sqlite", f"sqlite:///{work_dir / 'shopfloor.db'}", None)
+    else:
+        spec = Backend("postgres", await fresh_pg_database(PG_DATABASE), None)
+    keys = {"SHOPFLOOR_WORKER_API_KEY": WORKER_KEY, "SHOPFLOOR_ADMIN_API_KEY": ADMIN_KEY}
+    env = server_env(spec, work_dir / "data", **keys, **settings)
+    server = await asyncio.to_thread(start_server, env, work_dir / f"server-{backend}.log")
+    try:
+        yield server
+    finally:
+        await asyncio.to_thread(server.stop)
+        if backend == "postgres":
+            await drop_pg_database(PG_DATABASE)
+
+
+def _fresh_dir(work_dir: Path) -> None:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("shopfloor.db", "shopfloor.db-wal", "shopfloor.db-shm"):
+        (work_dir / name).unlink(missing_ok=True)
+
+
+def cpu_seconds(server: ServerProcess) -> float:
+    times = psutil.Process(server.proc.pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def rss_mb(server: ServerProcess) -> float:
+    return float(psutil.Process(server.proc.pid).memory_info().rss) / 2**20
+
+
+WORKER_AUTH = {"Authorization": f"Bearer {WORKER_KEY}"}
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
