@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shopfloor import __version__
 from shopfloor.api.agentfactory.channel_routes import router as channel_router
@@ -107,6 +108,7 @@ def create_app(
     app.include_router(operator_channel_router)
     app.include_router(veryfront_router)
     _install_error_handlers(app)
+    app.add_middleware(RefuseNulInUrl)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -156,6 +158,25 @@ ENVELOPES = (ENVIRONMENTS, VERYFRONT, AGENTFACTORY)  # first owner wins
 def envelope_for(request: Request) -> Envelope:
     path = request.url.path
     return next(e for e in ENVELOPES if e.owns(path))
+
+
+class RefuseNulInUrl:
+    """PostgreSQL can store NUL in no text column, so a path or query string carrying one is
+    answered 400 here, in the owning protocol's envelope, before it can reach a query."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
+        ):
+            request = Request(scope)
+            message = "The URL must not contain the NUL character (%00)"
+            response = envelope_for(request).error(request, 400, message, None)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

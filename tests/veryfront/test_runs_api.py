@@ -281,7 +281,9 @@ async def test_nul_characters_and_odd_run_ids_are_400_not_500(api: httpx.AsyncCl
     }
     reply = await api.post("/runs", headers=ADMIN, json=body)
     assert error(reply, 400) == "Request body must not contain the NUL character (\\u0000)"
-    reply = await api.get("/runs/run%00x", headers=ADMIN)
+    reply = await api.get("/runs/run%00x", headers=ADMIN)  # refused for every protocol
+    assert error(reply, 400) == "The URL must not contain the NUL character (%00)"
+    reply = await api.get("/runs/run x", headers=ADMIN)
     assert error(reply, 400) == "run_id must be 1-128 characters of A-Z a-z 0-9 _ . : -"
     _, _, run = await leased_run(api)
     reply = await append(api, run, [{"type": "A\x00"}])

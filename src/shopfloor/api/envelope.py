@@ -48,9 +48,19 @@ def domain_status(exc: DomainError) -> int:
     return 400
 
 
+NUL_REFUSED = "Request body must not contain the NUL character (\\u0000)"
+
+
 async def json_object(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong with it."""
-    raw = await request.body()
+    return parse_json_object(await request.body(), empty_ok=empty_ok)
+
+
+def parse_json_object(
+    raw: bytes, *, empty_ok: bool = False, nul_ok: bool = False
+) -> dict[str, Any]:
+    """Parse a body that must be a JSON object. NUL characters are refused unless the caller
+    stores the body as raw JSON text: PostgreSQL can hold NUL in neither text nor JSONB."""
     if not raw.strip():
         if empty_ok:
             return {}
@@ -61,7 +71,19 @@ async def json_object(request: Request, *, empty_ok: bool = False) -> dict[str, 
         raise ApiError(400, "Invalid JSON body") from None
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object")
+    if not nul_ok and has_nul(body):
+        raise ApiError(400, NUL_REFUSED)
     return body
+
+
+def has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v) for v in value)
+    return False
 
 
 def opt_str(body: dict[str, Any], name: str) -> str | None:

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, Field, StrictStr
 
 from shopfloor.api.operator.routes import require_admin
-from shopfloor.api.operator.schemas import SessionView
+from shopfloor.api.operator.schemas import RequestBody, SessionView
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.service.channel import SessionChannel
@@ -20,22 +20,19 @@ router = APIRouter(
 )
 
 
-class StopRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StopRequest(RequestBody):
     reason: StrictStr | None = Field(None, max_length=2000)
     userName: StrictStr | None = Field(None, max_length=200)
 
 
-class PromptRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PromptRequest(RequestBody):
     text: StrictStr = Field(
         min_length=1, max_length=100_000, description="Delivered as a directive"
     )
     userName: StrictStr | None = Field(None, max_length=200)
 
 
-class NudgeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NudgeRequest(RequestBody):
     text: StrictStr | None = Field(None, max_length=10_000)
     userName: StrictStr | None = Field(None, max_length=200)
 

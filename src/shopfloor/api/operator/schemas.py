@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+)
 
+from shopfloor.api.envelope import has_nul
 from shopfloor.api.timefmt import iso
 from shopfloor.store.records import (
     RegistrationTokenRecord,
@@ -15,13 +24,25 @@ from shopfloor.store.records import (
 )
 
 Text = StrictStr
-MetadataKey = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
-MetadataValue = Annotated[StrictStr, StringConstraints(max_length=512)]
+MetadataKey = Annotated[Text, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[Text, StringConstraints(max_length=512)]
 
 
-class SessionCreate(BaseModel):
+class RequestBody(BaseModel):
+    """A request body: unknown fields are refused, and so is NUL in any string (PostgreSQL
+    can store it in no text column, so it is refused here rather than failing in the store)."""
+
     model_config = ConfigDict(extra="forbid")
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if has_nul(value):
+            raise ValueError("must not contain the NUL character")
+        return value
+
+
+class SessionCreate(RequestBody):
     sessionId: Text | None = Field(
         None,
         min_length=1,
@@ -165,9 +186,7 @@ class WorkerView(BaseModel):
         )
 
 
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class TokenCreate(RequestBody):
     project: Text | None = Field(
         None,
         min_length=1,

@@ -7,7 +7,7 @@ import re
 import uuid
 from typing import Any
 
-from shopfloor.api.envelope import ApiError, is_number
+from shopfloor.api.envelope import ApiError, is_number, parse_json_object
 
 IMPLEMENTATION_KIND = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 WORKER_KEY = re.compile(r"^[a-zA-Z0-9_.:-]{1,128}$")
@@ -18,31 +18,8 @@ SESSION_STATUSES = ("active", "completed", "failed", "cancelled")
 
 
 def parse_json(raw: bytes, *, empty_ok: bool = False, nul_ok: bool = False) -> dict[str, Any]:
-    """The body as a JSON object. NUL characters are refused except where the value is
-    stored as text (events): PostgreSQL's JSONB cannot hold them."""
-    if not raw.strip():
-        if empty_ok:
-            return {}
-        raise ApiError(400, "Request body must be a JSON object")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "Invalid JSON body") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "Request body must be a JSON object")
-    if not nul_ok and _has_nul(body):
-        raise ApiError(400, "Request body must not contain the NUL character (\\u0000)")
-    return body
-
-
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
+    """The body as a JSON object; NUL is allowed only where it is stored as text (events)."""
+    return parse_json_object(raw, empty_ok=empty_ok, nul_ok=nul_ok)
 
 
 def uuid_param(value: str, name: str) -> str:
