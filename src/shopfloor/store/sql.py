@@ -32,6 +32,7 @@ from shopfloor.store.records import (
     WorkerRecord,
 )
 from shopfloor.store.sql_channel import ChannelSql
+from shopfloor.store.sql_common import event_values, fence
 from shopfloor.store.sql_runs import RunsSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
@@ -65,12 +66,6 @@ def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
 
 def _token_from_row(row: sa.Row[Any]) -> RegistrationTokenRecord:
     return RegistrationTokenRecord(**row._mapping)
-
-
-def _event_values(ev: SessionEvent) -> dict[str, Any]:
-    values = dataclasses.asdict(ev)
-    values.pop("id")
-    return values
 
 
 class SqlStore(ChannelSql, RunsSql):
@@ -243,7 +238,7 @@ class SqlStore(ChannelSql, RunsSql):
         try:
             async with self.engine.begin() as conn:
                 await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
-                await conn.execute(t.session_events.insert().values(_event_values(event)))
+                await conn.execute(t.session_events.insert().values(event_values(event)))
         except sa.exc.IntegrityError as exc:
             raise DuplicateKey(session.id) from exc
 
@@ -446,21 +441,7 @@ class SqlStore(ChannelSql, RunsSql):
         event: SessionEvent | None,
     ) -> SessionRecord | None:
         s = t.sessions
-        where = [s.c.id == session_id, s.c.lease_epoch == expect.lease_epoch]
-        where.append(
-            s.c.worker_id.is_(None)
-            if expect.worker_id is None
-            else s.c.worker_id == expect.worker_id
-        )
-        if expect.statuses:
-            where.append(s.c.status.in_(expect.statuses))
-        for name, value in expect.columns.items():
-            column = s.c[name]
-            where.append(column.is_(None) if value is None else column == value)
-        if expect.lease_valid_at is not None:
-            where.append(s.c.lease_expires_at >= expect.lease_valid_at)
-        if expect.lease_expired_by is not None:
-            where.append(s.c.lease_expires_at < expect.lease_expired_by)
+        where = [s.c.id == session_id, *fence(expect)]
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(s.update().where(*where).values(dict(changes)).returning(*s.c))
@@ -468,7 +449,7 @@ class SqlStore(ChannelSql, RunsSql):
             if row is None:
                 return None
             if event is not None:
-                await conn.execute(t.session_events.insert().values(_event_values(event)))
+                await conn.execute(t.session_events.insert().values(event_values(event)))
         return _session_from_row(row)
 
     async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]:

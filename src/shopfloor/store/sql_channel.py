@@ -26,14 +26,9 @@ from shopfloor.store.records import (
     SessionEvent,
     SessionRecord,
 )
+from shopfloor.store.sql_common import event_values
 
 LANE_ORDER = {"urgent": 0, "normal": 1}
-
-
-def _event_row(ev: SessionEvent) -> dict[str, Any]:
-    values = dataclasses.asdict(ev)
-    values.pop("id")
-    return values
 
 
 def _holder_gone() -> sa.ColumnElement[bool]:
@@ -69,7 +64,9 @@ class ChannelSql:
                 if found is None:
                     return None
             new_id = await conn.scalar(
-                t.session_events.insert().values(_event_row(event)).returning(t.session_events.c.id)
+                t.session_events.insert()
+                .values(event_values(event))
+                .returning(t.session_events.c.id)
             )
         return dataclasses.replace(event, id=int(new_id))
 
@@ -119,7 +116,7 @@ class ChannelSql:
                 )
                 await self._supersede_parked(conn, session, now)
             await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
-            await conn.execute(t.session_events.insert().values(_event_row(event)))
+            await conn.execute(t.session_events.insert().values(event_values(event)))
         return session
 
     async def _acquire_issue_lock(

@@ -18,26 +18,7 @@ from shopfloor.store.run_records import (
     RunRecord,
     WorkerSessionRecord,
 )
-
-
-def _fence(expect: Expect) -> list[sa.ColumnElement[bool]]:
-    """The WHERE terms of a lease fence on the sessions table."""
-    s = t.sessions
-    where = [s.c.lease_epoch == expect.lease_epoch]
-    where.append(
-        s.c.worker_id.is_(None) if expect.worker_id is None else s.c.worker_id == expect.worker_id
-    )
-    if expect.statuses:
-        where.append(s.c.status.in_(expect.statuses))
-    if expect.lease_valid_at is not None:
-        where.append(s.c.lease_expires_at >= expect.lease_valid_at)
-    return where
-
-
-def _event_values(ev: SessionEvent) -> dict[str, Any]:
-    values = dataclasses.asdict(ev)
-    values.pop("id")
-    return values
+from shopfloor.store.sql_common import event_values, fence
 
 
 class RunsSql:
@@ -140,7 +121,7 @@ class RunsSql:
                 async with conn.begin_nested():
                     await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
                     await conn.execute(t.runs.insert().values(dataclasses.asdict(run)))
-                    await conn.execute(t.session_events.insert().values(_event_values(event)))
+                    await conn.execute(t.session_events.insert().values(event_values(event)))
             except sa.exc.IntegrityError:
                 return False
         return True
@@ -174,7 +155,7 @@ class RunsSql:
         """Append events and advance both cursors by their count, only if the run's session
         still matches `expect` and the given cursors match; None otherwise."""
         r, s = t.runs, t.sessions
-        held = sa.exists().where(s.c.id == r.c.session_id, *_fence(expect))
+        held = sa.exists().where(s.c.id == r.c.session_id, *fence(expect))
         where: list[sa.ColumnElement[bool]] = [r.c.run_id == run_id, held]
         if expected_external_sequence is not None:
             where.append(r.c.latest_external_event_sequence == expected_external_sequence)
@@ -229,7 +210,7 @@ class RunsSql:
             srow = (
                 await conn.execute(
                     s.update()
-                    .where(s.c.id == session_id, *_fence(expect))
+                    .where(s.c.id == session_id, *fence(expect))
                     .values(dict(session_changes))
                     .returning(*s.c)
                 )
@@ -242,7 +223,7 @@ class RunsSql:
                 )
             ).first()
             assert rrow is not None
-            await conn.execute(t.session_events.insert().values(_event_values(event)))
+            await conn.execute(t.session_events.insert().values(event_values(event)))
         return SessionRecord(**srow._mapping), RunRecord(**rrow._mapping)
 
     async def list_run_events(
