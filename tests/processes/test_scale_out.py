@@ -78,7 +78,7 @@ async def produce(servers: list[Server], ids: list[str]) -> set[str]:
 
 
 async def completed_count(store: SqlStore) -> int:
-    async with store.engine.connect() as conn:
+    async with store.db.connect() as conn:
         count = await conn.scalar(
             sa.text("SELECT count(*) FROM sessions WHERE status = 'completed'")
         )
@@ -86,7 +86,7 @@ async def completed_count(store: SqlStore) -> int:
 
 
 async def histories(store: SqlStore) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    async with store.engine.connect() as conn:
+    async with store.db.connect() as conn:
         sessions = {
             r.id: r
             for r in await conn.execute(sa.text("SELECT id, status, worker_id FROM sessions"))

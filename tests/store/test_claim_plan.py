@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shopfloor.store import Store
+from shopfloor.store.db import AsyncEngineDatabase
 from shopfloor.store.sql import SqlStore
 
 FINISHED = 200_000
@@ -20,7 +21,7 @@ PENDING_ROWS = 5_000
 async def fill(store: SqlStore, finished: int, pending: int) -> None:
     """`finished` completed sessions and `pending` queued ones, in one statement each."""
     columns = "id, queue, status, priority, queued_at, created_at, updated_at, lease_epoch, extra"
-    async with store.engine.begin() as conn:
+    async with store.db.begin() as conn:
         for prefix, status, count in (
             ("done", "completed", finished),
             ("todo", "pending", pending),
@@ -71,12 +72,11 @@ async def postgres_plan(
     """EXPLAIN the statement as a prepared statement with bound parameters, under
     `plan_cache_mode`: a generic plan is what a cached prepared statement may fall back to,
     and it cannot see the parameter values."""
-    compiled = stmt.compile(
-        dialect=store.engine.dialect, compile_kwargs={"render_postcompile": True}
-    )
+    compiled = stmt.compile(dialect=store.db.dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params()
     values = ", ".join(sql_literal(params[name]) for name in compiled.positiontup or [])
-    async with store.engine.connect() as conn:
+    assert isinstance(store.db, AsyncEngineDatabase)
+    async with store.db.engine.connect() as conn:
         raw = await conn.get_raw_connection()
         pg = raw.driver_connection
         assert pg is not None
@@ -92,13 +92,13 @@ async def postgres_plan(
 
 
 async def sqlite_plan(store: SqlStore, stmt: sa.Update) -> list[str]:
-    compiled = stmt.compile(
-        dialect=store.engine.dialect, compile_kwargs={"render_postcompile": True}
-    )
+    compiled = stmt.compile(dialect=store.db.dialect, compile_kwargs={"render_postcompile": True})
     params = compiled.construct_params()
     positional = tuple(params[name] for name in compiled.positiontup or [])
-    async with store.engine.connect() as conn:
-        rows = await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", positional)
+    async with store.db.connect() as conn:
+        rows = await conn.run_sync(
+            lambda c: list(c.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", positional))
+        )
         return [str(r[-1]) for r in rows]
 
 

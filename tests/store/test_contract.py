@@ -67,7 +67,7 @@ def worker(wid: str = "wkr_1", capacity: int = 5, heartbeat: int = 0) -> WorkerR
 
 async def test_migrated_schema_matches_table_definitions(store: Store) -> None:
     assert isinstance(store, SqlStore)
-    async with store.engine.connect() as conn:
+    async with store.db.connect() as conn:
         diff = await conn.run_sync(
             lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
         )

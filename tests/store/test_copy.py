@@ -44,7 +44,7 @@ async def seed(url: str) -> None:
     )
     await d.nack(second.id, w.id, "busy")
     assert isinstance(store, SqlStore)
-    async with store.engine.begin() as conn:
+    async with store.db.begin() as conn:
         for table in metadata.sorted_tables:
             if await conn.scalar(sa.select(sa.func.count()).select_from(table)) == 0:
                 await conn.execute(table.insert().values(synthetic_row(table)))
@@ -77,7 +77,7 @@ async def dump(url: str, schema: str | None) -> dict[str, list[dict[str, Any]]]:
     store = await open_store(url, schema=schema)
     assert isinstance(store, SqlStore)
     out: dict[str, list[dict[str, Any]]] = {}
-    async with store.engine.connect() as conn:
+    async with store.db.connect() as conn:
         for table in metadata.sorted_tables:
             rows = await conn.execute(sa.select(table).order_by(*table.primary_key.columns))
             out[table.name] = [dict(r._mapping) for r in rows]

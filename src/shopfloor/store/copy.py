@@ -13,9 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shopfloor.store import open_store
+from shopfloor.store.db import DbConnection
 from shopfloor.store.schema import metadata
 from shopfloor.store.sql import SqlStore
 
@@ -60,7 +60,7 @@ async def copy_database(
 async def _copy(source: SqlStore, target: SqlStore, replace: bool) -> list[TableCopy]:
     tables = metadata.sorted_tables
     copied: list[TableCopy] = []
-    async with target.engine.begin() as dst, source.engine.connect() as src:
+    async with target.db.begin() as dst, source.db.connect() as src:
         occupied = [t.name for t in tables if await _count(dst, t)]
         if occupied and not replace:
             raise CopyError(
@@ -71,8 +71,8 @@ async def _copy(source: SqlStore, target: SqlStore, replace: bool) -> list[Table
             await dst.execute(table.delete())
         for table in tables:
             order = list(table.primary_key.columns)
-            result = await src.stream(sa.select(table).order_by(*order))
-            async for batch in result.mappings().partitions(BATCH_ROWS):
+            rows = src.batches(sa.select(table).order_by(*order), BATCH_ROWS)
+            async for batch in rows:
                 await dst.execute(table.insert(), [dict(row) for row in batch])
         if target.dialect == "postgresql":
             await _reset_sequences(dst)
@@ -87,11 +87,11 @@ async def _copy(source: SqlStore, target: SqlStore, replace: bool) -> list[Table
     return copied
 
 
-async def _count(conn: AsyncConnection, table: sa.Table) -> int:
+async def _count(conn: DbConnection, table: sa.Table) -> int:
     return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
 
 
-async def _reset_sequences(conn: AsyncConnection) -> None:
+async def _reset_sequences(conn: DbConnection) -> None:
     """Rows came in with their ids; move each serial column's sequence past them."""
     for table in metadata.sorted_tables:
         for column in table.primary_key.columns:

@@ -1,5 +1,6 @@
-"""The SQL store: one implementation over SQLAlchemy Core for SQLite (aiosqlite) and
-PostgreSQL (asyncpg). Dialect differences are confined to engine setup and the claim query."""
+"""The SQL store: one implementation over SQLAlchemy Core for SQLite (pysqlite, statements run
+on the event loop; see db.py) and PostgreSQL (asyncpg). Dialect differences are confined to
+engine setup and the claim query."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from shopfloor.store import schema as t
+from shopfloor.store.db import AsyncEngineDatabase, Database, DbConnection, LoopSqliteDatabase
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import (
     CLAIMED,
@@ -43,11 +45,11 @@ _PENDING_LITERAL: sa.ColumnClause[str] = sa.literal_column(f"'{PENDING}'", sa.St
 
 
 def async_url(url: str) -> str:
-    """Accept plain `sqlite:///` and `postgresql://` URLs and pick the async driver."""
+    """Accept plain `sqlite:///` and `postgresql://` URLs and pick the driver."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        return str(parsed.set(drivername="sqlite+aiosqlite"))
+        return str(parsed.set(drivername="sqlite+pysqlite"))
     if backend in ("postgresql", "postgres"):
         return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
     raise ValueError(
@@ -73,27 +75,27 @@ class SqlStore(ChannelSql, RunsSql):
         self.url = async_url(url)
         self.schema = schema
         self.dialect = make_url(self.url).get_backend_name()
-        self.engine: AsyncEngine = self._create_engine(schema)
+        self.db: Database = self._open(schema)
 
-    def _create_engine(self, schema: str | None) -> AsyncEngine:
+    def _open(self, schema: str | None) -> Database:
         if self.dialect == "sqlite":
             # One connection serialises every transaction in this process: SQLite allows a
             # single writer anyway, and it rules out SQLITE_BUSY upgrades between our own
             # connections. Other processes (the CLI) are covered by busy_timeout.
-            engine = create_async_engine(self.url, pool_size=1, max_overflow=0, pool_timeout=60)
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-            return engine
+            engine = sa.create_engine(self.url, poolclass=sa.pool.StaticPool)
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return LoopSqliteDatabase(engine)
         connect_args: dict[str, Any] = {}
         if schema:
             connect_args["server_settings"] = {"search_path": schema}
-        return create_async_engine(
-            self.url, pool_size=10, max_overflow=10, connect_args=connect_args
+        return AsyncEngineDatabase(
+            create_async_engine(self.url, pool_size=10, max_overflow=10, connect_args=connect_args)
         )
 
     # -- lifecycle --
 
     async def migrate(self) -> None:
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             if self.dialect == "postgresql":
                 await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_ID})"))
                 if self.schema:
@@ -102,17 +104,17 @@ class SqlStore(ChannelSql, RunsSql):
             await conn.run_sync(_upgrade_to_head)
 
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self.db.dispose()
 
     # -- settings --
 
     async def get_setting(self, key: str) -> str | None:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             value = await conn.scalar(sa.select(t.settings.c.value).where(t.settings.c.key == key))
         return None if value is None else str(value)
 
     async def put_setting_if_absent(self, key: str, value: str) -> str:
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             current = await conn.scalar(
                 sa.select(t.settings.c.value).where(t.settings.c.key == key)
             )
@@ -132,7 +134,7 @@ class SqlStore(ChannelSql, RunsSql):
     # -- registration tokens --
 
     async def insert_registration_token(self, token: RegistrationTokenRecord) -> None:
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(t.registration_tokens.insert().values(dataclasses.asdict(token)))
 
     async def find_registration_token(self, token_hash: str) -> RegistrationTokenRecord | None:
@@ -142,12 +144,12 @@ class SqlStore(ChannelSql, RunsSql):
         return await self._one_token(t.registration_tokens.c.id == token_id)
 
     async def _one_token(self, where: sa.ColumnElement[bool]) -> RegistrationTokenRecord | None:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(sa.select(t.registration_tokens).where(where))).first()
         return None if row is None else _token_from_row(row)
 
     async def list_registration_tokens(self) -> list[RegistrationTokenRecord]:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = await conn.execute(
                 sa.select(t.registration_tokens).order_by(t.registration_tokens.c.id)
             )
@@ -155,7 +157,7 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def revoke_registration_token(self, token_id: str, now: int) -> bool:
         tok = t.registration_tokens
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(
                 tok.update()
                 .where(tok.c.id == token_id, tok.c.revoked_at.is_(None))
@@ -166,11 +168,11 @@ class SqlStore(ChannelSql, RunsSql):
     # -- workers --
 
     async def insert_worker(self, worker: WorkerRecord) -> None:
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(t.workers.insert().values(dataclasses.asdict(worker)))
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (
                 await conn.execute(sa.select(t.workers).where(t.workers.c.id == worker_id))
             ).first()
@@ -183,7 +185,7 @@ class SqlStore(ChannelSql, RunsSql):
         values: dict[str, Any] = {"last_heartbeat_at": now}
         if active_count is not None:
             values["active_count"] = active_count
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             row = (
                 await conn.execute(
                     w.update()
@@ -201,7 +203,7 @@ class SqlStore(ChannelSql, RunsSql):
         where = [w.c.id == worker_id, w.c.status == "active"]
         if silent_since is not None:
             where.append(w.c.last_heartbeat_at < silent_since)
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(
                 w.update().where(*where).values(status=status, ended_at=now)
             )
@@ -211,12 +213,12 @@ class SqlStore(ChannelSql, RunsSql):
         query = sa.select(t.workers).order_by(t.workers.c.registered_at.desc())
         if status is not None:
             query = query.where(t.workers.c.status == status)
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return [_worker_from_row(r) for r in await conn.execute(query)]
 
     async def silent_workers(self, cutoff: int) -> list[str]:
         w = t.workers
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = await conn.execute(
                 sa.select(w.c.id).where(w.c.status == "active", w.c.last_heartbeat_at < cutoff)
             )
@@ -224,7 +226,7 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def count_live_sessions(self, worker_id: str) -> int:
         s = t.sessions
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             count = await conn.scalar(
                 sa.select(sa.func.count())
                 .select_from(s)
@@ -236,14 +238,14 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def insert_session(self, session: SessionRecord, event: SessionEvent) -> None:
         try:
-            async with self.engine.begin() as conn:
+            async with self.db.begin() as conn:
                 await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
                 await conn.execute(t.session_events.insert().values(event_values(event)))
         except sa.exc.IntegrityError as exc:
             raise DuplicateKey(session.id) from exc
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (
                 await conn.execute(sa.select(t.sessions).where(t.sessions.c.id == session_id))
             ).first()
@@ -264,12 +266,12 @@ class SqlStore(ChannelSql, RunsSql):
                 query = query.where(column == value)
         if flt.before_id is not None:
             query = query.where(s.c.id < flt.before_id)
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return [_session_from_row(r) for r in await conn.execute(query)]
 
     async def live_sessions_of(self, worker_id: str) -> list[SessionRecord]:
         s = t.sessions
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = await conn.execute(
                 sa.select(s)
                 .where(s.c.worker_id == worker_id, s.c.status.in_(LIVE_STATUSES))
@@ -279,7 +281,7 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def count_pending(self, queue: str) -> int:
         s = t.sessions
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             count = await conn.scalar(
                 sa.select(sa.func.count())
                 .select_from(s)
@@ -297,7 +299,7 @@ class SqlStore(ChannelSql, RunsSql):
         lease_expires_at: int | None = None,
         capacity: int | None = None,
     ) -> list[SessionRecord]:
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             if capacity is not None:
                 limit = min(limit, await self._free_capacity(conn, worker_id, capacity))
             if limit <= 0:
@@ -328,7 +330,7 @@ class SqlStore(ChannelSql, RunsSql):
             candidates = candidates.with_for_update(skip_locked=True)
         return candidates
 
-    async def _free_capacity(self, conn: AsyncConnection, worker_id: str, capacity: int) -> int:
+    async def _free_capacity(self, conn: DbConnection, worker_id: str, capacity: int) -> int:
         """Free slots of an active worker, read under the worker's row lock so that two
         concurrent polls of one worker, or a poll racing the reaper, cannot over-claim."""
         w, s = t.workers, t.sessions
@@ -346,7 +348,7 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def _claim(
         self,
-        conn: AsyncConnection,
+        conn: DbConnection,
         candidates: sa.Select[Any],
         worker_id: str,
         now: int,
@@ -389,7 +391,7 @@ class SqlStore(ChannelSql, RunsSql):
         lease_expires_at: int | None = None,
     ) -> SessionRecord | None:
         s = t.sessions
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             row = (
                 await conn.execute(
                     s.update()
@@ -413,7 +415,7 @@ class SqlStore(ChannelSql, RunsSql):
 
     @staticmethod
     async def _record_claims(
-        conn: AsyncConnection, claimed: list[SessionRecord], worker_id: str, now: int
+        conn: DbConnection, claimed: list[SessionRecord], worker_id: str, now: int
     ) -> None:
         if not claimed:
             return
@@ -442,7 +444,7 @@ class SqlStore(ChannelSql, RunsSql):
     ) -> SessionRecord | None:
         s = t.sessions
         where = [s.c.id == session_id, *fence(expect)]
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             row = (
                 await conn.execute(s.update().where(*where).values(dict(changes)).returning(*s.c))
             ).first()
@@ -454,7 +456,7 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]:
         s = t.sessions
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = await conn.execute(
                 sa.select(s)
                 .where(s.c.lease_expires_at < now, s.c.status.in_(LIVE_STATUSES))
@@ -470,17 +472,17 @@ class SqlStore(ChannelSql, RunsSql):
         query = sa.select(e).where(e.c.session_id == session_id).order_by(e.c.id)
         if kinds is not None:
             query = query.where(e.c.kind.in_(list(kinds)))
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return [SessionEvent(**r._mapping) for r in await conn.execute(query)]
 
     # -- projects (environments) --
 
     async def insert_project(self, project: ProjectRecord) -> None:
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(t.projects.insert().values(dataclasses.asdict(project)))
 
     async def get_project(self, project_id: str) -> ProjectRecord | None:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (
                 await conn.execute(sa.select(t.projects).where(t.projects.c.id == project_id))
             ).first()
@@ -495,14 +497,14 @@ class SqlStore(ChannelSql, RunsSql):
             query = query.where(p.c.archived_at.is_(None))
         if after_id is not None:
             query = query.where(p.c.id > after_id)
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return [ProjectRecord(**r._mapping) for r in await conn.execute(query)]
 
     async def update_project(
         self, project_id: str, expected_updated_at: int, changes: Mapping[str, Any]
     ) -> ProjectRecord | None:
         p = t.projects
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             row = (
                 await conn.execute(
                     p.update()
@@ -514,7 +516,7 @@ class SqlStore(ChannelSql, RunsSql):
         return None if row is None else ProjectRecord(**row._mapping)
 
     async def delete_project(self, project_id: str) -> bool:
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(t.projects.delete().where(t.projects.c.id == project_id))
         return result.rowcount > 0
 
@@ -522,7 +524,7 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def count_unfinished(self, queue: str) -> int:
         s = t.sessions
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             count = await conn.scalar(
                 sa.select(sa.func.count())
                 .select_from(s)
@@ -550,7 +552,7 @@ class SqlStore(ChannelSql, RunsSql):
             .values(delivered_to=worker_id, delivered_at=now)
             .returning(*s.c)
         )
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             row = (await conn.execute(deliver)).first()
         return None if row is None else _session_from_row(row)
 
@@ -561,7 +563,7 @@ class SqlStore(ChannelSql, RunsSql):
         upsert = upsert.on_conflict_do_update(
             index_elements=[qp.c.queue, qp.c.worker_id], set_={"polled_at": now}
         )
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(upsert)
             # Forget workers silent for an hour, so random per-process worker ids don't pile up.
             await conn.execute(
@@ -576,8 +578,8 @@ class SqlStore(ChannelSql, RunsSql):
             sa.func.count().filter(recent),
             sa.func.min(s.c.queued_at),
         ).where(s.c.queue == queue, s.c.status == PENDING)
-        async with self.engine.connect() as conn:
-            depth, pending, oldest = (await conn.execute(query)).one()
+        async with self.db.connect() as conn:
+            depth, pending, oldest = tuple((await conn.execute(query)).one())
             polling = await conn.scalar(
                 sa.select(sa.func.count())
                 .select_from(qp)
@@ -601,7 +603,7 @@ class SqlStore(ChannelSql, RunsSql):
             query = query.order_by(s.c.id)
             if after_id is not None:
                 query = query.where(s.c.id > after_id)
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             rows = [_session_from_row(r) for r in await conn.execute(query)]
         return sorted(rows, key=lambda r: r.id)
 

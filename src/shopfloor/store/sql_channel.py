@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shopfloor.store import schema as t
+from shopfloor.store.db import Database, DbConnection
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import (
     PARKED,
@@ -38,7 +38,7 @@ def _holder_gone() -> sa.ColumnElement[bool]:
 
 
 class ChannelSql:
-    engine: AsyncEngine
+    db: Database
     dialect: str
 
     def _for_update(self, query: sa.Select[Any]) -> sa.Select[Any]:
@@ -50,7 +50,7 @@ class ChannelSql:
         self, event: SessionEvent, expect: Expect | None = None
     ) -> SessionEvent | None:
         s = t.sessions
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             if expect is not None:
                 where = [s.c.id == event.session_id, s.c.lease_epoch == expect.lease_epoch]
                 where.append(
@@ -80,7 +80,7 @@ class ChannelSql:
             .order_by(e.c.id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return [SessionEvent(**r._mapping) for r in await conn.execute(query)]
 
     # -- issue locks and parked sessions --
@@ -99,7 +99,7 @@ class ChannelSql:
         self, session: SessionRecord, event: SessionEvent, lock_expires_at: int
     ) -> SessionRecord:
         now = session.created_at
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             if session.issue_id is not None and not await self._acquire_issue_lock(
                 conn, session, now, lock_expires_at
             ):
@@ -120,7 +120,7 @@ class ChannelSql:
         return session
 
     async def _acquire_issue_lock(
-        self, conn: AsyncConnection, session: SessionRecord, now: int, expires_at: int
+        self, conn: DbConnection, session: SessionRecord, now: int, expires_at: int
     ) -> bool:
         lk, s = t.issue_locks, t.sessions
         row = {
@@ -150,9 +150,7 @@ class ChannelSql:
         await conn.execute(lk.update().where(lk.c.issue_id == session.issue_id).values(row))
         return True
 
-    async def _supersede_parked(
-        self, conn: AsyncConnection, newer: SessionRecord, now: int
-    ) -> None:
+    async def _supersede_parked(self, conn: DbConnection, newer: SessionRecord, now: int) -> None:
         s = t.sessions
         superseded = await conn.execute(
             s.update()
@@ -184,7 +182,7 @@ class ChannelSql:
 
     async def get_issue_lock(self, issue_id: str) -> IssueLock | None:
         lk = t.issue_locks
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(sa.select(lk).where(lk.c.issue_id == issue_id))).first()
         return None if row is None else IssueLock(**row._mapping)
 
@@ -194,7 +192,7 @@ class ChannelSql:
         """Extend the session's lock; take the lock if nobody holds it. False if another
         session holds it."""
         lk = t.issue_locks
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             updated = await conn.execute(
                 lk.update()
                 .where(lk.c.issue_id == issue_id, lk.c.session_id == session_id)
@@ -226,7 +224,7 @@ class ChannelSql:
             .order_by(lk.c.expires_at)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return [IssueLock(**r._mapping) for r in await conn.execute(query)]
 
     async def release_issue_lock(
@@ -245,7 +243,7 @@ class ChannelSql:
         where = [lk.c.issue_id == issue_id, lk.c.session_id == session_id]
         if stale_only:
             where.append(sa.or_(lk.c.expires_at <= now, _holder_gone()))
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             deleted = await conn.execute(lk.delete().where(*where))
             if deleted.rowcount == 0:
                 return None
@@ -294,7 +292,7 @@ class ChannelSql:
     # -- inbox --
 
     async def insert_inbox_message(self, message: InboxMessage) -> None:
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(t.inbox_messages.insert().values(dataclasses.asdict(message)))
 
     async def deliver_inbox(
@@ -309,7 +307,7 @@ class ChannelSql:
             .where(s.c.worker_id == worker_id, m.c.acked_at.is_(None), m.c.archived_at.is_(None))
             .order_by(m.c.session_id, m.c.created_at, m.c.id)
         )
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             rows = [InboxMessage(**r._mapping) for r in await conn.execute(query)]
             rows.sort(key=lambda x: (x.session_id, LANE_ORDER.get(x.lane, 9)))
             picked: list[InboxMessage] = []
@@ -340,7 +338,7 @@ class ChannelSql:
     ) -> InboxMessage | None:
         """Acknowledge one message (idempotent); None if the session has no such message."""
         m = t.inbox_messages
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(
                 m.update()
                 .where(m.c.id == message_id, m.c.session_id == session_id, m.c.acked_at.is_(None))
@@ -355,7 +353,7 @@ class ChannelSql:
 
     async def archive_inbox(self, session_id: str, now: int) -> int:
         m = t.inbox_messages
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(
                 m.update()
                 .where(m.c.session_id == session_id, m.c.archived_at.is_(None))
@@ -366,7 +364,7 @@ class ChannelSql:
     async def list_inbox(self, session_id: str) -> list[InboxMessage]:
         m = t.inbox_messages
         query = sa.select(m).where(m.c.session_id == session_id).order_by(m.c.created_at, m.c.id)
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return [InboxMessage(**r._mapping) for r in await conn.execute(query)]
 
     # -- file locks --
@@ -385,7 +383,7 @@ class ChannelSql:
         f = t.file_locks
         reserved: list[str] = []
         conflicts: list[FileLock] = []
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             for path in sorted(set(paths)):  # one lock order, so two reservers cannot deadlock
                 row = {
                     "repo_id": repo_id,
@@ -430,14 +428,14 @@ class ChannelSql:
             f.c.session_id != session_id,
             f.c.expires_at > now,
         )
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             found = [FileLock(**r._mapping) for r in await conn.execute(query)]
         order = {p: i for i, p in enumerate(paths)}
         return sorted(found, key=lambda c: order[c.path])
 
     async def release_files(self, repo_id: str, session_id: str, paths: Sequence[str]) -> int:
         f = t.file_locks
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(
                 f.delete().where(
                     f.c.repo_id == repo_id, f.c.session_id == session_id, f.c.path.in_(list(paths))
@@ -447,7 +445,7 @@ class ChannelSql:
 
     async def release_session_files(self, session_id: str) -> int:
         f = t.file_locks
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             result = await conn.execute(f.delete().where(f.c.session_id == session_id))
         return int(result.rowcount)
 
@@ -456,7 +454,7 @@ class ChannelSql:
     async def upsert_issue(self, issue: IssueRecord) -> IssueRecord:
         """Insert the issue, or update it with the record's non-empty fields."""
         i = t.issues
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             current = (
                 await conn.execute(self._for_update(sa.select(i).where(i.c.id == issue.id)))
             ).first()
@@ -483,7 +481,7 @@ class ChannelSql:
     async def find_issue(self, key: str) -> IssueRecord | None:
         """An issue by id, else by identifier (e.g. ENG-1)."""
         i = t.issues
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(sa.select(i).where(i.c.id == key))).first()
             if row is None:
                 row = (
@@ -495,7 +493,7 @@ class ChannelSql:
 
     async def update_issue(self, issue_id: str, changes: Mapping[str, Any]) -> IssueRecord | None:
         i = t.issues
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             row = (
                 await conn.execute(
                     i.update().where(i.c.id == issue_id).values(dict(changes)).returning(*i.c)
@@ -506,11 +504,11 @@ class ChannelSql:
     # -- recovery packets --
 
     async def insert_recovery_packet(self, packet: RecoveryPacket) -> None:
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             await conn.execute(t.recovery_packets.insert().values(dataclasses.asdict(packet)))
 
     async def recovery_packets(self, session_id: str) -> list[RecoveryPacket]:
         r = t.recovery_packets
         query = sa.select(r).where(r.c.session_id == session_id).order_by(r.c.attempt, r.c.id)
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return [RecoveryPacket(**x._mapping) for x in await conn.execute(query)]

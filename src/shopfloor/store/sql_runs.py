@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from shopfloor.store import schema as t
+from shopfloor.store.db import Database, DbConnection
 from shopfloor.store.records import Expect, SessionEvent, SessionRecord, WorkerRecord
 from shopfloor.store.run_records import (
     AgentWorkerRecord,
@@ -22,7 +22,7 @@ from shopfloor.store.sql_common import event_values, fence
 
 
 class RunsSql:
-    engine: AsyncEngine
+    db: Database
     dialect: str
 
     # -- agent workers --
@@ -33,7 +33,7 @@ class RunsSql:
         """Insert a worker with its details, or, if (project, kind, key) is already
         registered, revive that worker under its old id with the new token and details."""
         for _attempt in range(3):
-            async with self.engine.begin() as conn:
+            async with self.db.begin() as conn:
                 existing = await self._agent_worker_by_key(conn, details)
                 if existing is None:
                     try:
@@ -51,7 +51,7 @@ class RunsSql:
         raise RuntimeError("worker registration kept conflicting")
 
     async def _agent_worker_by_key(
-        self, conn: AsyncConnection, d: AgentWorkerRecord
+        self, conn: DbConnection, d: AgentWorkerRecord
     ) -> AgentWorkerRecord | None:
         a = t.agent_workers
         row = (
@@ -67,7 +67,7 @@ class RunsSql:
 
     async def _revive(
         self,
-        conn: AsyncConnection,
+        conn: DbConnection,
         existing: AgentWorkerRecord,
         worker: WorkerRecord,
         details: AgentWorkerRecord,
@@ -101,13 +101,13 @@ class RunsSql:
 
     async def get_agent_worker(self, worker_id: str) -> AgentWorkerRecord | None:
         a = t.agent_workers
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(sa.select(a).where(a.c.worker_id == worker_id))).first()
         return None if row is None else AgentWorkerRecord(**row._mapping)
 
     async def find_agent_worker_by_token(self, token_hash: str) -> AgentWorkerRecord | None:
         a = t.agent_workers
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(sa.select(a).where(a.c.token_hash == token_hash))).first()
         return None if row is None else AgentWorkerRecord(**row._mapping)
 
@@ -116,7 +116,7 @@ class RunsSql:
     async def insert_run(self, session: SessionRecord, run: RunRecord, event: SessionEvent) -> bool:
         """Insert a run with its session row; False if the run id or the (project,
         idempotency key) pair is already taken."""
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             try:
                 async with conn.begin_nested():
                     await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
@@ -139,7 +139,7 @@ class RunsSql:
         )
 
     async def _one_run(self, where: sa.ColumnElement[bool]) -> RunRecord | None:
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (await conn.execute(sa.select(t.runs).where(where))).first()
         return None if row is None else RunRecord(**row._mapping)
 
@@ -162,7 +162,7 @@ class RunsSql:
         if expected_event_id is not None:
             where.append(r.c.latest_event_id == expected_event_id)
         n = len(events)
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             row = (
                 await conn.execute(
                     r.update()
@@ -206,7 +206,7 @@ class RunsSql:
         """Apply a terminal change to a run's session and run rows together, only if the
         session still matches `expect`; None otherwise."""
         s, r = t.sessions, t.runs
-        async with self.engine.begin() as conn:
+        async with self.db.begin() as conn:
             srow = (
                 await conn.execute(
                     s.update()
@@ -236,7 +236,7 @@ class RunsSql:
             .order_by(e.c.event_id)
             .limit(limit)
         )
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             return [
                 RunEventRecord(**{**r._mapping, "payload": json.loads(r.payload)})
                 for r in await conn.execute(query)
@@ -257,7 +257,7 @@ class RunsSql:
             "implementation_kind": record.implementation_kind,
         }
         for _attempt in range(3):
-            async with self.engine.begin() as conn:
+            async with self.db.begin() as conn:
                 row = (
                     await conn.execute(
                         ws.update()
@@ -278,7 +278,7 @@ class RunsSql:
 
     async def get_worker_session(self, run_id: str, worker_id: str) -> WorkerSessionRecord | None:
         ws = t.run_worker_sessions
-        async with self.engine.connect() as conn:
+        async with self.db.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(ws).where(ws.c.run_id == run_id, ws.c.worker_id == worker_id)
