@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from shopfloor.store import Store
 from shopfloor.store.db import AsyncEngineDatabase
-from shopfloor.store.sql import SqlStore
+from shopfloor.store.sql import SqlStore, claim_statement
 
 FINISHED = 200_000
 PENDING_ROWS = 5_000
@@ -46,9 +46,15 @@ async def fill(store: SqlStore, finished: int, pending: int) -> None:
         )
 
 
-def claim_sql(store: SqlStore, projects: list[str] | None = None) -> sa.Update:
-    candidates = store.claim_candidates("agentfactory", 5, projects)
-    return store.claim_statement(candidates, "wkr_1", 1, 2)
+def claim_sql(store: SqlStore, projects: list[str] | None = None) -> tuple[str, tuple[Any, ...]]:
+    """The claim statement as the store sends it: SQL text and positional parameters."""
+    stmt = claim_statement(store.dialect, 5, projects is not None)
+    params: dict[str, Any] = {"b_queue": "agentfactory", "b_worker": "wkr_1", "b_now": 1}
+    params["b_lease"] = 2
+    if projects is not None:
+        params["b_projects"] = projects
+    state = stmt.compile(dialect=store.db.dialect).construct_expanded_state(params)
+    return state.statement, tuple(state.positional_parameters)
 
 
 def plan_nodes(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -67,14 +73,13 @@ def sql_literal(value: object) -> str:
 
 
 async def postgres_plan(
-    store: SqlStore, stmt: sa.Update, plan_cache_mode: str
+    store: SqlStore, claim: tuple[str, tuple[Any, ...]], plan_cache_mode: str
 ) -> list[dict[str, Any]]:
     """EXPLAIN the statement as a prepared statement with bound parameters, under
     `plan_cache_mode`: a generic plan is what a cached prepared statement may fall back to,
     and it cannot see the parameter values."""
-    compiled = stmt.compile(dialect=store.db.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.construct_params()
-    values = ", ".join(sql_literal(params[name]) for name in compiled.positiontup or [])
+    compiled, params = claim
+    values = ", ".join(sql_literal(value) for value in params)
     assert isinstance(store.db, AsyncEngineDatabase)
     async with store.db.engine.connect() as conn:
         raw = await conn.get_raw_connection()
@@ -91,10 +96,8 @@ async def postgres_plan(
     return plan_nodes(plan[0]["Plan"])
 
 
-async def sqlite_plan(store: SqlStore, stmt: sa.Update) -> list[str]:
-    compiled = stmt.compile(dialect=store.db.dialect, compile_kwargs={"render_postcompile": True})
-    params = compiled.construct_params()
-    positional = tuple(params[name] for name in compiled.positiontup or [])
+async def sqlite_plan(store: SqlStore, claim: tuple[str, tuple[Any, ...]]) -> list[str]:
+    compiled, positional = claim
     async with store.db.connect() as conn:
         rows = await conn.run_sync(
             lambda c: list(c.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", positional))

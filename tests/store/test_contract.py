@@ -14,6 +14,7 @@ from shopfloor.store import Store, open_store
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import (
     CLAIMED,
+    LIVE_STATUSES,
     PENDING,
     RUNNING,
     Expect,
@@ -114,15 +115,29 @@ async def test_claim_stays_in_its_queue_and_projects(store: Store) -> None:
     assert [c.id for c in claimed] == ["sess_pb"]
 
 
-async def test_capacity_counts_live_sessions_and_requires_an_active_worker(store: Store) -> None:
+async def test_worker_claims_count_live_sessions_and_need_an_active_worker(store: Store) -> None:
     await store.insert_worker(worker(capacity=2))
     await add(store, *[session() for _ in range(4)])
-    first = await store.claim_next("q", "wkr_1", 5, now=1, capacity=2)
-    assert len(first) == 2
-    assert await store.claim_next("q", "wkr_1", 5, now=2, capacity=2) == []
-    assert await store.end_worker("wkr_1", "dead", now=3)
-    assert await store.claim_next("q", "wkr_1", 5, now=4, capacity=10) == []
-    assert await store.claim_next("q", "wkr_unknown", 5, now=4, capacity=10) == []
+    first = await store.claim_for_worker("q", "wkr_1", 5, now=1, lease_expires_at=50)
+    assert first is not None and len(first) == 2
+    assert {c.lease_expires_at for c in first} == {50}
+    assert await store.claim_for_worker("q", "wkr_1", 5, now=2, lease_expires_at=None) == []
+    done = first[0]
+    await store.update_session(
+        done.id, Expect("wkr_1", done.lease_epoch, LIVE_STATUSES), {"status": "completed"}, None
+    )
+    (third,) = await store.claim_for_worker("q", "wkr_1", 5, now=3, lease_expires_at=None) or []
+    assert third.worker_id == "wkr_1"
+    assert await store.end_worker("wkr_1", "dead", now=4)
+    assert await store.claim_for_worker("q", "wkr_1", 5, now=5, lease_expires_at=None) is None
+    assert await store.claim_for_worker("q", "wkr_unknown", 5, now=5, lease_expires_at=None) is None
+
+
+async def test_worker_claims_stay_in_the_workers_projects(store: Store) -> None:
+    await store.insert_worker(replace(worker(), projects=["b", "c"]))
+    await add(store, session(project="a"), session(project="b", id="sess_pb"), session())
+    claimed = await store.claim_for_worker("q", "wkr_1", 5, now=1, lease_expires_at=None)
+    assert [c.id for c in claimed or []] == ["sess_pb"]
 
 
 async def test_concurrent_claims_never_hand_out_a_session_twice(store: Store) -> None:

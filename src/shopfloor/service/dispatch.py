@@ -250,17 +250,13 @@ class Dispatcher:
 
     async def poll(self, worker_id: str) -> list[SessionRecord]:
         """Pop and pre-claim up to min(free capacity, 5) sessions for the worker."""
-        worker = await self.active_worker(worker_id)
         now = self.clock.now_ms()
-        return await self.store.claim_next(
-            AGENTFACTORY_QUEUE,
-            worker.id,
-            MAX_ITEMS_PER_POLL,
-            now,
-            projects=worker.projects or None,
-            capacity=worker.capacity,
-            lease_expires_at=now + self.claim_ttl_ms,
+        claimed = await self.store.claim_for_worker(
+            AGENTFACTORY_QUEUE, worker_id, MAX_ITEMS_PER_POLL, now, now + self.claim_ttl_ms
         )
+        if claimed is None:
+            raise WorkerNotFound(worker_id)
+        return claimed
 
     async def claim(self, session_id: str, worker_id: str) -> ClaimOutcome:
         """The legacy per-item claim. Idempotent for the worker that already holds it."""

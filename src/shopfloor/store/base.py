@@ -139,11 +139,17 @@ class Store(RunStore, Protocol):
         now: int,
         projects: Sequence[str] | None = None,
         lease_expires_at: int | None = None,
-        capacity: int | None = None,
     ) -> list[SessionRecord]:
         """Atomically move up to `limit` pending sessions of `queue` to `claimed` for the
-        worker, in (priority, queued_at, id) order, bumping each lease epoch. With
-        `capacity`, the worker must be active and is never given more than its free slots."""
+        worker, in (priority, queued_at, id) order, bumping each lease epoch."""
+        ...
+
+    async def claim_for_worker(
+        self, queue: str, worker_id: str, limit: int, now: int, lease_expires_at: int | None
+    ) -> list[SessionRecord] | None:
+        """claim_next for a registered worker, in one transaction: of its projects, and never
+        more than its free slots (capacity minus its live sessions). None if the worker is
+        unknown or not active."""
         ...
 
     async def claim_session(

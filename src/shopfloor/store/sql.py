@@ -5,6 +5,7 @@ engine setup and the claim query."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,14 +35,68 @@ from shopfloor.store.records import (
     WorkerRecord,
 )
 from shopfloor.store.sql_channel import ChannelSql
-from shopfloor.store.sql_common import event_values, fence
+from shopfloor.store.sql_common import event_values, fenced_update
 from shopfloor.store.sql_runs import RunsSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
 # The claim statement's `status = 'pending'`, inlined so that it matches ix_sessions_claimable's
-# predicate in every plan (see SqlStore.claim_candidates).
+# predicate in every plan (see claim_statement).
 _PENDING_LITERAL: sa.ColumnClause[str] = sa.literal_column(f"'{PENDING}'", sa.String)
+
+# Hot-path statements are built once, with bound parameters (`b_*`), not per call: building
+# and cache-keying a statement costs more than SQLite takes to run it.
+_s, _w = t.sessions, t.workers
+_GET_SESSION = sa.select(_s).where(_s.c.id == sa.bindparam("b_id"))
+_GET_WORKER = sa.select(_w).where(_w.c.id == sa.bindparam("b_id"))
+_INSERT_EVENT = t.session_events.insert()
+_LIVE_COUNT = (
+    sa.select(sa.func.count())
+    .select_from(_s)
+    .where(_s.c.worker_id == _w.c.id, _s.c.status.in_(LIVE_STATUSES))
+    .scalar_subquery()
+)
+_WORKER_SLOTS = sa.select(
+    _w.c.status, _w.c.capacity, _w.c.projects, _LIVE_COUNT.label("live")
+).where(_w.c.id == sa.bindparam("b_worker"))
+
+
+@functools.lru_cache(maxsize=32)
+def claim_statement(dialect: str, limit: int, with_projects: bool) -> sa.Update:
+    """The single statement that claims the head of a queue: up to `limit` pending sessions
+    of `b_queue` (of the projects `b_projects`, when `with_projects`) for `b_worker`, at
+    `b_now`, with the pre-claim lease `b_lease`. It reads only ix_sessions_claimable.
+
+    `pending` and the limit are literals, not bound parameters: Postgres may reuse a generic
+    plan for a cached prepared statement, and a generic plan for `status = $1` cannot use the
+    partial index, nor knows that `LIMIT $2` is a handful of rows."""
+    candidates = (
+        sa.select(_s.c.id)
+        .where(_s.c.queue == sa.bindparam("b_queue"), _s.c.status == _PENDING_LITERAL)
+        .order_by(_s.c.priority, _s.c.queued_at, _s.c.id)
+        .limit(sa.literal_column(str(int(limit)), sa.Integer))
+    )
+    if with_projects:
+        candidates = candidates.where(_s.c.project.in_(sa.bindparam("b_projects", expanding=True)))
+    if dialect == "postgresql":
+        # Concurrent pollers skip each other's rows instead of queueing on them.
+        candidates = candidates.with_for_update(skip_locked=True)
+    # Pick the rows in a CTE and join to it: Postgres may re-run an `IN (subquery LIMIT n)`
+    # and so claim more than n rows; a CTE is evaluated once.
+    picked = candidates.cte("picked")
+    return (
+        _s.update()
+        .where(_s.c.id == picked.c.id, _s.c.status == _PENDING_LITERAL)
+        .values(
+            status=CLAIMED,
+            worker_id=sa.bindparam("b_worker"),
+            claimed_at=sa.bindparam("b_now"),
+            updated_at=sa.bindparam("b_now"),
+            lease_expires_at=sa.bindparam("b_lease"),
+            lease_epoch=_s.c.lease_epoch + 1,
+        )
+        .returning(*_s.c)
+    )
 
 
 def async_url(url: str) -> str:
@@ -76,6 +131,9 @@ class SqlStore(ChannelSql, RunsSql):
         self.schema = schema
         self.dialect = make_url(self.url).get_backend_name()
         self.db: Database = self._open(schema)
+        self._worker_slots = (
+            _WORKER_SLOTS.with_for_update(of=_w) if self.dialect == "postgresql" else _WORKER_SLOTS
+        )
 
     def _open(self, schema: str | None) -> Database:
         if self.dialect == "sqlite":
@@ -173,9 +231,7 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
         async with self.db.connect() as conn:
-            row = (
-                await conn.execute(sa.select(t.workers).where(t.workers.c.id == worker_id))
-            ).first()
+            row = (await conn.execute(_GET_WORKER, {"b_id": worker_id})).first()
         return None if row is None else _worker_from_row(row)
 
     async def touch_worker(
@@ -246,9 +302,7 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         async with self.db.connect() as conn:
-            row = (
-                await conn.execute(sa.select(t.sessions).where(t.sessions.c.id == session_id))
-            ).first()
+            row = (await conn.execute(_GET_SESSION, {"b_id": session_id})).first()
         return None if row is None else _session_from_row(row)
 
     async def list_sessions(self, flt: SessionFilter) -> list[SessionRecord]:
@@ -297,90 +351,50 @@ class SqlStore(ChannelSql, RunsSql):
         now: int,
         projects: Sequence[str] | None = None,
         lease_expires_at: int | None = None,
-        capacity: int | None = None,
     ) -> list[SessionRecord]:
+        if limit <= 0:
+            return []
         async with self.db.begin() as conn:
-            if capacity is not None:
-                limit = min(limit, await self._free_capacity(conn, worker_id, capacity))
+            return await self._claim(conn, queue, worker_id, limit, now, projects, lease_expires_at)
+
+    async def claim_for_worker(
+        self, queue: str, worker_id: str, limit: int, now: int, lease_expires_at: int | None
+    ) -> list[SessionRecord] | None:
+        async with self.db.begin() as conn:
+            # Read under the worker's row lock, so that two concurrent polls of one worker,
+            # or a poll racing the reaper, cannot over-claim.
+            row = (await conn.execute(self._worker_slots, {"b_worker": worker_id})).first()
+            if row is None or row.status != "active":
+                return None
+            limit = min(limit, row.capacity - row.live)
             if limit <= 0:
                 return []
-            candidates = self.claim_candidates(queue, limit, projects)
-            claimed = await self._claim(conn, candidates, worker_id, now, lease_expires_at)
-        claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
-        return claimed
-
-    def claim_candidates(
-        self, queue: str, limit: int, projects: Sequence[str] | None = None
-    ) -> sa.Select[Any]:
-        """The ids a claim takes: the head of the queue, read from ix_sessions_claimable."""
-        s = t.sessions
-        # `pending` and the limit are literals, not bound parameters: Postgres may reuse a
-        # generic plan for a cached prepared statement, and a generic plan for `status = $1`
-        # cannot use the partial index, nor knows that `LIMIT $2` is a handful of rows.
-        candidates = (
-            sa.select(s.c.id)
-            .where(s.c.queue == queue, s.c.status == _PENDING_LITERAL)
-            .order_by(s.c.priority, s.c.queued_at, s.c.id)
-            .limit(sa.literal_column(str(int(limit)), sa.Integer))
-        )
-        if projects is not None:
-            candidates = candidates.where(s.c.project.in_(list(projects)))
-        if self.dialect == "postgresql":
-            # Concurrent pollers skip each other's rows instead of queueing on them.
-            candidates = candidates.with_for_update(skip_locked=True)
-        return candidates
-
-    async def _free_capacity(self, conn: DbConnection, worker_id: str, capacity: int) -> int:
-        """Free slots of an active worker, read under the worker's row lock so that two
-        concurrent polls of one worker, or a poll racing the reaper, cannot over-claim."""
-        w, s = t.workers, t.sessions
-        lock = sa.select(w.c.status).where(w.c.id == worker_id)
-        if self.dialect == "postgresql":
-            lock = lock.with_for_update()
-        if await conn.scalar(lock) != "active":
-            return 0
-        live = await conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(s)
-            .where(s.c.worker_id == worker_id, s.c.status.in_(LIVE_STATUSES))
-        )
-        return capacity - int(live or 0)
+            projects = row.projects or None
+            return await self._claim(conn, queue, worker_id, limit, now, projects, lease_expires_at)
 
     async def _claim(
         self,
         conn: DbConnection,
-        candidates: sa.Select[Any],
+        queue: str,
         worker_id: str,
+        limit: int,
         now: int,
+        projects: Sequence[str] | None,
         lease_expires_at: int | None,
     ) -> list[SessionRecord]:
-        claim = self.claim_statement(candidates, worker_id, now, lease_expires_at)
-        claimed = [_session_from_row(r) for r in await conn.execute(claim)]
+        params: dict[str, Any] = {
+            "b_queue": queue,
+            "b_worker": worker_id,
+            "b_now": now,
+            "b_lease": lease_expires_at,
+        }
+        if projects is not None:
+            params["b_projects"] = list(projects)
+        claim = claim_statement(self.dialect, limit, projects is not None)
+        claimed = [_session_from_row(r) for r in await conn.execute(claim, params)]
         await self._record_claims(conn, claimed, worker_id, now)
+        claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
         return claimed
-
-    @staticmethod
-    def claim_statement(
-        candidates: sa.Select[Any], worker_id: str, now: int, lease_expires_at: int | None
-    ) -> sa.Update:
-        """The single statement that claims `candidates` (see claim_candidates)."""
-        s = t.sessions
-        # Pick the rows in a CTE and join to it: Postgres may re-run an `IN (subquery LIMIT n)`
-        # and so claim more than n rows; a CTE is evaluated once.
-        picked = candidates.cte("picked")
-        return (
-            s.update()
-            .where(s.c.id == picked.c.id, s.c.status == _PENDING_LITERAL)
-            .values(
-                status=CLAIMED,
-                worker_id=worker_id,
-                claimed_at=now,
-                updated_at=now,
-                lease_expires_at=lease_expires_at,
-                lease_epoch=s.c.lease_epoch + 1,
-            )
-            .returning(*s.c)
-        )
 
     async def claim_session(
         self,
@@ -420,7 +434,7 @@ class SqlStore(ChannelSql, RunsSql):
         if not claimed:
             return
         await conn.execute(
-            t.session_events.insert(),
+            _INSERT_EVENT,
             [
                 {
                     "session_id": c.id,
@@ -442,16 +456,13 @@ class SqlStore(ChannelSql, RunsSql):
         changes: Mapping[str, Any],
         event: SessionEvent | None,
     ) -> SessionRecord | None:
-        s = t.sessions
-        where = [s.c.id == session_id, *fence(expect)]
+        update, params = fenced_update(session_id, expect, changes)
         async with self.db.begin() as conn:
-            row = (
-                await conn.execute(s.update().where(*where).values(dict(changes)).returning(*s.c))
-            ).first()
+            row = (await conn.execute(update, params)).first()
             if row is None:
                 return None
             if event is not None:
-                await conn.execute(t.session_events.insert().values(event_values(event)))
+                await conn.execute(_INSERT_EVENT, event_values(event))
         return _session_from_row(row)
 
     async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]:

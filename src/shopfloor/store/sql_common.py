@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,3 +38,64 @@ def fence(expect: Expect) -> list[sa.ColumnElement[bool]]:
     if expect.lease_expired_by is not None:
         where.append(s.c.lease_expires_at < expect.lease_expired_by)
     return where
+
+
+@dataclasses.dataclass(frozen=True)
+class _UpdateShape:
+    """What a fenced session update's SQL depends on; its values are bound parameters."""
+
+    changes: tuple[str, ...]
+    owner_is_null: bool
+    with_statuses: bool
+    columns: tuple[tuple[str, bool], ...]  # (name, expected IS NULL)
+    lease_valid: bool
+    lease_expired: bool
+
+
+def fenced_update(
+    session_id: str, expect: Expect, changes: Mapping[str, Any]
+) -> tuple[sa.Update, dict[str, Any]]:
+    """`UPDATE sessions SET changes WHERE id AND fence(expect) RETURNING *`, as a statement
+    cached per shape and its parameters (the hot path's writes differ only in values)."""
+    shape = _UpdateShape(
+        changes=tuple(changes),
+        owner_is_null=expect.worker_id is None,
+        with_statuses=bool(expect.statuses),
+        columns=tuple((name, value is None) for name, value in expect.columns.items()),
+        lease_valid=expect.lease_valid_at is not None,
+        lease_expired=expect.lease_expired_by is not None,
+    )
+    params: dict[str, Any] = {f"v_{name}": value for name, value in changes.items()}
+    params.update(
+        b_id=session_id,
+        b_epoch=expect.lease_epoch,
+        b_owner=expect.worker_id,
+        b_statuses=list(expect.statuses),
+        b_valid_at=expect.lease_valid_at,
+        b_expired_by=expect.lease_expired_by,
+    )
+    params.update({f"b_col_{name}": value for name, value in expect.columns.items()})
+    return _update_statement(shape), params
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(shape: _UpdateShape) -> sa.Update:
+    s = t.sessions
+    where = [
+        s.c.id == sa.bindparam("b_id"),
+        s.c.lease_epoch == sa.bindparam("b_epoch"),
+        s.c.worker_id.is_(None)
+        if shape.owner_is_null
+        else s.c.worker_id == sa.bindparam("b_owner"),
+    ]
+    if shape.with_statuses:
+        where.append(s.c.status.in_(sa.bindparam("b_statuses", expanding=True)))
+    for name, is_null in shape.columns:
+        column = s.c[name]
+        where.append(column.is_(None) if is_null else column == sa.bindparam(f"b_col_{name}"))
+    if shape.lease_valid:
+        where.append(s.c.lease_expires_at >= sa.bindparam("b_valid_at"))
+    if shape.lease_expired:
+        where.append(s.c.lease_expires_at < sa.bindparam("b_expired_by"))
+    values = {name: sa.bindparam(f"v_{name}", type_=s.c[name].type) for name in shape.changes}
+    return s.update().where(*where).values(values).returning(*s.c)
