@@ -115,6 +115,20 @@ async def test_file_reservations(store: Store) -> None:
     assert await store.release_session_files("s2") == 2
 
 
+async def test_a_sessions_end_archives_its_inbox_and_releases_its_files(store: Store) -> None:
+    await store.reserve_files("repo", "s1", ["a", "b"], 0, 100)
+    await store.reserve_files("repo", "s2", ["c"], 0, 100)
+    for i in range(3):
+        message = InboxMessage(
+            id=f"m{i}", session_id="s1", type="nudge", lane="normal", payload="p", created_at=i
+        )
+        await store.insert_inbox_message(message)
+    assert await store.release_session_holds("s1", now=5) == (3, 2)
+    assert {m.archived_at for m in await store.list_inbox("s1")} == {5}
+    assert [c.path for c in await store.file_conflicts("repo", "s9", ["a", "b", "c"], 6)] == ["c"]
+    assert await store.release_session_holds("s1", now=7) == (0, 0)
+
+
 async def test_issue_records_and_recovery_packets(store: Store) -> None:
     issue = IssueRecord(
         id="iss",

@@ -148,8 +148,7 @@ class SessionChannel:
         """Terminal side effects: release the issue lock and promote parked work, archive the
         inbox, release file reservations. Returns the promoted session, if any."""
         now = self.clock.now_ms()
-        await self.store.archive_inbox(session.id, now)
-        await self.store.release_session_files(session.id)
+        await self.store.release_session_holds(session.id, now)
         if session.issue_id is None:
             return None
         promoted = await self.store.release_issue_lock(

@@ -13,6 +13,7 @@ from shopfloor.store import schema as t
 from shopfloor.store.db import Database, DbConnection
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import (
+    LIVE_STATUSES,
     PARKED,
     PENDING,
     STOPPED,
@@ -35,6 +36,29 @@ def _holder_gone() -> sa.ColumnElement[bool]:
     """True when an issue lock's holder session is missing or has ended."""
     s, lk = t.sessions, t.issue_locks
     return ~sa.exists().where(s.c.id == lk.c.session_id, s.c.status.not_in(TERMINAL_STATUSES))
+
+
+_m, _f = t.inbox_messages, t.file_locks
+_ARCHIVE_INBOX = (
+    _m.update()
+    .where(_m.c.session_id == sa.bindparam("b_session"), _m.c.archived_at.is_(None))
+    .values(archived_at=sa.bindparam("v_now"))
+)
+_RELEASE_FILES = _f.delete().where(_f.c.session_id == sa.bindparam("b_session"))
+# Messages of the sessions a worker holds: live ones, and stopped ones whose stop message is
+# still to be acknowledged (any other end archives the inbox). The status filter keeps a
+# long-lived worker's finished sessions out of every poll.
+_UNACKED_INBOX_OF_WORKER = (
+    sa.select(_m)
+    .join(t.sessions, t.sessions.c.id == _m.c.session_id)
+    .where(
+        t.sessions.c.worker_id == sa.bindparam("b_worker"),
+        t.sessions.c.status.in_((*LIVE_STATUSES, STOPPED)),
+        _m.c.acked_at.is_(None),
+        _m.c.archived_at.is_(None),
+    )
+    .order_by(_m.c.session_id, _m.c.created_at, _m.c.id)
+)
 
 
 class ChannelSql:
@@ -300,15 +324,10 @@ class ChannelSql:
     ) -> list[InboxMessage]:
         """Unacknowledged messages of the sessions the worker holds, urgent lane first, at most
         `per_lane` per session and lane. Each is marked delivered (again)."""
-        m, s = t.inbox_messages, t.sessions
-        query = (
-            sa.select(m)
-            .join(s, s.c.id == m.c.session_id)
-            .where(s.c.worker_id == worker_id, m.c.acked_at.is_(None), m.c.archived_at.is_(None))
-            .order_by(m.c.session_id, m.c.created_at, m.c.id)
-        )
+        m = t.inbox_messages
         async with self.db.begin() as conn:
-            rows = [InboxMessage(**r._mapping) for r in await conn.execute(query)]
+            found = await conn.execute(_UNACKED_INBOX_OF_WORKER, {"b_worker": worker_id})
+            rows = [InboxMessage(**r._mapping) for r in found]
             rows.sort(key=lambda x: (x.session_id, LANE_ORDER.get(x.lane, 9)))
             picked: list[InboxMessage] = []
             counts: dict[tuple[str, str], int] = {}
@@ -352,14 +371,15 @@ class ChannelSql:
         return None if row is None else InboxMessage(**row._mapping)
 
     async def archive_inbox(self, session_id: str, now: int) -> int:
-        m = t.inbox_messages
         async with self.db.begin() as conn:
-            result = await conn.execute(
-                m.update()
-                .where(m.c.session_id == session_id, m.c.archived_at.is_(None))
-                .values(archived_at=now)
-            )
+            result = await conn.execute(_ARCHIVE_INBOX, {"b_session": session_id, "v_now": now})
         return int(result.rowcount)
+
+    async def release_session_holds(self, session_id: str, now: int) -> tuple[int, int]:
+        async with self.db.begin() as conn:
+            archived = await conn.execute(_ARCHIVE_INBOX, {"b_session": session_id, "v_now": now})
+            released = await conn.execute(_RELEASE_FILES, {"b_session": session_id})
+        return int(archived.rowcount), int(released.rowcount)
 
     async def list_inbox(self, session_id: str) -> list[InboxMessage]:
         m = t.inbox_messages
@@ -444,9 +464,8 @@ class ChannelSql:
         return int(result.rowcount)
 
     async def release_session_files(self, session_id: str) -> int:
-        f = t.file_locks
         async with self.db.begin() as conn:
-            result = await conn.execute(f.delete().where(f.c.session_id == session_id))
+            result = await conn.execute(_RELEASE_FILES, {"b_session": session_id})
         return int(result.rowcount)
 
     # -- issue records --
