@@ -164,3 +164,37 @@ async def test_issue_records_and_recovery_packets(store: Store) -> None:
             )
         )
     assert [p.data["n"] for p in await store.recovery_packets("s")] == [1, 2]
+
+
+async def test_a_terminal_report_by_the_holder_ends_the_session_in_one_step(store: Store) -> None:
+    s = session()
+    await add(store, s)
+    (held,) = await store.claim_next("q", "wkr_a", 1, now=1)
+    await store.reserve_files("repo", s.id, ["a"], 1, 100)
+    message = InboxMessage(
+        id="m0", session_id=s.id, type="nudge", lane="normal", payload="p", created_at=1
+    )
+    await store.insert_inbox_message(message)
+
+    def ending(worker_id: str) -> SessionEvent:
+        return SessionEvent(
+            session_id=s.id, at=5, kind="status", status="completed", worker_id=worker_id
+        )
+
+    changes = {"status": "completed", "updated_at": 5}
+    # Not the holder: refused, nothing written.
+    assert await store.end_held_session(s.id, "wkr_b", changes, ending("wkr_b")) is None
+    assert (await store.get_session(s.id)) == held
+    assert [c.path for c in await store.file_conflicts("repo", "other", ["a"], 2)] == ["a"]
+    # The holder: ended, with its history event, inbox archived and files released.
+    ended = await store.end_held_session(s.id, "wkr_a", changes, ending("wkr_a"))
+    assert ended is not None and (ended.status, ended.updated_at) == ("completed", 5)
+    assert [e.status for e in await store.session_events(s.id)][-1] == "completed"
+    assert {m.archived_at for m in await store.list_inbox(s.id)} == {5}
+    assert await store.file_conflicts("repo", "other", ["a"], 6) == []
+    # Settled: a second ending, even by the holder, changes nothing.
+    events = await store.session_events(s.id)
+    again = {"status": "failed", "updated_at": 9}
+    assert await store.end_held_session(s.id, "wkr_a", again, ending("wkr_a")) is None
+    assert (await store.get_session(s.id)) == ended
+    assert await store.session_events(s.id) == events

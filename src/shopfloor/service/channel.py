@@ -147,12 +147,16 @@ class SessionChannel:
     async def on_session_end(self, session: SessionRecord) -> SessionRecord | None:
         """Terminal side effects: release the issue lock and promote parked work, archive the
         inbox, release file reservations. Returns the promoted session, if any."""
-        now = self.clock.now_ms()
-        await self.store.release_session_holds(session.id, now)
+        await self.store.release_session_holds(session.id, self.clock.now_ms())
+        return await self.release_issue(session)
+
+    async def release_issue(self, session: SessionRecord) -> SessionRecord | None:
+        """An ended session's issue lock passes to the issue's parked work, if any; returns
+        the promoted session."""
         if session.issue_id is None:
             return None
         promoted = await self.store.release_issue_lock(
-            session.issue_id, session.id, now, self.lock_expiry()
+            session.issue_id, session.id, self.clock.now_ms(), self.lock_expiry()
         )
         if promoted is not None:
             await self.sync_issue(promoted)

@@ -291,6 +291,12 @@ class Dispatcher:
     async def report_status(
         self, session_id: str, worker_id: str, report: StatusReport
     ) -> SessionRecord:
+        if report.status in TERMINAL_STATUSES:
+            ended = await self._end_held(session_id, worker_id, report)
+            if ended is not None:
+                return ended
+        # Not a terminal report, or not one the holder of a live session sent: read, check
+        # and answer with the precise error.
         session = await self.owned_session(session_id, worker_id)
         if session.is_terminal or session.status == PENDING:
             return self._settled_repeat(session, report.status)
@@ -316,6 +322,27 @@ class Dispatcher:
         if updated.is_terminal:
             await self.channel.on_session_end(updated)
         return updated
+
+    async def _end_held(
+        self, session_id: str, worker_id: str, report: StatusReport
+    ) -> SessionRecord | None:
+        """The common ending, in one transaction and without a read first: the holder of a
+        live session reports how it ended. Every live status may end, so owner and status
+        are the whole check (an AgentFactory report carries no lease epoch)."""
+        now = self.clock.now_ms()
+        event = SessionEvent(
+            session_id=session_id,
+            at=now,
+            kind="status",
+            status=report.status,
+            worker_id=worker_id,
+            reason=report.error_message,
+        )
+        changes = self._status_changes(report, now)
+        ended = await self.store.end_held_session(session_id, worker_id, changes, event)
+        if ended is not None:
+            await self.channel.release_issue(ended)
+        return ended
 
     @staticmethod
     def _settled_repeat(session: SessionRecord, requested: str) -> SessionRecord:

@@ -173,6 +173,14 @@ class Store(RunStore, Protocol):
         """Apply `changes` only if the session still matches `expect`; None otherwise."""
         ...
 
+    async def end_held_session(
+        self, session_id: str, worker_id: str, changes: Mapping[str, Any], event: SessionEvent
+    ) -> SessionRecord | None:
+        """A lease holder's terminal report, in one transaction: apply `changes` only if the
+        session is live and held by `worker_id`, record `event`, archive the inbox and
+        release the file reservations. None (and nothing changed) otherwise."""
+        ...
+
     async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]: ...
     async def session_events(
         self, session_id: str, kinds: Sequence[str] | None = None

@@ -145,6 +145,9 @@ class Expect:
     # Only if the session's lease is set and ran out before this time (ms): a reaper's read
     # of an expired lease must not undo a renewal that landed after that read.
     lease_expired_by: int | None = None
+    # Skip the epoch check: for a write that did not read the session first and is fenced by
+    # owner and status alone (a protocol whose reports carry no epoch).
+    any_epoch: bool = False
 
 
 PROJECT_ENVIRONMENT = "environment"

@@ -465,6 +465,19 @@ class SqlStore(ChannelSql, RunsSql):
                 await conn.execute(_INSERT_EVENT, event_values(event))
         return _session_from_row(row)
 
+    async def end_held_session(
+        self, session_id: str, worker_id: str, changes: Mapping[str, Any], event: SessionEvent
+    ) -> SessionRecord | None:
+        expect = Expect(worker_id, 0, LIVE_STATUSES, any_epoch=True)
+        update, params = fenced_update(session_id, expect, changes)
+        async with self.db.begin() as conn:
+            row = (await conn.execute(update, params)).first()
+            if row is None:
+                return None
+            await conn.execute(_INSERT_EVENT, event_values(event))
+            await self._release_holds(conn, session_id, event.at)
+        return _session_from_row(row)
+
     async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]:
         s = t.sessions
         async with self.db.connect() as conn:

@@ -377,8 +377,12 @@ class ChannelSql:
 
     async def release_session_holds(self, session_id: str, now: int) -> tuple[int, int]:
         async with self.db.begin() as conn:
-            archived = await conn.execute(_ARCHIVE_INBOX, {"b_session": session_id, "v_now": now})
-            released = await conn.execute(_RELEASE_FILES, {"b_session": session_id})
+            return await self._release_holds(conn, session_id, now)
+
+    @staticmethod
+    async def _release_holds(conn: DbConnection, session_id: str, now: int) -> tuple[int, int]:
+        archived = await conn.execute(_ARCHIVE_INBOX, {"b_session": session_id, "v_now": now})
+        released = await conn.execute(_RELEASE_FILES, {"b_session": session_id})
         return int(archived.rowcount), int(released.rowcount)
 
     async def list_inbox(self, session_id: str) -> list[InboxMessage]:

@@ -25,9 +25,10 @@ def fence(expect: Expect) -> list[sa.ColumnElement[bool]]:
     writer read: owner, epoch, and whichever optional fences `expect` sets."""
     s = t.sessions
     where = [
-        s.c.lease_epoch == expect.lease_epoch,
-        s.c.worker_id.is_(None) if expect.worker_id is None else s.c.worker_id == expect.worker_id,
+        s.c.worker_id.is_(None) if expect.worker_id is None else s.c.worker_id == expect.worker_id
     ]
+    if not expect.any_epoch:
+        where.append(s.c.lease_epoch == expect.lease_epoch)
     if expect.statuses:
         where.append(s.c.status.in_(expect.statuses))
     for name, value in expect.columns.items():
@@ -45,6 +46,7 @@ class _UpdateShape:
     """What a fenced session update's SQL depends on; its values are bound parameters."""
 
     changes: tuple[str, ...]
+    any_epoch: bool
     owner_is_null: bool
     with_statuses: bool
     columns: tuple[tuple[str, bool], ...]  # (name, expected IS NULL)
@@ -59,6 +61,7 @@ def fenced_update(
     cached per shape and its parameters (the hot path's writes differ only in values)."""
     shape = _UpdateShape(
         changes=tuple(changes),
+        any_epoch=expect.any_epoch,
         owner_is_null=expect.worker_id is None,
         with_statuses=bool(expect.statuses),
         columns=tuple((name, value is None) for name, value in expect.columns.items()),
@@ -81,13 +84,13 @@ def fenced_update(
 @functools.lru_cache(maxsize=256)
 def _update_statement(shape: _UpdateShape) -> sa.Update:
     s = t.sessions
+    owner = s.c.worker_id
     where = [
         s.c.id == sa.bindparam("b_id"),
-        s.c.lease_epoch == sa.bindparam("b_epoch"),
-        s.c.worker_id.is_(None)
-        if shape.owner_is_null
-        else s.c.worker_id == sa.bindparam("b_owner"),
+        owner.is_(None) if shape.owner_is_null else owner == sa.bindparam("b_owner"),
     ]
+    if not shape.any_epoch:
+        where.append(s.c.lease_epoch == sa.bindparam("b_epoch"))
     if shape.with_statuses:
         where.append(s.c.status.in_(sa.bindparam("b_statuses", expanding=True)))
     for name, is_null in shape.columns:
