@@ -72,7 +72,7 @@ class DispatchMachine(RuleBasedStateMachine):
     def poll(self, data: st.DataObject) -> None:
         wid = data.draw(st.sampled_from(self.workers))
         try:
-            claimed = self.run(self.dispatcher.poll(wid))
+            claimed = self.run(self.dispatcher.poll(wid)).claimed
         except WorkerNotFound:
             return
         for s in claimed:

@@ -37,7 +37,7 @@ async def test_requeue_wakes_the_queue(store: Store) -> None:
     dispatcher = Dispatcher(store, clock, worker_ttl_seconds=10, notifier=notifier)
     worker = await dispatcher.register_worker(hostname="h", capacity=1, version=None, projects=None)
     await dispatcher.create_session(NewSession(prompt="x"))
-    assert len(await dispatcher.poll(worker.id)) == 1
+    assert len((await dispatcher.poll(worker.id)).claimed) == 1
     clock.advance(11)
     waiter = asyncio.create_task(notifier.wait("agentfactory", 5))
     await asyncio.sleep(0)

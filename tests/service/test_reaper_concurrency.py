@@ -36,7 +36,7 @@ async def test_concurrent_reapers_requeue_each_session_exactly_once(backend: Bac
             w = await d.register_worker(
                 hostname="h", capacity=capacity, version=None, projects=None
             )
-            held = [s.id for s in await d.poll(w.id)]
+            held = [s.id for s in (await d.poll(w.id)).claimed]
             return w.id, held
 
         silent = [await fleet_worker(5) for _ in range(6)]

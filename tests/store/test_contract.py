@@ -115,29 +115,34 @@ async def test_claim_stays_in_its_queue_and_projects(store: Store) -> None:
     assert [c.id for c in claimed] == ["sess_pb"]
 
 
-async def test_worker_claims_count_live_sessions_and_need_an_active_worker(store: Store) -> None:
+async def poll(store: Store, wid: str, now: int, lease: int | None = None) -> list[str] | None:
+    """The ids a worker's poll claims; None if the store refuses the worker."""
+    polled = await store.poll_worker("q", wid, 5, now, lease, inbox_per_lane=10)
+    return None if polled is None else [c.id for c in polled.claimed]
+
+
+async def test_a_poll_counts_live_sessions_and_needs_an_active_worker(store: Store) -> None:
     await store.insert_worker(worker(capacity=2))
-    await add(store, *[session() for _ in range(4)])
-    first = await store.claim_for_worker("q", "wkr_1", 5, now=1, lease_expires_at=50)
-    assert first is not None and len(first) == 2
-    assert {c.lease_expires_at for c in first} == {50}
-    assert await store.claim_for_worker("q", "wkr_1", 5, now=2, lease_expires_at=None) == []
-    done = first[0]
+    await add(store, *[session(queued_at=i) for i in range(4)])
+    polled = await store.poll_worker("q", "wkr_1", 5, now=1, lease_expires_at=50, inbox_per_lane=10)
+    assert polled is not None and len(polled.claimed) == 2 and polled.inbox == []
+    assert {c.lease_expires_at for c in polled.claimed} == {50}
+    assert await poll(store, "wkr_1", now=2) == []
+    done = polled.claimed[0]
     await store.update_session(
         done.id, Expect("wkr_1", done.lease_epoch, LIVE_STATUSES), {"status": "completed"}, None
     )
-    (third,) = await store.claim_for_worker("q", "wkr_1", 5, now=3, lease_expires_at=None) or []
-    assert third.worker_id == "wkr_1"
+    (third,) = await poll(store, "wkr_1", now=3) or []
+    assert (await store.get_session(third)).worker_id == "wkr_1"  # type: ignore[union-attr]
     assert await store.end_worker("wkr_1", "dead", now=4)
-    assert await store.claim_for_worker("q", "wkr_1", 5, now=5, lease_expires_at=None) is None
-    assert await store.claim_for_worker("q", "wkr_unknown", 5, now=5, lease_expires_at=None) is None
+    assert await poll(store, "wkr_1", now=5) is None
+    assert await poll(store, "wkr_unknown", now=5) is None
 
 
-async def test_worker_claims_stay_in_the_workers_projects(store: Store) -> None:
+async def test_a_poll_stays_in_the_workers_projects(store: Store) -> None:
     await store.insert_worker(replace(worker(), projects=["b", "c"]))
     await add(store, session(project="a"), session(project="b", id="sess_pb"), session())
-    claimed = await store.claim_for_worker("q", "wkr_1", 5, now=1, lease_expires_at=None)
-    assert [c.id for c in claimed or []] == ["sess_pb"]
+    assert await poll(store, "wkr_1", now=1) == ["sess_pb"]
 
 
 async def test_concurrent_claims_never_hand_out_a_session_twice(store: Store) -> None:

@@ -37,7 +37,7 @@ async def seed(url: str) -> None:
         await d.create_session(
             NewSession(prompt=f"job {n}", project="p", extra={"n": n, "tags": ["a"]})
         )
-    first, second, *_ = await d.poll(w.id)
+    first, second, *_ = (await d.poll(w.id)).claimed
     await d.report_status(first.id, w.id, StatusReport("running", provider_session_id="x"))
     await d.report_status(
         first.id, w.id, StatusReport("completed", total_cost_usd=0.25, input_tokens=10)

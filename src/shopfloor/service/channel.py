@@ -43,6 +43,13 @@ RECOVERY_ACTIVITY_COUNT = 20
 ACTIVITY_KINDS = ("activity", "tool-error", "external-urls", "completion", "security-scan")
 
 
+def by_session(messages: list[InboxMessage]) -> dict[str, list[InboxMessage]]:
+    grouped: dict[str, list[InboxMessage]] = {}
+    for m in messages:
+        grouped.setdefault(m.session_id, []).append(m)
+    return grouped
+
+
 @dataclass(frozen=True)
 class ToolErrorOutcome:
     created: bool
@@ -260,10 +267,7 @@ class SessionChannel:
     async def deliver(self, worker_id: str) -> dict[str, list[InboxMessage]]:
         """The inbox of every session the worker holds; unacknowledged messages come again."""
         messages = await self.store.deliver_inbox(worker_id, self.clock.now_ms(), MESSAGES_PER_LANE)
-        grouped: dict[str, list[InboxMessage]] = {}
-        for m in messages:
-            grouped.setdefault(m.session_id, []).append(m)
-        return grouped
+        return by_session(messages)
 
     async def ack(self, session_id: str, message_id: str, worker_id: str | None) -> bool:
         session = await self._session(session_id)

@@ -7,7 +7,7 @@ from typing import Any
 
 from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id, new_worker_id
-from shopfloor.service.channel import SessionChannel
+from shopfloor.service.channel import MESSAGES_PER_LANE, SessionChannel, by_session
 from shopfloor.service.errors import (
     Conflict,
     InvalidTransition,
@@ -30,6 +30,7 @@ from shopfloor.store.records import (
     WORKER_DEAD,
     WORKER_DEREGISTERED,
     Expect,
+    InboxMessage,
     RegistrationTokenRecord,
     SessionEvent,
     SessionFilter,
@@ -95,6 +96,12 @@ class StatusReport:
     total_cost_usd: float | None = None
     input_tokens: int | None = None
     output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class Poll:
+    claimed: list[SessionRecord]
+    inbox: dict[str, list[InboxMessage]]  # unacknowledged messages, by session id
 
 
 @dataclass(frozen=True)
@@ -248,15 +255,21 @@ class Dispatcher:
     async def pending_count(self, queue: str = AGENTFACTORY_QUEUE) -> int:
         return await self.store.count_pending(queue)
 
-    async def poll(self, worker_id: str) -> list[SessionRecord]:
-        """Pop and pre-claim up to min(free capacity, 5) sessions for the worker."""
+    async def poll(self, worker_id: str) -> Poll:
+        """Pop and pre-claim up to min(free capacity, 5) sessions for the worker, and deliver
+        the inbox of the sessions it holds."""
         now = self.clock.now_ms()
-        claimed = await self.store.claim_for_worker(
-            AGENTFACTORY_QUEUE, worker_id, MAX_ITEMS_PER_POLL, now, now + self.claim_ttl_ms
+        polled = await self.store.poll_worker(
+            AGENTFACTORY_QUEUE,
+            worker_id,
+            MAX_ITEMS_PER_POLL,
+            now,
+            now + self.claim_ttl_ms,
+            MESSAGES_PER_LANE,
         )
-        if claimed is None:
+        if polled is None:
             raise WorkerNotFound(worker_id)
-        return claimed
+        return Poll(polled.claimed, by_session(polled.inbox))
 
     async def claim(self, session_id: str, worker_id: str) -> ClaimOutcome:
         """The legacy per-item claim. Idempotent for the worker that already holds it."""

@@ -18,6 +18,7 @@ from shopfloor.store.records import (
     SessionEvent,
     SessionFilter,
     SessionRecord,
+    WorkerPoll,
     WorkerRecord,
 )
 from shopfloor.store.run_records import (
@@ -144,12 +145,18 @@ class Store(RunStore, Protocol):
         worker, in (priority, queued_at, id) order, bumping each lease epoch."""
         ...
 
-    async def claim_for_worker(
-        self, queue: str, worker_id: str, limit: int, now: int, lease_expires_at: int | None
-    ) -> list[SessionRecord] | None:
-        """claim_next for a registered worker, in one transaction: of its projects, and never
-        more than its free slots (capacity minus its live sessions). None if the worker is
-        unknown or not active."""
+    async def poll_worker(
+        self,
+        queue: str,
+        worker_id: str,
+        limit: int,
+        now: int,
+        lease_expires_at: int | None,
+        inbox_per_lane: int,
+    ) -> WorkerPoll | None:
+        """A registered worker's poll, in one transaction: claim_next of its projects, never
+        more than its free slots (capacity minus its live sessions), then deliver_inbox.
+        None if the worker is unknown or not active."""
         ...
 
     async def claim_session(

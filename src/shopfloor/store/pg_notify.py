@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
@@ -30,6 +30,22 @@ def channel_name(schema: str | None) -> str:
 def asyncpg_dsn(url: str) -> str:
     """A plain `postgresql://` DSN for asyncpg from any SQLAlchemy-style Postgres URL."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _bounded(conn: asyncpg.Connection, op: Awaitable[object], seconds: float = 5) -> None:
+    """Run one operation on `conn` for at most `seconds`: an enqueue must never hang on a
+    connection that died silently. On timeout the connection is aborted rather than the
+    operation cancelled: cancelling an asyncpg query sends a cancel request and waits for
+    the server's answer, which a dead connection never gives (asyncio.wait_for would then
+    wait for ever)."""
+    task = asyncio.ensure_future(op)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if task in done:
+        task.result()
+        return
+    conn.terminate()  # fails the pending operation; its task ends on its own
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    raise TimeoutError(f"no answer from PostgreSQL in {seconds:g}s")
 
 
 class PgNotifyChannel:
@@ -74,8 +90,8 @@ class PgNotifyChannel:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded, like every wait here: closing must not hang on the upkeep task.
+            await asyncio.wait({self._task}, timeout=5)
             self._task = None
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
@@ -84,13 +100,10 @@ class PgNotifyChannel:
 
     async def send(self, payload: str) -> None:
         conn = self._conn
-        if conn is None or conn.is_closed():
+        if conn is None or conn.is_closed() or self._lost.is_set():
             raise ConnectionError(f"not connected to PostgreSQL for channel {self.channel!r}")
         async with self._use:
-            # Bounded: an enqueue must never hang on a connection that died silently.
-            await asyncio.wait_for(
-                conn.execute("SELECT pg_notify($1, $2)", self.channel, payload), 5
-            )
+            await _bounded(conn, conn.execute("SELECT pg_notify($1, $2)", self.channel, payload))
 
     # -- connection upkeep --
 
@@ -117,7 +130,11 @@ class PgNotifyChannel:
     async def _keep_connected(self) -> None:
         while True:
             try:
-                await asyncio.wait_for(self._lost.wait(), self.ping_seconds)
+                # asyncio.timeout, not wait_for: on Python 3.11 a wait_for whose inner wait
+                # ends just as the task is cancelled can lose the cancellation (close() then
+                # waited for ever; seen in this suite's notifier tests).
+                async with asyncio.timeout(self.ping_seconds):
+                    await self._lost.wait()
             except TimeoutError:
                 if await self._alive():
                     continue
@@ -130,7 +147,7 @@ class PgNotifyChannel:
             return False
         try:
             async with self._use:
-                await asyncio.wait_for(conn.fetchval("SELECT 1"), 5)
+                await _bounded(conn, conn.fetchval("SELECT 1"))
             return True
         except Exception:
             return False

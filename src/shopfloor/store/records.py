@@ -150,6 +150,15 @@ class Expect:
     any_epoch: bool = False
 
 
+@dataclass(frozen=True)
+class WorkerPoll:
+    """What one poll hands a worker: the sessions it just claimed, and the unacknowledged
+    inbox messages of the sessions it holds."""
+
+    claimed: list[SessionRecord]
+    inbox: list[InboxMessage]
+
+
 PROJECT_ENVIRONMENT = "environment"
 
 

@@ -32,10 +32,11 @@ from shopfloor.store.records import (
     SessionEvent,
     SessionFilter,
     SessionRecord,
+    WorkerPoll,
     WorkerRecord,
 )
 from shopfloor.store.sql_channel import ChannelSql
-from shopfloor.store.sql_common import event_values, fenced_update
+from shopfloor.store.sql_common import event_values, fenced_update, in_constants
 from shopfloor.store.sql_runs import RunsSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
@@ -53,7 +54,7 @@ _INSERT_EVENT = t.session_events.insert()
 _LIVE_COUNT = (
     sa.select(sa.func.count())
     .select_from(_s)
-    .where(_s.c.worker_id == _w.c.id, _s.c.status.in_(LIVE_STATUSES))
+    .where(_s.c.worker_id == _w.c.id, in_constants(_s.c.status, LIVE_STATUSES))
     .scalar_subquery()
 )
 _WORKER_SLOTS = sa.select(
@@ -357,9 +358,15 @@ class SqlStore(ChannelSql, RunsSql):
         async with self.db.begin() as conn:
             return await self._claim(conn, queue, worker_id, limit, now, projects, lease_expires_at)
 
-    async def claim_for_worker(
-        self, queue: str, worker_id: str, limit: int, now: int, lease_expires_at: int | None
-    ) -> list[SessionRecord] | None:
+    async def poll_worker(
+        self,
+        queue: str,
+        worker_id: str,
+        limit: int,
+        now: int,
+        lease_expires_at: int | None,
+        inbox_per_lane: int,
+    ) -> WorkerPoll | None:
         async with self.db.begin() as conn:
             # Read under the worker's row lock, so that two concurrent polls of one worker,
             # or a poll racing the reaper, cannot over-claim.
@@ -367,10 +374,14 @@ class SqlStore(ChannelSql, RunsSql):
             if row is None or row.status != "active":
                 return None
             limit = min(limit, row.capacity - row.live)
-            if limit <= 0:
-                return []
-            projects = row.projects or None
-            return await self._claim(conn, queue, worker_id, limit, now, projects, lease_expires_at)
+            claimed: list[SessionRecord] = []
+            if limit > 0:
+                projects = row.projects or None
+                claimed = await self._claim(
+                    conn, queue, worker_id, limit, now, projects, lease_expires_at
+                )
+            inbox = await self._deliver_inbox(conn, worker_id, now, inbox_per_lane)
+        return WorkerPoll(claimed, inbox)
 
     async def _claim(
         self,

@@ -27,7 +27,7 @@ from shopfloor.store.records import (
     SessionEvent,
     SessionRecord,
 )
-from shopfloor.store.sql_common import event_values
+from shopfloor.store.sql_common import event_values, in_constants
 
 LANE_ORDER = {"urgent": 0, "normal": 1}
 
@@ -53,7 +53,7 @@ _UNACKED_INBOX_OF_WORKER = (
     .join(t.sessions, t.sessions.c.id == _m.c.session_id)
     .where(
         t.sessions.c.worker_id == sa.bindparam("b_worker"),
-        t.sessions.c.status.in_((*LIVE_STATUSES, STOPPED)),
+        in_constants(t.sessions.c.status, (*LIVE_STATUSES, STOPPED)),
         _m.c.acked_at.is_(None),
         _m.c.archived_at.is_(None),
     )
@@ -324,27 +324,33 @@ class ChannelSql:
     ) -> list[InboxMessage]:
         """Unacknowledged messages of the sessions the worker holds, urgent lane first, at most
         `per_lane` per session and lane. Each is marked delivered (again)."""
-        m = t.inbox_messages
         async with self.db.begin() as conn:
-            found = await conn.execute(_UNACKED_INBOX_OF_WORKER, {"b_worker": worker_id})
-            rows = [InboxMessage(**r._mapping) for r in found]
-            rows.sort(key=lambda x: (x.session_id, LANE_ORDER.get(x.lane, 9)))
-            picked: list[InboxMessage] = []
-            counts: dict[tuple[str, str], int] = {}
-            for msg in rows:
-                key = (msg.session_id, msg.lane)
-                if counts.get(key, 0) < per_lane:
-                    counts[key] = counts.get(key, 0) + 1
-                    picked.append(msg)
-            if picked:
-                await conn.execute(
-                    m.update()
-                    .where(m.c.id.in_([x.id for x in picked]))
-                    .values(
-                        delivered_at=sa.func.coalesce(m.c.delivered_at, now),
-                        delivery_count=m.c.delivery_count + 1,
-                    )
+            return await self._deliver_inbox(conn, worker_id, now, per_lane)
+
+    @staticmethod
+    async def _deliver_inbox(
+        conn: DbConnection, worker_id: str, now: int, per_lane: int
+    ) -> list[InboxMessage]:
+        m = t.inbox_messages
+        found = await conn.execute(_UNACKED_INBOX_OF_WORKER, {"b_worker": worker_id})
+        rows = [InboxMessage(**r._mapping) for r in found]
+        rows.sort(key=lambda x: (x.session_id, LANE_ORDER.get(x.lane, 9)))
+        picked: list[InboxMessage] = []
+        counts: dict[tuple[str, str], int] = {}
+        for msg in rows:
+            key = (msg.session_id, msg.lane)
+            if counts.get(key, 0) < per_lane:
+                counts[key] = counts.get(key, 0) + 1
+                picked.append(msg)
+        if picked:
+            await conn.execute(
+                m.update()
+                .where(m.c.id.in_([x.id for x in picked]))
+                .values(
+                    delivered_at=sa.func.coalesce(m.c.delivered_at, now),
+                    delivery_count=m.c.delivery_count + 1,
                 )
+            )
         return [
             dataclasses.replace(
                 x, delivered_at=x.delivered_at or now, delivery_count=x.delivery_count + 1

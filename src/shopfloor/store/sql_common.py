@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from shopfloor.store import schema as t
 from shopfloor.store.records import Expect, SessionEvent
+
+
+def in_constants(column: sa.ColumnElement[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
+    """`column IN ('a', 'b')` with the values written into the SQL text, for the code's own
+    constant lists (statuses). A bound list is an "expanding" parameter, which SQLAlchemy
+    renders into the SQL anew on every execution of a cached statement."""
+    for value in values:
+        if not value.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"not a constant: {value!r}")
+    return column.in_([sa.literal_column(f"'{value}'", sa.String) for value in values])
 
 
 def event_values(ev: SessionEvent) -> dict[str, Any]:
@@ -48,7 +58,7 @@ class _UpdateShape:
     changes: tuple[str, ...]
     any_epoch: bool
     owner_is_null: bool
-    with_statuses: bool
+    statuses: tuple[str, ...]
     columns: tuple[tuple[str, bool], ...]  # (name, expected IS NULL)
     lease_valid: bool
     lease_expired: bool
@@ -63,7 +73,7 @@ def fenced_update(
         changes=tuple(changes),
         any_epoch=expect.any_epoch,
         owner_is_null=expect.worker_id is None,
-        with_statuses=bool(expect.statuses),
+        statuses=tuple(expect.statuses),
         columns=tuple((name, value is None) for name, value in expect.columns.items()),
         lease_valid=expect.lease_valid_at is not None,
         lease_expired=expect.lease_expired_by is not None,
@@ -73,7 +83,6 @@ def fenced_update(
         b_id=session_id,
         b_epoch=expect.lease_epoch,
         b_owner=expect.worker_id,
-        b_statuses=list(expect.statuses),
         b_valid_at=expect.lease_valid_at,
         b_expired_by=expect.lease_expired_by,
     )
@@ -91,8 +100,8 @@ def _update_statement(shape: _UpdateShape) -> sa.Update:
     ]
     if not shape.any_epoch:
         where.append(s.c.lease_epoch == sa.bindparam("b_epoch"))
-    if shape.with_statuses:
-        where.append(s.c.status.in_(sa.bindparam("b_statuses", expanding=True)))
+    if shape.statuses:
+        where.append(in_constants(s.c.status, shape.statuses))
     for name, is_null in shape.columns:
         column = s.c[name]
         where.append(column.is_(None) if is_null else column == sa.bindparam(f"b_col_{name}"))

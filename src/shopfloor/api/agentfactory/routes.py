@@ -102,8 +102,8 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
 async def poll(worker_id: str, request: Request) -> JSONResponse:
     (await authenticate(request)).check_acts_as(worker_id)
     dispatcher = services(request).dispatcher
-    claimed = await dispatcher.poll(worker_id)
-    inbox = await dispatcher.channel.deliver(worker_id)
+    polled = await dispatcher.poll(worker_id)
+    claimed, inbox = polled.claimed, polled.inbox
     return JSONResponse(
         {
             "work": [queued_work(s) for s in claimed],
