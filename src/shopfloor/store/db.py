@@ -62,6 +62,11 @@ class Database(Protocol):
 
     def connect(self) -> contextlib.AbstractAsyncContextManager[DbConnection]: ...
 
+    def autocommit(self) -> contextlib.AbstractAsyncContextManager[DbConnection]:
+        """A connection whose every statement commits by itself (no BEGIN/COMMIT round
+        trips), for a write that is one statement."""
+        ...
+
     async def dispose(self) -> None: ...
 
 
@@ -114,6 +119,12 @@ class AsyncEngineDatabase:
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[DbConnection]:
         async with self.engine.connect() as conn:
+            yield _AsyncConn(conn)
+
+    @contextlib.asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[DbConnection]:
+        async with self.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield _AsyncConn(conn)
 
     async def dispose(self) -> None:
@@ -185,6 +196,9 @@ class LoopSqliteDatabase:
                 # Like closing a pooled connection: whatever was not committed is not kept.
                 if conn.in_transaction():
                     conn.rollback()
+
+    def autocommit(self) -> contextlib.AbstractAsyncContextManager[DbConnection]:
+        return self.begin()  # a transaction costs no round trip here
 
     async def dispose(self) -> None:
         async with self._lock:

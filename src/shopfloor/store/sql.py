@@ -100,6 +100,28 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> sa.Update:
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _ending_in_one_statement(update: sa.Update) -> sa.Select[Any]:
+    """Postgres only (data-modifying CTEs): a fenced session update (see fenced_update) with
+    the rest of a terminal report in the same statement: its history event (parameters
+    `e_*`), the inbox archived, the file reservations released. Only if the update matched
+    do the others find a row to act on."""
+    ended = update.cte("ended")
+    e, m, f = t.session_events, t.inbox_messages, t.file_locks
+    names = ["session_id", "at", "kind", "status", "worker_id", "reason", "data"]
+    event_row = [ended.c.id] + [sa.bindparam(f"e_{n}", type_=e.c[n].type) for n in names[1:]]
+    event = e.insert().from_select(names, sa.select(*event_row)).cte("event")
+    ended_id = sa.select(ended.c.id).scalar_subquery()
+    archive = (
+        m.update()
+        .where(m.c.session_id == ended_id, m.c.archived_at.is_(None))
+        .values(archived_at=sa.bindparam("e_at", type_=m.c.archived_at.type))
+        .cte("archive")
+    )
+    release = f.delete().where(f.c.session_id == ended_id).cte("release")
+    return sa.select(ended).add_cte(event, archive, release)
+
+
 def async_url(url: str) -> str:
     """Accept plain `sqlite:///` and `postgresql://` URLs and pick the driver."""
     parsed = make_url(url)
@@ -481,6 +503,12 @@ class SqlStore(ChannelSql, RunsSql):
     ) -> SessionRecord | None:
         expect = Expect(worker_id, 0, LIVE_STATUSES, any_epoch=True)
         update, params = fenced_update(session_id, expect, changes)
+        if self.dialect == "postgresql":
+            # One statement instead of six round trips (BEGIN, four writes, COMMIT).
+            params.update({f"e_{k}": v for k, v in event_values(event).items()})
+            async with self.db.autocommit() as conn:
+                row = (await conn.execute(_ending_in_one_statement(update), params)).first()
+            return None if row is None else _session_from_row(row)
         async with self.db.begin() as conn:
             row = (await conn.execute(update, params)).first()
             if row is None:
