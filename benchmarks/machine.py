@@ -14,7 +14,7 @@ from benchmarks.common import PG_DSN, REDIS_URL
 
 PACKAGES = [
     *("shopfloor", "fastapi", "uvicorn", "uvloop", "httptools", "sqlalchemy", "asyncpg"),
-    *("aiosqlite", "pgqueuer", "procrastinate", "psycopg", "saq", "redis", "hiredis"),
+    *("pgqueuer", "procrastinate", "psycopg", "saq", "redis", "hiredis"),
 ]
 
 

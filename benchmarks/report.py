@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,20 @@ def _claimed(m: dict[str, Any], planned: int) -> str:
     if offered < planned:
         text += f" (of {fmt(planned)} planned ‡)"
     return text
+
+
+def idle_floor_note(cfg: dict[str, Any]) -> str:
+    """What the polling protocol alone allows: the wait for the fleet's next poll."""
+    period_s = cfg["poll_interval_ms"] / 1000 * 1.2  # pollInterval + mean jitter (0-40 %)
+    mean_gap_ms = 1000 * period_s / cfg["idle_workers"]
+    return (
+        f"The protocol's own floor (arithmetic, not a measurement): {fmt(cfg['idle_workers'])} "
+        f"workers each polling every {period_s:g} s on average make one poll every "
+        f"{mean_gap_ms:.1f} ms; an arrival waits for the next of them, which for polls at "
+        f"independent random times is exponential with that mean, so its p99 is "
+        f"{mean_gap_ms * math.log(100):.1f} ms (ln 100 × the mean) before the server does "
+        "anything. A p99 below that needs a protocol that pushes or long-polls."
+    )
 
 
 def _m(workloads: dict[str, Any], name: str, key: str) -> float | None:
@@ -277,6 +292,8 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "",
         *idle_table(workloads, cfg["idle_jobs"]),
         "",
+        idle_floor_note(cfg),
+        "",
         "‡ The server answered the offering connection so slowly that fewer sessions than "
         "planned were offered in the time allowed: the fleet alone kept it saturated. The "
         "fleet's request rate below what 1,000 workers at this interval would send "
@@ -321,27 +338,31 @@ WHY_PEERS = """\
 Why the peers differ, structurally (the numbers above say by how much in this run):
 
 - **Work per job.** A shopfloor AgentFactory job costs two HTTP requests (a poll that
-  pre-claims one session, a `completed` status report) and 8 SQL statements in 3
-  transactions: the poll reads the worker, then in one transaction locks it, counts its live
-  sessions, claims, and writes a history row; the report reads the session, updates it under
-  the owner/epoch condition, and writes a history row. On SQLite every statement is several
-  aiosqlite thread hand-offs (cursor, execute, fetch, close, begin/commit, pool reset):
-  about 70 per job, counted with cProfile, and each is an event-loop wake-up. SQLAlchemy
-  also rebuilds each statement's cache key per call. PgQueuer and SAQ workers talk to the
-  database directly: PgQueuer claims a batch per statement and buffers its acks; SAQ is a
-  few Redis commands per job. Procrastinate is closest to us: one job per fetch, one
-  transaction per state change, no HTTP.
-- **What would close the gap** (not done in this task): run each unit of work (poll, report)
-  as one call into the database thread instead of a hand-off per statement, fold the
-  worker read and capacity check into the claim statement, prebuild the hot statements,
-  let a poll claim up to the protocol's 5 items (K workers with capacity 1 get 1 each), and
-  serialise JSON with orjson. The bare FastAPI ceiling in the same run shows how much of
-  the gap HTTP itself explains.
+  pre-claims one session, a `completed` status report), each a JSON request through
+  FastAPI with authentication, and 8 SQL statements in 2 transactions. The poll is one
+  transaction: read the worker's capacity and live count under its row lock, claim
+  (`UPDATE … RETURNING` over the claimable partial index), write the claim's history row,
+  read the worker's inbox. The report is one transaction too: the owner-fenced update, its
+  history row, archiving the inbox and releasing file reservations; on Postgres these four
+  are one statement (data-modifying CTEs). Hot statements are built once and cached, and
+  SQLite runs them on the event loop (no thread hand-offs). What remains per statement is
+  SQLAlchemy's execution path (some tens of microseconds of Python) and, on Postgres, a
+  network round trip through asyncpg; the server process is CPU-bound during the drain
+  (see its CPU column). PgQueuer and SAQ workers talk to the database directly, with no
+  HTTP: PgQueuer claims a batch per statement and buffers its acks; SAQ is a few Redis
+  commands per job. Procrastinate is closest to us: one job per fetch, one transaction per
+  state change, no HTTP.
+- **What would close the gap** (not done yet): claim several sessions per poll (the
+  protocol allows 5; these workers have capacity 1, so each poll claims one); run the SQLite
+  hot statements on the sqlite3 cursor directly, with SQL compiled once by SQLAlchemy; on
+  Postgres, fold the poll's four statements into one as the report's are, so that a job is
+  two round trips instead of seven; serialise JSON with orjson. The bare FastAPI ceiling in
+  the same run bounds what any Python HTTP protocol can reach here.
 - **Latency** under the AgentFactory protocol is bounded by its poll interval: an idle
   worker sleeps 5 s + jitter between polls by specification, so a lone arrival waits for the
   next poll of any of K workers. Peers wake on LISTEN/NOTIFY (PgQueuer, Procrastinate) or a
-  blocking Redis pop (SAQ). The environment work API long-polls; its slot in the table is
-  filled once that protocol is merged."""
+  blocking Redis pop (SAQ); the environment work API long-polls and is woken the same
+  way."""
 
 METHOD = """\
 ## What exactly is measured
