@@ -97,6 +97,33 @@ def _claimed(m: dict[str, Any], planned: int) -> str:
     return text
 
 
+def _backlog_note(workloads: dict[str, Any], offered_rate: float) -> list[str]:
+    """The footnote for a latency marked ‡, only when one is."""
+    rows = [e["median"] for e in workloads.values() if e.get("kind") == "dispatch"]
+    if not any(_latency(m, "latency_p50_ms", offered_rate).endswith("‡") for m in rows):
+        return []
+    return [
+        f"‡ This system drained slower than the {offered_rate:g} jobs/s offered in the "
+        "latency phase, so a backlog built up and its latency measures that backlog, not "
+        "dispatch.",
+        "",
+    ]
+
+
+def _idle_cut_short_note(workloads: dict[str, Any], planned: int) -> list[str]:
+    """The footnote for an idle row marked ‡, only when one is."""
+    idle = [e["median"] for e in workloads.values() if e.get("kind") == "idle"]
+    if not any(m.get("offered", planned) < planned for m in idle):
+        return []
+    return [
+        "‡ The server answered the offering connection so slowly that fewer sessions than "
+        "planned were offered in the time allowed: the fleet alone kept it saturated. The "
+        "fleet's request rate below what the workers at this interval would send "
+        "(≈ workers ÷ 6 s) says the same.",
+        "",
+    ]
+
+
 def idle_floor_note(cfg: dict[str, Any]) -> str:
     """What the polling protocol alone allows: the wait for the fleet's next poll."""
     period_s = cfg["poll_interval_ms"] / 1000 * 1.2  # pollInterval + mean jitter (0-40 %)
@@ -267,10 +294,7 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "",
         *dispatch_table(workloads, cfg["paced_rate"]),
         "",
-        f"‡ This system drained slower than the {cfg['paced_rate']:g} jobs/s offered in the "
-        "latency phase, so a backlog built up and its latency measures that backlog, not "
-        "dispatch.",
-        "",
+        *_backlog_note(workloads, cfg["paced_rate"]),
         f"Ceiling: a bare FastAPI/uvicorn JSON endpoint served **{fmt(ceiling)} requests/s** "
         f"to the same load generator (K = {cfg['workers']} keep-alive connections, "
         f"{cfg['ceiling_seconds']:g} s).",
@@ -294,11 +318,7 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "",
         idle_floor_note(cfg),
         "",
-        "‡ The server answered the offering connection so slowly that fewer sessions than "
-        "planned were offered in the time allowed: the fleet alone kept it saturated. The "
-        "fleet's request rate below what 1,000 workers at this interval would send "
-        "(≈ workers ÷ 6 s) says the same.",
-        "",
+        *_idle_cut_short_note(workloads, cfg["idle_jobs"]),
         "## Targets for this round",
         "",
         *targets_table(workloads, cfg),
