@@ -95,7 +95,7 @@ async def test_inbox_delivers_to_the_holder_until_acked_then_archives(store: Sto
     assert await store.ack_inbox_message(s.id, "nope", 8) is None
     again = await store.deliver_inbox("wkr_a", now=9)
     assert [(m.id, m.delivery_count, m.delivered_at) for m in again] == [("m0", 2, 7)]
-    assert await store.archive_inbox(s.id, 10) == 2
+    assert await store.release_session_holds(s.id, 10) == (2, 0)
     assert await store.deliver_inbox("wkr_a", now=11) == []
 
 

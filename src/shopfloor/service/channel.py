@@ -264,11 +264,6 @@ class SessionChannel:
             await self.send(session.id, "stop", why, user_name=user_name)
         return updated
 
-    async def deliver(self, worker_id: str) -> dict[str, list[InboxMessage]]:
-        """The inbox of every session the worker holds; unacknowledged messages come again."""
-        messages = await self.store.deliver_inbox(worker_id, self.clock.now_ms(), MESSAGES_PER_LANE)
-        return by_session(messages)
-
     async def ack(self, session_id: str, message_id: str, worker_id: str | None) -> bool:
         session = await self._session(session_id)
         if worker_id is not None and session.worker_id != worker_id:

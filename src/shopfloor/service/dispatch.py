@@ -319,14 +319,7 @@ class Dispatcher:
         changes = self._status_changes(report, now)
         event = None
         if report.status != session.status:
-            event = SessionEvent(
-                session_id=session.id,
-                at=now,
-                kind="status",
-                status=report.status,
-                worker_id=worker_id,
-                reason=report.error_message,
-            )
+            event = self._status_event(session_id, worker_id, report, now)
         updated = await self.store.update_session(
             session.id, Expect(worker_id, session.lease_epoch, LIVE_STATUSES), changes, event
         )
@@ -343,15 +336,8 @@ class Dispatcher:
         live session reports how it ended. Every live status may end, so owner and status
         are the whole check (an AgentFactory report carries no lease epoch)."""
         now = self.clock.now_ms()
-        event = SessionEvent(
-            session_id=session_id,
-            at=now,
-            kind="status",
-            status=report.status,
-            worker_id=worker_id,
-            reason=report.error_message,
-        )
         changes = self._status_changes(report, now)
+        event = self._status_event(session_id, worker_id, report, now)
         ended = await self.store.end_held_session(session_id, worker_id, changes, event)
         if ended is not None:
             await self.channel.release_issue(ended)
@@ -364,6 +350,19 @@ class Dispatcher:
         if requested == session.status or (session.status == STOPPED and requested == FINALIZING):
             return session
         raise InvalidTransition(session.status, requested)
+
+    @staticmethod
+    def _status_event(
+        session_id: str, worker_id: str, report: StatusReport, now: int
+    ) -> SessionEvent:
+        return SessionEvent(
+            session_id=session_id,
+            at=now,
+            kind="status",
+            status=report.status,
+            worker_id=worker_id,
+            reason=report.error_message,
+        )
 
     @staticmethod
     def _status_changes(report: StatusReport, now: int) -> dict[str, Any]:

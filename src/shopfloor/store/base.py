@@ -238,7 +238,6 @@ class Store(RunStore, Protocol):
     async def ack_inbox_message(
         self, session_id: str, message_id: str, now: int
     ) -> InboxMessage | None: ...
-    async def archive_inbox(self, session_id: str, now: int) -> int: ...
     async def release_session_holds(self, session_id: str, now: int) -> tuple[int, int]:
         """At a session's end, in one transaction: archive its inbox and release its file
         reservations. Returns (messages archived, files released)."""

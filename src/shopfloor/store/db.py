@@ -9,8 +9,9 @@ wake-up and a greenlet switch per call, several calls per statement. So the SQLi
 statements on the calling thread, the event loop, over one long-lived connection. A transaction
 holds an asyncio lock from BEGIN to COMMIT, so transactions of concurrent requests never
 interleave on that connection; since no statement yields to the loop, the lock is almost never
-contended. The cost of this choice: while another process (the CLI's `db copy`, say) holds
-SQLite's write lock, the server waits for it (busy_timeout) without serving anything.
+contended. The cost of this choice: while another process (`shopfloor db upgrade`, or any
+other writer of the same file) holds SQLite's write lock, the server waits for it
+(busy_timeout) without serving anything.
 """
 
 from __future__ import annotations

@@ -376,11 +376,6 @@ class ChannelSql:
             ).first()
         return None if row is None else InboxMessage(**row._mapping)
 
-    async def archive_inbox(self, session_id: str, now: int) -> int:
-        async with self.db.begin() as conn:
-            result = await conn.execute(_ARCHIVE_INBOX, {"b_session": session_id, "v_now": now})
-        return int(result.rowcount)
-
     async def release_session_holds(self, session_id: str, now: int) -> tuple[int, int]:
         async with self.db.begin() as conn:
             return await self._release_holds(conn, session_id, now)

@@ -30,32 +30,10 @@ def event_values(ev: SessionEvent) -> dict[str, Any]:
     return values
 
 
-def fence(expect: Expect) -> list[sa.ColumnElement[bool]]:
-    """The WHERE terms that make a write to the sessions table conditional on the lease the
-    writer read: owner, epoch, and whichever optional fences `expect` sets."""
-    s = t.sessions
-    where = [
-        s.c.worker_id.is_(None) if expect.worker_id is None else s.c.worker_id == expect.worker_id
-    ]
-    if not expect.any_epoch:
-        where.append(s.c.lease_epoch == expect.lease_epoch)
-    if expect.statuses:
-        where.append(s.c.status.in_(expect.statuses))
-    for name, value in expect.columns.items():
-        column = s.c[name]
-        where.append(column.is_(None) if value is None else column == value)
-    if expect.lease_valid_at is not None:
-        where.append(s.c.lease_expires_at >= expect.lease_valid_at)
-    if expect.lease_expired_by is not None:
-        where.append(s.c.lease_expires_at < expect.lease_expired_by)
-    return where
-
-
 @dataclasses.dataclass(frozen=True)
-class _UpdateShape:
-    """What a fenced session update's SQL depends on; its values are bound parameters."""
+class _FenceShape:
+    """What a fence's SQL depends on; its values are bound parameters (`b_*`)."""
 
-    changes: tuple[str, ...]
     any_epoch: bool
     owner_is_null: bool
     statuses: tuple[str, ...]
@@ -63,41 +41,36 @@ class _UpdateShape:
     lease_valid: bool
     lease_expired: bool
 
+    @classmethod
+    def of(cls, expect: Expect) -> _FenceShape:
+        return cls(
+            any_epoch=expect.any_epoch,
+            owner_is_null=expect.worker_id is None,
+            statuses=tuple(expect.statuses),
+            columns=tuple((name, value is None) for name, value in expect.columns.items()),
+            lease_valid=expect.lease_valid_at is not None,
+            lease_expired=expect.lease_expired_by is not None,
+        )
 
-def fenced_update(
-    session_id: str, expect: Expect, changes: Mapping[str, Any]
-) -> tuple[sa.Update, dict[str, Any]]:
-    """`UPDATE sessions SET changes WHERE id AND fence(expect) RETURNING *`, as a statement
-    cached per shape and its parameters (the hot path's writes differ only in values)."""
-    shape = _UpdateShape(
-        changes=tuple(changes),
-        any_epoch=expect.any_epoch,
-        owner_is_null=expect.worker_id is None,
-        statuses=tuple(expect.statuses),
-        columns=tuple((name, value is None) for name, value in expect.columns.items()),
-        lease_valid=expect.lease_valid_at is not None,
-        lease_expired=expect.lease_expired_by is not None,
-    )
-    params: dict[str, Any] = {f"v_{name}": value for name, value in changes.items()}
-    params.update(
-        b_id=session_id,
-        b_epoch=expect.lease_epoch,
-        b_owner=expect.worker_id,
-        b_valid_at=expect.lease_valid_at,
-        b_expired_by=expect.lease_expired_by,
-    )
+
+def fence(expect: Expect) -> tuple[list[sa.ColumnElement[bool]], dict[str, Any]]:
+    """The WHERE terms that make a write to the sessions table conditional on the lease the
+    writer read (owner, epoch, and whichever optional fences `expect` sets), and the values
+    of their parameters, to pass when the statement is executed."""
+    params: dict[str, Any] = {
+        "b_epoch": expect.lease_epoch,
+        "b_owner": expect.worker_id,
+        "b_valid_at": expect.lease_valid_at,
+        "b_expired_by": expect.lease_expired_by,
+    }
     params.update({f"b_col_{name}": value for name, value in expect.columns.items()})
-    return _update_statement(shape), params
+    return _fence_terms(_FenceShape.of(expect)), params
 
 
-@functools.lru_cache(maxsize=256)
-def _update_statement(shape: _UpdateShape) -> sa.Update:
+def _fence_terms(shape: _FenceShape) -> list[sa.ColumnElement[bool]]:
     s = t.sessions
     owner = s.c.worker_id
-    where = [
-        s.c.id == sa.bindparam("b_id"),
-        owner.is_(None) if shape.owner_is_null else owner == sa.bindparam("b_owner"),
-    ]
+    where = [owner.is_(None) if shape.owner_is_null else owner == sa.bindparam("b_owner")]
     if not shape.any_epoch:
         where.append(s.c.lease_epoch == sa.bindparam("b_epoch"))
     if shape.statuses:
@@ -109,5 +82,24 @@ def _update_statement(shape: _UpdateShape) -> sa.Update:
         where.append(s.c.lease_expires_at >= sa.bindparam("b_valid_at"))
     if shape.lease_expired:
         where.append(s.c.lease_expires_at < sa.bindparam("b_expired_by"))
-    values = {name: sa.bindparam(f"v_{name}", type_=s.c[name].type) for name in shape.changes}
+    return where
+
+
+def fenced_update(
+    session_id: str, expect: Expect, changes: Mapping[str, Any]
+) -> tuple[sa.Update, dict[str, Any]]:
+    """`UPDATE sessions SET changes WHERE id AND fence(expect) RETURNING *`, as a statement
+    cached per shape (which columns change, which fences apply) and its parameters: the hot
+    path's writes differ only in values."""
+    _, params = fence(expect)
+    params["b_id"] = session_id
+    params.update({f"v_{name}": value for name, value in changes.items()})
+    return _update_statement(tuple(changes), _FenceShape.of(expect)), params
+
+
+@functools.lru_cache(maxsize=256)
+def _update_statement(changes: tuple[str, ...], shape: _FenceShape) -> sa.Update:
+    s = t.sessions
+    values = {name: sa.bindparam(f"v_{name}", type_=s.c[name].type) for name in changes}
+    where = [s.c.id == sa.bindparam("b_id"), *_fence_terms(shape)]
     return s.update().where(*where).values(values).returning(*s.c)

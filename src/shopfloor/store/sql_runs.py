@@ -18,7 +18,7 @@ from shopfloor.store.run_records import (
     RunRecord,
     WorkerSessionRecord,
 )
-from shopfloor.store.sql_common import event_values, fence
+from shopfloor.store.sql_common import event_values, fence, fenced_update
 
 
 class RunsSql:
@@ -155,7 +155,8 @@ class RunsSql:
         """Append events and advance both cursors by their count, only if the run's session
         still matches `expect` and the given cursors match; None otherwise."""
         r, s = t.runs, t.sessions
-        held = sa.exists().where(s.c.id == r.c.session_id, *fence(expect))
+        terms, params = fence(expect)
+        held = sa.exists().where(s.c.id == r.c.session_id, *terms)
         where: list[sa.ColumnElement[bool]] = [r.c.run_id == run_id, held]
         if expected_external_sequence is not None:
             where.append(r.c.latest_external_event_sequence == expected_external_sequence)
@@ -172,7 +173,8 @@ class RunsSql:
                         latest_external_event_sequence=r.c.latest_external_event_sequence + n,
                         updated_at=now,
                     )
-                    .returning(*r.c)
+                    .returning(*r.c),
+                    params,
                 )
             ).first()
             if row is None:
@@ -205,16 +207,10 @@ class RunsSql:
     ) -> tuple[SessionRecord, RunRecord] | None:
         """Apply a terminal change to a run's session and run rows together, only if the
         session still matches `expect`; None otherwise."""
-        s, r = t.sessions, t.runs
+        r = t.runs
+        update, params = fenced_update(session_id, expect, session_changes)
         async with self.db.begin() as conn:
-            srow = (
-                await conn.execute(
-                    s.update()
-                    .where(s.c.id == session_id, *fence(expect))
-                    .values(dict(session_changes))
-                    .returning(*s.c)
-                )
-            ).first()
+            srow = (await conn.execute(update, params)).first()
             if srow is None:
                 return None
             rrow = (
