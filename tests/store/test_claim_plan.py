@@ -53,7 +53,7 @@ def claim_sql(store: SqlStore, projects: list[str] | None = None) -> tuple[str, 
     params["b_lease"] = 2
     if projects is not None:
         params["b_projects"] = projects
-    state = stmt.compile(dialect=store.db.dialect).construct_expanded_state(params)
+    state = stmt.statement.compile(dialect=store.db.dialect).construct_expanded_state(params)
     return state.statement, tuple(state.positional_parameters)
 
 

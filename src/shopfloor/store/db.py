@@ -28,6 +28,72 @@ from sqlalchemy.sql.base import Executable
 
 T = TypeVar("T")
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
+Processor = Callable[[Any], Any] | None
+Statement = sa.Select[Any] | sa.Insert | sa.Update | sa.Delete
+
+
+class Prepared:
+    """A hot-path statement, built once at import. On SQLite it is compiled once to SQL text
+    and runs straight on the driver's cursor, with the column types' own conversions (JSON)
+    applied by hand: SQLAlchemy's per-execution work (execution context, parameter
+    processing, result metadata) costs several times what SQLite takes to run a small
+    statement. Postgres runs it through SQLAlchemy as usual."""
+
+    def __init__(self, statement: Statement) -> None:
+        self.statement = statement
+        self._sqlite: _SqliteQuery | None = None
+        self._compiled = False
+
+    def sqlite_query(self, dialect: Dialect) -> _SqliteQuery | None:
+        """The compiled form, or None for a statement whose SQL varies per execution
+        (an expanding IN list), which keeps SQLAlchemy's path."""
+        if not self._compiled:
+            self._sqlite = _SqliteQuery.compile(self.statement, dialect)
+            self._compiled = True
+        return self._sqlite
+
+
+class _SqliteQuery:
+    def __init__(
+        self,
+        sql: str,
+        binds: list[tuple[str, bool, Any, Processor]],
+        columns: list[tuple[str, Processor]],
+    ) -> None:
+        self.sql = sql
+        self.binds = binds  # (name, required, default value, processor), in SQL order
+        self.columns = columns  # (key, processor), in result order
+
+    @classmethod
+    def compile(cls, statement: Statement, dialect: Dialect) -> _SqliteQuery | None:
+        compiled = statement.compile(dialect=dialect)
+        if "POSTCOMPILE" in compiled.string or compiled.positiontup is None:
+            return None
+        binds: list[tuple[str, bool, Any, Processor]] = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            binds.append((name, bind.required, bind.value, processor))
+        exported = getattr(statement, "exported_columns", ())
+        columns = [
+            (col.key, col.type.dialect_impl(dialect).result_processor(dialect, None))
+            for col in exported
+        ]
+        return cls(compiled.string, binds, columns)
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        out = []
+        for name, required, default, processor in self.binds:
+            value = params[name] if required else params.get(name, default)
+            out.append(value if processor is None else processor(value))
+        return out
+
+    def rows(self, fetched: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        columns = self.columns
+        return [
+            {key: v if p is None else p(v) for (key, p), v in zip(columns, row, strict=True)}
+            for row in fetched
+        ]
 
 
 class DbConnection(Protocol):
@@ -43,6 +109,15 @@ class DbConnection(Protocol):
     async def scalar(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> Any: ...
+
+    async def fetch(self, query: Prepared, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The rows of a prepared query, as dicts keyed by column."""
+        ...
+
+    async def run(self, query: Prepared, parameters: Params) -> int:
+        """Execute a prepared write (a list of parameter sets runs it once per set); returns
+        the number of rows it touched."""
+        ...
 
     def begin_nested(self) -> contextlib.AbstractAsyncContextManager[object]: ...
 
@@ -89,6 +164,13 @@ class _AsyncConn:
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> Any:
         return await self._conn.scalar(statement, parameters)
+
+    async def fetch(self, query: Prepared, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        result = await self._conn.execute(query.statement, parameters)
+        return [dict(row) for row in result.mappings()]
+
+    async def run(self, query: Prepared, parameters: Params) -> int:
+        return int((await self._conn.execute(query.statement, parameters)).rowcount)
 
     @contextlib.asynccontextmanager
     async def begin_nested(self) -> AsyncIterator[object]:
@@ -150,6 +232,37 @@ class _LoopConn:
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> Any:
         return self._conn.scalar(statement, parameters)
+
+    async def fetch(self, query: Prepared, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        compiled = query.sqlite_query(self._conn.dialect)
+        if compiled is None:
+            result = self._conn.execute(query.statement, parameters)
+            return [dict(row) for row in result.mappings()]
+        cursor = self._cursor()
+        try:
+            return compiled.rows(
+                cursor.execute(compiled.sql, compiled.arguments(parameters)).fetchall()
+            )
+        finally:
+            cursor.close()
+
+    async def run(self, query: Prepared, parameters: Params) -> int:
+        compiled = query.sqlite_query(self._conn.dialect)
+        if compiled is None:
+            return int(self._conn.execute(query.statement, parameters).rowcount)
+        cursor = self._cursor()
+        try:
+            if isinstance(parameters, Sequence):
+                cursor.executemany(compiled.sql, [compiled.arguments(p) for p in parameters])
+            else:
+                cursor.execute(compiled.sql, compiled.arguments(parameters or {}))
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def _cursor(self) -> Any:
+        # The driver connection under SQLAlchemy's: same transaction, no per-call wrapping.
+        return self._conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
 
     @contextlib.asynccontextmanager
     async def begin_nested(self) -> AsyncIterator[object]:

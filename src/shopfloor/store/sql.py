@@ -19,7 +19,13 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shopfloor.store import schema as t
-from shopfloor.store.db import AsyncEngineDatabase, Database, DbConnection, LoopSqliteDatabase
+from shopfloor.store.db import (
+    AsyncEngineDatabase,
+    Database,
+    DbConnection,
+    LoopSqliteDatabase,
+    Prepared,
+)
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import (
     CLAIMED,
@@ -48,9 +54,14 @@ _PENDING_LITERAL: sa.ColumnClause[str] = sa.literal_column(f"'{PENDING}'", sa.St
 # Hot-path statements are built once, with bound parameters (`b_*`), not per call: building
 # and cache-keying a statement costs more than SQLite takes to run it.
 _s, _w = t.sessions, t.workers
-_GET_SESSION = sa.select(_s).where(_s.c.id == sa.bindparam("b_id"))
-_GET_WORKER = sa.select(_w).where(_w.c.id == sa.bindparam("b_id"))
-_INSERT_EVENT = t.session_events.insert()
+_GET_SESSION = Prepared(sa.select(_s).where(_s.c.id == sa.bindparam("b_id")))
+_GET_WORKER = Prepared(sa.select(_w).where(_w.c.id == sa.bindparam("b_id")))
+_EVENT_COLUMNS = ("session_id", "at", "kind", "status", "worker_id", "reason", "data")
+_INSERT_EVENT = Prepared(
+    t.session_events.insert().values(
+        {n: sa.bindparam(n, type_=t.session_events.c[n].type) for n in _EVENT_COLUMNS}
+    )
+)
 _LIVE_COUNT = (
     sa.select(sa.func.count())
     .select_from(_s)
@@ -63,7 +74,7 @@ _WORKER_SLOTS = sa.select(
 
 
 @functools.lru_cache(maxsize=32)
-def claim_statement(dialect: str, limit: int, with_projects: bool) -> sa.Update:
+def claim_statement(dialect: str, limit: int, with_projects: bool) -> Prepared:
     """The single statement that claims the head of a queue: up to `limit` pending sessions
     of `b_queue` (of the projects `b_projects`, when `with_projects`) for `b_worker`, at
     `b_now`, with the pre-claim lease `b_lease`. It reads only ix_sessions_claimable.
@@ -85,7 +96,7 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> sa.Update:
     # Pick the rows in a CTE and join to it: Postgres may re-run an `IN (subquery LIMIT n)`
     # and so claim more than n rows; a CTE is evaluated once.
     picked = candidates.cte("picked")
-    return (
+    return Prepared(
         _s.update()
         .where(_s.c.id == picked.c.id, _s.c.status == _PENDING_LITERAL)
         .values(
@@ -101,14 +112,15 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> sa.Update:
 
 
 @functools.lru_cache(maxsize=64)
-def _ending_in_one_statement(update: sa.Update) -> sa.Select[Any]:
+def _ending_in_one_statement(update: Prepared) -> Prepared:
     """Postgres only (data-modifying CTEs): a fenced session update (see fenced_update) with
     the rest of a terminal report in the same statement: its history event (parameters
     `e_*`), the inbox archived, the file reservations released. Only if the update matched
     do the others find a row to act on."""
-    ended = update.cte("ended")
+    assert isinstance(update.statement, sa.Update)
+    ended = update.statement.cte("ended")
     e, m, f = t.session_events, t.inbox_messages, t.file_locks
-    names = ["session_id", "at", "kind", "status", "worker_id", "reason", "data"]
+    names = _EVENT_COLUMNS
     event_row = [ended.c.id] + [sa.bindparam(f"e_{n}", type_=e.c[n].type) for n in names[1:]]
     event = e.insert().from_select(names, sa.select(*event_row)).cte("event")
     ended_id = sa.select(ended.c.id).scalar_subquery()
@@ -119,7 +131,7 @@ def _ending_in_one_statement(update: sa.Update) -> sa.Select[Any]:
         .cte("archive")
     )
     release = f.delete().where(f.c.session_id == ended_id).cte("release")
-    return sa.select(ended).add_cte(event, archive, release)
+    return Prepared(sa.select(ended).add_cte(event, archive, release))
 
 
 def async_url(url: str) -> str:
@@ -140,6 +152,10 @@ def _session_from_row(row: sa.Row[Any]) -> SessionRecord:
     return SessionRecord(**row._mapping)
 
 
+def _sessions(rows: list[dict[str, Any]]) -> list[SessionRecord]:
+    return [SessionRecord(**row) for row in rows]
+
+
 def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
     return WorkerRecord(**row._mapping)
 
@@ -154,7 +170,7 @@ class SqlStore(ChannelSql, RunsSql):
         self.schema = schema
         self.dialect = make_url(self.url).get_backend_name()
         self.db: Database = self._open(schema)
-        self._worker_slots = (
+        self._worker_slots = Prepared(
             _WORKER_SLOTS.with_for_update(of=_w) if self.dialect == "postgresql" else _WORKER_SLOTS
         )
 
@@ -254,8 +270,8 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def get_worker(self, worker_id: str) -> WorkerRecord | None:
         async with self.db.connect() as conn:
-            row = (await conn.execute(_GET_WORKER, {"b_id": worker_id})).first()
-        return None if row is None else _worker_from_row(row)
+            rows = await conn.fetch(_GET_WORKER, {"b_id": worker_id})
+        return WorkerRecord(**rows[0]) if rows else None
 
     async def touch_worker(
         self, worker_id: str, now: int, active_count: int | None
@@ -325,8 +341,8 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def get_session(self, session_id: str) -> SessionRecord | None:
         async with self.db.connect() as conn:
-            row = (await conn.execute(_GET_SESSION, {"b_id": session_id})).first()
-        return None if row is None else _session_from_row(row)
+            rows = await conn.fetch(_GET_SESSION, {"b_id": session_id})
+        return SessionRecord(**rows[0]) if rows else None
 
     async def list_sessions(self, flt: SessionFilter) -> list[SessionRecord]:
         s = t.sessions
@@ -392,13 +408,14 @@ class SqlStore(ChannelSql, RunsSql):
         async with self.db.begin() as conn:
             # Read under the worker's row lock, so that two concurrent polls of one worker,
             # or a poll racing the reaper, cannot over-claim.
-            row = (await conn.execute(self._worker_slots, {"b_worker": worker_id})).first()
-            if row is None or row.status != "active":
+            rows = await conn.fetch(self._worker_slots, {"b_worker": worker_id})
+            if not rows or rows[0]["status"] != "active":
                 return None
-            limit = min(limit, row.capacity - row.live)
+            slots = rows[0]
+            limit = min(limit, slots["capacity"] - slots["live"])
             claimed: list[SessionRecord] = []
             if limit > 0:
-                projects = row.projects or None
+                projects = slots["projects"] or None
                 claimed = await self._claim(
                     conn, queue, worker_id, limit, now, projects, lease_expires_at
                 )
@@ -424,7 +441,7 @@ class SqlStore(ChannelSql, RunsSql):
         if projects is not None:
             params["b_projects"] = list(projects)
         claim = claim_statement(self.dialect, limit, projects is not None)
-        claimed = [_session_from_row(r) for r in await conn.execute(claim, params)]
+        claimed = _sessions(await conn.fetch(claim, params))
         await self._record_claims(conn, claimed, worker_id, now)
         claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
         return claimed
@@ -466,7 +483,7 @@ class SqlStore(ChannelSql, RunsSql):
     ) -> None:
         if not claimed:
             return
-        await conn.execute(
+        await conn.run(
             _INSERT_EVENT,
             [
                 {
@@ -491,12 +508,12 @@ class SqlStore(ChannelSql, RunsSql):
     ) -> SessionRecord | None:
         update, params = fenced_update(session_id, expect, changes)
         async with self.db.begin() as conn:
-            row = (await conn.execute(update, params)).first()
-            if row is None:
+            rows = await conn.fetch(update, params)
+            if not rows:
                 return None
             if event is not None:
-                await conn.execute(_INSERT_EVENT, event_values(event))
-        return _session_from_row(row)
+                await conn.run(_INSERT_EVENT, event_values(event))
+        return SessionRecord(**rows[0])
 
     async def end_held_session(
         self, session_id: str, worker_id: str, changes: Mapping[str, Any], event: SessionEvent
@@ -507,15 +524,15 @@ class SqlStore(ChannelSql, RunsSql):
             # One statement instead of six round trips (BEGIN, four writes, COMMIT).
             params.update({f"e_{k}": v for k, v in event_values(event).items()})
             async with self.db.autocommit() as conn:
-                row = (await conn.execute(_ending_in_one_statement(update), params)).first()
-            return None if row is None else _session_from_row(row)
+                rows = await conn.fetch(_ending_in_one_statement(update), params)
+            return SessionRecord(**rows[0]) if rows else None
         async with self.db.begin() as conn:
-            row = (await conn.execute(update, params)).first()
-            if row is None:
+            rows = await conn.fetch(update, params)
+            if not rows:
                 return None
-            await conn.execute(_INSERT_EVENT, event_values(event))
+            await conn.run(_INSERT_EVENT, event_values(event))
             await self._release_holds(conn, session_id, event.at)
-        return _session_from_row(row)
+        return SessionRecord(**rows[0])
 
     async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]:
         s = t.sessions

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shopfloor.store import schema as t
-from shopfloor.store.db import Database, DbConnection
+from shopfloor.store.db import Database, DbConnection, Prepared
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import (
     LIVE_STATUSES,
@@ -39,16 +39,16 @@ def _holder_gone() -> sa.ColumnElement[bool]:
 
 
 _m, _f = t.inbox_messages, t.file_locks
-_ARCHIVE_INBOX = (
+_ARCHIVE_INBOX = Prepared(
     _m.update()
     .where(_m.c.session_id == sa.bindparam("b_session"), _m.c.archived_at.is_(None))
     .values(archived_at=sa.bindparam("v_now"))
 )
-_RELEASE_FILES = _f.delete().where(_f.c.session_id == sa.bindparam("b_session"))
+_RELEASE_FILES = Prepared(_f.delete().where(_f.c.session_id == sa.bindparam("b_session")))
 # Messages of the sessions a worker holds: live ones, and stopped ones whose stop message is
 # still to be acknowledged (any other end archives the inbox). The status filter keeps a
 # long-lived worker's finished sessions out of every poll.
-_UNACKED_INBOX_OF_WORKER = (
+_UNACKED_INBOX_OF_WORKER = Prepared(
     sa.select(_m)
     .join(t.sessions, t.sessions.c.id == _m.c.session_id)
     .where(
@@ -332,8 +332,8 @@ class ChannelSql:
         conn: DbConnection, worker_id: str, now: int, per_lane: int
     ) -> list[InboxMessage]:
         m = t.inbox_messages
-        found = await conn.execute(_UNACKED_INBOX_OF_WORKER, {"b_worker": worker_id})
-        rows = [InboxMessage(**r._mapping) for r in found]
+        found = await conn.fetch(_UNACKED_INBOX_OF_WORKER, {"b_worker": worker_id})
+        rows = [InboxMessage(**r) for r in found]
         rows.sort(key=lambda x: (x.session_id, LANE_ORDER.get(x.lane, 9)))
         picked: list[InboxMessage] = []
         counts: dict[tuple[str, str], int] = {}
@@ -382,9 +382,9 @@ class ChannelSql:
 
     @staticmethod
     async def _release_holds(conn: DbConnection, session_id: str, now: int) -> tuple[int, int]:
-        archived = await conn.execute(_ARCHIVE_INBOX, {"b_session": session_id, "v_now": now})
-        released = await conn.execute(_RELEASE_FILES, {"b_session": session_id})
-        return int(archived.rowcount), int(released.rowcount)
+        archived = await conn.run(_ARCHIVE_INBOX, {"b_session": session_id, "v_now": now})
+        released = await conn.run(_RELEASE_FILES, {"b_session": session_id})
+        return archived, released
 
     async def list_inbox(self, session_id: str) -> list[InboxMessage]:
         m = t.inbox_messages
@@ -470,8 +470,7 @@ class ChannelSql:
 
     async def release_session_files(self, session_id: str) -> int:
         async with self.db.begin() as conn:
-            result = await conn.execute(_RELEASE_FILES, {"b_session": session_id})
-        return int(result.rowcount)
+            return await conn.run(_RELEASE_FILES, {"b_session": session_id})
 
     # -- issue records --
 

@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shopfloor.store import schema as t
+from shopfloor.store.db import Prepared
 from shopfloor.store.records import Expect, SessionEvent
 
 
@@ -57,6 +58,10 @@ def fence(expect: Expect) -> tuple[list[sa.ColumnElement[bool]], dict[str, Any]]
     """The WHERE terms that make a write to the sessions table conditional on the lease the
     writer read (owner, epoch, and whichever optional fences `expect` sets), and the values
     of their parameters, to pass when the statement is executed."""
+    return _fence_terms(_FenceShape.of(expect)), _fence_params(expect)
+
+
+def _fence_params(expect: Expect) -> dict[str, Any]:
     params: dict[str, Any] = {
         "b_epoch": expect.lease_epoch,
         "b_owner": expect.worker_id,
@@ -64,7 +69,7 @@ def fence(expect: Expect) -> tuple[list[sa.ColumnElement[bool]], dict[str, Any]]
         "b_expired_by": expect.lease_expired_by,
     }
     params.update({f"b_col_{name}": value for name, value in expect.columns.items()})
-    return _fence_terms(_FenceShape.of(expect)), params
+    return params
 
 
 def _fence_terms(shape: _FenceShape) -> list[sa.ColumnElement[bool]]:
@@ -87,19 +92,19 @@ def _fence_terms(shape: _FenceShape) -> list[sa.ColumnElement[bool]]:
 
 def fenced_update(
     session_id: str, expect: Expect, changes: Mapping[str, Any]
-) -> tuple[sa.Update, dict[str, Any]]:
+) -> tuple[Prepared, dict[str, Any]]:
     """`UPDATE sessions SET changes WHERE id AND fence(expect) RETURNING *`, as a statement
     cached per shape (which columns change, which fences apply) and its parameters: the hot
     path's writes differ only in values."""
-    _, params = fence(expect)
+    params = _fence_params(expect)
     params["b_id"] = session_id
     params.update({f"v_{name}": value for name, value in changes.items()})
     return _update_statement(tuple(changes), _FenceShape.of(expect)), params
 
 
 @functools.lru_cache(maxsize=256)
-def _update_statement(changes: tuple[str, ...], shape: _FenceShape) -> sa.Update:
+def _update_statement(changes: tuple[str, ...], shape: _FenceShape) -> Prepared:
     s = t.sessions
     values = {name: sa.bindparam(f"v_{name}", type_=s.c[name].type) for name in changes}
     where = [s.c.id == sa.bindparam("b_id"), *_fence_terms(shape)]
-    return s.update().where(*where).values(values).returning(*s.c)
+    return Prepared(s.update().where(*where).values(values).returning(*s.c))

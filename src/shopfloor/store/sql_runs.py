@@ -210,8 +210,8 @@ class RunsSql:
         r = t.runs
         update, params = fenced_update(session_id, expect, session_changes)
         async with self.db.begin() as conn:
-            srow = (await conn.execute(update, params)).first()
-            if srow is None:
+            srows = await conn.fetch(update, params)
+            if not srows:
                 return None
             rrow = (
                 await conn.execute(
@@ -220,7 +220,7 @@ class RunsSql:
             ).first()
             assert rrow is not None
             await conn.execute(t.session_events.insert().values(event_values(event)))
-        return SessionRecord(**srow._mapping), RunRecord(**rrow._mapping)
+        return SessionRecord(**srows[0]), RunRecord(**rrow._mapping)
 
     async def list_run_events(
         self, run_id: str, after_event_id: int = 0, limit: int = 1000

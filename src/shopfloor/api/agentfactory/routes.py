@@ -207,6 +207,19 @@ async def transfer_ownership(session_id: str, request: Request, caller: Caller) 
     return {"transferred": True, "session": session_state(outcome.session)}
 
 
+# Routes are matched in the order they were added, one path pattern after another. The three
+# every worker calls in a loop go first, so that matching them does not test the others.
+_HOT_PATH = [poll, report_status, heartbeat]
+
+
+def _hot_first(route: object) -> int:
+    endpoint = getattr(route, "endpoint", None)
+    return _HOT_PATH.index(endpoint) if endpoint in _HOT_PATH else len(_HOT_PATH)
+
+
+router.routes.sort(key=_hot_first)
+
+
 # -- helpers --
 
 
