@@ -33,39 +33,44 @@ Statement = sa.Select[Any] | sa.Insert | sa.Update | sa.Delete
 
 
 class Prepared:
-    """A hot-path statement, built once at import. On SQLite it is compiled once to SQL text
-    and runs straight on the driver's cursor, with the column types' own conversions (JSON)
-    applied by hand: SQLAlchemy's per-execution work (execution context, parameter
-    processing, result metadata) costs several times what SQLite takes to run a small
-    statement. Postgres runs it through SQLAlchemy as usual."""
+    """A hot-path statement, built once at import, compiled once per dialect to SQL text, and
+    run straight on the driver (pysqlite's cursor, asyncpg's connection) inside the
+    transaction SQLAlchemy opened, with the column types' own conversions (JSON) applied by
+    hand. SQLAlchemy's per-execution work (execution context, parameter processing, result
+    metadata, and on asyncio a greenlet hand-off) costs several times what the database
+    takes to run a small statement: measured here, ~14 us over SQLite's 6 us, and ~110 us of
+    CPU over asyncpg's 28 us."""
 
     def __init__(self, statement: Statement) -> None:
         self.statement = statement
-        self._sqlite: _SqliteQuery | None = None
-        self._compiled = False
+        self._compiled: dict[str, _DriverQuery | None] = {}
 
-    def sqlite_query(self, dialect: Dialect) -> _SqliteQuery | None:
+    def for_driver(self, dialect: Dialect) -> _DriverQuery | None:
         """The compiled form, or None for a statement whose SQL varies per execution
         (an expanding IN list), which keeps SQLAlchemy's path."""
-        if not self._compiled:
-            self._sqlite = _SqliteQuery.compile(self.statement, dialect)
-            self._compiled = True
-        return self._sqlite
+        try:
+            return self._compiled[dialect.name]
+        except KeyError:
+            query = self._compiled[dialect.name] = _DriverQuery.compile(self.statement, dialect)
+            return query
 
 
-class _SqliteQuery:
+class _DriverQuery:
     def __init__(
         self,
         sql: str,
         binds: list[tuple[str, bool, Any, Processor]],
-        columns: list[tuple[str, Processor]],
+        columns: list[tuple[str, sa.types.TypeEngine[Any]]],
+        dialect: Dialect,
     ) -> None:
         self.sql = sql
         self.binds = binds  # (name, required, default value, processor), in SQL order
-        self.columns = columns  # (key, processor), in result order
+        self._columns = columns  # (key, type), in result order
+        self._dialect = dialect
+        self._processors: list[tuple[str, Processor]] | None = None
 
     @classmethod
-    def compile(cls, statement: Statement, dialect: Dialect) -> _SqliteQuery | None:
+    def compile(cls, statement: Statement, dialect: Dialect) -> _DriverQuery | None:
         compiled = statement.compile(dialect=dialect)
         if "POSTCOMPILE" in compiled.string or compiled.positiontup is None:
             return None
@@ -75,11 +80,21 @@ class _SqliteQuery:
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             binds.append((name, bind.required, bind.value, processor))
         exported = getattr(statement, "exported_columns", ())
-        columns = [
-            (col.key, col.type.dialect_impl(dialect).result_processor(dialect, None))
-            for col in exported
+        columns = [(col.key, col.type.dialect_impl(dialect)) for col in exported]
+        return cls(compiled.string, binds, columns, dialect)
+
+    @property
+    def resolved(self) -> bool:
+        return self._processors is not None
+
+    def resolve(self, type_codes: Sequence[Any] | None) -> None:
+        """Pick each column's conversion, given the type codes the driver reports for the
+        result (as SQLAlchemy does; SQLite reports none)."""
+        codes = type_codes or [None] * len(self._columns)
+        self._processors = [
+            (key, impl.result_processor(self._dialect, code))
+            for (key, impl), code in zip(self._columns, codes, strict=True)
         ]
-        return cls(compiled.string, binds, columns)
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         out = []
@@ -88,8 +103,11 @@ class _SqliteQuery:
             out.append(value if processor is None else processor(value))
         return out
 
-    def rows(self, fetched: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-        columns = self.columns
+    def rows(self, fetched: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
+        if self._processors is None:
+            self.resolve(None)
+        columns = self._processors
+        assert columns is not None
         return [
             {key: v if p is None else p(v) for (key, p), v in zip(columns, row, strict=True)}
             for row in fetched
@@ -152,6 +170,7 @@ class Database(Protocol):
 class _AsyncConn:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
+        self._driver_conn: Any = None
 
     @property
     def dialect(self) -> Dialect:
@@ -166,11 +185,37 @@ class _AsyncConn:
         return await self._conn.scalar(statement, parameters)
 
     async def fetch(self, query: Prepared, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-        result = await self._conn.execute(query.statement, parameters)
-        return [dict(row) for row in result.mappings()]
+        compiled = query.for_driver(self._conn.dialect)
+        if compiled is None:
+            result = await self._conn.execute(query.statement, parameters)
+            return [dict(row) for row in result.mappings()]
+        driver = await self._driver()
+        if not compiled.resolved:
+            prepared = await driver.prepare(compiled.sql)
+            compiled.resolve([attribute.type.oid for attribute in prepared.get_attributes()])
+        return compiled.rows(await driver.fetch(compiled.sql, *compiled.arguments(parameters)))
 
     async def run(self, query: Prepared, parameters: Params) -> int:
-        return int((await self._conn.execute(query.statement, parameters)).rowcount)
+        compiled = query.for_driver(self._conn.dialect)
+        if compiled is None:
+            return int((await self._conn.execute(query.statement, parameters)).rowcount)
+        driver = await self._driver()
+        if isinstance(parameters, Sequence):
+            await driver.executemany(compiled.sql, [compiled.arguments(p) for p in parameters])
+            return -1  # asyncpg does not report it
+        status = await driver.execute(compiled.sql, *compiled.arguments(parameters or {}))
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def _driver(self) -> Any:
+        """The asyncpg connection under SQLAlchemy's, in the transaction SQLAlchemy's adapter
+        would open at its first statement (it begins lazily; we open it the same way). Our
+        connections never commit midway, so the transaction lasts as long as this object."""
+        if self._driver_conn is None:
+            adapter: Any = (await self._conn.get_raw_connection()).dbapi_connection
+            if adapter._transaction is None and not adapter.autocommit:
+                await adapter._start_transaction()
+            self._driver_conn = adapter._connection
+        return self._driver_conn
 
     @contextlib.asynccontextmanager
     async def begin_nested(self) -> AsyncIterator[object]:
@@ -234,7 +279,7 @@ class _LoopConn:
         return self._conn.scalar(statement, parameters)
 
     async def fetch(self, query: Prepared, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-        compiled = query.sqlite_query(self._conn.dialect)
+        compiled = query.for_driver(self._conn.dialect)
         if compiled is None:
             result = self._conn.execute(query.statement, parameters)
             return [dict(row) for row in result.mappings()]
@@ -247,7 +292,7 @@ class _LoopConn:
             cursor.close()
 
     async def run(self, query: Prepared, parameters: Params) -> int:
-        compiled = query.sqlite_query(self._conn.dialect)
+        compiled = query.for_driver(self._conn.dialect)
         if compiled is None:
             return int(self._conn.execute(query.statement, parameters).rowcount)
         cursor = self._cursor()

@@ -41,7 +41,7 @@ from shopfloor.store.records import (
     WorkerPoll,
     WorkerRecord,
 )
-from shopfloor.store.sql_channel import ChannelSql
+from shopfloor.store.sql_channel import ChannelSql, unacked_inbox
 from shopfloor.store.sql_common import event_values, fenced_update, in_constants
 from shopfloor.store.sql_runs import RunsSql
 
@@ -68,8 +68,14 @@ _LIVE_COUNT = (
     .where(_s.c.worker_id == _w.c.id, in_constants(_s.c.status, LIVE_STATUSES))
     .scalar_subquery()
 )
+# A poll's first read: can the worker take work, and has it messages waiting (an empty poll
+# mostly has none, and then skips the inbox query).
 _WORKER_SLOTS = sa.select(
-    _w.c.status, _w.c.capacity, _w.c.projects, _LIVE_COUNT.label("live")
+    _w.c.status,
+    _w.c.capacity,
+    _w.c.projects,
+    _LIVE_COUNT.label("live"),
+    sa.exists(unacked_inbox(_w.c.id)).label("inbox"),
 ).where(_w.c.id == sa.bindparam("b_worker"))
 
 
@@ -96,7 +102,7 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> Prepared:
     # Pick the rows in a CTE and join to it: Postgres may re-run an `IN (subquery LIMIT n)`
     # and so claim more than n rows; a CTE is evaluated once.
     picked = candidates.cte("picked")
-    return Prepared(
+    claim = (
         _s.update()
         .where(_s.c.id == picked.c.id, _s.c.status == _PENDING_LITERAL)
         .values(
@@ -109,6 +115,26 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> Prepared:
         )
         .returning(*_s.c)
     )
+    if dialect == "postgresql":
+        return Prepared(_with_claim_events(claim))
+    return Prepared(claim)
+
+
+def _with_claim_events(claim: sa.Update) -> sa.Select[Any]:
+    """Postgres only (data-modifying CTEs): the claim and the history rows of what it claimed,
+    in one statement; SqlStore._record_claims writes the same rows on SQLite."""
+    claimed = claim.cte("claimed")
+    event_row = sa.select(
+        claimed.c.id,
+        sa.bindparam("b_now", type_=sa.BigInteger),
+        sa.literal("status"),
+        sa.literal(CLAIMED),
+        claimed.c.worker_id,
+        sa.func.jsonb_build_object("leaseEpoch", claimed.c.lease_epoch),
+    )
+    names = ["session_id", "at", "kind", "status", "worker_id", "data"]
+    events = t.session_events.insert().from_select(names, event_row).cte("events")
+    return sa.select(claimed).add_cte(events)
 
 
 @functools.lru_cache(maxsize=64)
@@ -419,7 +445,9 @@ class SqlStore(ChannelSql, RunsSql):
                 claimed = await self._claim(
                     conn, queue, worker_id, limit, now, projects, lease_expires_at
                 )
-            inbox = await self._deliver_inbox(conn, worker_id, now, inbox_per_lane)
+            inbox = []
+            if slots["inbox"] or claimed:  # a claimed session may bring messages of its own
+                inbox = await self._deliver_inbox(conn, worker_id, now, inbox_per_lane)
         return WorkerPoll(claimed, inbox)
 
     async def _claim(
@@ -442,7 +470,8 @@ class SqlStore(ChannelSql, RunsSql):
             params["b_projects"] = list(projects)
         claim = claim_statement(self.dialect, limit, projects is not None)
         claimed = _sessions(await conn.fetch(claim, params))
-        await self._record_claims(conn, claimed, worker_id, now)
+        if self.dialect != "postgresql":  # there the claim statement wrote them
+            await self._record_claims(conn, claimed, worker_id, now)
         claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
         return claimed
 

@@ -45,19 +45,26 @@ _ARCHIVE_INBOX = Prepared(
     .values(archived_at=sa.bindparam("v_now"))
 )
 _RELEASE_FILES = Prepared(_f.delete().where(_f.c.session_id == sa.bindparam("b_session")))
-# Messages of the sessions a worker holds: live ones, and stopped ones whose stop message is
-# still to be acknowledged (any other end archives the inbox). The status filter keeps a
-# long-lived worker's finished sessions out of every poll.
-_UNACKED_INBOX_OF_WORKER = Prepared(
-    sa.select(_m)
-    .join(t.sessions, t.sessions.c.id == _m.c.session_id)
-    .where(
-        t.sessions.c.worker_id == sa.bindparam("b_worker"),
-        in_constants(t.sessions.c.status, (*LIVE_STATUSES, STOPPED)),
-        _m.c.acked_at.is_(None),
-        _m.c.archived_at.is_(None),
+
+
+def unacked_inbox(worker_id: sa.ColumnElement[str]) -> sa.Select[Any]:
+    """Messages of the sessions a worker holds: live ones, and stopped ones whose stop message
+    is still to be acknowledged (any other end archives the inbox). The status filter keeps a
+    long-lived worker's finished sessions out of every poll."""
+    return (
+        sa.select(_m)
+        .join(t.sessions, t.sessions.c.id == _m.c.session_id)
+        .where(
+            t.sessions.c.worker_id == worker_id,
+            in_constants(t.sessions.c.status, (*LIVE_STATUSES, STOPPED)),
+            _m.c.acked_at.is_(None),
+            _m.c.archived_at.is_(None),
+        )
     )
-    .order_by(_m.c.session_id, _m.c.created_at, _m.c.id)
+
+
+_UNACKED_INBOX_OF_WORKER = Prepared(
+    unacked_inbox(sa.bindparam("b_worker")).order_by(_m.c.session_id, _m.c.created_at, _m.c.id)
 )
 
 
