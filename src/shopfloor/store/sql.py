@@ -56,6 +56,7 @@ _PENDING_LITERAL: sa.ColumnClause[str] = sa.literal_column(f"'{PENDING}'", sa.St
 _s, _w = t.sessions, t.workers
 _GET_SESSION = Prepared(sa.select(_s).where(_s.c.id == sa.bindparam("b_id")))
 _GET_WORKER = Prepared(sa.select(_w).where(_w.c.id == sa.bindparam("b_id")))
+_GET_PROJECT = Prepared(sa.select(t.projects).where(t.projects.c.id == sa.bindparam("b_id")))
 _EVENT_COLUMNS = ("session_id", "at", "kind", "status", "worker_id", "reason", "data")
 _INSERT_EVENT = Prepared(
     t.session_events.insert().values(
@@ -158,6 +159,52 @@ def _ending_in_one_statement(update: Prepared) -> Prepared:
     )
     release = f.delete().where(f.c.session_id == ended_id).cte("release")
     return Prepared(sa.select(ended).add_cte(event, archive, release))
+
+
+@functools.lru_cache(maxsize=2)
+def deliver_statement(dialect: str) -> Prepared:
+    """The environment work queue's delivery: mark the head of `b_queue` delivered to
+    `b_worker` at `b_now`, if it was never delivered or not since `b_redeliver`."""
+    deliverable = sa.or_(
+        _s.c.delivered_at.is_(None), _s.c.delivered_at <= sa.bindparam("b_redeliver")
+    )
+    candidates = (
+        sa.select(_s.c.id)
+        .where(_s.c.queue == sa.bindparam("b_queue"), _s.c.status == _PENDING_LITERAL, deliverable)
+        .order_by(_s.c.priority, _s.c.queued_at, _s.c.id)
+        .limit(sa.literal_column("1", sa.Integer))
+    )
+    if dialect == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True)
+    picked = candidates.cte("picked")
+    return Prepared(
+        _s.update()
+        .where(_s.c.id == picked.c.id, _s.c.status == _PENDING_LITERAL, deliverable)
+        .values(delivered_to=sa.bindparam("b_worker"), delivered_at=sa.bindparam("b_now"))
+        .returning(*_s.c)
+    )
+
+
+@functools.lru_cache(maxsize=2)
+def poller_upsert(dialect: str) -> Prepared:
+    qp = t.queue_pollers
+    insert = pg.insert(qp) if dialect == "postgresql" else sqlite_dialect.insert(qp)
+    values = {"queue": "b_queue", "worker_id": "b_worker", "polled_at": "b_now"}
+    upsert = insert.values({column: sa.bindparam(name) for column, name in values.items()})
+    return Prepared(
+        upsert.on_conflict_do_update(
+            index_elements=[qp.c.queue, qp.c.worker_id],
+            set_={"polled_at": upsert.excluded.polled_at},
+        )
+    )
+
+
+_FORGET_POLLERS = Prepared(
+    t.queue_pollers.delete().where(
+        t.queue_pollers.c.queue == sa.bindparam("b_queue"),
+        t.queue_pollers.c.polled_at < sa.bindparam("b_before"),
+    )
+)
 
 
 def async_url(url: str) -> str:
@@ -592,10 +639,8 @@ class SqlStore(ChannelSql, RunsSql):
 
     async def get_project(self, project_id: str) -> ProjectRecord | None:
         async with self.db.connect() as conn:
-            row = (
-                await conn.execute(sa.select(t.projects).where(t.projects.c.id == project_id))
-            ).first()
-        return None if row is None else ProjectRecord(**row._mapping)
+            rows = await conn.fetch(_GET_PROJECT, {"b_id": project_id})
+        return ProjectRecord(**rows[0]) if rows else None
 
     async def list_projects(
         self, kind: str, *, include_archived: bool, after_id: str | None, limit: int
@@ -644,40 +689,18 @@ class SqlStore(ChannelSql, RunsSql):
     async def deliver_next(
         self, queue: str, worker_id: str | None, now: int, redeliver_before: int
     ) -> SessionRecord | None:
-        s = t.sessions
-        deliverable = sa.or_(s.c.delivered_at.is_(None), s.c.delivered_at <= redeliver_before)
-        candidates = (
-            sa.select(s.c.id)
-            .where(s.c.queue == queue, s.c.status == PENDING, deliverable)
-            .order_by(s.c.priority, s.c.queued_at, s.c.id)
-            .limit(1)
-        )
-        if self.dialect == "postgresql":
-            candidates = candidates.with_for_update(skip_locked=True)
-        picked = candidates.cte("picked")
-        deliver = (
-            s.update()
-            .where(s.c.id == picked.c.id, s.c.status == PENDING, deliverable)
-            .values(delivered_to=worker_id, delivered_at=now)
-            .returning(*s.c)
-        )
+        params = {"b_queue": queue, "b_worker": worker_id, "b_now": now}
+        params["b_redeliver"] = redeliver_before
         async with self.db.begin() as conn:
-            row = (await conn.execute(deliver)).first()
-        return None if row is None else _session_from_row(row)
+            rows = await conn.fetch(deliver_statement(self.dialect), params)
+        return SessionRecord(**rows[0]) if rows else None
 
     async def record_poll(self, queue: str, worker_id: str, now: int) -> None:
-        qp = t.queue_pollers
-        insert = pg.insert(qp) if self.dialect == "postgresql" else sqlite_dialect.insert(qp)
-        upsert = insert.values(queue=queue, worker_id=worker_id, polled_at=now)
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[qp.c.queue, qp.c.worker_id], set_={"polled_at": now}
-        )
+        params = {"b_queue": queue, "b_worker": worker_id, "b_now": now}
         async with self.db.begin() as conn:
-            await conn.execute(upsert)
+            await conn.run(poller_upsert(self.dialect), params)
             # Forget workers silent for an hour, so random per-process worker ids don't pile up.
-            await conn.execute(
-                qp.delete().where(qp.c.queue == queue, qp.c.polled_at < now - 3_600_000)
-            )
+            await conn.run(_FORGET_POLLERS, {"b_queue": queue, "b_before": now - 3_600_000})
 
     async def queue_stats(self, queue: str, recent_since: int, polling_since: int) -> QueueStats:
         s, qp = t.sessions, t.queue_pollers
