@@ -26,9 +26,15 @@ def in_constants(column: sa.ColumnElement[str], values: Sequence[str]) -> sa.Col
 
 def event_values(ev: SessionEvent) -> dict[str, Any]:
     """A session event as insert values; its id is assigned by the database."""
-    values = dataclasses.asdict(ev)
-    values.pop("id")
-    return values
+    return {
+        "session_id": ev.session_id,
+        "at": ev.at,
+        "kind": ev.kind,
+        "status": ev.status,
+        "worker_id": ev.worker_id,
+        "reason": ev.reason,
+        "data": ev.data,
+    }
 
 
 @dataclasses.dataclass(frozen=True)
