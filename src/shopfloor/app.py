@@ -38,6 +38,7 @@ from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import DomainError
 from shopfloor.service.notifier import BroadcastNotifier, LocalNotifier, Notifier
 from shopfloor.service.reaper import run_reaper
+from shopfloor.service.work import WorkQueue
 from shopfloor.store import Store, open_store
 from shopfloor.store.pg_notify import PgNotifyChannel
 
@@ -77,7 +78,9 @@ def create_app(
             file_lock_ttl_seconds=settings.file_lock_ttl_seconds,
             notifier=notifier,
         )
-        app.state.services = Services(settings, clock, dispatcher, credentials)
+        app.state.services = Services(
+            settings, clock, dispatcher, credentials, WorkQueue(dispatcher)
+        )
         reaper = None
         if run_upkeep and settings.reap_interval_seconds > 0:
             reaper = asyncio.create_task(run_reaper(dispatcher, settings.reap_interval_seconds))

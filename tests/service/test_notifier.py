@@ -44,3 +44,22 @@ async def test_requeue_wakes_the_queue(store: Store) -> None:
     report = await dispatcher.reap()
     assert report.dead_workers == [worker.id]
     assert await waiter is True
+
+
+async def test_each_notification_wakes_one_waiter_longest_waiting_first() -> None:
+    notifier = LocalNotifier()
+    first = asyncio.create_task(notifier.wait("q", 5))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(notifier.wait("q", 0.3))
+    await asyncio.sleep(0)
+    await notifier.notify("q")
+    assert await first is True
+    assert await second is False  # one item, one wake-up: the other poll sleeps on
+
+
+async def test_lost_connection_wakes_every_waiter() -> None:
+    notifier = LocalNotifier()
+    waiters = [asyncio.create_task(notifier.wait(q, 5)) for q in ("a", "a", "b")]
+    await asyncio.sleep(0)
+    notifier.wake_all()
+    assert await asyncio.gather(*waiters) == [True, True, True]

@@ -10,6 +10,7 @@ from shopfloor.clock import Clock
 from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
+from shopfloor.service.work import WorkQueue
 
 
 @dataclass
@@ -18,6 +19,7 @@ class Services:
     clock: Clock
     dispatcher: Dispatcher
     credentials: Credentials
+    work: WorkQueue  # the environment work API's queues (one per process: it keeps state)
 
 
 def services(request: Request) -> Services:

@@ -24,10 +24,13 @@ class Notifier(Protocol):
 
 
 class LocalNotifier:
-    """Wakes waiters in this process only."""
+    """Wakes waiters in this process only. A notification stands for one new item, so it
+    wakes one waiter, the longest waiting: waking every poll on the queue for each item would
+    have a fleet of long-polling workers race for it, and all but one query for nothing."""
 
     def __init__(self) -> None:
-        self._waiters: dict[str, set[asyncio.Event]] = defaultdict(set)
+        # Per queue, the waiters in arrival order (a dict as an ordered set).
+        self._waiters: dict[str, dict[asyncio.Event, None]] = defaultdict(dict)
 
     async def start(self) -> None:
         return None
@@ -42,19 +45,25 @@ class LocalNotifier:
 
     def wake(self, queue: str) -> None:
         for event in self._waiters.get(queue, ()):
+            if not event.is_set():
+                event.set()
+                return
+
+    def _wake_every(self, queue: str) -> None:
+        for event in self._waiters.get(queue, ()):
             event.set()
 
     async def wait(self, queue: str, seconds: float) -> bool:
         event = asyncio.Event()
         waiters = self._waiters[queue]
-        waiters.add(event)
+        waiters[event] = None
         try:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(seconds):
                     await event.wait()
             return event.is_set()
         finally:
-            waiters.discard(event)
+            waiters.pop(event, None)
             if not waiters:
                 self._waiters.pop(queue, None)
 
@@ -63,8 +72,9 @@ class LocalNotifier:
         return len(self._waiters.get(queue, ()))
 
     def wake_all(self) -> None:
+        """Every waiter on every queue (after a lost connection, notifications may be lost)."""
         for queue in list(self._waiters):
-            self.wake(queue)
+            self._wake_every(queue)
 
 
 class Broadcast(Protocol):

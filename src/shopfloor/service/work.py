@@ -49,6 +49,10 @@ DEFAULT_TTL_SECONDS = 60
 MIN_TTL_SECONDS = 10
 MAX_TTL_SECONDS = 600
 POLLING_WINDOW_MS = 30_000
+# A worker's poll is written down at most this often per queue: the stats count pollers over
+# POLLING_WINDOW_MS, and a write per long poll (each under a second) would be most of what an
+# idle long-polling fleet costs the database.
+POLL_RECORD_EVERY_MS = 5_000
 ATTEMPTS = 5
 
 
@@ -98,6 +102,7 @@ class WorkQueue:
         self.clock = dispatcher.clock
         self.notifier = dispatcher.notifier
         self.environments = Environments(dispatcher.store, dispatcher.clock)
+        self._poll_recorded: dict[tuple[str, str], int] = {}  # (environment, worker) -> ms
 
     async def _item(self, environment_id: str, work_id: str) -> SessionRecord:
         session_id = session_id_for(work_id)
@@ -111,7 +116,7 @@ class WorkQueue:
     ) -> SessionRecord | None:
         """Deliver the next item, waiting up to `block_ms` for one to arrive."""
         await self.environments.get(environment_id)
-        if worker_id is not None:
+        if worker_id is not None and self._poll_record_due(environment_id, worker_id):
             await self.store.record_poll(environment_id, worker_id, self.clock.now_ms())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (block_ms or 0) / 1000
@@ -130,7 +135,22 @@ class WorkQueue:
                     with contextlib.suppress(asyncio.CancelledError):
                         await waiter
                 return item
-            await waiter
+            if not await waiter:
+                # Nothing arrived in time. (An item that becomes deliverable again without a
+                # notification, its redelivery window passed, waits for the next poll, which
+                # looks first.)
+                return None
+
+    def _poll_record_due(self, environment_id: str, worker_id: str) -> bool:
+        now = self.clock.now_ms()
+        key = (environment_id, worker_id)
+        last = self._poll_recorded.get(key)
+        if last is not None and 0 <= now - last < POLL_RECORD_EVERY_MS:
+            return False
+        if len(self._poll_recorded) >= 100_000:  # bound the memory random worker ids take
+            self._poll_recorded.clear()
+        self._poll_recorded[key] = now
+        return True
 
     async def ack(self, environment_id: str, work_id: str, worker_id: str | None) -> SessionRecord:
         await self.environments.get(environment_id)

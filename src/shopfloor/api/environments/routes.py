@@ -61,7 +61,7 @@ def environments_router(d: Dialect) -> APIRouter:
         return Environments(dispatcher.store, dispatcher.clock)
 
     def queue(request: Request) -> WorkQueue:
-        return WorkQueue(services(request).dispatcher)
+        return services(request).work
 
     # -- environments --
 
