@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -53,6 +54,10 @@ POLLING_WINDOW_MS = 30_000
 # POLLING_WINDOW_MS, and a write per long poll (each under a second) would be most of what an
 # idle long-polling fleet costs the database.
 POLL_RECORD_EVERY_MS = 5_000
+# An empty long poll answers at a random point in the last fifth of its block_ms (a maximum by
+# the protocol), so that workers that started together, who re-poll as soon as an answer
+# comes, drift apart instead of arriving in one burst every block_ms.
+HOLD_SPREAD = 0.2
 ATTEMPTS = 5
 
 
@@ -119,7 +124,8 @@ class WorkQueue:
         if worker_id is not None and self._poll_record_due(environment_id, worker_id):
             await self.store.record_poll(environment_id, worker_id, self.clock.now_ms())
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (block_ms or 0) / 1000
+        hold_ms = (block_ms or 0) * (1 - HOLD_SPREAD * random.random())
+        deadline = loop.time() + hold_ms / 1000
         while True:
             remaining = deadline - loop.time()
             waiter = None

@@ -172,8 +172,9 @@ class Database(Protocol):
 
 
 class _AsyncConn:
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: AsyncConnection, *, transaction: bool) -> None:
         self._conn = conn
+        self._transaction = transaction  # False: a read-only connection (Database.connect)
         self._driver_conn: Any = None
 
     @property
@@ -214,11 +215,13 @@ class _AsyncConn:
         """The asyncpg connection under SQLAlchemy's, in the transaction SQLAlchemy's adapter
         would open at its first statement (it begins lazily; we open it the same way). Our
         connections never commit midway, so the transaction lasts as long as this object.
-        This uses the adapter's private attributes (SQLAlchemy 2.x asyncpg dialect);
-        tests/store/test_prepared.py fails if they stop meaning this."""
+        On a read-only connection each prepared read runs by itself instead: under READ
+        COMMITTED a BEGIN would give it nothing but a round trip. This uses the adapter's
+        private attributes (SQLAlchemy 2.x asyncpg dialect); tests/store/test_prepared.py
+        fails if they stop meaning this."""
         if self._driver_conn is None:
             adapter: Any = (await self._conn.get_raw_connection()).dbapi_connection
-            if adapter._transaction is None and not adapter.autocommit:
+            if self._transaction and adapter._transaction is None and not adapter.autocommit:
                 await adapter._start_transaction()
             self._driver_conn = adapter._connection
         return self._driver_conn
@@ -248,18 +251,18 @@ class AsyncEngineDatabase:
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[DbConnection]:
         async with self.engine.begin() as conn:
-            yield _AsyncConn(conn)
+            yield _AsyncConn(conn, transaction=True)
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[DbConnection]:
         async with self.engine.connect() as conn:
-            yield _AsyncConn(conn)
+            yield _AsyncConn(conn, transaction=False)
 
     @contextlib.asynccontextmanager
     async def autocommit(self) -> AsyncIterator[DbConnection]:
         async with self.engine.connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield _AsyncConn(conn)
+            yield _AsyncConn(conn, transaction=False)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -691,7 +691,7 @@ class SqlStore(ChannelSql, RunsSql):
     ) -> SessionRecord | None:
         params = {"b_queue": queue, "b_worker": worker_id, "b_now": now}
         params["b_redeliver"] = redeliver_before
-        async with self.db.begin() as conn:
+        async with self.db.autocommit() as conn:
             rows = await conn.fetch(deliver_statement(self.dialect), params)
         return SessionRecord(**rows[0]) if rows else None
 
