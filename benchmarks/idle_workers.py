@@ -1,6 +1,9 @@
-"""Many idle workers: 1,000 AgentFactory workers behaving exactly like the af-worker client
+"""Many idle workers: a large fleet connected to the server while sessions arrive one at a
+time at a slow steady rate. `measure_idle` is the measurement every idle fleet shares; this
+module's own fleet is 1,000 AgentFactory workers behaving exactly like the af-worker client
 (poll, then sleep the server's pollInterval + 0-40 %; heartbeat every heartbeatInterval),
-spread over the load processes, while sessions arrive one at a time at a slow steady rate.
+spread over the load processes. benchmarks/idle_envapi.py runs a long-polling fleet on the
+environment work API through the same measurement.
 
 Measured over the window: the server's CPU (% of one core, from its process CPU time), its
 peak resident memory, the HTTP requests/s the fleet generates, and enqueue-to-claim latency of
@@ -16,8 +19,9 @@ import json
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import (
     CREW_PROCESSES,
@@ -27,13 +31,15 @@ from benchmarks.common import (
     jitter,
     latency_summary,
     paced,
-    payload,
     run_child,
     split,
 )
-from benchmarks.http import HttpConn
+from benchmarks.http import HttpConn, HttpError
 from benchmarks.server import ADMIN_AUTH, cpu_seconds, rss_mb, shopfloor_server
-from benchmarks.shopfloor_af import register
+from benchmarks.shopfloor_af import register, session_body
+
+if TYPE_CHECKING:
+    from tests.processes.server import ServerProcess
 
 
 async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
@@ -43,61 +49,96 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
             {"url": server.url, "workers": k, "mode": "paced"}
             for k in split(cfg.idle_workers, CREW_PROCESSES)
         ]
-        crew = Crew(__name__, args, work_dir / "logs")
-        conn = HttpConn.for_url(server.url, ADMIN_AUTH)
-        try:
-            await asyncio.to_thread(crew.wait_ready, 300)
-            log("fleet registered")
-            go = crew.send("go")
-            # Let the fleet settle into its staggered rhythm before measuring.
-            await asyncio.sleep(min(6.0, cfg.idle_seconds / 2))
-            cpu0, rss = cpu_seconds(server), [rss_mb(server)]
+        return await measure_idle(cfg, server, __name__, args, session_body, work_dir)
 
-            async def sample() -> None:
-                while True:
-                    await asyncio.sleep(0.5)
-                    rss.append(rss_mb(server))
 
-            sampler = asyncio.create_task(sample())
+async def measure_idle(
+    cfg: Config,
+    server: ServerProcess,
+    module: str,
+    args: list[dict[str, Any]],
+    body: Callable[[int], dict[str, Any]],
+    work_dir: Path,
+) -> dict[str, Any]:
+    """Start the fleet (`python -m module`, one process per entry of `args`, in paced mode),
+    let it settle, then offer cfg.idle_jobs sessions (`POST /api/v1/sessions` with body(i))
+    one at a time over cfg.idle_seconds. Server CPU and peak RSS are taken over that window;
+    the fleet's request rate over go..stop; latency over the claims the fleet reports."""
+    crew = Crew(module, args, work_dir / "logs")
+    conn = HttpConn.for_url(server.url, ADMIN_AUTH)
+    try:
+        await asyncio.to_thread(crew.wait_ready, 300)
+        log("fleet ready")
+        await conn.call("GET", "/healthz")  # the operator connects before the fleet starts
+        go = crew.send("go")
+        # Let the fleet settle into its staggered rhythm before measuring.
+        await settle(conn, min(6.0, cfg.idle_seconds / 2))
+        cpu0, rss = cpu_seconds(server), [rss_mb(server)]
 
-            lock = asyncio.Lock()
-            sent = 0
+        async def sample() -> None:
+            while True:
+                await asyncio.sleep(0.5)
+                rss.append(rss_mb(server))
 
-            async def send(i: int) -> None:
-                nonlocal sent
-                async with lock:  # one connection, one request at a time
-                    await conn.call("POST", "/api/v1/sessions", {"prompt": json.dumps(payload(i))})
-                sent += 1
+        sampler = asyncio.create_task(sample())
 
-            started = time.perf_counter()
-            log("offering sessions")
-            # An overloaded server answers slowly; give up offering after twice the window.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2 * cfg.idle_seconds + 10):
-                    await paced(cfg.idle_jobs, cfg.idle_jobs / cfg.idle_seconds, send)
-            window = time.perf_counter() - started
-            cpu1 = cpu_seconds(server)
-            log(f"{sent} sessions queued; waiting for their claims")
-            latencies = await asyncio.to_thread(crew.collect_claims, sent, 60, True)
-            log(f"{len(latencies)} of {sent} claimed")
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
-            stop = crew.send("stop")
-            finals = await asyncio.to_thread(crew.results)
-        finally:
-            crew.kill()
-            await conn.close()
+        lock = asyncio.Lock()
+        sent = failed = 0
+
+        async def send(i: int) -> None:
+            nonlocal sent, failed
+            async with lock:  # one connection, one request at a time
+                try:
+                    await conn.call("POST", "/api/v1/sessions", body(i))
+                except (HttpError, OSError) as exc:  # not answered in 60 s, refused, 5xx
+                    failed += 1
+                    log(f"offer {i} failed: {exc}")
+                    return
+            sent += 1
+
+        started = time.perf_counter()
+        log("offering sessions")
+        # An overloaded server answers slowly; give up offering after twice the window.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2 * cfg.idle_seconds + 10):
+                await paced(cfg.idle_jobs, cfg.idle_jobs / cfg.idle_seconds, send)
+        window = time.perf_counter() - started
+        cpu1 = cpu_seconds(server)
+        log(f"{sent} sessions queued; waiting for their claims")
+        latencies = await asyncio.to_thread(crew.collect_claims, sent, 60, True)
+        log(f"{len(latencies)} of {sent} claimed")
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        stop = crew.send("stop")
+        finals = await asyncio.to_thread(crew.results)
+    finally:
+        crew.kill()
+        await conn.close()
     requests = sum(int(f["requests"]) for f in finals)
     return {
         "idle_workers": cfg.idle_workers,
+        # A fleet that retries reports its failed requests; one that does not fails the run.
+        "failed_requests": sum(int(f.get("errors", 0)) for f in finals),
         "offered": sent,
+        "failed_offers": failed,
         "unclaimed": sent - len(latencies),
         "server_cpu_percent": 100 * (cpu1 - cpu0) / window,
         "server_rss_mb": max(rss),
         "requests_per_s": requests / ((stop - go) / 1e9),
         **latency_summary(latencies),
     }
+
+
+async def settle(conn: HttpConn, seconds: float) -> None:
+    """Wait `seconds`, keeping the operator's connection open (uvicorn closes one idle for
+    5 s): a new connection to a saturated server can wait in its accept queue for longer than
+    the whole window, and the latency measured would be that wait, not dispatch."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(min(2.0, left))
+        with contextlib.suppress(HttpError, OSError):
+            await conn.call("GET", "/healthz")
 
 
 def log(message: str) -> None:

@@ -9,6 +9,11 @@ from typing import Any
 TARGET_DRAIN = 1000.0  # sessions/s, AgentFactory drain on SQLite with 32 workers
 TARGET_P99_IDLE_MS = 25.0
 TARGET_RSS_MB = 300.0
+LONG_POLL_BLOCK_MS = 999  # benchmarks/shopfloor_envapi.py BLOCK_MS: the idle long-poll fleet's
+IDLE_FLEETS = {  # workload on SQLite -> how its fleet waits for work, for the targets table
+    "idle-af-sqlite": "AgentFactory, polling",
+    "idle-envapi-sqlite": "environment work API, long-polling",
+}
 
 
 def fmt(value: Any, digits: int = 0) -> str:
@@ -70,11 +75,15 @@ def dispatch_table(workloads: dict[str, Any], offered_rate: float) -> list[str]:
 def idle_table(workloads: dict[str, Any], planned: int) -> list[str]:
     lines = [
         "| fleet | workers | fleet HTTP req/s | server CPU % | server RSS MB (peak) "
-        "| sessions claimed / offered | claim p50 ms | claim p99 ms | runs |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| sessions claimed / offered | claim p50 ms | claim p99 ms "
+        "| failed requests (fleet / offers) | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for entry in workloads.values():
         if entry["kind"] != "idle":
+            continue
+        if entry["skipped"]:
+            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} | | | | | | | | |")
             continue
         m = entry["median"]
         lines.append(
@@ -82,9 +91,17 @@ def idle_table(workloads: dict[str, Any], planned: int) -> list[str]:
             f"| {fmt(m.get('server_cpu_percent'))} | {fmt(m.get('server_rss_mb'))} "
             f"| {_claimed(m, planned)} "
             f"| {fmt(m.get('latency_p50_ms'), 1)} | {fmt(m.get('latency_p99_ms'), 1)} "
-            f"| {_runs_note(entry)} |"
+            f"| {_failed(m)} | {_runs_note(entry)} |"
         )
     return lines
+
+
+def _failed(m: dict[str, Any]) -> str:
+    """Requests that failed (error status, no answer within the client's 60 s, connection
+    refused or reset), fleet / offering connection; a dash where not recorded."""
+    if "failed_requests" not in m and "failed_offers" not in m:
+        return "–"
+    return f"{fmt(m.get('failed_requests'))} / {fmt(m.get('failed_offers'))}"
 
 
 def _claimed(m: dict[str, Any], planned: int) -> str:
@@ -110,32 +127,61 @@ def _backlog_note(workloads: dict[str, Any], offered_rate: float) -> list[str]:
     ]
 
 
-def _idle_cut_short_note(workloads: dict[str, Any], planned: int) -> list[str]:
+def _idle_cut_short_note(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     """The footnote for an idle row marked ‡, only when one is."""
+    planned = cfg["idle_jobs"]
     idle = [e["median"] for e in workloads.values() if e.get("kind") == "idle"]
     if not any(m.get("offered", planned) < planned for m in idle):
         return []
     return [
         "‡ The server answered the offering connection so slowly that fewer sessions than "
-        "planned were offered in the time allowed: the fleet alone kept it saturated. The "
-        "fleet's request rate below what the workers at this interval would send "
-        "(≈ workers ÷ 6 s) says the same.",
+        "planned were offered in the time allowed: the fleet alone kept it saturated. A "
+        "fleet's request rate below what its workers would send (polling: ≈ workers ÷ "
+        f"{_poll_period_s(cfg):g} s; long-polling: ≈ workers ÷ {LONG_POLL_BLOCK_MS / 1000:g} s) "
+        "says the same.",
         "",
     ]
 
 
+def _poll_period_s(cfg: dict[str, Any]) -> float:
+    """An AgentFactory worker's mean wait between empty polls: pollInterval + mean jitter."""
+    return float(cfg["poll_interval_ms"]) / 1000 * 1.2
+
+
 def idle_floor_note(cfg: dict[str, Any]) -> str:
     """What the polling protocol alone allows: the wait for the fleet's next poll."""
-    period_s = cfg["poll_interval_ms"] / 1000 * 1.2  # pollInterval + mean jitter (0-40 %)
+    period_s = _poll_period_s(cfg)
     mean_gap_ms = 1000 * period_s / cfg["idle_workers"]
     return (
-        f"The protocol's own floor (arithmetic, not a measurement): {fmt(cfg['idle_workers'])} "
+        "The AgentFactory protocol's own floor (arithmetic, not a measurement): "
+        f"{fmt(cfg['idle_workers'])} "
         f"workers each polling every {period_s:g} s on average make one poll every "
         f"{mean_gap_ms:.1f} ms; an arrival waits for the next of them, which for polls at "
         f"independent random times is exponential with that mean, so its p99 is "
         f"{mean_gap_ms * math.log(100):.1f} ms (ln 100 × the mean) before the server does "
         "anything. A p99 below that needs a protocol that pushes or long-polls."
     )
+
+
+def long_poll_note(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """What long-polling changes: no latency floor, a fleet that is never quiet. Only when a
+    long-polling fleet is in the results."""
+    if not any(n.startswith("idle-envapi") for n in workloads):
+        return []
+    block_s = LONG_POLL_BLOCK_MS / 1000
+    n = cfg["idle_workers"]
+    return [
+        f"The environment-API fleet long-polls with `block_ms={LONG_POLL_BLOCK_MS}`: a poll is "
+        "held open until work arrives (the enqueue wakes it) or the block time passes, and "
+        "the worker polls again at once. An arrival does not wait for anyone's next poll, so "
+        "its latency has no protocol floor; what it costs is an idle fleet that is never "
+        f"quiet: {fmt(n)} workers each send a poll at least every {block_s:g} s, about "
+        f"{fmt(round(n / block_s))} requests/s with nothing to do, "
+        f"{_poll_period_s(cfg) / block_s:.1f} × the AgentFactory fleet's ≈ "
+        f"{fmt(round(n / _poll_period_s(cfg)))}/s. A measured request rate below that means "
+        "the server answered polls more slowly than they were sent: it was saturated.",
+        "",
+    ]
 
 
 def _m(workloads: dict[str, Any], name: str, key: str) -> float | None:
@@ -153,10 +199,8 @@ def targets_table(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     proto = _m(workloads, "shopfloor-af-sqlite", "requests_per_s")
     ceiling = _m(workloads, "ceiling", "requests_per_s")
     ratio = proto / ceiling if proto is not None and ceiling else None
-    p99 = _m(workloads, "idle-af-sqlite", "latency_p99_ms")
-    rss = _m(workloads, "idle-af-sqlite", "server_rss_mb")
     k = cfg["workers"]
-    return [
+    rows = [
         "| target | measured (median) | |",
         "| --- | ---: | --- |",
         f"| AgentFactory drain on SQLite ≥ 1,000 sessions/s with {k} workers "
@@ -165,9 +209,21 @@ def targets_table(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
         f"| {_check(pg, pg is not None and sqlite is not None and pg >= sqlite)} |",
         f"| protocol req/s ≥ ½ of the bare FastAPI endpoint ({fmt(ceiling)} req/s) "
         f"| {fmt(ratio, 2)} × | {_check(ratio, (ratio or 0) >= 0.5)} |",
-        f"| claim p99 < 25 ms with {fmt(cfg['idle_workers'])} idle workers (SQLite) "
+    ]
+    for name, how in IDLE_FLEETS.items():
+        rows += _idle_targets(workloads, cfg, name, how)
+    return rows
+
+
+def _idle_targets(workloads: dict[str, Any], cfg: dict[str, Any], name: str, how: str) -> list[str]:
+    """The latency and memory targets for one idle fleet on SQLite."""
+    p99 = _m(workloads, name, "latency_p99_ms")
+    rss = _m(workloads, name, "server_rss_mb")
+    fleet = f"{fmt(cfg['idle_workers'])} idle workers (SQLite; {how})"
+    return [
+        f"| claim p99 < 25 ms with {fleet} "
         f"| {fmt(p99, 1)} ms | {_check(p99, p99 is not None and p99 < TARGET_P99_IDLE_MS)} |",
-        f"| server memory < 300 MB with {fmt(cfg['idle_workers'])} idle workers (SQLite) "
+        f"| server memory < 300 MB with {fleet} "
         f"| {fmt(rss)} MB | {_check(rss, rss is not None and rss < TARGET_RSS_MB)} |",
     ]
 
@@ -307,9 +363,11 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "",
         "## Many idle workers",
         "",
-        f"{fmt(cfg['idle_workers'])} workers polling like the af-worker (server pollInterval "
-        f"{cfg['poll_interval_ms'] / 1000:g} s + 0–40 % jitter, heartbeat every 30 s); "
-        f"{cfg['idle_jobs']} sessions are offered one at "
+        f"{fmt(cfg['idle_workers'])} workers per fleet. The AgentFactory fleet polls like the "
+        f"af-worker (server pollInterval {cfg['poll_interval_ms'] / 1000:g} s + 0–40 % "
+        "jitter, heartbeat every 30 s); the environment-API fleet long-polls "
+        f"(`GET /v1/environments/{{id}}/work/poll?block_ms={LONG_POLL_BLOCK_MS}`; on work: "
+        f"ack, then a graceful stop). {cfg['idle_jobs']} sessions are offered one at "
         f"a time over {cfg['idle_seconds']:g} s (offering stops after twice that if the server "
         "answers too slowly; claims are awaited 60 s more, and latency is over the claimed "
         "ones).",
@@ -318,7 +376,8 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "",
         idle_floor_note(cfg),
         "",
-        *_idle_cut_short_note(workloads, cfg["idle_jobs"]),
+        *long_poll_note(workloads, cfg),
+        *_idle_cut_short_note(workloads, cfg),
         "## Targets for this round",
         "",
         *targets_table(workloads, cfg),
@@ -359,25 +418,26 @@ Why the peers differ, structurally (the numbers above say by how much in this ru
 
 - **Work per job.** A shopfloor AgentFactory job costs two HTTP requests (a poll that
   pre-claims one session, a `completed` status report), each a JSON request through
-  FastAPI with authentication, and 8 SQL statements in 2 transactions. The poll is one
-  transaction: read the worker's capacity and live count under its row lock, claim
-  (`UPDATE … RETURNING` over the claimable partial index), write the claim's history row,
-  read the worker's inbox. The report is one transaction too: the owner-fenced update, its
-  history row, archiving the inbox and releasing file reservations; on Postgres these four
-  are one statement (data-modifying CTEs). Hot statements are built once and cached, and
-  SQLite runs them on the event loop (no thread hand-offs). What remains per statement is
-  SQLAlchemy's execution path (some tens of microseconds of Python) and, on Postgres, a
-  network round trip through asyncpg; the server process is CPU-bound during the drain
-  (see its CPU column). PgQueuer and SAQ workers talk to the database directly, with no
-  HTTP: PgQueuer claims a batch per statement and buffers its acks; SAQ is a few Redis
-  commands per job. Procrastinate is closest to us: one job per fetch, one transaction per
-  state change, no HTTP.
+  FastAPI with authentication. The poll is one transaction: read the worker's capacity, live
+  count and whether messages wait for it, under its row lock; claim (`UPDATE … RETURNING`
+  over the claimable partial index) with the claim's history row (one statement on
+  Postgres, two on SQLite); read the inbox only if messages wait or a session was claimed.
+  The report is one transaction too: the owner-fenced update, its history row, archiving
+  the inbox and releasing file reservations (one statement on Postgres). These statements
+  are compiled once and sent straight to the driver (sqlite3, asyncpg), skipping
+  SQLAlchemy's per-execution work. On Postgres a job is still six round trips (BEGIN, three
+  statements and COMMIT for the poll, one for the report). The server process is CPU-bound
+  during the drain (see its CPU column). PgQueuer and SAQ workers talk to the database
+  directly, with no HTTP: PgQueuer claims a batch per statement and buffers its acks; SAQ is
+  a few Redis commands per job. Procrastinate is closest to us: one job per fetch, one
+  transaction per state change, no HTTP.
 - **What would close the gap** (not done yet): claim several sessions per poll (the
-  protocol allows 5; these workers have capacity 1, so each poll claims one); run the SQLite
-  hot statements on the sqlite3 cursor directly, with SQL compiled once by SQLAlchemy; on
-  Postgres, fold the poll's four statements into one as the report's are, so that a job is
-  two round trips instead of seven; serialise JSON with orjson. The bare FastAPI ceiling in
-  the same run bounds what any Python HTTP protocol can reach here.
+  protocol allows 5; these workers have capacity 1, so each poll claims one); on Postgres,
+  make the poll one statement as the report is (that needs the worker's live count kept on
+  its own row, so that the row lock alone serialises two polls of one worker); answer the
+  three hot routes without FastAPI's routing and dependency machinery, which under a
+  profiler takes about two fifths of the server's time per drain request. The bare FastAPI
+  ceiling in the same run bounds what any Python HTTP protocol can reach here.
 - **Latency** under the AgentFactory protocol is bounded by its poll interval: an idle
   worker sleeps 5 s + jitter between polls by specification, so a lone arrival waits for the
   next poll of any of K workers. Peers wake on LISTEN/NOTIFY (PgQueuer, Procrastinate) or a
@@ -417,9 +477,16 @@ METHOD = """\
 - **Ceiling.** `benchmarks/ceiling_app.py`, a FastAPI app with the same two request shapes
   (a GET returning one work item, a POST with a small JSON body) and no database, served by
   the same uvicorn settings, loaded by the same client with K connections.
-- **Idle fleet.** Workers follow the af-worker exactly: poll, sleep pollInterval (5 s) +
-  0–40 %, heartbeat every 30 s. Server CPU and peak RSS are read from the server process
-  (psutil) over the arrival window, after a settling period.
+- **Idle fleets.** AgentFactory workers follow the af-worker exactly: poll, sleep
+  pollInterval (5 s) + 0–40 %, heartbeat every 30 s. Environment-API workers long-poll one
+  environment (`block_ms=999`, each on its own keep-alive connection with its own
+  `Anthropic-Worker-ID`), poll again at once when a poll ends empty, and on work ack it and
+  stop it gracefully; a failed request (error status, no answer in the client's 60 s,
+  connection refused or reset) is counted and retried after 1 s. Every worker starts at a
+  random point of its first interval. Server CPU and peak RSS are read from the server
+  process (psutil) over the arrival window, after a settling period; the sessions are
+  offered on one operator connection opened before the fleet starts and kept open, so that
+  the latency measures dispatch, not the wait of a new connection to a saturated server.
 - Durability: SQLite WAL with synchronous=NORMAL; Postgres synchronous_commit as shown above;
   Redis as configured on this machine (shown above). shopfloor and Procrastinate keep
   finished rows; PgQueuer moves them to its log table; SAQ keeps job keys for its TTL."""

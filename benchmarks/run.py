@@ -27,6 +27,7 @@ from typing import Any
 
 from benchmarks import (
     ceiling,
+    idle_envapi,
     idle_workers,
     peers_pgqueuer,
     peers_procrastinate,
@@ -74,6 +75,11 @@ WORKLOADS: list[Workload] = [
              _on("sqlite", idle_workers.run)),
     Workload("idle-af-postgres", "idle", "idle AgentFactory fleet, Postgres",
              "shopfloor", _on("postgres", idle_workers.run)),
+    Workload("idle-envapi-sqlite", "idle", "idle environment-API fleet, long-polling, SQLite",
+             "shopfloor", _on("sqlite", idle_envapi.run)),
+    Workload("idle-envapi-postgres", "idle",
+             "idle environment-API fleet, long-polling, Postgres", "shopfloor",
+             _on("postgres", idle_envapi.run)),
 ]  # fmt: skip
 
 

@@ -38,6 +38,7 @@ from benchmarks.shopfloor_af import enqueue_many
 ROUTE_PREFIXES = ("/v1/environments", "/api/v1/cloud/environments")
 NOT_HERE = "environment work API not on this branch yet"
 BASE = "/v1/environments"
+BLOCK_MS = 999  # the longest long poll the API allows
 
 
 async def has_envapi(url: str) -> bool:
@@ -58,17 +59,21 @@ def work_body(env: str, i: int) -> dict[str, Any]:
     }
 
 
+async def create_environment(url: str) -> str:
+    """A self-hosted environment to queue the work in; Skip if this server has no such API."""
+    if not await has_envapi(url):
+        raise Skip(NOT_HERE)
+    admin = HttpConn.for_url(url, ADMIN_AUTH)
+    try:
+        body = {"name": "bench", "config": {"type": "self_hosted"}}
+        return str((await admin.call("POST", BASE, body))["id"])
+    finally:
+        await admin.close()
+
+
 async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
     async with shopfloor_server(backend, work_dir) as server:
-        if not await has_envapi(server.url):
-            raise Skip(NOT_HERE)
-        admin = HttpConn.for_url(server.url, ADMIN_AUTH)
-        try:
-            env = (
-                await admin.call("POST", BASE, {"name": "bench", "config": {"type": "self_hosted"}})
-            )["id"]
-        finally:
-            await admin.close()
+        env = await create_environment(server.url)
         result: dict[str, Any] = {}
         enqueue_s = await enqueue_many(server.url, cfg.jobs, body=lambda i: work_body(env, i))
         result["enqueue_jobs_per_s"] = cfg.jobs / enqueue_s
@@ -108,24 +113,36 @@ def _args(cfg: Config, url: str, env: str, mode: str) -> list[dict[str, Any]]:
 # -- the load process --
 
 
+def worker_conn(url: str, name: str) -> HttpConn:
+    """A worker's own connection: the operator key and its `Anthropic-Worker-ID`."""
+    return HttpConn.for_url(url, {**ADMIN_AUTH, "Anthropic-Worker-ID": name})
+
+
+async def take_one(child: Child, conn: HttpConn, env: str) -> bool | None:
+    """One long poll and, if it brought an item, its ack and graceful stop. None: the poll
+    came back empty; False: the item went to another worker before our ack; True: done."""
+    item = await conn.call("GET", f"{BASE}/{env}/work/poll?block_ms={BLOCK_MS}")
+    if item is None:
+        return None
+    child.claimed(int(item["metadata"]["enq_ts"]))
+    try:
+        await conn.call("POST", f"{BASE}/{env}/work/{item['id']}/ack")
+    except HttpError:  # delivered to another worker meanwhile: not ours to run
+        return False
+    await conn.call("POST", f"{BASE}/{env}/work/{item['id']}/stop", {})
+    child.completed()
+    return True
+
+
 async def env_worker(child: Child, url: str, env: str, name: str, drain: bool) -> tuple[int, int]:
-    conn = HttpConn.for_url(url, {**ADMIN_AUTH, "Anthropic-Worker-ID": name})
+    conn = worker_conn(url, name)
     done = 0
     try:
         while not child.stop.is_set():
-            item = await conn.call("GET", f"{BASE}/{env}/work/poll?block_ms=999")
-            if item is None:
-                if drain:
-                    break
-                continue
-            child.claimed(int(item["metadata"]["enq_ts"]))
-            try:
-                await conn.call("POST", f"{BASE}/{env}/work/{item['id']}/ack")
-            except HttpError:  # delivered to another worker meanwhile: not ours to run
-                continue
-            await conn.call("POST", f"{BASE}/{env}/work/{item['id']}/stop", {})
-            done += 1
-            child.completed()
+            outcome = await take_one(child, conn, env)
+            if outcome is None and drain:
+                break
+            done += bool(outcome)
         return done, conn.requests
     finally:
         await conn.close()
