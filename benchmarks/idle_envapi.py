@@ -9,7 +9,7 @@ CPU and peak RSS over the arrival window, the fleet's HTTP requests/s, and enque
 latency (claim = when the poll response carrying the item arrived). A long poll is answered as
 soon as work arrives, so unlike the AgentFactory fleet's this latency has no protocol floor;
 the price is a fleet that is never quiet: every worker has a poll open at all times and sends
-a new one at least every 999 ms (about 1,000 requests/s from 1,000 idle workers). Each worker
+a new one at least every 999 ms (at least 1,000 requests/s from 1,000 idle workers). Each worker
 sends its first poll at a random point of the first block window, so the fleet's polls do not
 start and end in lockstep."""
 

@@ -175,11 +175,12 @@ def long_poll_note(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
         "held open until work arrives (the enqueue wakes it) or the block time passes, and "
         "the worker polls again at once. An arrival does not wait for anyone's next poll, so "
         "its latency has no protocol floor; what it costs is an idle fleet that is never "
-        f"quiet: {fmt(n)} workers each send a poll at least every {block_s:g} s, about "
-        f"{fmt(round(n / block_s))} requests/s with nothing to do, "
-        f"{_poll_period_s(cfg) / block_s:.1f} × the AgentFactory fleet's ≈ "
-        f"{fmt(round(n / _poll_period_s(cfg)))}/s. A measured request rate below that means "
-        "the server answered polls more slowly than they were sent: it was saturated.",
+        f"quiet: {fmt(n)} workers each send a poll at least every {block_s:g} s (sooner if "
+        f"the server answers an empty poll early), at least {fmt(round(n / block_s))} "
+        f"polls/s with nothing to do, {_poll_period_s(cfg) / block_s:.1f} × the AgentFactory "
+        f"fleet's ≈ {fmt(round(n / _poll_period_s(cfg)))}/s. A measured request rate below "
+        "that means the server answered polls more slowly than they were sent: it was "
+        "saturated.",
         "",
     ]
 
