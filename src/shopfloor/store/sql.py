@@ -258,8 +258,11 @@ class SqlStore(ChannelSql, RunsSql):
         connect_args: dict[str, Any] = {}
         if schema:
             connect_args["server_settings"] = {"search_path": schema}
+        # A fixed pool: "overflow" connections are opened for a burst and closed when it
+        # passes, and a fleet of long polls is one burst after another. Opening a connection
+        # costs several round trips; waiting a moment for a pooled one costs none.
         return AsyncEngineDatabase(
-            create_async_engine(self.url, pool_size=10, max_overflow=10, connect_args=connect_args)
+            create_async_engine(self.url, pool_size=20, max_overflow=0, connect_args=connect_args)
         )
 
     # -- lifecycle --
