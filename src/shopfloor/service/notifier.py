@@ -36,9 +36,7 @@ class LocalNotifier:
         return None
 
     async def close(self) -> None:
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
+        self.wake_all()
 
     async def notify(self, queue: str) -> None:
         self.wake(queue)
@@ -48,10 +46,6 @@ class LocalNotifier:
             if not event.is_set():
                 event.set()
                 return
-
-    def _wake_every(self, queue: str) -> None:
-        for event in self._waiters.get(queue, ()):
-            event.set()
 
     async def wait(self, queue: str, seconds: float) -> bool:
         event = asyncio.Event()
@@ -73,8 +67,9 @@ class LocalNotifier:
 
     def wake_all(self) -> None:
         """Every waiter on every queue (after a lost connection, notifications may be lost)."""
-        for queue in list(self._waiters):
-            self._wake_every(queue)
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
 
 
 class Broadcast(Protocol):

@@ -42,7 +42,13 @@ from shopfloor.store.records import (
     WorkerRecord,
 )
 from shopfloor.store.sql_channel import ChannelSql, unacked_inbox
-from shopfloor.store.sql_common import event_values, fenced_update, in_constants
+from shopfloor.store.sql_common import (
+    EVENT_COLUMNS,
+    INSERT_EVENT,
+    event_values,
+    fenced_update,
+    in_constants,
+)
 from shopfloor.store.sql_runs import RunsSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
@@ -57,12 +63,6 @@ _s, _w = t.sessions, t.workers
 _GET_SESSION = Prepared(sa.select(_s).where(_s.c.id == sa.bindparam("b_id")))
 _GET_WORKER = Prepared(sa.select(_w).where(_w.c.id == sa.bindparam("b_id")))
 _GET_PROJECT = Prepared(sa.select(t.projects).where(t.projects.c.id == sa.bindparam("b_id")))
-_EVENT_COLUMNS = ("session_id", "at", "kind", "status", "worker_id", "reason", "data")
-_INSERT_EVENT = Prepared(
-    t.session_events.insert().values(
-        {n: sa.bindparam(n, type_=t.session_events.c[n].type) for n in _EVENT_COLUMNS}
-    )
-)
 _LIVE_COUNT = (
     sa.select(sa.func.count())
     .select_from(_s)
@@ -89,20 +89,10 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> Prepared:
     `pending` and the limit are literals, not bound parameters: Postgres may reuse a generic
     plan for a cached prepared statement, and a generic plan for `status = $1` cannot use the
     partial index, nor knows that `LIMIT $2` is a handful of rows."""
-    candidates = (
-        sa.select(_s.c.id)
-        .where(_s.c.queue == sa.bindparam("b_queue"), _s.c.status == _PENDING_LITERAL)
-        .order_by(_s.c.priority, _s.c.queued_at, _s.c.id)
-        .limit(sa.literal_column(str(int(limit)), sa.Integer))
-    )
+    where: list[sa.ColumnElement[bool]] = []
     if with_projects:
-        candidates = candidates.where(_s.c.project.in_(sa.bindparam("b_projects", expanding=True)))
-    if dialect == "postgresql":
-        # Concurrent pollers skip each other's rows instead of queueing on them.
-        candidates = candidates.with_for_update(skip_locked=True)
-    # Pick the rows in a CTE and join to it: Postgres may re-run an `IN (subquery LIMIT n)`
-    # and so claim more than n rows; a CTE is evaluated once.
-    picked = candidates.cte("picked")
+        where.append(_s.c.project.in_(sa.bindparam("b_projects", expanding=True)))
+    picked = _queue_head(dialect, limit, where)
     claim = (
         _s.update()
         .where(_s.c.id == picked.c.id, _s.c.status == _PENDING_LITERAL)
@@ -121,6 +111,22 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> Prepared:
     return Prepared(claim)
 
 
+def _queue_head(dialect: str, limit: int, where: list[sa.ColumnElement[bool]]) -> sa.CTE:
+    """The ids of the first `limit` pending sessions of `b_queue` that also match `where`, in
+    queue order, as a CTE for an UPDATE to join to: Postgres may re-run an
+    `IN (subquery LIMIT n)` and so touch more than n rows; a CTE is evaluated once."""
+    candidates = (
+        sa.select(_s.c.id)
+        .where(_s.c.queue == sa.bindparam("b_queue"), _s.c.status == _PENDING_LITERAL, *where)
+        .order_by(_s.c.priority, _s.c.queued_at, _s.c.id)
+        .limit(sa.literal_column(str(int(limit)), sa.Integer))
+    )
+    if dialect == "postgresql":
+        # Concurrent pollers skip each other's rows instead of queueing on them.
+        candidates = candidates.with_for_update(skip_locked=True)
+    return candidates.cte("picked")
+
+
 def _with_claim_events(claim: sa.Update) -> sa.Select[Any]:
     """Postgres only (data-modifying CTEs): the claim and the history rows of what it claimed,
     in one statement; SqlStore._record_claims writes the same rows on SQLite."""
@@ -131,10 +137,10 @@ def _with_claim_events(claim: sa.Update) -> sa.Select[Any]:
         sa.literal("status"),
         sa.literal(CLAIMED),
         claimed.c.worker_id,
+        sa.null(),
         sa.func.jsonb_build_object("leaseEpoch", claimed.c.lease_epoch),
     )
-    names = ["session_id", "at", "kind", "status", "worker_id", "data"]
-    events = t.session_events.insert().from_select(names, event_row).cte("events")
+    events = t.session_events.insert().from_select(EVENT_COLUMNS, event_row).cte("events")
     return sa.select(claimed).add_cte(events)
 
 
@@ -147,7 +153,7 @@ def _ending_in_one_statement(update: Prepared) -> Prepared:
     assert isinstance(update.statement, sa.Update)
     ended = update.statement.cte("ended")
     e, m, f = t.session_events, t.inbox_messages, t.file_locks
-    names = _EVENT_COLUMNS
+    names = EVENT_COLUMNS
     event_row = [ended.c.id] + [sa.bindparam(f"e_{n}", type_=e.c[n].type) for n in names[1:]]
     event = e.insert().from_select(names, sa.select(*event_row)).cte("event")
     ended_id = sa.select(ended.c.id).scalar_subquery()
@@ -168,15 +174,7 @@ def deliver_statement(dialect: str) -> Prepared:
     deliverable = sa.or_(
         _s.c.delivered_at.is_(None), _s.c.delivered_at <= sa.bindparam("b_redeliver")
     )
-    candidates = (
-        sa.select(_s.c.id)
-        .where(_s.c.queue == sa.bindparam("b_queue"), _s.c.status == _PENDING_LITERAL, deliverable)
-        .order_by(_s.c.priority, _s.c.queued_at, _s.c.id)
-        .limit(sa.literal_column("1", sa.Integer))
-    )
-    if dialect == "postgresql":
-        candidates = candidates.with_for_update(skip_locked=True)
-    picked = candidates.cte("picked")
+    picked = _queue_head(dialect, 1, [deliverable])
     return Prepared(
         _s.update()
         .where(_s.c.id == picked.c.id, _s.c.status == _PENDING_LITERAL, deliverable)
@@ -411,7 +409,7 @@ class SqlStore(ChannelSql, RunsSql):
         try:
             async with self.db.begin() as conn:
                 await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
-                await conn.execute(t.session_events.insert().values(event_values(event)))
+                await conn.run(INSERT_EVENT, event_values(event))
         except sa.exc.IntegrityError as exc:
             raise DuplicateKey(session.id) from exc
 
@@ -563,7 +561,7 @@ class SqlStore(ChannelSql, RunsSql):
         if not claimed:
             return
         await conn.run(
-            _INSERT_EVENT,
+            INSERT_EVENT,
             [
                 {
                     "session_id": c.id,
@@ -591,7 +589,7 @@ class SqlStore(ChannelSql, RunsSql):
             if not rows:
                 return None
             if event is not None:
-                await conn.run(_INSERT_EVENT, event_values(event))
+                await conn.run(INSERT_EVENT, event_values(event))
         return SessionRecord(**rows[0])
 
     async def end_held_session(
@@ -609,7 +607,7 @@ class SqlStore(ChannelSql, RunsSql):
             rows = await conn.fetch(update, params)
             if not rows:
                 return None
-            await conn.run(_INSERT_EVENT, event_values(event))
+            await conn.run(INSERT_EVENT, event_values(event))
             await self._release_holds(conn, session_id, event.at)
         return SessionRecord(**rows[0])
 

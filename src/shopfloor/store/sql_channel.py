@@ -27,7 +27,7 @@ from shopfloor.store.records import (
     SessionEvent,
     SessionRecord,
 )
-from shopfloor.store.sql_common import event_values, in_constants
+from shopfloor.store.sql_common import INSERT_EVENT, event_values, in_constants
 
 LANE_ORDER = {"urgent": 0, "normal": 1}
 
@@ -147,7 +147,7 @@ class ChannelSql:
                 )
                 await self._supersede_parked(conn, session, now)
             await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
-            await conn.execute(t.session_events.insert().values(event_values(event)))
+            await conn.run(INSERT_EVENT, event_values(event))
         return session
 
     async def _acquire_issue_lock(

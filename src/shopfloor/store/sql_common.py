@@ -24,6 +24,15 @@ def in_constants(column: sa.ColumnElement[str], values: Sequence[str]) -> sa.Col
     return column.in_([sa.literal_column(f"'{value}'", sa.String) for value in values])
 
 
+EVENT_COLUMNS = ("session_id", "at", "kind", "status", "worker_id", "reason", "data")
+# One history row; its values are `event_values(event)`.
+INSERT_EVENT = Prepared(
+    t.session_events.insert().values(
+        {n: sa.bindparam(n, type_=t.session_events.c[n].type) for n in EVENT_COLUMNS}
+    )
+)
+
+
 def event_values(ev: SessionEvent) -> dict[str, Any]:
     """A session event as insert values; its id is assigned by the database."""
     return {

@@ -18,7 +18,7 @@ from shopfloor.store.run_records import (
     RunRecord,
     WorkerSessionRecord,
 )
-from shopfloor.store.sql_common import event_values, fence, fenced_update
+from shopfloor.store.sql_common import INSERT_EVENT, event_values, fence, fenced_update
 
 
 class RunsSql:
@@ -121,7 +121,7 @@ class RunsSql:
                 async with conn.begin_nested():
                     await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
                     await conn.execute(t.runs.insert().values(dataclasses.asdict(run)))
-                    await conn.execute(t.session_events.insert().values(event_values(event)))
+                    await conn.run(INSERT_EVENT, event_values(event))
             except sa.exc.IntegrityError:
                 return False
         return True
@@ -219,7 +219,7 @@ class RunsSql:
                 )
             ).first()
             assert rrow is not None
-            await conn.execute(t.session_events.insert().values(event_values(event)))
+            await conn.run(INSERT_EVENT, event_values(event))
         return SessionRecord(**srows[0]), RunRecord(**rrow._mapping)
 
     async def list_run_events(
