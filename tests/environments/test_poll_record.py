@@ -1,11 +1,17 @@
-"""A worker's poll is written to the database at most every POLL_RECORD_EVERY_MS per queue,
-and the queue's stats still count it as polling over the whole window."""
+"""How an environment-API long poll spends the database and its time: a worker's poll is
+written at most every POLL_RECORD_EVERY_MS per queue (the stats still count it over the whole
+window); an empty poll ends in the last fifth of block_ms and does not look again."""
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
+import pytest
 import sqlalchemy as sa
 
 from shopfloor.clock import ManualClock
+from shopfloor.service import work as work_module
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.environments import Environments, NewEnvironment
 from shopfloor.service.work import POLL_RECORD_EVERY_MS, POLLING_WINDOW_MS, WorkQueue
@@ -42,3 +48,33 @@ async def test_polls_are_recorded_at_most_every_interval(store: Store, clock: Ma
 
     clock.advance((POLLING_WINDOW_MS - POLL_RECORD_EVERY_MS) / 1000)
     assert (await work.stats(env)).workers_polling == 2
+
+
+async def test_an_empty_long_poll_ends_within_the_last_fifth_of_block_ms(
+    store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
+    env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
+    for draw, expected in ((1.0, 0.8), (0.0, 1.0)):
+        monkeypatch.setattr(work_module.random, "random", lambda d=draw: d)
+        started = time.monotonic()
+        assert await work.poll(env, "w1", 300, 5000) is None
+        elapsed = time.monotonic() - started
+        assert 0.3 * expected - 0.01 <= elapsed < 0.3 * expected + 0.05
+
+
+async def test_a_long_poll_that_times_out_does_not_look_again(
+    store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
+    env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
+    looks: list[str] = []
+    deliver_next = store.deliver_next
+
+    async def counted(*args: Any) -> Any:
+        looks.append(args[0])
+        return await deliver_next(*args)
+
+    monkeypatch.setattr(store, "deliver_next", counted)
+    assert await work.poll(env, "w1", 50, 5000) is None
+    assert looks == [env]
