@@ -21,6 +21,7 @@ from shopfloor.api.agentfactory.routes import router as agentfactory_router
 from shopfloor.api.envelope import ApiError, domain_status, error_response
 from shopfloor.api.environments import errors as env_errors
 from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
+from shopfloor.api.fastlane import FastLane, lanes
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
@@ -101,17 +102,22 @@ def create_app(
         description="Self-hosted dispatch server for fleets of AI-agent workers.",
         lifespan=lifespan,
     )
-    app.include_router(agentfactory_router)
-    # Before the operator router: /api/v1/cloud/… is the environment API, not the operator's.
-    app.include_router(environments_router(QODER))
-    app.include_router(environments_router(ANTHROPIC))
-    app.include_router(channel_router)
-    app.include_router(issue_proxy_router)
-    app.include_router(operator_router)
-    app.include_router(operator_channel_router)
-    app.include_router(veryfront_router)
+    routers = [
+        agentfactory_router,
+        # Before the operator router: /api/v1/cloud/… is the environment API, not the operator's.
+        environments_router(QODER),
+        environments_router(ANTHROPIC),
+        channel_router,
+        issue_proxy_router,
+        operator_router,
+        operator_channel_router,
+        veryfront_router,
+    ]
+    for router in routers:
+        app.include_router(router)
     _install_error_handlers(app)
-    app.add_middleware(RefuseNulInUrl)
+    app.add_middleware(FastLane, lanes=lanes(routers), handlers=app.exception_handlers)
+    app.add_middleware(RefuseNulInUrl)  # added last: the outer one
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -21,6 +21,7 @@ from shopfloor.api.envelope import (
     opt_str,
     req_str,
 )
+from shopfloor.api.fastlane import hot
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.service.dispatch import StatusReport
@@ -29,9 +30,8 @@ from shopfloor.store.records import RegistrationTokenRecord, WorkerRecord
 router = APIRouter(tags=["AgentFactory worker protocol"])
 Caller = Annotated[WorkerCaller, Depends(worker_caller)]
 
-# The routes every worker calls in a loop (poll, status, heartbeat) authenticate in their body
-# and build their JSONResponse themselves. FastAPI's dependency resolution and its pass over a
-# returned dict (validate, then serialize) cost about a tenth of such a request's CPU.
+# The routes every worker calls in a loop (poll, status, heartbeat) are served by the fast lane
+# (api/fastlane.py): they authenticate in their body and build their JSONResponse themselves.
 
 REPORTABLE = ("running", "finalizing", "completed", "failed", "stopped")
 
@@ -81,6 +81,7 @@ async def config(caller: Caller) -> dict[str, Any]:
 
 
 @router.post("/api/workers/{worker_id}/heartbeat")
+@hot
 async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
     (await authenticate(request)).check_acts_as(worker_id)
     body = await json_object(request, empty_ok=True)
@@ -99,6 +100,7 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
 
 
 @router.get("/api/workers/{worker_id}/poll")
+@hot
 async def poll(worker_id: str, request: Request) -> JSONResponse:
     (await authenticate(request)).check_acts_as(worker_id)
     dispatcher = services(request).dispatcher
@@ -158,6 +160,7 @@ async def claim(session_id: str, request: Request, caller: Caller) -> dict[str, 
 
 
 @router.post("/api/sessions/{session_id}/status")
+@hot
 async def report_status(session_id: str, request: Request) -> JSONResponse:
     caller = await authenticate(request)
     body = await json_object(request)
@@ -205,19 +208,6 @@ async def transfer_ownership(session_id: str, request: Request, caller: Caller) 
     if not outcome.transferred or outcome.session is None:
         return {"transferred": False, "reason": outcome.reason}
     return {"transferred": True, "session": session_state(outcome.session)}
-
-
-# Routes are matched in the order they were added, one path pattern after another. The three
-# every worker calls in a loop go first, so that matching them does not test the others.
-_HOT_PATH = [poll, report_status, heartbeat]
-
-
-def _hot_first(route: object) -> int:
-    endpoint = getattr(route, "endpoint", None)
-    return _HOT_PATH.index(endpoint) if endpoint in _HOT_PATH else len(_HOT_PATH)
-
-
-router.routes.sort(key=_hot_first)
 
 
 # -- helpers --

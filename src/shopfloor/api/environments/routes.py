@@ -17,6 +17,7 @@ from shopfloor.api.environments.auth import (
     require_admin,
     require_environment,
 )
+from shopfloor.api.fastlane import hot
 from shopfloor.api.state import services
 from shopfloor.service.environments import Environments, NewEnvironment
 from shopfloor.service.work import DEFAULT_RECLAIM_MS, WorkQueue
@@ -132,6 +133,7 @@ def environments_router(d: Dialect) -> APIRouter:
     # -- work (poll and stats before /work/{work_id}, which would match them) --
 
     @router.get("/{environment_id}/work/poll", summary="Poll for work (long poll up to 999 ms)")
+    @hot
     async def poll(
         environment_id: str,
         request: Request,
@@ -191,12 +193,14 @@ def environments_router(d: Dialect) -> APIRouter:
         return wire.work(await queue(request).update_metadata(environment_id, work_id, patch))
 
     @router.post("/{environment_id}/work/{work_id}/ack", summary="Acknowledge a polled item")
+    @hot
     async def ack(environment_id: str, work_id: str, request: Request) -> dict[str, Any]:
         await caller(request, environment_id)
         item = await queue(request).ack(environment_id, work_id, worker_id(request))
         return wire.work(item)
 
     @router.post("/{environment_id}/work/{work_id}/heartbeat", summary="Extend the lease")
+    @hot
     async def heartbeat(
         environment_id: str,
         work_id: str,
@@ -226,6 +230,7 @@ def environments_router(d: Dialect) -> APIRouter:
         }
 
     @router.post("/{environment_id}/work/{work_id}/stop", summary="Stop (graceful or force)")
+    @hot
     async def stop(environment_id: str, work_id: str, request: Request) -> dict[str, Any]:
         await caller(request, environment_id)
         body = await json_object(request, empty_ok=True)
