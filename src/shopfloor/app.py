@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -124,6 +125,23 @@ def create_app(
         return {"status": "ok"}
 
     return app
+
+
+# The collector's youngest generation is collected after this many new container objects
+# (CPython's default: 700). A server with many long polls open keeps each poll's objects alive
+# for up to a second: collected every 700 allocations, they survive into the oldest generation,
+# whose full passes over every open connection's objects then pause the event loop for tens of
+# milliseconds. Collected ten times less often, most of them are gone by refcount first.
+# Measured side by side, 1,000 long-polling workers on SQLite (benchmark idle-envapi-sqlite):
+# claim p99 30-67 ms in six runs with the default, 9-13 ms in six with a threshold of 7,000.
+GC_THRESHOLDS = (7_000, 10, 100)
+
+
+def served_app(settings: Settings | None = None) -> FastAPI:
+    """The app as `shopfloor serve` runs it: `create_app`, in a process whose garbage collector
+    is tuned for a long-running server (a process-wide setting, so not made by create_app)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    return create_app(settings)
 
 
 def make_notifier(store: Store, settings: Settings) -> Notifier:

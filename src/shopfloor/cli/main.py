@@ -169,7 +169,7 @@ def serve(
     if processes > 1:
         os.environ.update(settings.to_env())
         uvicorn.run(
-            "shopfloor.app:create_app",
+            "shopfloor.app:served_app",
             factory=True,
             host=host,
             port=port,
@@ -179,10 +179,10 @@ def serve(
             http="httptools",
         )
         return
-    from shopfloor.app import create_app
+    from shopfloor.app import served_app
 
     uvicorn.run(
-        create_app(settings),
+        served_app(settings),
         host=host,
         port=port,
         log_level=log_level,
