@@ -41,7 +41,7 @@ from shopfloor.store.records import (
     WorkerPoll,
     WorkerRecord,
 )
-from shopfloor.store.sql_channel import ChannelSql, unacked_inbox
+from shopfloor.store.sql_channel import ChannelSql, has_unacked_inbox, unacked_inbox
 from shopfloor.store.sql_common import (
     EVENT_COLUMNS,
     INSERT_EVENT,
@@ -107,6 +107,9 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> Prepared:
         .returning(*_s.c)
     )
     if dialect == "postgresql":
+        # Whether messages wait for it: if none do, the poll need not read the inbox. (Not on
+        # SQLite, whose RETURNING names columns unqualified; reading there costs no round trip.)
+        claim = claim.returning(has_unacked_inbox(_s.c.id).label("inbox"))
         return Prepared(_with_claim_events(claim))
     return Prepared(claim)
 
@@ -468,7 +471,8 @@ class SqlStore(ChannelSql, RunsSql):
         if limit <= 0:
             return []
         async with self.db.begin() as conn:
-            return await self._claim(conn, queue, worker_id, limit, now, projects, lease_expires_at)
+            claim = self._claim(conn, queue, worker_id, limit, now, projects, lease_expires_at)
+            return (await claim)[0]
 
     async def poll_worker(
         self,
@@ -488,13 +492,14 @@ class SqlStore(ChannelSql, RunsSql):
             slots = rows[0]
             limit = min(limit, slots["capacity"] - slots["live"])
             claimed: list[SessionRecord] = []
+            claimed_inbox = False  # whether a claimed session brings messages of its own
             if limit > 0:
                 projects = slots["projects"] or None
-                claimed = await self._claim(
+                claimed, claimed_inbox = await self._claim(
                     conn, queue, worker_id, limit, now, projects, lease_expires_at
                 )
             inbox = []
-            if slots["inbox"] or claimed:  # a claimed session may bring messages of its own
+            if slots["inbox"] or claimed_inbox:
                 inbox = await self._deliver_inbox(conn, worker_id, now, inbox_per_lane)
         return WorkerPoll(claimed, inbox)
 
@@ -507,7 +512,8 @@ class SqlStore(ChannelSql, RunsSql):
         now: int,
         projects: Sequence[str] | None,
         lease_expires_at: int | None,
-    ) -> list[SessionRecord]:
+    ) -> tuple[list[SessionRecord], bool]:
+        """The sessions claimed, and whether any of them has messages waiting."""
         params: dict[str, Any] = {
             "b_queue": queue,
             "b_worker": worker_id,
@@ -517,11 +523,13 @@ class SqlStore(ChannelSql, RunsSql):
         if projects is not None:
             params["b_projects"] = list(projects)
         claim = claim_statement(self.dialect, limit, projects is not None)
-        claimed = _sessions(await conn.fetch(claim, params))
+        rows = await conn.fetch(claim, params)
+        inbox = any([row.pop("inbox", True) for row in rows])  # True: not told (SQLite)
+        claimed = _sessions(rows)
         if self.dialect != "postgresql":  # there the claim statement wrote them
             await self._record_claims(conn, claimed, worker_id, now)
         claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
-        return claimed
+        return claimed, inbox
 
     async def claim_session(
         self,

@@ -63,6 +63,13 @@ def unacked_inbox(worker_id: sa.ColumnElement[str]) -> sa.Select[Any]:
     )
 
 
+def has_unacked_inbox(session_id: sa.ColumnElement[str]) -> sa.Exists:
+    """Whether a session has messages not yet acknowledged nor archived (for one it holds)."""
+    return sa.exists().where(
+        _m.c.session_id == session_id, _m.c.acked_at.is_(None), _m.c.archived_at.is_(None)
+    )
+
+
 _UNACKED_INBOX_OF_WORKER = Prepared(
     unacked_inbox(sa.bindparam("b_worker")).order_by(_m.c.session_id, _m.c.created_at, _m.c.id)
 )
