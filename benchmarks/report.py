@@ -431,10 +431,11 @@ Why the peers differ, structurally (the numbers above say by how much in this ru
   Postgres a job is five round trips (BEGIN, two statements and COMMIT for the poll, one
   for the report); sampled during one drain, the server used about 85 % of a core,
   Postgres's processes about 65 % and the load generator about 15 %, most of the machine's
-  two cores. The server process is CPU-bound during the drain (see its CPU column). PgQueuer and SAQ workers talk to the database
-  directly, with no HTTP: PgQueuer claims a batch per statement and buffers its acks; SAQ is
-  a few Redis commands per job. Procrastinate is closest to us: one job per fetch, one
-  transaction per state change, no HTTP.
+  two cores. The server process is CPU-bound during the drain (see its CPU column).
+  PgQueuer and SAQ workers talk to the database directly, with no HTTP: PgQueuer claims a
+  batch per statement and buffers its acks; SAQ is a few Redis commands per job.
+  Procrastinate is closest to us: one job per fetch, one transaction per state change, no
+  HTTP.
 - **What would close the gap** (not done yet): claim several sessions per poll (the
   protocol allows 5; these workers have capacity 1, so each poll claims one); on Postgres,
   make the poll one statement as the report is (that needs the worker's live count kept on
