@@ -339,10 +339,9 @@ class LoopSqliteDatabase:
     """Checkpoints move the WAL's pages into the database file and fsync it: the one thing
     SQLite does here that waits on the disk (about 3 ms for 500 small commits' pages on this
     machine's disk; more on a slower one), and the loop would stall for it. So the loop's
-    connection never
-    checkpoints (`wal_autocheckpoint=0`); every CHECKPOINT_EVERY commits a helper thread runs
-    a PASSIVE checkpoint on a connection of its own, which blocks neither readers nor the
-    writer."""
+    connection never checkpoints (`wal_autocheckpoint=0`); every CHECKPOINT_EVERY commits a
+    helper thread runs a PASSIVE checkpoint on a connection of its own, which blocks neither
+    readers nor the writer."""
 
     CHECKPOINT_EVERY = 500  # commits, of a few WAL pages each (SQLite's own default: 1,000 pages)
 

@@ -471,8 +471,10 @@ class SqlStore(ChannelSql, RunsSql):
         if limit <= 0:
             return []
         async with self.db.begin() as conn:
-            claim = self._claim(conn, queue, worker_id, limit, now, projects, lease_expires_at)
-            return (await claim)[0]
+            claimed, _ = await self._claim(
+                conn, queue, worker_id, limit, now, projects, lease_expires_at
+            )
+        return claimed
 
     async def poll_worker(
         self,

@@ -47,6 +47,10 @@ _ARCHIVE_INBOX = Prepared(
 _RELEASE_FILES = Prepared(_f.delete().where(_f.c.session_id == sa.bindparam("b_session")))
 
 
+# A message still to be read: neither acknowledged nor archived.
+_UNACKED = (_m.c.acked_at.is_(None), _m.c.archived_at.is_(None))
+
+
 def unacked_inbox(worker_id: sa.ColumnElement[str]) -> sa.Select[Any]:
     """Messages of the sessions a worker holds: live ones, and stopped ones whose stop message
     is still to be acknowledged (any other end archives the inbox). The status filter keeps a
@@ -57,17 +61,14 @@ def unacked_inbox(worker_id: sa.ColumnElement[str]) -> sa.Select[Any]:
         .where(
             t.sessions.c.worker_id == worker_id,
             in_constants(t.sessions.c.status, (*LIVE_STATUSES, STOPPED)),
-            _m.c.acked_at.is_(None),
-            _m.c.archived_at.is_(None),
+            *_UNACKED,
         )
     )
 
 
 def has_unacked_inbox(session_id: sa.ColumnElement[str]) -> sa.Exists:
     """Whether a session has messages not yet acknowledged nor archived (for one it holds)."""
-    return sa.exists().where(
-        _m.c.session_id == session_id, _m.c.acked_at.is_(None), _m.c.archived_at.is_(None)
-    )
+    return sa.exists().where(_m.c.session_id == session_id, *_UNACKED)
 
 
 _UNACKED_INBOX_OF_WORKER = Prepared(
