@@ -420,29 +420,29 @@ Why the peers differ, structurally (the numbers above say by how much in this ru
 - **Work per job.** A shopfloor AgentFactory job costs two HTTP requests (a poll that
   pre-claims one session, a `completed` status report), each a JSON request with
   authentication, answered by the server's fast lane (its own route match, then the
-  endpoint; not FastAPI's router). The poll is one transaction: read the worker's capacity,
-  live count and whether messages wait for it, under its row lock; claim (`UPDATE …
-  RETURNING` over the claimable partial index) with the claim's history row (one statement
-  on Postgres, which also says whether the claimed session has messages; two on SQLite);
-  read the inbox only if messages wait. The report is one transaction too: the
-  owner-fenced update, its history row, archiving the inbox and releasing file
-  reservations (one statement on Postgres). These statements are compiled once and sent
-  straight to the driver (sqlite3, asyncpg), skipping SQLAlchemy's per-execution work. On
-  Postgres a job is five round trips (BEGIN, two statements and COMMIT for the poll, one
-  for the report); sampled during one drain, the server used about 85 % of a core,
-  Postgres's processes about 65 % and the load generator about 15 %, most of the machine's
-  two cores. The server process is CPU-bound during the drain (see its CPU column).
+  endpoint; not FastAPI's router). The poll is one transaction: lock the worker's row,
+  read its capacity, live count and whether messages wait for it; claim (`UPDATE …
+  RETURNING` over the claimable partial index, then by primary key) with the claim's
+  history row; read the inbox only if messages wait. The report is one transaction too:
+  the owner-fenced update, its history row, archiving the inbox and releasing file
+  reservations. On Postgres each of the two is a single statement sent without BEGIN or
+  COMMIT, so a job is two round trips (a poll whose snapshot may have missed a concurrent
+  poll of the same worker redoes itself as a transaction; see the README). On SQLite they
+  are a few statements each, run in-process. These statements are compiled once and sent
+  straight to the driver (sqlite3, asyncpg), skipping SQLAlchemy's per-execution work.
+  The server process is CPU-bound during the drain (see its CPU column); on Postgres the
+  database's own processes take about as much CPU again.
   PgQueuer and SAQ workers talk to the database directly, with no HTTP: PgQueuer claims a
   batch per statement and buffers its acks; SAQ is a few Redis commands per job.
   Procrastinate is closest to us: one job per fetch, one transaction per state change, no
   HTTP.
 - **What would close the gap** (not done yet): claim several sessions per poll (the
-  protocol allows 5; these workers have capacity 1, so each poll claims one); on Postgres,
-  make the poll one statement as the report is (that needs the worker's live count kept on
-  its own row, so that the row lock alone serialises two polls of one worker). Under a
-  profiler the server's time now goes mostly to uvicorn's HTTP handling and socket writes
-  and, on Postgres, to asyncpg's round trips, not to routing. The bare FastAPI ceiling in
-  the same run bounds what any Python HTTP protocol can reach here.
+  protocol allows 5; these workers have capacity 1, so each poll claims one); write fewer
+  index entries per status change (every claim and report updates four indexes of the
+  sessions table). On SQLite the store alone (the same poll and report called in-process,
+  no HTTP) cost about 370 µs of CPU per job, about 40 % of what a job costs the server in
+  the drain; the rest is HTTP (uvicorn, JSON, socket writes), not routing. The
+  bare FastAPI ceiling in the same run bounds what any Python HTTP protocol can reach here.
 - **Latency** under the AgentFactory protocol is bounded by its poll interval: an idle
   worker sleeps 5 s + jitter between polls by specification, so a lone arrival waits for the
   next poll of any of K workers. Peers wake on LISTEN/NOTIFY (PgQueuer, Procrastinate) or a

@@ -11,14 +11,15 @@ from typing import Any
 import sqlalchemy as sa
 
 from shopfloor.store import Store
-from shopfloor.store.db import AsyncEngineDatabase
-from shopfloor.store.sql import SqlStore, claim_statement
+from shopfloor.store.db import AsyncEngineDatabase, Prepared
+from shopfloor.store.sql import SqlStore, claim_statement, pg_poll_statement
+from tests.store.test_contract import worker
 
 FINISHED = 200_000
 PENDING_ROWS = 5_000
 
 
-async def fill(store: SqlStore, finished: int, pending: int) -> None:
+async def fill(store: SqlStore, finished: int, pending: int, analyze: bool = True) -> None:
     """`finished` completed sessions and `pending` queued ones, in one statement each."""
     columns = "id, queue, status, priority, queued_at, created_at, updated_at, lease_epoch, extra"
     async with store.db.begin() as conn:
@@ -41,14 +42,18 @@ async def fill(store: SqlStore, finished: int, pending: int) -> None:
                     f"INSERT INTO sessions ({columns}) {rows}"
                 )
             await conn.execute(sa.text(sql), {"count": count})
-        await conn.execute(
-            sa.text("ANALYZE sessions" if store.dialect == "postgresql" else "ANALYZE")
-        )
+        if analyze:
+            await conn.execute(
+                sa.text("ANALYZE sessions" if store.dialect == "postgresql" else "ANALYZE")
+            )
 
 
-def claim_sql(store: SqlStore, projects: list[str] | None = None) -> tuple[str, tuple[Any, ...]]:
-    """The claim statement as the store sends it: SQL text and positional parameters."""
-    stmt = claim_statement(store.dialect, 5, projects is not None)
+def claim_sql(
+    store: SqlStore, projects: list[str] | None = None, stmt: Prepared | None = None
+) -> tuple[str, tuple[Any, ...]]:
+    """The claim statement (or `stmt`, which takes the same parameters) as the store sends
+    it: SQL text and positional parameters."""
+    stmt = stmt or claim_statement(store.dialect, 5, projects is not None)
     params: dict[str, Any] = {"b_queue": "agentfactory", "b_worker": "wkr_1", "b_now": 1}
     params["b_lease"] = 2
     if projects is not None:
@@ -128,9 +133,32 @@ async def test_claim_reads_only_the_claimable_index(store: Store) -> None:
                 if projects is None:  # the plain poll walks the queue head in index order
                     names = {n.get("Index Name") for n in scans}
                     assert "ix_sessions_claimable" in names, (mode, scans)
+                # The update finds what it claims by primary key: a second read of the
+                # claimable index would walk every pending row to find the few picked.
+                claimable = [n for n in scans if n.get("Index Name") == "ix_sessions_claimable"]
+                assert len(claimable) <= 1, (mode, scans)
         else:
             details = await sqlite_plan(store, stmt)
             assert any("USING INDEX ix_sessions_claimable" in d for d in details), details
             assert not any(d.startswith("SCAN sessions") for d in details), details
     claimed = await store.claim_next("agentfactory", "wkr_1", 5, now=1)
     assert len(claimed) == 5 and all(c.id.startswith("sess_todo_") for c in claimed)
+
+
+async def test_claim_updates_by_primary_key_after_a_burst(store: Store) -> None:
+    # The planner's statistics say what the table held when it was last analyzed: here, no
+    # pending rows, then a burst of them arrives. The claim must still find the rows it updates
+    # by primary key; a second read through an index on status would read every pending row
+    # on every claim. (Its read of the queue head may go through ix_sessions_status then.)
+    assert isinstance(store, SqlStore)
+    if store.dialect != "postgresql":
+        return  # SQLite's plan is checked above; it keeps no statistics to go stale
+    await fill(store, FINISHED // 10, 0)
+    await fill(store, 0, PENDING_ROWS, analyze=False)
+    await store.insert_worker(worker(capacity=5))  # the one-statement poll's worker
+    for stmt in (None, pg_poll_statement(5)):
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            nodes = await postgres_plan(store, claim_sql(store, stmt=stmt), mode)
+            scans = [n for n in scans_of_sessions(nodes) if "worker_id" not in str(n)]
+            by_key = [n for n in scans if n.get("Index Name") == "sessions_pkey"]
+            assert len(scans) == 2 and len(by_key) == 1, (stmt, mode, scans)

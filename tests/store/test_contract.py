@@ -264,3 +264,26 @@ async def test_registration_tokens(store: Store) -> None:
 def test_unsupported_urls_are_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="unsupported database URL"):
         SqlStore(bad)
+
+
+async def test_concurrent_polls_of_one_worker_never_exceed_its_capacity(store: Store) -> None:
+    # A misbehaving client (or a retry racing its original) polls one worker many times at
+    # once: together the polls may claim no more than the worker's free capacity.
+    await store.insert_worker(worker(capacity=2))
+    await add(store, *[session(queued_at=i) for i in range(40)])
+    for round_ in range(5):
+        polls = await asyncio.gather(*(poll(store, "wkr_1", now=10 + round_) for _ in range(16)))
+        claimed = [sid for ids in polls for sid in ids or []]
+        live = [
+            s
+            for s in await store.list_sessions(SessionFilter(worker_id="wkr_1"))
+            if s.status in LIVE_STATUSES
+        ]
+        assert len(claimed) == len(set(claimed)) and len(live) == 2
+        for s in live:  # free the slots for the next round
+            await store.update_session(
+                s.id,
+                Expect("wkr_1", s.lease_epoch, LIVE_STATUSES),
+                {"status": "completed", "ended_at": 1},
+                None,
+            )

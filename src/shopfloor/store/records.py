@@ -104,6 +104,7 @@ class WorkerRecord:
     machine_id: str | None = None
     ended_at: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    claim_seq: int = 0  # the store's own counter of polls that claimed (see workers table)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ workers = sa.Table(
     sa.Column("registered_at", sa.BigInteger, nullable=False),
     sa.Column("last_heartbeat_at", sa.BigInteger, nullable=False),
     sa.Column("active_count", sa.Integer, nullable=False, server_default="0"),
+    # Bumped by every poll that claims (see SqlStore.poll_worker on Postgres).
+    sa.Column("claim_seq", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("version", sa.String(64)),
     sa.Column("projects", JSONType),
     sa.Column("registration_id", sa.String(64)),

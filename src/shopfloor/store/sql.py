@@ -32,6 +32,7 @@ from shopfloor.store.records import (
     LIVE_STATUSES,
     PENDING,
     Expect,
+    InboxMessage,
     ProjectRecord,
     QueueStats,
     RegistrationTokenRecord,
@@ -69,6 +70,10 @@ _LIVE_COUNT = (
     .where(_s.c.worker_id == _w.c.id, in_constants(_s.c.status, LIVE_STATUSES))
     .scalar_subquery()
 )
+# The Postgres poll's lock on the worker row when it cannot claim in one statement.
+_BUMP_CLAIM_SEQ = Prepared(
+    _w.update().where(_w.c.id == sa.bindparam("b_worker")).values(claim_seq=_w.c.claim_seq + 1)
+)
 # A poll's first read: can the worker take work, and has it messages waiting (an empty poll
 # mostly has none, and then skips the inbox query).
 _WORKER_SLOTS = sa.select(
@@ -92,10 +97,24 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> Prepared:
     where: list[sa.ColumnElement[bool]] = []
     if with_projects:
         where.append(_s.c.project.in_(sa.bindparam("b_projects", expanding=True)))
-    picked = _queue_head(dialect, limit, where)
-    claim = (
+    claim = _claim_update(_queue_head(dialect, limit, where))
+    if dialect == "postgresql":
+        # Whether messages wait for it: if none do, the poll need not read the inbox. (Not on
+        # SQLite, whose RETURNING names columns unqualified; reading there costs no round trip.)
+        claim = claim.returning(has_unacked_inbox(_s.c.id).label("inbox"))
+        return Prepared(_with_claim_events(claim))
+    return Prepared(claim)
+
+
+def _claim_update(picked: sa.CTE) -> sa.Update:
+    """Claim the sessions whose ids `picked` holds (the head of a queue, see _queue_head) for
+    `b_worker`. No second `status = 'pending'` test: `picked` read them pending in this same
+    statement, and on Postgres its FOR UPDATE re-tests that on the newest row version. The
+    test would also let Postgres's planner find the rows through the whole claimable index,
+    pending row by pending row, instead of by primary key."""
+    return (
         _s.update()
-        .where(_s.c.id == picked.c.id, _s.c.status == _PENDING_LITERAL)
+        .where(_s.c.id == picked.c.id)
         .values(
             status=CLAIMED,
             worker_id=sa.bindparam("b_worker"),
@@ -106,12 +125,89 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> Prepared:
         )
         .returning(*_s.c)
     )
-    if dialect == "postgresql":
-        # Whether messages wait for it: if none do, the poll need not read the inbox. (Not on
-        # SQLite, whose RETURNING names columns unqualified; reading there costs no round trip.)
-        claim = claim.returning(has_unacked_inbox(_s.c.id).label("inbox"))
-        return Prepared(_with_claim_events(claim))
-    return Prepared(claim)
+
+
+@functools.lru_cache(maxsize=8)
+def pg_poll_statement(limit: int) -> Prepared:
+    """Postgres only: a whole AgentFactory poll of `b_worker` on `b_queue` in one statement,
+    when it can be: lock the worker row, count its live sessions, claim up to that many free
+    slots (never more than `limit`, a literal for the plan's sake, as in claim_statement) with
+    their history rows, and say whether messages wait. One row per claimed session, or one
+    row of NULL session columns; every row carries the worker's `w_*` columns.
+
+    The statement's snapshot is older than its lock on the worker row: a poll of the same
+    worker that committed claims in between is invisible to the live count. Such a poll bumped
+    `claim_seq` on the worker row, and the locked row is its newest version, so `w_fast` is
+    false when the two disagree; it is also false for a worker with a project filter. The
+    statement claims nothing then, and the caller takes the transactional path."""
+    worker = sa.bindparam("b_worker", type_=_w.c.id.type)
+    locked = (
+        sa.select(_w.c.status, _w.c.capacity, _w.c.projects, _w.c.claim_seq)
+        .where(_w.c.id == worker)
+        .with_for_update()
+        .cte("locked")
+    )
+    seen_seq = sa.select(_w.c.claim_seq).where(_w.c.id == worker).scalar_subquery()
+    any_project = sa.and_(
+        locked.c.projects.is_not(None),
+        sa.cast(locked.c.projects, sa.Text).not_in(
+            [sa.literal_column("'null'"), sa.literal_column("'[]'")]
+        ),
+    )
+    fast = sa.and_(locked.c.claim_seq == seen_seq, sa.not_(any_project))
+    live = (
+        sa.select(sa.func.count())
+        .where(_s.c.worker_id == worker, in_constants(_s.c.status, LIVE_STATUSES))
+        .scalar_subquery()
+    )
+    free = sa.case(
+        (
+            sa.and_(locked.c.status == "active", fast),
+            sa.func.greatest(sa.func.least(locked.c.capacity - live, limit), 0),
+        ),
+        else_=0,
+    )
+    slots = sa.select(
+        locked.c.status.label("w_status"),
+        locked.c.capacity.label("w_capacity"),
+        fast.label("w_fast"),
+        free.label("w_free"),
+        sa.exists(unacked_inbox(worker)).label("w_inbox"),
+    ).cte("slots")
+    # The head of the queue, locked only once the worker is (the filter on `w_free` runs
+    # first), then cut to the free slots.
+    picked = (
+        sa.select(_s.c.id, _s.c.priority, _s.c.queued_at)
+        .where(
+            _s.c.queue == sa.bindparam("b_queue"),
+            _s.c.status == _PENDING_LITERAL,
+            sa.select(slots.c.w_free).scalar_subquery() > 0,
+        )
+        .order_by(_s.c.priority, _s.c.queued_at, _s.c.id)
+        .limit(sa.literal_column(str(int(limit)), sa.Integer))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
+    taken = (
+        sa.select(picked.c.id)
+        .order_by(picked.c.priority, picked.c.queued_at, picked.c.id)
+        .limit(sa.select(slots.c.w_free).scalar_subquery())
+        .cte("taken")
+    )
+    claim = _claim_update(taken).returning(has_unacked_inbox(_s.c.id).label("inbox"))
+    claimed = claim.cte("claimed")
+    events = _claim_events(claimed)
+    bump = (
+        _w.update()
+        .where(_w.c.id == worker, sa.exists(sa.select(claimed.c.id)))
+        .values(claim_seq=_w.c.claim_seq + 1)
+        .cte("bump")
+    )
+    return Prepared(
+        sa.select(slots, claimed)
+        .select_from(slots.outerjoin(claimed, sa.true()))
+        .add_cte(events, bump)
+    )
 
 
 def _queue_head(dialect: str, limit: int, where: list[sa.ColumnElement[bool]]) -> sa.CTE:
@@ -134,6 +230,11 @@ def _with_claim_events(claim: sa.Update) -> sa.Select[Any]:
     """Postgres only (data-modifying CTEs): the claim and the history rows of what it claimed,
     in one statement; SqlStore._record_claims writes the same rows on SQLite."""
     claimed = claim.cte("claimed")
+    return sa.select(claimed).add_cte(_claim_events(claimed))
+
+
+def _claim_events(claimed: sa.CTE) -> sa.CTE:
+    """The history rows of the sessions a claim CTE returns."""
     event_row = sa.select(
         claimed.c.id,
         sa.bindparam("b_now", type_=sa.BigInteger),
@@ -143,8 +244,7 @@ def _with_claim_events(claim: sa.Update) -> sa.Select[Any]:
         sa.null(),
         sa.func.jsonb_build_object("leaseEpoch", claimed.c.lease_epoch),
     )
-    events = t.session_events.insert().from_select(EVENT_COLUMNS, event_row).cte("events")
-    return sa.select(claimed).add_cte(events)
+    return t.session_events.insert().from_select(EVENT_COLUMNS, event_row).cte("events")
 
 
 @functools.lru_cache(maxsize=64)
@@ -180,7 +280,7 @@ def deliver_statement(dialect: str) -> Prepared:
     picked = _queue_head(dialect, 1, [deliverable])
     return Prepared(
         _s.update()
-        .where(_s.c.id == picked.c.id, _s.c.status == _PENDING_LITERAL, deliverable)
+        .where(_s.c.id == picked.c.id)  # no second test, as in _claim_update
         .values(delivered_to=sa.bindparam("b_worker"), delivered_at=sa.bindparam("b_now"))
         .returning(*_s.c)
     )
@@ -230,6 +330,14 @@ def _sessions(rows: list[dict[str, Any]]) -> list[SessionRecord]:
     return [SessionRecord(**row) for row in rows]
 
 
+_SESSION_COLUMNS = frozenset(_s.c.keys())
+
+
+def _session_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """A result row cut to the sessions table's columns."""
+    return {k: v for k, v in row.items() if k in _SESSION_COLUMNS}
+
+
 def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
     return WorkerRecord(**row._mapping)
 
@@ -247,6 +355,7 @@ class SqlStore(ChannelSql, RunsSql):
         self._worker_slots = Prepared(
             _WORKER_SLOTS.with_for_update(of=_w) if self.dialect == "postgresql" else _WORKER_SLOTS
         )
+        self._capacity_seen: dict[str, int] = {}  # worker id -> capacity (a plan hint only)
 
     def _open(self, schema: str | None) -> Database:
         if self.dialect == "sqlite":
@@ -485,7 +594,19 @@ class SqlStore(ChannelSql, RunsSql):
         lease_expires_at: int | None,
         inbox_per_lane: int,
     ) -> WorkerPoll | None:
+        if self.dialect == "postgresql":
+            done, polled = await self._poll_in_one_statement(
+                queue, worker_id, limit, now, lease_expires_at, inbox_per_lane
+            )
+            if done:
+                return polled
         async with self.db.begin() as conn:
+            if self.dialect == "postgresql":
+                # Lock the worker row first, in a statement of its own: the read below then
+                # has a snapshot that sees every claim of a poll that held the lock before.
+                locked = await conn.run(_BUMP_CLAIM_SEQ, {"b_worker": worker_id})
+                if locked == 0:
+                    return None
             # Read under the worker's row lock, so that two concurrent polls of one worker,
             # or a poll racing the reaper, cannot over-claim.
             rows = await conn.fetch(self._worker_slots, {"b_worker": worker_id})
@@ -504,6 +625,44 @@ class SqlStore(ChannelSql, RunsSql):
             if slots["inbox"] or claimed_inbox:
                 inbox = await self._deliver_inbox(conn, worker_id, now, inbox_per_lane)
         return WorkerPoll(claimed, inbox)
+
+    async def _poll_in_one_statement(
+        self,
+        queue: str,
+        worker_id: str,
+        limit: int,
+        now: int,
+        lease_expires_at: int | None,
+        inbox_per_lane: int,
+    ) -> tuple[bool, WorkerPoll | None]:
+        """Postgres: (True, the poll), (True, None) for a worker that may not poll, or
+        (False, None) when the transactional path must decide (see pg_poll_statement)."""
+        # The statement's literal LIMIT: the worker's capacity as last seen, if smaller, so
+        # that a poll locks no more queue rows than it can take.
+        hint = min(limit, self._capacity_seen.get(worker_id, limit))
+        params = {
+            "b_queue": queue,
+            "b_worker": worker_id,
+            "b_now": now,
+            "b_lease": lease_expires_at,
+        }
+        async with self.db.autocommit() as conn:
+            rows = await conn.fetch(pg_poll_statement(max(hint, 1)), params)
+        if not rows or rows[0]["w_status"] != "active":
+            return True, None
+        first = rows[0]
+        if len(self._capacity_seen) >= 10_000:
+            self._capacity_seen.clear()
+        self._capacity_seen[worker_id] = first["w_capacity"]
+        if not first["w_fast"]:
+            return False, None
+        claimed = _sessions([_session_columns(row) for row in rows if row["id"] is not None])
+        claimed.sort(key=lambda x: (x.priority, x.queued_at, x.id))
+        inbox: list[InboxMessage] = []
+        if first["w_inbox"] or any(row["inbox"] for row in rows):
+            async with self.db.begin() as conn:
+                inbox = await self._deliver_inbox(conn, worker_id, now, inbox_per_lane)
+        return True, WorkerPoll(claimed, inbox)
 
     async def _claim(
         self,
