@@ -1,6 +1,7 @@
 """How an environment-API long poll spends the database and its time: a worker's poll is
 written at most every POLL_RECORD_EVERY_MS per queue (the stats still count it over the whole
-window); an empty poll ends in the last fifth of block_ms and does not look again."""
+window), and records of silent workers are dropped at most every FORGET_EVERY_MS; an empty
+poll ends in the last fifth of block_ms and does not look again."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from shopfloor.clock import ManualClock
 from shopfloor.service import work as work_module
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.environments import Environments, NewEnvironment
-from shopfloor.service.work import POLL_RECORD_EVERY_MS, POLLING_WINDOW_MS, WorkQueue
+from shopfloor.service.work import (
+    FORGET_EVERY_MS,
+    FORGET_POLLERS_AFTER_MS,
+    POLL_RECORD_EVERY_MS,
+    POLLING_WINDOW_MS,
+    WorkQueue,
+)
 from shopfloor.store import Store
 from shopfloor.store.schema import queue_pollers
 from shopfloor.store.sql import SqlStore
@@ -48,6 +55,32 @@ async def test_polls_are_recorded_at_most_every_interval(store: Store, clock: Ma
 
     clock.advance((POLLING_WINDOW_MS - POLL_RECORD_EVERY_MS) / 1000)
     assert (await work.stats(env)).workers_polling == 2
+
+
+async def test_silent_pollers_are_forgotten_at_most_once_per_interval(
+    store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
+    env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
+    forgets: list[int] = []
+    forget_pollers = store.forget_pollers
+
+    async def counted(queue: str, before: int) -> None:
+        forgets.append(before)
+        await forget_pollers(queue, before)
+
+    monkeypatch.setattr(store, "forget_pollers", counted)
+    await work.poll(env, "old", None, 5000)
+    clock.advance(FORGET_POLLERS_AFTER_MS / 1000)
+    await work.poll(env, "w1", None, 5000)
+    assert await _recorded_at(store, env, "old") is not None  # silent for exactly the limit
+    clock.advance(FORGET_EVERY_MS / 2000)
+    await work.poll(env, "w2", None, 5000)  # too soon to look again
+    assert len(forgets) == 2 and await _recorded_at(store, env, "old") is not None
+    clock.advance(FORGET_EVERY_MS / 2000)
+    await work.poll(env, "w3", None, 5000)
+    assert len(forgets) == 3 and await _recorded_at(store, env, "old") is None
+    assert await _recorded_at(store, env, "w1") is not None
 
 
 async def test_an_empty_long_poll_ends_within_the_last_fifth_of_block_ms(

@@ -102,6 +102,9 @@ async def test_queue_stats_split_depth_pending_and_count_recent_pollers(store: S
     assert stats == QueueStats(depth=2, pending=1, oldest_queued_at=10, workers_polling=1)
     empty = await store.queue_stats("env_none", recent_since=0, polling_since=0)
     assert empty == QueueStats(depth=0, pending=0, oldest_queued_at=None, workers_polling=0)
+    await store.forget_pollers("env_s", before=110)  # w2 (50) and w1 (120) were recorded
+    stats = await store.queue_stats("env_s", recent_since=95, polling_since=0)
+    assert stats.workers_polling == 1
 
 
 async def test_list_queue_pages_in_id_order_both_ways(store: Store) -> None:

@@ -54,6 +54,11 @@ POLLING_WINDOW_MS = 30_000
 # POLLING_WINDOW_MS, and a write per long poll (each under a second) would be most of what an
 # idle long-polling fleet costs the database.
 POLL_RECORD_EVERY_MS = 5_000
+# Poll records of workers silent this long are dropped (random per-process worker ids would
+# pile up otherwise), by each process at most once per FORGET_EVERY_MS per queue: dropping
+# scans the queue's records, which cost more than the record itself when done every time.
+FORGET_POLLERS_AFTER_MS = 3_600_000
+FORGET_EVERY_MS = 60_000
 # An empty long poll answers at a random point in the last fifth of its block_ms (a maximum by
 # the protocol), so that workers that started together, who re-poll as soon as an answer
 # comes, drift apart instead of arriving in one burst every block_ms.
@@ -108,6 +113,7 @@ class WorkQueue:
         self.notifier = dispatcher.notifier
         self.environments = Environments(dispatcher.store, dispatcher.clock)
         self._poll_recorded: dict[tuple[str, str], int] = {}  # (environment, worker) -> ms
+        self._pollers_forgotten: dict[str, int] = {}  # environment -> ms
 
     async def _item(self, environment_id: str, work_id: str) -> SessionRecord:
         session_id = session_id_for(work_id)
@@ -122,7 +128,7 @@ class WorkQueue:
         """Deliver the next item, waiting up to `block_ms` for one to arrive."""
         await self.environments.get(environment_id)
         if worker_id is not None and self._poll_record_due(environment_id, worker_id):
-            await self.store.record_poll(environment_id, worker_id, self.clock.now_ms())
+            await self._record_poll(environment_id, worker_id)
         loop = asyncio.get_running_loop()
         hold_ms = (block_ms or 0) * (1 - HOLD_SPREAD * random.random())
         deadline = loop.time() + hold_ms / 1000
@@ -146,6 +152,16 @@ class WorkQueue:
                 # notification, its redelivery window passed, waits for the next poll, which
                 # looks first.)
                 return None
+
+    async def _record_poll(self, environment_id: str, worker_id: str) -> None:
+        now = self.clock.now_ms()
+        await self.store.record_poll(environment_id, worker_id, now)
+        last = self._pollers_forgotten.get(environment_id)
+        if last is None or not 0 <= now - last < FORGET_EVERY_MS:
+            if len(self._pollers_forgotten) >= 10_000:
+                self._pollers_forgotten.clear()
+            self._pollers_forgotten[environment_id] = now
+            await self.store.forget_pollers(environment_id, now - FORGET_POLLERS_AFTER_MS)
 
     def _poll_record_due(self, environment_id: str, worker_id: str) -> bool:
         now = self.clock.now_ms()

@@ -301,6 +301,10 @@ class Store(RunStore, Protocol):
         ...
 
     async def record_poll(self, queue: str, worker_id: str, now: int) -> None: ...
+    async def forget_pollers(self, queue: str, before: int) -> None:
+        """Drop the poll records of `queue` older than `before`."""
+        ...
+
     async def queue_stats(self, queue: str, recent_since: int, polling_since: int) -> QueueStats:
         """Pending sessions split by delivery after `recent_since`, and pollers since
         `polling_since`."""

@@ -869,8 +869,10 @@ class SqlStore(ChannelSql, RunsSql):
         params = {"b_queue": queue, "b_worker": worker_id, "b_now": now}
         async with self.db.begin() as conn:
             await conn.run(poller_upsert(self.dialect), params)
-            # Forget workers silent for an hour, so random per-process worker ids don't pile up.
-            await conn.run(_FORGET_POLLERS, {"b_queue": queue, "b_before": now - 3_600_000})
+
+    async def forget_pollers(self, queue: str, before: int) -> None:
+        async with self.db.begin() as conn:
+            await conn.run(_FORGET_POLLERS, {"b_queue": queue, "b_before": before})
 
     async def queue_stats(self, queue: str, recent_since: int, polling_since: int) -> QueueStats:
         s, qp = t.sessions, t.queue_pollers
