@@ -279,7 +279,7 @@ async def test_concurrent_polls_of_one_worker_never_exceed_its_capacity(store: S
             for s in await store.list_sessions(SessionFilter(worker_id="wkr_1"))
             if s.status in LIVE_STATUSES
         ]
-        assert len(claimed) == len(set(claimed)) and len(live) == 2
+        assert len(claimed) == len(set(claimed)) == len(live) == 2
         for s in live:  # free the slots for the next round
             await store.update_session(
                 s.id,
