@@ -36,6 +36,19 @@ async def _recorded_at(store: Store, env: str, worker: str) -> int | None:
         return await conn.scalar(query)  # type: ignore[no-any-return]
 
 
+def calls_to(monkeypatch: pytest.MonkeyPatch, store: Store, method: str) -> list[tuple[Any, ...]]:
+    """The arguments of every call to one of the store's methods from now on (which still runs)."""
+    calls: list[tuple[Any, ...]] = []
+    original = getattr(store, method)
+
+    async def counted(*args: Any) -> Any:
+        calls.append(args)
+        return await original(*args)
+
+    monkeypatch.setattr(store, method, counted)
+    return calls
+
+
 async def test_polls_are_recorded_at_most_every_interval(store: Store, clock: ManualClock) -> None:
     work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
     env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
@@ -62,14 +75,7 @@ async def test_silent_pollers_are_forgotten_at_most_once_per_interval(
 ) -> None:
     work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
     env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
-    forgets: list[int] = []
-    forget_pollers = store.forget_pollers
-
-    async def counted(queue: str, before: int) -> None:
-        forgets.append(before)
-        await forget_pollers(queue, before)
-
-    monkeypatch.setattr(store, "forget_pollers", counted)
+    forgets = calls_to(monkeypatch, store, "forget_pollers")
     await work.poll(env, "old", None, 5000)
     clock.advance(FORGET_POLLERS_AFTER_MS / 1000)
     await work.poll(env, "w1", None, 5000)
@@ -101,13 +107,6 @@ async def test_a_long_poll_that_times_out_does_not_look_again(
 ) -> None:
     work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
     env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
-    looks: list[str] = []
-    deliver_next = store.deliver_next
-
-    async def counted(*args: Any) -> Any:
-        looks.append(args[0])
-        return await deliver_next(*args)
-
-    monkeypatch.setattr(store, "deliver_next", counted)
+    looks = calls_to(monkeypatch, store, "deliver_next")
     assert await work.poll(env, "w1", 50, 5000) is None
-    assert looks == [env]
+    assert [args[0] for args in looks] == [env]

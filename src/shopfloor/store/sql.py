@@ -70,10 +70,6 @@ _LIVE_COUNT = (
     .where(_s.c.worker_id == _w.c.id, in_constants(_s.c.status, LIVE_STATUSES))
     .scalar_subquery()
 )
-# The Postgres poll's lock on the worker row when it cannot claim in one statement.
-_BUMP_CLAIM_SEQ = Prepared(
-    _w.update().where(_w.c.id == sa.bindparam("b_worker")).values(claim_seq=_w.c.claim_seq + 1)
-)
 # A poll's first read: can the worker take work, and has it messages waiting (an empty poll
 # mostly has none, and then skips the inbox query).
 _WORKER_SLOTS = sa.select(
@@ -83,6 +79,18 @@ _WORKER_SLOTS = sa.select(
     _LIVE_COUNT.label("live"),
     sa.exists(unacked_inbox(_w.c.id)).label("inbox"),
 ).where(_w.c.id == sa.bindparam("b_worker"))
+_READ_WORKER_SLOTS = Prepared(_WORKER_SLOTS)
+
+
+def _bump_claim_seq() -> sa.Update:
+    """Count a claiming poll on `b_worker`'s row (see pg_poll_statement)."""
+    return (
+        _w.update().where(_w.c.id == sa.bindparam("b_worker")).values(claim_seq=_w.c.claim_seq + 1)
+    )
+
+
+# The Postgres poll's lock on the worker row when it cannot claim in one statement.
+_BUMP_CLAIM_SEQ = Prepared(_bump_claim_seq())
 
 
 @functools.lru_cache(maxsize=32)
@@ -140,48 +148,40 @@ def pg_poll_statement(limit: int) -> Prepared:
     `claim_seq` on the worker row, and the locked row is its newest version, so `w_fast` is
     false when the two disagree; it is also false for a worker with a project filter. The
     statement claims nothing then, and the caller takes the transactional path."""
-    worker = sa.bindparam("b_worker", type_=_w.c.id.type)
-    locked = (
-        sa.select(_w.c.status, _w.c.capacity, _w.c.projects, _w.c.claim_seq)
-        .where(_w.c.id == worker)
-        .with_for_update()
-        .cte("locked")
+    # The transactional poll's first read (capacity, live count, inbox), under the lock.
+    locked = _WORKER_SLOTS.add_columns(_w.c.claim_seq).with_for_update(of=_w).cte("locked")
+    seen_seq = (
+        sa.select(_w.c.claim_seq).where(_w.c.id == sa.bindparam("b_worker")).scalar_subquery()
     )
-    seen_seq = sa.select(_w.c.claim_seq).where(_w.c.id == worker).scalar_subquery()
     any_project = sa.and_(
         locked.c.projects.is_not(None),
         sa.cast(locked.c.projects, sa.Text).not_in(
             [sa.literal_column("'null'"), sa.literal_column("'[]'")]
         ),
     )
-    fast = sa.and_(locked.c.claim_seq == seen_seq, sa.not_(any_project))
-    live = (
-        sa.select(sa.func.count())
-        .where(_s.c.worker_id == worker, in_constants(_s.c.status, LIVE_STATUSES))
-        .scalar_subquery()
-    )
-    free = sa.case(
-        (
-            sa.and_(locked.c.status == "active", fast),
-            sa.func.greatest(sa.func.least(locked.c.capacity - live, limit), 0),
-        ),
-        else_=0,
-    )
     slots = sa.select(
         locked.c.status.label("w_status"),
         locked.c.capacity.label("w_capacity"),
-        fast.label("w_fast"),
-        free.label("w_free"),
-        sa.exists(unacked_inbox(worker)).label("w_inbox"),
+        locked.c.live.label("w_live"),
+        sa.and_(locked.c.claim_seq == seen_seq, sa.not_(any_project)).label("w_fast"),
+        locked.c.inbox.label("w_inbox"),
     ).cte("slots")
-    # The head of the queue, locked only once the worker is (the filter on `w_free` runs
+    room = sa.case(
+        (
+            sa.and_(slots.c.w_status == "active", slots.c.w_fast),
+            sa.func.greatest(sa.func.least(slots.c.w_capacity - slots.c.w_live, limit), 0),
+        ),
+        else_=0,
+    )
+    free = sa.select(room.label("n")).cte("free")
+    # The head of the queue, locked only once the worker is (the filter on `free` runs
     # first), then cut to the free slots.
     picked = (
         sa.select(_s.c.id, _s.c.priority, _s.c.queued_at)
         .where(
             _s.c.queue == sa.bindparam("b_queue"),
             _s.c.status == _PENDING_LITERAL,
-            sa.select(slots.c.w_free).scalar_subquery() > 0,
+            sa.select(free.c.n).scalar_subquery() > 0,
         )
         .order_by(_s.c.priority, _s.c.queued_at, _s.c.id)
         .limit(sa.literal_column(str(int(limit)), sa.Integer))
@@ -191,18 +191,13 @@ def pg_poll_statement(limit: int) -> Prepared:
     taken = (
         sa.select(picked.c.id)
         .order_by(picked.c.priority, picked.c.queued_at, picked.c.id)
-        .limit(sa.select(slots.c.w_free).scalar_subquery())
+        .limit(sa.select(free.c.n).scalar_subquery())
         .cte("taken")
     )
     claim = _claim_update(taken).returning(has_unacked_inbox(_s.c.id).label("inbox"))
     claimed = claim.cte("claimed")
     events = _claim_events(claimed)
-    bump = (
-        _w.update()
-        .where(_w.c.id == worker, sa.exists(sa.select(claimed.c.id)))
-        .values(claim_seq=_w.c.claim_seq + 1)
-        .cte("bump")
-    )
+    bump = _bump_claim_seq().where(sa.exists(sa.select(claimed.c.id))).cte("bump")
     return Prepared(
         sa.select(slots, claimed)
         .select_from(slots.outerjoin(claimed, sa.true()))
@@ -352,9 +347,6 @@ class SqlStore(ChannelSql, RunsSql):
         self.schema = schema
         self.dialect = make_url(self.url).get_backend_name()
         self.db: Database = self._open(schema)
-        self._worker_slots = Prepared(
-            _WORKER_SLOTS.with_for_update(of=_w) if self.dialect == "postgresql" else _WORKER_SLOTS
-        )
         self._capacity_seen: dict[str, int] = {}  # worker id -> capacity (a plan hint only)
 
     def _open(self, schema: str | None) -> Database:
@@ -607,9 +599,9 @@ class SqlStore(ChannelSql, RunsSql):
                 locked = await conn.run(_BUMP_CLAIM_SEQ, {"b_worker": worker_id})
                 if locked == 0:
                     return None
-            # Read under the worker's row lock, so that two concurrent polls of one worker,
-            # or a poll racing the reaper, cannot over-claim.
-            rows = await conn.fetch(self._worker_slots, {"b_worker": worker_id})
+            # Read under the worker's row lock (SQLite: under its single writer), so that two
+            # concurrent polls of one worker, or a poll racing the reaper, cannot over-claim.
+            rows = await conn.fetch(_READ_WORKER_SLOTS, {"b_worker": worker_id})
             if not rows or rows[0]["status"] != "active":
                 return None
             slots = rows[0]
