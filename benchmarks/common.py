@@ -46,6 +46,9 @@ class Config:
     # pollInterval the shopfloor server hands AgentFactory workers (the protocol's default;
     # the smoke run shortens it only so that it finishes quickly).
     poll_interval_ms: int = 5000
+    # How long the server holds an idle AgentFactory worker's empty poll for work to arrive
+    # (SHOPFLOOR_POLL_HOLD_MS; the server's default).
+    poll_hold_ms: int = 1000
     runs: int = 3
     smoke: bool = False
 
@@ -67,6 +70,13 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def af_settings(self) -> dict[str, str]:
+        """The server settings of the AgentFactory workloads."""
+        return {
+            "SHOPFLOOR_POLL_INTERVAL_MS": str(self.poll_interval_ms),
+            "SHOPFLOOR_POLL_HOLD_MS": str(self.poll_hold_ms),
+        }
 
 
 # -- the job --

@@ -2,7 +2,8 @@
 time at a slow steady rate. `measure_idle` is the measurement every idle fleet shares; this
 module's own fleet is 1,000 AgentFactory workers behaving exactly like the af-worker client
 (poll, then sleep the server's pollInterval + 0-40 %; heartbeat every heartbeatInterval),
-spread over the load processes. benchmarks/idle_envapi.py runs a long-polling fleet on the
+spread over the load processes; the server holds each empty poll up to its poll hold (1 s by
+default) for work to arrive. benchmarks/idle_envapi.py runs a long-polling fleet on the
 environment work API through the same measurement.
 
 Measured over the window: the server's CPU (% of one core, from its process CPU time), its
@@ -43,8 +44,7 @@ if TYPE_CHECKING:
 
 
 async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
-    settings = {"SHOPFLOOR_POLL_INTERVAL_MS": str(cfg.poll_interval_ms)}
-    async with shopfloor_server(backend, work_dir, **settings) as server:
+    async with shopfloor_server(backend, work_dir, **cfg.af_settings()) as server:
         args = [
             {"url": server.url, "workers": k, "mode": "paced"}
             for k in split(cfg.idle_workers, CREW_PROCESSES)

@@ -137,7 +137,7 @@ def _idle_cut_short_note(workloads: dict[str, Any], cfg: dict[str, Any]) -> list
         "‡ The server answered the offering connection so slowly that fewer sessions than "
         "planned were offered in the time allowed: the fleet alone kept it saturated. A "
         "fleet's request rate below what its workers would send (polling: ≈ workers ÷ "
-        f"{_poll_period_s(cfg):g} s; long-polling: ≈ workers ÷ {LONG_POLL_BLOCK_MS / 1000:g} s) "
+        f"{_poll_cycle_s(cfg):g} s; long-polling: ≈ workers ÷ {LONG_POLL_BLOCK_MS / 1000:g} s) "
         "says the same.",
         "",
     ]
@@ -148,18 +148,34 @@ def _poll_period_s(cfg: dict[str, Any]) -> float:
     return float(cfg["poll_interval_ms"]) / 1000 * 1.2
 
 
+def _poll_cycle_s(cfg: dict[str, Any]) -> float:
+    """An idle AgentFactory worker's time from one poll to the next: held, then asleep."""
+    return _poll_period_s(cfg) + cfg.get("poll_hold_ms", 0) / 1000
+
+
 def idle_floor_note(cfg: dict[str, Any]) -> str:
-    """What the polling protocol alone allows: the wait for the fleet's next poll."""
+    """What the polling protocol alone allows, and what holding empty polls changes."""
     period_s = _poll_period_s(cfg)
-    mean_gap_ms = 1000 * period_s / cfg["idle_workers"]
-    return (
+    n = cfg["idle_workers"]
+    mean_gap_ms = 1000 * period_s / n
+    hold_s = cfg.get("poll_hold_ms", 0) / 1000
+    note = (
         "The AgentFactory protocol's own floor (arithmetic, not a measurement): "
-        f"{fmt(cfg['idle_workers'])} "
-        f"workers each polling every {period_s:g} s on average make one poll every "
+        f"{fmt(n)} workers each polling every {period_s:g} s on average make one poll every "
         f"{mean_gap_ms:.1f} ms; an arrival waits for the next of them, which for polls at "
         f"independent random times is exponential with that mean, so its p99 is "
-        f"{mean_gap_ms * math.log(100):.1f} ms (ln 100 × the mean) before the server does "
-        "anything. A p99 below that needs a protocol that pushes or long-polls."
+        f"{mean_gap_ms * math.log(100):.1f} ms (ln 100 × the mean) if the server answers "
+        "every poll at once, as the reference server does."
+    )
+    if hold_s <= 0:
+        return note
+    held = n * hold_s / (hold_s + period_s)
+    return note + (
+        f" shopfloor instead holds an idle worker's empty poll up to {hold_s:g} s "
+        "(`SHOPFLOOR_POLL_HOLD_MS`), and an enqueue wakes one held poll, which claims at "
+        f"once: with each worker's cycle {hold_s:g} s held + {period_s:g} s asleep, about "
+        f"{fmt(round(held))} polls are held at any moment, so an arrival need not wait for "
+        "anyone's next poll. The client cannot tell a held poll from a slow answer."
     )
 
 
@@ -177,8 +193,8 @@ def long_poll_note(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
         "its latency has no protocol floor; what it costs is an idle fleet that is never "
         f"quiet: {fmt(n)} workers each send a poll at least every {block_s:g} s (sooner if "
         f"the server answers an empty poll early), at least {fmt(round(n / block_s))} "
-        f"polls/s with nothing to do, {_poll_period_s(cfg) / block_s:.1f} × the AgentFactory "
-        f"fleet's ≈ {fmt(round(n / _poll_period_s(cfg)))}/s. A measured request rate below "
+        f"polls/s with nothing to do, {_poll_cycle_s(cfg) / block_s:.1f} × the AgentFactory "
+        f"fleet's ≈ {fmt(round(n / _poll_cycle_s(cfg)))}/s. A measured request rate below "
         "that means the server answered polls more slowly than they were sent: it was "
         "saturated.",
         "",
@@ -366,7 +382,8 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "",
         f"{fmt(cfg['idle_workers'])} workers per fleet. The AgentFactory fleet polls like the "
         f"af-worker (server pollInterval {cfg['poll_interval_ms'] / 1000:g} s + 0–40 % "
-        "jitter, heartbeat every 30 s); the environment-API fleet long-polls "
+        "jitter, heartbeat every 30 s; the server holds an empty poll up to "
+        f"{cfg.get('poll_hold_ms', 0) / 1000:g} s); the environment-API fleet long-polls "
         f"(`GET /v1/environments/{{id}}/work/poll?block_ms={LONG_POLL_BLOCK_MS}`; on work: "
         f"ack, then a graceful stop). {cfg['idle_jobs']} sessions are offered one at "
         f"a time over {cfg['idle_seconds']:g} s (offering stops after twice that if the server "
@@ -443,11 +460,11 @@ Why the peers differ, structurally (the numbers above say by how much in this ru
   no HTTP) cost about 370 µs of CPU per job, about 40 % of what a job costs the server in
   the drain; the rest is HTTP (uvicorn, JSON, socket writes), not routing. The
   bare FastAPI ceiling in the same run bounds what any Python HTTP protocol can reach here.
-- **Latency** under the AgentFactory protocol is bounded by its poll interval: an idle
-  worker sleeps 5 s + jitter between polls by specification, so a lone arrival waits for the
-  next poll of any of K workers. Peers wake on LISTEN/NOTIFY (PgQueuer, Procrastinate) or a
-  blocking Redis pop (SAQ); the environment work API long-polls and is woken the same
-  way."""
+- **Latency.** An idle AgentFactory worker sleeps 5 s + jitter between polls by
+  specification; shopfloor holds its empty poll up to 1 s (see below) and an enqueue wakes
+  it, so an arrival waits only when none of the K workers has a poll held. Peers wake on
+  LISTEN/NOTIFY (PgQueuer, Procrastinate) or a blocking Redis pop (SAQ); the environment
+  work API long-polls and is woken the same way."""
 
 METHOD = """\
 ## What exactly is measured

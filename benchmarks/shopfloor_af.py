@@ -5,8 +5,9 @@ the prompt). Worker: `POST /api/workers/register` (capacity 1), then `GET .../po
 pre-claims; for each item `POST /api/sessions/{id}/status {"status": "completed"}` (the
 protocol's shortest claim-to-done path). After a poll that returned work the worker polls
 again at once; after an empty poll it sleeps the server's pollInterval + 0-40 % (the
-af-worker's wait). In drain mode an empty poll ends the worker. Claim time = when the poll
-response arrived at the worker."""
+af-worker's wait). The server holds an idle worker's empty poll up to SHOPFLOOR_POLL_HOLD_MS
+(its default, 1 s) for work to arrive. In drain mode an empty poll ends the worker. Claim
+time = when the poll response arrived at the worker."""
 
 from __future__ import annotations
 
@@ -65,8 +66,7 @@ async def enqueue_many(
 
 
 async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
-    settings = {"SHOPFLOOR_POLL_INTERVAL_MS": str(cfg.poll_interval_ms)}
-    async with shopfloor_server(backend, work_dir, **settings) as server:
+    async with shopfloor_server(backend, work_dir, **cfg.af_settings()) as server:
         result: dict[str, Any] = {}
         # -- drain: N queued first, then K workers claim and complete them all --
         enqueue_s = await enqueue_many(server.url, cfg.jobs)

@@ -118,6 +118,8 @@ def make_settings(backend: Backend, tmp_path: Path, **overrides: object) -> Sett
         "data_dir": tmp_path / "data",
         "worker_api_key": WORKER_KEY,
         "admin_api_key": ADMIN_KEY,
+        # An empty poll answers at once unless a test asks for a hold (tests/agentfactory).
+        "poll_hold_ms": 0,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

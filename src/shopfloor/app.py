@@ -79,6 +79,7 @@ def create_app(
             issue_lock_ttl_seconds=settings.issue_lock_ttl_seconds,
             file_lock_ttl_seconds=settings.file_lock_ttl_seconds,
             notifier=notifier,
+            poll_hold_ms=settings.poll_hold_ms,
         )
         app.state.services = Services(
             settings, clock, dispatcher, credentials, WorkQueue(dispatcher)

@@ -28,6 +28,9 @@ class Settings:
     # Intervals handed to AgentFactory workers at registration, in milliseconds.
     heartbeat_interval_ms: int = 30_000
     poll_interval_ms: int = 5_000
+    # An AgentFactory poll that finds no work for an idle worker waits up to this long for
+    # some to arrive (0: answer at once, as the reference server does).
+    poll_hold_ms: int = 1_000
     runtime_token_ttl_seconds: int = 3600
     # An issue lock not refreshed for this long lapses and parked work for the issue runs.
     issue_lock_ttl_seconds: float = 7200.0
@@ -74,7 +77,13 @@ _FLOATS = {
     "issue_lock_ttl_seconds",
     "file_lock_ttl_seconds",
 }
-_INTS = {"port", "heartbeat_interval_ms", "poll_interval_ms", "runtime_token_ttl_seconds"}
+_INTS = {
+    "port",
+    "heartbeat_interval_ms",
+    "poll_interval_ms",
+    "poll_hold_ms",
+    "runtime_token_ttl_seconds",
+}
 
 
 def _coerce(name: str, raw: str) -> object:

@@ -127,6 +127,7 @@ async def test_a_poll_counts_live_sessions_and_needs_an_active_worker(store: Sto
     polled = await store.poll_worker("q", "wkr_1", 5, now=1, lease_expires_at=50, inbox_per_lane=10)
     assert polled is not None and len(polled.claimed) == 2 and polled.inbox == []
     assert {c.lease_expires_at for c in polled.claimed} == {50}
+    assert polled.free == 0
     assert await poll(store, "wkr_1", now=2) == []
     done = polled.claimed[0]
     await store.update_session(
@@ -137,6 +138,15 @@ async def test_a_poll_counts_live_sessions_and_needs_an_active_worker(store: Sto
     assert await store.end_worker("wkr_1", "dead", now=4)
     assert await poll(store, "wkr_1", now=5) is None
     assert await poll(store, "wkr_unknown", now=5) is None
+
+
+async def test_a_poll_says_how_many_more_sessions_the_worker_could_take(store: Store) -> None:
+    await store.insert_worker(worker(capacity=3))
+    await add(store, session())
+    first = await store.poll_worker("q", "wkr_1", 5, now=1, lease_expires_at=50, inbox_per_lane=10)
+    assert first is not None and (len(first.claimed), first.free) == (1, 2)
+    again = await store.poll_worker("q", "wkr_1", 5, now=2, lease_expires_at=50, inbox_per_lane=10)
+    assert again is not None and (again.claimed, again.free) == ([], 2)
 
 
 async def test_a_poll_stays_in_the_workers_projects(store: Store) -> None:

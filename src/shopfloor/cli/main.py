@@ -106,6 +106,13 @@ def serve(
         int, typer.Option(envvar="SHOPFLOOR_HEARTBEAT_INTERVAL_MS")
     ] = 30_000,
     poll_interval_ms: Annotated[int, typer.Option(envvar="SHOPFLOOR_POLL_INTERVAL_MS")] = 5_000,
+    poll_hold_ms: Annotated[
+        int,
+        typer.Option(
+            envvar="SHOPFLOOR_POLL_HOLD_MS",
+            help="Milliseconds an idle AgentFactory worker's empty poll waits for work (0: none).",
+        ),
+    ] = 1_000,
     runtime_token_ttl: Annotated[
         int, typer.Option(envvar="SHOPFLOOR_RUNTIME_TOKEN_TTL_SECONDS")
     ] = 3600,
@@ -143,6 +150,7 @@ def serve(
         reap_interval_seconds=reap_interval,
         heartbeat_interval_ms=heartbeat_interval_ms,
         poll_interval_ms=poll_interval_ms,
+        poll_hold_ms=poll_hold_ms,
         runtime_token_ttl_seconds=runtime_token_ttl,
         issue_lock_ttl_seconds=issue_lock_ttl,
         file_lock_ttl_seconds=file_lock_ttl,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +38,7 @@ from shopfloor.store.records import (
     SessionEvent,
     SessionFilter,
     SessionRecord,
+    WorkerPoll,
     WorkerRecord,
 )
 
@@ -136,11 +140,14 @@ class Dispatcher:
         notifier: Notifier | None = None,
         issue_lock_ttl_seconds: float = 7200.0,
         file_lock_ttl_seconds: float = 3600.0,
+        poll_hold_ms: int = 0,
     ) -> None:
         self.store = store
         self.clock = clock
         self.notifier: Notifier = notifier or LocalNotifier()
         self.worker_ttl_ms = int(worker_ttl_seconds * 1000)
+        # An idle worker's empty poll waits up to this long for work to arrive (see poll).
+        self.poll_hold_ms = poll_hold_ms
         # A pre-claimed session must be reported `running` within this time, or it goes back
         # to the queue: this recovers a claim whose poll reply never reached the worker.
         self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
@@ -255,9 +262,58 @@ class Dispatcher:
     async def pending_count(self, queue: str = AGENTFACTORY_QUEUE) -> int:
         return await self.store.count_pending(queue)
 
-    async def poll(self, worker_id: str) -> Poll:
+    async def poll(
+        self, worker_id: str, disconnected: Callable[[], Awaitable[object]] | None = None
+    ) -> Poll:
         """Pop and pre-claim up to min(free capacity, 5) sessions for the worker, and deliver
-        the inbox of the sessions it holds."""
+        the inbox of the sessions it holds.
+
+        A poll that finds nothing for a worker with free capacity is held up to
+        `poll_hold_ms`: an enqueue wakes it and it claims at once, so an arrival need not
+        wait for some worker's next poll (seconds apart by the protocol). The client cannot
+        tell a held poll from a slow one. `disconnected`, if given, finishes when the caller
+        has gone; a held poll then ends without claiming."""
+        polled = await self._poll_once(worker_id)
+        if polled.claimed or polled.inbox or polled.free <= 0 or self.poll_hold_ms <= 0:
+            return Poll(polled.claimed, by_session(polled.inbox))
+        return await self._hold(worker_id, disconnected)
+
+    async def _hold(
+        self, worker_id: str, disconnected: Callable[[], Awaitable[object]] | None
+    ) -> Poll:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.poll_hold_ms / 1000
+        gone = None if disconnected is None else asyncio.ensure_future(disconnected())
+        try:
+            while True:
+                # Listen before looking, so an enqueue between the look and the wait wakes us.
+                # A poll woken at the end of its hold still looks once more.
+                remaining = deadline - loop.time()
+                waiter = None
+                if remaining > 0:
+                    waiter = asyncio.ensure_future(
+                        self.notifier.wait(AGENTFACTORY_QUEUE, remaining)
+                    )
+                    await asyncio.sleep(0)
+                polled = await self._poll_once(worker_id)
+                if polled.claimed or polled.inbox or polled.free <= 0 or waiter is None:
+                    if waiter is not None:
+                        await _cancel(waiter)
+                    return Poll(polled.claimed, by_session(polled.inbox))
+                await asyncio.wait([f for f in (waiter, gone) if f], return_when="FIRST_COMPLETED")
+                if gone is not None and gone.done():
+                    woken = waiter.done() and waiter.result()
+                    await _cancel(waiter)
+                    if woken:  # the wake-up was meant for a poll that can still take work
+                        await self.notifier.notify(AGENTFACTORY_QUEUE)
+                    return Poll([], {})
+                if not waiter.result():
+                    return Poll([], {})
+        finally:
+            if gone is not None:
+                await _cancel(gone)
+
+    async def _poll_once(self, worker_id: str) -> WorkerPoll:
         now = self.clock.now_ms()
         polled = await self.store.poll_worker(
             AGENTFACTORY_QUEUE,
@@ -269,7 +325,7 @@ class Dispatcher:
         )
         if polled is None:
             raise WorkerNotFound(worker_id)
-        return Poll(polled.claimed, by_session(polled.inbox))
+        return polled
 
     async def claim(self, session_id: str, worker_id: str) -> ClaimOutcome:
         """The legacy per-item claim. Idempotent for the worker that already holds it."""
@@ -517,3 +573,9 @@ class Dispatcher:
                 await self.store.insert_recovery_packet(packet)
             await self.notifier.notify(requeued.queue)
         return requeued
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -153,11 +153,12 @@ class Expect:
 
 @dataclass(frozen=True)
 class WorkerPoll:
-    """What one poll hands a worker: the sessions it just claimed, and the unacknowledged
-    inbox messages of the sessions it holds."""
+    """What one poll hands a worker: the sessions it just claimed, the unacknowledged inbox
+    messages of the sessions it holds, and how many more sessions it could take."""
 
     claimed: list[SessionRecord]
     inbox: list[InboxMessage]
+    free: int  # the worker's capacity less its live sessions, these claims included
 
 
 PROJECT_ENVIRONMENT = "environment"

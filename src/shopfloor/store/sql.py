@@ -616,7 +616,7 @@ class SqlStore(ChannelSql, RunsSql):
             inbox = []
             if slots["inbox"] or claimed_inbox:
                 inbox = await self._deliver_inbox(conn, worker_id, now, inbox_per_lane)
-        return WorkerPoll(claimed, inbox)
+        return WorkerPoll(claimed, inbox, slots["capacity"] - slots["live"] - len(claimed))
 
     async def _poll_in_one_statement(
         self,
@@ -654,7 +654,8 @@ class SqlStore(ChannelSql, RunsSql):
         if first["w_inbox"] or any(row["inbox"] for row in rows):
             async with self.db.begin() as conn:
                 inbox = await self._deliver_inbox(conn, worker_id, now, inbox_per_lane)
-        return True, WorkerPoll(claimed, inbox)
+        free = first["w_capacity"] - first["w_live"] - len(claimed)
+        return True, WorkerPoll(claimed, inbox, free)
 
     async def _claim(
         self,

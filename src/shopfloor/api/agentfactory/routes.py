@@ -104,7 +104,7 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
 async def poll(worker_id: str, request: Request) -> JSONResponse:
     (await authenticate(request)).check_acts_as(worker_id)
     dispatcher = services(request).dispatcher
-    polled = await dispatcher.poll(worker_id)
+    polled = await dispatcher.poll(worker_id, disconnected=lambda: _disconnect(request))
     claimed, inbox = polled.claimed, polled.inbox
     return JSONResponse(
         {
@@ -115,6 +115,13 @@ async def poll(worker_id: str, request: Request) -> JSONResponse:
             "claimedSessionIds": [s.id for s in claimed],
         }
     )
+
+
+async def _disconnect(request: Request) -> None:
+    """Finishes when the client has gone: the ASGI server's `http.disconnect`, after the
+    (empty) body of the GET."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.post("/api/workers/{worker_id}/refresh-token")
