@@ -17,9 +17,11 @@ from typing import Any
 
 from benchmarks.common import (
     CREW_PROCESSES,
+    POSTGRES,
     Child,
     Config,
     Crew,
+    DatabaseCpu,
     drain_result,
     drop_pg_database,
     fresh_pg_database,
@@ -64,11 +66,13 @@ async def run(cfg: Config, work_dir: Path) -> dict[str, Any]:
             crew = Crew(__name__, _args(cfg, url, "drain"), work_dir / "logs")
             try:
                 await asyncio.to_thread(crew.wait_ready)
-                go = crew.send("go")
-                finals = await asyncio.to_thread(crew.results)
+                with DatabaseCpu(POSTGRES) as database:
+                    go = crew.send("go")
+                    finals = await asyncio.to_thread(crew.results)
             finally:
                 crew.kill()
             result.update(drain_result(cfg.jobs, go, finals))
+            result["database_cpu_percent"] = 100 * database.seconds / result["drain_seconds"]
 
             async def send(i: int) -> None:
                 await task.defer_async(**payload(i))

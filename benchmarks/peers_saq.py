@@ -14,10 +14,12 @@ from typing import Any
 
 from benchmarks.common import (
     CREW_PROCESSES,
+    REDIS,
     REDIS_URL,
     Child,
     Config,
     Crew,
+    DatabaseCpu,
     bounded,
     drain_result,
     paced_latency,
@@ -44,11 +46,13 @@ async def run(cfg: Config, work_dir: Path) -> dict[str, Any]:
         crew = Crew(__name__, _args(cfg, name, "drain"), work_dir / "logs")
         try:
             await asyncio.to_thread(crew.wait_ready)
-            go = crew.send("go")
-            finals = await asyncio.to_thread(crew.results)
+            with DatabaseCpu(REDIS) as database:
+                go = crew.send("go")
+                finals = await asyncio.to_thread(crew.results)
         finally:
             crew.kill()
         result.update(drain_result(cfg.jobs, go, finals))
+        result["database_cpu_percent"] = 100 * database.seconds / result["drain_seconds"]
         result.update(await paced_latency(cfg, __name__, _args(cfg, name, "paced"), work_dir, send))
         return result
     finally:

@@ -51,14 +51,14 @@ def _latency(m: dict[str, Any], key: str, offered_rate: float) -> str:
 def dispatch_table(workloads: dict[str, Any], offered_rate: float) -> list[str]:
     lines = [
         "| system | drain jobs/s (min–max) | enqueue jobs/s | claim p50 ms | claim p99 ms "
-        "| HTTP req/s | server CPU % | runs |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| HTTP req/s | server CPU % | database CPU % | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for entry in workloads.values():
         if entry["kind"] != "dispatch":
             continue
         if entry["skipped"]:
-            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} | | | | | | |")
+            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} | | | | | | | |")
             continue
         m = entry["median"]
         lines.append(
@@ -67,7 +67,7 @@ def dispatch_table(workloads: dict[str, Any], offered_rate: float) -> list[str]:
             f"| {_latency(m, 'latency_p50_ms', offered_rate)} "
             f"| {_latency(m, 'latency_p99_ms', offered_rate)} "
             f"| {fmt(m.get('requests_per_s'))} | {fmt(m.get('server_cpu_percent'))} "
-            f"| {_runs_note(entry)} |"
+            f"| {fmt(m.get('database_cpu_percent'))} | {_runs_note(entry)} |"
         )
     return lines
 
@@ -222,7 +222,11 @@ def targets_table(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
         "| --- | ---: | --- |",
         f"| AgentFactory drain on SQLite ≥ 1,000 sessions/s with {k} workers "
         f"| {fmt(sqlite)} | {_check(sqlite, (sqlite or 0) >= TARGET_DRAIN)} |",
-        f"| … on Postgres no less than on SQLite | {fmt(pg)} "
+        # "On Postgres no less" read both ways: no less than 1,000/s, and no less than SQLite.
+        f"| … on Postgres no less: ≥ 1,000 sessions/s | {fmt(pg)} "
+        f"| {_check(pg, (pg or 0) >= TARGET_DRAIN)} |",
+        f"| … on Postgres no less, read strictly: ≥ the SQLite drain ({fmt(sqlite)}) "
+        f"| {fmt(pg)} ({fmt(pg / sqlite if pg and sqlite else None, 2)} ×) "
         f"| {_check(pg, pg is not None and sqlite is not None and pg >= sqlite)} |",
         f"| protocol req/s ≥ ½ of the bare FastAPI endpoint ({fmt(ceiling)} req/s) "
         f"| {fmt(ratio, 2)} × | {_check(ratio, (ratio or 0) >= 0.5)} |",
@@ -448,7 +452,8 @@ Why the peers differ, structurally (the numbers above say by how much in this ru
   are a few statements each, run in-process. These statements are compiled once and sent
   straight to the driver (sqlite3, asyncpg), skipping SQLAlchemy's per-execution work.
   The server process is CPU-bound during the drain (see its CPU column); on Postgres the
-  database's own processes take about as much CPU again.
+  database's own processes take about as much CPU again (the database CPU column), and
+  the two share this machine's two cores with the load generator.
   PgQueuer and SAQ workers talk to the database directly, with no HTTP: PgQueuer claims a
   batch per statement and buffers its acks; SAQ is a few Redis commands per job.
   Procrastinate is closest to us: one job per fetch, one transaction per state change, no
@@ -456,10 +461,11 @@ Why the peers differ, structurally (the numbers above say by how much in this ru
 - **What would close the gap** (not done yet): claim several sessions per poll (the
   protocol allows 5; these workers have capacity 1, so each poll claims one); write fewer
   index entries per status change (every claim and report updates four indexes of the
-  sessions table). On SQLite the store alone (the same poll and report called in-process,
-  no HTTP) cost about 370 µs of CPU per job, about 40 % of what a job costs the server in
-  the drain; the rest is HTTP (uvicorn, JSON, socket writes), not routing. The
-  bare FastAPI ceiling in the same run bounds what any Python HTTP protocol can reach here.
+  sessions table). Where the server's time goes on SQLite, from py-spy over one drain of
+  10,000 jobs (2026-11-24): the store's poll and report took 53 % of its samples, SQLite
+  itself (running the statements and committing) 48 %; the rest is HTTP (uvicorn, JSON,
+  socket writes), not routing (the fast lane's own matching took under 1 %). The bare
+  FastAPI ceiling in the same run bounds what any Python HTTP protocol can reach here.
 - **Latency.** An idle AgentFactory worker sleeps 5 s + jitter between polls by
   specification; shopfloor holds its empty poll up to 1 s (see below) and an enqueue wakes
   it, so an arrival waits only when none of the K workers has a poll held. Peers wake on
@@ -495,7 +501,10 @@ METHOD = """\
   workers (a burn-down's latency would only measure queue length).
 - **HTTP req/s** for shopfloor = requests the workers made during the drain / drain time;
   **server CPU %** = CPU time of the server process during the drain / drain time (100 % =
-  one core). Database CPU is not included.
+  one core); on SQLite the database runs inside it. **database CPU %** = the same for
+  every `postgres` (or `redis-server`) process on the machine together: backends and
+  background processes, the other workloads' idle ones included; a backend that exits
+  during the drain takes its time with it, so this can only under-count.
 - **Ceiling.** `benchmarks/ceiling_app.py`, a FastAPI app with the same two request shapes
   (a GET returning one work item, a POST with a small JSON body) and no database, served by
   the same uvicorn settings, loaded by the same client with K connections.

@@ -20,9 +20,11 @@ from typing import Any
 
 from benchmarks.common import (
     CREW_PROCESSES,
+    POSTGRES,
     Child,
     Config,
     Crew,
+    DatabaseCpu,
     bounded,
     drain_result,
     jitter,
@@ -75,8 +77,9 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
         try:
             await asyncio.to_thread(crew.wait_ready)
             cpu0 = cpu_seconds(server)
-            go = crew.send("go")
-            finals = await asyncio.to_thread(crew.results)
+            with DatabaseCpu(POSTGRES) as database:
+                go = crew.send("go")
+                finals = await asyncio.to_thread(crew.results)
             cpu1 = cpu_seconds(server)
         finally:
             crew.kill()
@@ -84,6 +87,8 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
         requests = sum(int(f["requests"]) for f in finals)
         result["requests_per_s"] = requests / result["drain_seconds"]
         result["server_cpu_percent"] = 100 * (cpu1 - cpu0) / result["drain_seconds"]
+        if backend == "postgres":
+            result["database_cpu_percent"] = 100 * database.seconds / result["drain_seconds"]
         # -- latency: K idle workers, jobs offered one at a time at a fixed rate --
         result.update(await paced_phase(cfg, server.url, work_dir))
         return result

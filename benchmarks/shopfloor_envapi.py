@@ -21,9 +21,11 @@ from typing import Any
 
 from benchmarks.common import (
     CREW_PROCESSES,
+    POSTGRES,
     Child,
     Config,
     Crew,
+    DatabaseCpu,
     Skip,
     drain_result,
     paced_latency,
@@ -81,14 +83,17 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
         try:
             await asyncio.to_thread(crew.wait_ready)
             cpu0 = cpu_seconds(server)
-            go = crew.send("go")
-            finals = await asyncio.to_thread(crew.results)
+            with DatabaseCpu(POSTGRES) as database:
+                go = crew.send("go")
+                finals = await asyncio.to_thread(crew.results)
             cpu1 = cpu_seconds(server)
         finally:
             crew.kill()
         result.update(drain_result(cfg.jobs, go, finals))
         result["requests_per_s"] = sum(int(f["requests"]) for f in finals) / result["drain_seconds"]
         result["server_cpu_percent"] = 100 * (cpu1 - cpu0) / result["drain_seconds"]
+        if backend == "postgres":
+            result["database_cpu_percent"] = 100 * database.seconds / result["drain_seconds"]
 
         conn = HttpConn.for_url(server.url, ADMIN_AUTH)
 
