@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from shopfloor.clock import ManualClock
 from shopfloor.service.dispatch import Dispatcher, NewSession
 from shopfloor.service.notifier import LocalNotifier
@@ -55,6 +57,20 @@ async def test_each_notification_wakes_one_waiter_longest_waiting_first() -> Non
     await notifier.notify("q")
     assert await first is True
     assert await second is False  # one item, one wake-up: the other poll sleeps on
+
+
+async def test_a_waiter_cancelled_after_its_wake_up_passes_it_on() -> None:
+    notifier = LocalNotifier()
+    first = asyncio.create_task(notifier.wait("q", 5))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(notifier.wait("q", 5))
+    await asyncio.sleep(0)
+    await notifier.notify("q")  # wakes the first...
+    first.cancel()  # ...which is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    assert await second is True
+    assert notifier.waiting("q") == 0
 
 
 async def test_lost_connection_wakes_every_waiter() -> None:

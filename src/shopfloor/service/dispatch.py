@@ -302,9 +302,10 @@ class Dispatcher:
                     return Poll(polled.claimed, by_session(polled.inbox))
                 await asyncio.wait([f for f in (waiter, gone) if f], return_when="FIRST_COMPLETED")
                 if gone is not None and gone.done():
-                    woken = waiter.done() and waiter.result()
+                    # A wake-up this poll cannot use goes on to another held poll: passed on
+                    # here if it came before the cancel, by the notifier if it came after.
                     await _cancel(waiter)
-                    if woken:  # the wake-up was meant for a poll that can still take work
+                    if not waiter.cancelled() and waiter.result():
                         await self.notifier.notify(AGENTFACTORY_QUEUE)
                     return Poll([], {})
                 if not waiter.result():

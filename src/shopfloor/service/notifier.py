@@ -56,6 +56,12 @@ class LocalNotifier:
                 async with asyncio.timeout(seconds):
                     await event.wait()
             return event.is_set()
+        except asyncio.CancelledError:
+            # Woken, then cancelled before it could act: the wake-up goes to the next waiter.
+            if event.is_set():
+                waiters.pop(event, None)
+                self.wake(queue)
+            raise
         finally:
             waiters.pop(event, None)
             if not waiters:

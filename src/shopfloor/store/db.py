@@ -7,11 +7,12 @@ SQLite is a library call of a few microseconds, not a round trip. Sending each s
 helper thread (aiosqlite) costs far more than the statement itself: a thread hand-off, a loop
 wake-up and a greenlet switch per call, several calls per statement. So the SQLite handle runs
 statements on the calling thread, the event loop, over one long-lived connection. A transaction
-holds an asyncio lock from BEGIN to COMMIT, so transactions of concurrent requests never
-interleave on that connection; since no statement yields to the loop, the lock is almost never
-contended. The cost of this choice: while another process (`shopfloor db upgrade`, or any
-other writer of the same file) holds SQLite's write lock, the server waits for it
-(busy_timeout) without serving anything.
+holds an asyncio lock while it runs, so transactions of concurrent requests never interleave
+on that connection; since no statement yields to the loop, the lock is almost never
+contended. The transactions of one turn of the loop share a COMMIT (LoopSqliteDatabase).
+The cost of this choice: while another process (`shopfloor db upgrade`, or any other writer
+of the same file) holds SQLite's write lock, the server waits for it (busy_timeout) without
+serving anything.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -335,8 +337,30 @@ class _LoopConn:
         return fn(self._conn)
 
 
+@dataclass
+class _Group:
+    """The transactions that share one COMMIT."""
+
+    transaction: sa.RootTransaction  # SQLAlchemy's view of it (Alembic asks whether one is open)
+    committed: asyncio.Future[None]
+
+
 class LoopSqliteDatabase:
-    """Checkpoints move the WAL's pages into the database file and fsync it: the one thing
+    """Group commit. A COMMIT in WAL mode appends every page the transaction changed to the
+    WAL; the transactions of one drain touch the same few pages (the queue's index, the
+    history table's last page), so committing each alone rewrote them over and over. Here
+    the transactions that run in one turn of the event loop share a COMMIT: the first one
+    opens the group's transaction (BEGIN) and schedules its COMMIT with `call_soon`, which
+    runs it after the transactions already scheduled in this turn. Each transaction runs
+    inside a SAVEPOINT of its own, so a failing one is rolled back alone; each waits for the
+    group's COMMIT before it returns, so none reports success for a write that is not
+    durable, and if the COMMIT fails they all raise. A read (`connect`) that ran inside an
+    open group waits for its COMMIT too: it may have seen the group's writes. The write lock
+    is held until that COMMIT, a turn of the loop later: another process wanting to write
+    waits that long, but a second connection of this process would block the very loop that
+    is to commit (until busy_timeout), so the file has one writing connection per process.
+
+    Checkpoints move the WAL's pages into the database file and fsync it: the one thing
     SQLite does here that waits on the disk (about 3 ms for 500 small commits' pages on this
     machine's disk; more on a slower one), and the loop would stall for it. So the loop's
     connection never checkpoints (`wal_autocheckpoint=0`); every CHECKPOINT_EVERY commits a
@@ -347,9 +371,13 @@ class LoopSqliteDatabase:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        self.commits = 0  # COMMITs run, for the tests and the checkpoint schedule
         self._conn: Connection | None = None
+        self._driver: Any = None  # the sqlite3 connection under self._conn
         self._lock = asyncio.Lock()
-        self._commits = 0
+        self._group: _Group | None = None
+        self._commit_task: asyncio.Task[None] | None = None  # see _commit_when_idle
+        self._since_checkpoint = 0
         self._checkpoint: asyncio.Task[None] | None = None
 
     @property
@@ -359,21 +387,70 @@ class LoopSqliteDatabase:
     def _connection(self) -> Connection:
         if self._conn is None:
             self._conn = self.engine.connect()
-            driver: Any = self._conn.connection.dbapi_connection
-            driver.execute("PRAGMA wal_autocheckpoint=0")
+            self._driver = self._conn.connection.dbapi_connection
+            self._driver.execute("PRAGMA wal_autocheckpoint=0")
         return self._conn
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[DbConnection]:
+        # BEGIN, SAVEPOINT, RELEASE and COMMIT go straight to the driver (the engine's driver
+        # connection begins nothing by itself, see sqlite_engine): through SQLAlchemy they
+        # cost more than the statements of a small transaction.
         async with self._lock:
             conn = self._connection()
-            with conn.begin():
+            group = self._join_group(conn)
+            self._driver.execute("SAVEPOINT tx")
+            try:
                 yield _LoopConn(conn)
-        self._commits += 1
-        if self._commits >= self.CHECKPOINT_EVERY and (
+            except BaseException:
+                self._driver.execute("ROLLBACK TO tx")
+                self._driver.execute("RELEASE tx")
+                raise
+            self._driver.execute("RELEASE tx")
+        # Shielded: a caller cancelled here must not cancel the commit the others wait for.
+        await asyncio.shield(group.committed)
+
+    def _join_group(self, conn: Connection) -> _Group:
+        if self._group is None:
+            transaction = conn.begin()
+            self._driver.execute("BEGIN")
+            loop = asyncio.get_running_loop()
+            self._group = _Group(transaction, loop.create_future())
+            loop.call_soon(self._commit_when_idle, self._group)
+        return self._group
+
+    def _commit_when_idle(self, group: _Group) -> None:
+        """After this turn's transactions: commit now, unless one of them is still running
+        (one that awaits something other than this database); then once it is done."""
+        if self._lock.locked():
+            self._commit_task = asyncio.ensure_future(self._commit_after_lock(group))
+        else:
+            self._commit(group)
+
+    async def _commit_after_lock(self, group: _Group) -> None:
+        async with self._lock:
+            self._commit(group)
+
+    def _commit(self, group: _Group) -> None:
+        self._group = None
+        try:
+            group.transaction.commit()
+        except Exception as exc:
+            # SQLite may keep a transaction whose COMMIT failed (a deferred foreign key);
+            # SQLAlchemy may count it as ended already. End it for both.
+            with contextlib.suppress(Exception):
+                group.transaction.rollback()
+            if self._driver.in_transaction:
+                self._driver.rollback()
+            group.committed.set_exception(exc)
+        else:
+            group.committed.set_result(None)
+        self.commits += 1
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= self.CHECKPOINT_EVERY and (
             self._checkpoint is None or self._checkpoint.done()
         ):
-            self._commits = 0
+            self._since_checkpoint = 0
             self._checkpoint = asyncio.create_task(asyncio.to_thread(self._checkpoint_wal))
 
     def _checkpoint_wal(self) -> None:
@@ -390,17 +467,23 @@ class LoopSqliteDatabase:
     async def connect(self) -> AsyncIterator[DbConnection]:
         async with self._lock:
             conn = self._connection()
+            group = self._group
             try:
                 yield _LoopConn(conn)
             finally:
-                # Like closing a pooled connection: whatever was not committed is not kept.
-                if conn.in_transaction():
+                # Like closing a pooled connection: whatever was not committed is not kept
+                # (outside a group, whose transaction is not this reader's to end).
+                if group is None and conn.in_transaction():
                     conn.rollback()
+        if group is not None:
+            await asyncio.shield(group.committed)
 
     def autocommit(self) -> contextlib.AbstractAsyncContextManager[DbConnection]:
         return self.begin()  # a transaction costs no round trip here
 
     async def dispose(self) -> None:
+        if self._group is not None:
+            await asyncio.shield(self._group.committed)
         if self._checkpoint is not None:
             await self._checkpoint
         async with self._lock:

@@ -354,9 +354,7 @@ class SqlStore(ChannelSql, RunsSql):
             # One connection serialises every transaction in this process: SQLite allows a
             # single writer anyway, and it rules out SQLITE_BUSY upgrades between our own
             # connections. Other processes (the CLI) are covered by busy_timeout.
-            engine = sa.create_engine(self.url, poolclass=sa.pool.StaticPool)
-            event.listen(engine, "connect", _sqlite_pragmas)
-            return LoopSqliteDatabase(engine)
+            return LoopSqliteDatabase(sqlite_engine(self.url))
         connect_args: dict[str, Any] = {}
         if schema:
             connect_args["server_settings"] = {"search_path": schema}
@@ -905,7 +903,17 @@ class SqlStore(ChannelSql, RunsSql):
         return sorted(rows, key=lambda r: r.id)
 
 
+def sqlite_engine(url: str) -> sa.Engine:
+    """The engine of a LoopSqliteDatabase: one connection, in WAL mode, whose driver begins
+    no transaction by itself (pysqlite's implicit BEGIN would defeat the SAVEPOINTs of the
+    group commit): LoopSqliteDatabase sends BEGIN and COMMIT."""
+    engine = sa.create_engine(url, poolclass=sa.pool.StaticPool)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
