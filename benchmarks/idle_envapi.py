@@ -46,8 +46,10 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
             {"url": server.url, "env": env, "workers": k, "mode": "paced", "first": first}
             for k, first in zip(counts, accumulate(counts, initial=0), strict=False)
         ]
+        # Long polls are back to back from the start: a short settle is enough.
+        settle_s = min(6.0, cfg.idle_seconds / 2)
         return await measure_idle(
-            cfg, server, __name__, args, lambda i: work_body(env, i), work_dir
+            cfg, server, __name__, args, lambda i: work_body(env, i), work_dir, settle_s
         )
 
 

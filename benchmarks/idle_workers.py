@@ -49,7 +49,12 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
             {"url": server.url, "workers": k, "mode": "paced"}
             for k in split(cfg.idle_workers, CREW_PROCESSES)
         ]
-        return await measure_idle(cfg, server, __name__, args, session_body, work_dir)
+        # Each worker starts somewhere in its first interval, so the fleet's polls reach
+        # their steady rate only once every worker is into its second cycle: settle for the
+        # longest cycle (pollInterval + 40 %, then a hold) plus one hold more.
+        hold_s = cfg.poll_hold_ms / 1000
+        settle_s = cfg.poll_interval_ms / 1000 * 1.4 + 2 * hold_s
+        return await measure_idle(cfg, server, __name__, args, session_body, work_dir, settle_s)
 
 
 async def measure_idle(
@@ -59,11 +64,13 @@ async def measure_idle(
     args: list[dict[str, Any]],
     body: Callable[[int], dict[str, Any]],
     work_dir: Path,
+    settle_s: float,
 ) -> dict[str, Any]:
     """Start the fleet (`python -m module`, one process per entry of `args`, in paced mode),
-    let it settle, then offer cfg.idle_jobs sessions (`POST /api/v1/sessions` with body(i))
-    one at a time over cfg.idle_seconds. Server CPU and peak RSS are taken over that window;
-    the fleet's request rate over go..stop; latency over the claims the fleet reports."""
+    let it settle for `settle_s`, then offer cfg.idle_jobs sessions (`POST /api/v1/sessions`
+    with body(i)) one at a time over cfg.idle_seconds. Server CPU and peak RSS are taken
+    over that window; the fleet's request rate over go..stop; latency over the claims the
+    fleet reports."""
     crew = Crew(module, args, work_dir / "logs")
     conn = HttpConn.for_url(server.url, ADMIN_AUTH)
     try:
@@ -72,7 +79,7 @@ async def measure_idle(
         await conn.call("GET", "/healthz")  # the operator connects before the fleet starts
         go = crew.send("go")
         # Let the fleet settle into its staggered rhythm before measuring.
-        await settle(conn, min(6.0, cfg.idle_seconds / 2))
+        await settle(conn, settle_s)
         cpu0, rss = cpu_seconds(server), [rss_mb(server)]
 
         async def sample() -> None:

@@ -515,7 +515,9 @@ METHOD = """\
   stop it gracefully; a failed request (error status, no answer in the client's 60 s,
   connection refused or reset) is counted and retried after 1 s. Every worker starts at a
   random point of its first interval. Server CPU and peak RSS are read from the server
-  process (psutil) over the arrival window, after a settling period; the sessions are
+  process (psutil) over the arrival window, after a settling period (the AgentFactory
+  fleet: its longest cycle plus one hold, 9 s, until every worker is past its first cycle;
+  the long-polling fleet: 6 s); the sessions are
   offered on one operator connection opened before the fleet starts and kept open, so that
   the latency measures dispatch, not the wait of a new connection to a saturated server.
 - Durability: SQLite WAL with synchronous=NORMAL; Postgres synchronous_commit as shown above;

@@ -86,6 +86,22 @@ async def test_a_failed_commit_fails_every_transaction_of_its_group(
     assert committed(path_of(db), "parent") == [8]
 
 
+async def test_a_transaction_sqlite_rolled_back_fails_its_whole_group(
+    db: LoopSqliteDatabase,
+) -> None:
+    # On some errors (I/O, a full disk) SQLite rolls back the whole transaction, not only
+    # the failing statement: the group's earlier writes are gone, and must not be reported.
+    async def rolled_back_by_sqlite() -> None:
+        async with db.begin() as conn:
+            await conn.execute(sa.text("ROLLBACK"))  # what SQLite does on such an error
+
+    outcomes = await asyncio.gather(insert(db, 1), rolled_back_by_sqlite(), return_exceptions=True)
+    assert all(isinstance(o, sqlite3.OperationalError) for o in outcomes), outcomes
+    assert committed(path_of(db)) == []
+    await insert(db, 2)
+    assert committed(path_of(db)) == [2]
+
+
 async def test_a_caller_cancelled_while_waiting_does_not_cancel_the_commit(
     db: LoopSqliteDatabase,
 ) -> None:

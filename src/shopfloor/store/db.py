@@ -434,6 +434,10 @@ class LoopSqliteDatabase:
     def _commit(self, group: _Group) -> None:
         self._group = None
         try:
+            if not self._driver.in_transaction:
+                # SQLite rolled the whole transaction back under us (it does on some errors,
+                # an I/O error or a full disk); pysqlite's commit would then succeed silently.
+                raise sqlite3.OperationalError("the transaction was rolled back before COMMIT")
             group.transaction.commit()
         except Exception as exc:
             # SQLite may keep a transaction whose COMMIT failed (a deferred foreign key);
