@@ -48,12 +48,18 @@ async def test_requeue_wakes_the_queue(store: Store) -> None:
     assert await waiter is True
 
 
+async def waiting_in_order(notifier: LocalNotifier, *seconds: float) -> list[asyncio.Task[bool]]:
+    """Waiters on queue `q`, one per timeout, each registered before the next starts."""
+    waiters = []
+    for timeout in seconds:
+        waiters.append(asyncio.create_task(notifier.wait("q", timeout)))
+        await asyncio.sleep(0)
+    return waiters
+
+
 async def test_each_notification_wakes_one_waiter_longest_waiting_first() -> None:
     notifier = LocalNotifier()
-    first = asyncio.create_task(notifier.wait("q", 5))
-    await asyncio.sleep(0)
-    second = asyncio.create_task(notifier.wait("q", 0.3))
-    await asyncio.sleep(0)
+    first, second = await waiting_in_order(notifier, 5, 0.3)
     await notifier.notify("q")
     assert await first is True
     assert await second is False  # one item, one wake-up: the other poll sleeps on
@@ -61,10 +67,7 @@ async def test_each_notification_wakes_one_waiter_longest_waiting_first() -> Non
 
 async def test_a_waiter_cancelled_after_its_wake_up_passes_it_on() -> None:
     notifier = LocalNotifier()
-    first = asyncio.create_task(notifier.wait("q", 5))
-    await asyncio.sleep(0)
-    second = asyncio.create_task(notifier.wait("q", 5))
-    await asyncio.sleep(0)
+    first, second = await waiting_in_order(notifier, 5, 5)
     await notifier.notify("q")  # wakes the first...
     first.cancel()  # ...which is cancelled before it runs again
     with pytest.raises(asyncio.CancelledError):
