@@ -36,6 +36,13 @@ async def _recorded_at(store: Store, env: str, worker: str) -> int | None:
         return await conn.scalar(query)  # type: ignore[no-any-return]
 
 
+async def queue_with_environment(store: Store, clock: ManualClock) -> tuple[WorkQueue, str]:
+    """A work queue over `store`, and the id of a new environment to poll."""
+    work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
+    env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
+    return work, env
+
+
 def calls_to(monkeypatch: pytest.MonkeyPatch, store: Store, method: str) -> list[tuple[Any, ...]]:
     """The arguments of every call to one of the store's methods from now on (which still runs)."""
     calls: list[tuple[Any, ...]] = []
@@ -50,8 +57,7 @@ def calls_to(monkeypatch: pytest.MonkeyPatch, store: Store, method: str) -> list
 
 
 async def test_polls_are_recorded_at_most_every_interval(store: Store, clock: ManualClock) -> None:
-    work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
-    env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
+    work, env = await queue_with_environment(store, clock)
     first = clock.now_ms()
     await work.poll(env, "w1", None, 5000)
     assert await _recorded_at(store, env, "w1") == first
@@ -73,8 +79,7 @@ async def test_polls_are_recorded_at_most_every_interval(store: Store, clock: Ma
 async def test_silent_pollers_are_forgotten_at_most_once_per_interval(
     store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
-    env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
+    work, env = await queue_with_environment(store, clock)
     forgets = calls_to(monkeypatch, store, "forget_pollers")
     await work.poll(env, "old", None, 5000)
     clock.advance(FORGET_POLLERS_AFTER_MS / 1000)
@@ -92,8 +97,7 @@ async def test_silent_pollers_are_forgotten_at_most_once_per_interval(
 async def test_an_empty_long_poll_ends_within_the_last_fifth_of_block_ms(
     store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
-    env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
+    work, env = await queue_with_environment(store, clock)
     for draw, expected in ((1.0, 0.8), (0.0, 1.0)):
         monkeypatch.setattr(work_module.random, "random", lambda d=draw: d)
         started = time.monotonic()
@@ -105,8 +109,7 @@ async def test_an_empty_long_poll_ends_within_the_last_fifth_of_block_ms(
 async def test_a_long_poll_that_times_out_does_not_look_again(
     store: Store, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    work = WorkQueue(Dispatcher(store, clock, worker_ttl_seconds=300))
-    env = (await Environments(store, clock).create(NewEnvironment(name="p"))).id
+    work, env = await queue_with_environment(store, clock)
     looks = calls_to(monkeypatch, store, "deliver_next")
     assert await work.poll(env, "w1", 50, 5000) is None
     assert [args[0] for args in looks] == [env]
