@@ -38,7 +38,12 @@ from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import DomainError
-from shopfloor.service.notifier import BroadcastNotifier, LocalNotifier, Notifier
+from shopfloor.service.notifier import (
+    BroadcastNotifier,
+    LocalNotifier,
+    Notifier,
+    cancel_wait,
+)
 from shopfloor.service.reaper import run_reaper
 from shopfloor.service.work import WorkQueue
 from shopfloor.store import Store, open_store
@@ -91,9 +96,7 @@ def create_app(
             yield
         finally:
             if reaper is not None:
-                reaper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reaper
+                await cancel_wait(reaper)
             await notifier.close()
             await store.close()
             print("shopfloor: stopped cleanly", flush=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ from shopfloor.service.errors import (
     SessionNotFound,
     WorkerNotFound,
 )
-from shopfloor.service.notifier import LocalNotifier, Notifier
+from shopfloor.service.notifier import LocalNotifier, Notifier, cancel_wait
 from shopfloor.store import Store
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import (
@@ -274,7 +273,7 @@ class Dispatcher:
         tell a held poll from a slow one. `disconnected`, if given, finishes when the caller
         has gone; a held poll then ends without claiming."""
         polled = await self._poll_once(worker_id)
-        if polled.claimed or polled.inbox or polled.free <= 0 or self.poll_hold_ms <= 0:
+        if self.poll_hold_ms <= 0 or _nothing_to_wait_for(polled):
             return Poll(polled.claimed, by_session(polled.inbox))
         return await self._hold(worker_id, disconnected)
 
@@ -296,15 +295,15 @@ class Dispatcher:
                     )
                     await asyncio.sleep(0)
                 polled = await self._poll_once(worker_id)
-                if polled.claimed or polled.inbox or polled.free <= 0 or waiter is None:
+                if waiter is None or _nothing_to_wait_for(polled):
                     if waiter is not None:
-                        await _cancel(waiter)
+                        await cancel_wait(waiter)
                     return Poll(polled.claimed, by_session(polled.inbox))
                 await asyncio.wait([f for f in (waiter, gone) if f], return_when="FIRST_COMPLETED")
                 if gone is not None and gone.done():
                     # A wake-up this poll cannot use goes on to another held poll: passed on
                     # here if it came before the cancel, by the notifier if it came after.
-                    await _cancel(waiter)
+                    await cancel_wait(waiter)
                     if not waiter.cancelled() and waiter.result():
                         await self.notifier.notify(AGENTFACTORY_QUEUE)
                     return Poll([], {})
@@ -312,7 +311,7 @@ class Dispatcher:
                     return Poll([], {})
         finally:
             if gone is not None:
-                await _cancel(gone)
+                await cancel_wait(gone)
 
     async def _poll_once(self, worker_id: str) -> WorkerPoll:
         now = self.clock.now_ms()
@@ -576,7 +575,6 @@ class Dispatcher:
         return requeued
 
 
-async def _cancel(task: asyncio.Future[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+def _nothing_to_wait_for(polled: WorkerPoll) -> bool:
+    """Whether a poll is answered as it is: it has work or messages, or no room for work."""
+    return bool(polled.claimed or polled.inbox) or polled.free <= 0

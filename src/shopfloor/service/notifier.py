@@ -9,7 +9,7 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("shopfloor.notifier")
 
@@ -21,6 +21,13 @@ class Notifier(Protocol):
     async def wait(self, queue: str, seconds: float) -> bool:
         """Wait until `queue` is notified or `seconds` pass; True if notified."""
         ...
+
+
+async def cancel_wait(task: asyncio.Future[Any]) -> None:
+    """Cancel a wait (or any task) and let it finish unwinding."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 class LocalNotifier:

@@ -9,7 +9,6 @@ the item back in the queue."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from shopfloor.service.errors import (
     WorkConflict,
     WorkNotFound,
 )
+from shopfloor.service.notifier import cancel_wait
 from shopfloor.store.records import (
     CLAIMED,
     FINALIZING,
@@ -143,9 +143,7 @@ class WorkQueue:
             item = await self.store.deliver_next(environment_id, worker_id, now, now - reclaim_ms)
             if item is not None or waiter is None:
                 if waiter is not None:
-                    waiter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await waiter
+                    await cancel_wait(waiter)
                 return item
             if not await waiter:
                 # Nothing arrived in time. (An item that becomes deliverable again without a
