@@ -16,11 +16,12 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from opentelemetry import trace
 from starlette.types import Receive, Scope, Send
 
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
 from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
-from shopfloor.api.fastlane import FastLane, lanes
+from shopfloor.api.fastlane import lanes
 from shopfloor.app import create_app
 from shopfloor.clock import ManualClock
 from tests.agentfactory.helpers import ADMIN, WORKER
@@ -69,7 +70,7 @@ def test_a_hot_endpoint_with_an_unsupported_parameter_is_refused() -> None:
 async def _app(backend: Backend, tmp_path: Path, *, lane: bool) -> FastAPI:
     app = create_app(make_settings(backend, tmp_path), ManualClock(), run_upkeep=False)
     if not lane:
-        app.user_middleware = [m for m in app.user_middleware if m.cls is not FastLane]
+        app.fast_lane = None
     return app
 
 
@@ -187,21 +188,16 @@ class NotReached(Exception):
 async def lane_only(
     backend: Backend, tmp_path: Path
 ) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
-    """The fast lane in front of an app that fails any request passed on to it."""
+    """The app, with FastAPI's middleware stack (and so its router) replaced by one that
+    fails any request passed on to it: only the fast lane can answer."""
     app = create_app(make_settings(backend, tmp_path), ManualClock(), run_upkeep=False)
 
     async def not_reached(scope: Scope, receive: Receive, send: Send) -> None:
         raise NotReached(scope["path"])
 
-    routers = [agentfactory_router, environments_router(QODER), environments_router(ANTHROPIC)]
-    lane = FastLane(not_reached, lanes(routers), app.exception_handlers)
-
-    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["app"] = app
-        await lane(scope, receive, send)
-
+    app.middleware_stack = not_reached
     async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=asgi)
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             yield client, app
 
@@ -232,3 +228,35 @@ async def test_the_lane_itself_serves_hot_routes_and_passes_on_the_rest(
     ]:
         with pytest.raises(NotReached):
             await client.request(method, path, headers=WORKER)
+
+
+async def test_an_unexpected_error_in_a_hot_route_is_a_500_envelope(
+    lane_only: tuple[httpx.AsyncClient, FastAPI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lane is ahead of Starlette's server-error middleware, so it sends the 500 itself."""
+    client, app = lane_only
+    dispatcher = app.state.services.dispatcher
+    worker = await dispatcher.register_worker(hostname="h", capacity=1, version=None, projects=None)
+
+    async def broken(*args: Any) -> int:
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(dispatcher, "pending_count", broken)
+    r = await client.post(
+        f"/api/workers/{worker.id}/heartbeat", json={"activeCount": 0}, headers=WORKER
+    )
+    assert r.status_code == 500
+    assert r.json() == {"error": "Internal Server Error", "message": "Internal server error"}
+
+
+async def test_with_fastapi_telemetry_on_fastapi_serves_the_hot_routes(
+    lane_only: tuple[httpx.AsyncClient, FastAPI],
+) -> None:
+    """So that they are traced like every other route."""
+    client, app = lane_only
+    worker = await app.state.services.dispatcher.register_worker(
+        hostname="h", capacity=1, version=None, projects=None
+    )
+    app._telemetry["tracer_provider"] = trace.NoOpTracerProvider()  # type: ignore[attr-defined]
+    with pytest.raises(NotReached):
+        await client.get(f"/api/workers/{worker.id}/poll", headers=WORKER)

@@ -13,7 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from shopfloor import __version__
 from shopfloor.api.agentfactory.channel_routes import router as channel_router
@@ -101,7 +101,7 @@ def create_app(
             await store.close()
             print("shopfloor: stopped cleanly", flush=True)
 
-    app = FastAPI(
+    app = ShopfloorApp(
         title="shopfloor",
         version=__version__,
         description="Self-hosted dispatch server for fleets of AI-agent workers.",
@@ -121,8 +121,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     _install_error_handlers(app)
-    app.add_middleware(FastLane, lanes=lanes(routers), handlers=app.exception_handlers)
-    app.add_middleware(RefuseNulInUrl)  # added last: the outer one
+    app.fast_lane = FastLane(lanes(routers), app.exception_handlers)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -191,23 +190,44 @@ def envelope_for(request: Request) -> Envelope:
     return next(e for e in ENVELOPES if e.owns(path))
 
 
-class RefuseNulInUrl:
-    """PostgreSQL can store NUL in no text column, so a path or query string carrying one is
-    answered 400 here, in the owning protocol's envelope, before it can reach a query."""
+class ShopfloorApp(FastAPI):
+    """FastAPI, with two things done before its middleware stack sees an HTTP request.
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    - A path or query string carrying NUL is answered 400, in the owning protocol's
+      envelope: PostgreSQL can store NUL in no text column.
+    - A request for a hot route is served by the fast lane (api/fastlane.py), unless
+      FastAPI's own telemetry is on (then FastAPI serves it, traced) or the app is mounted
+      under a root path (FastAPI's own matching deals with the prefix)."""
+
+    fast_lane: FastLane | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and (
-            "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"")
-        ):
-            request = Request(scope)
-            message = "The URL must not contain the NUL character (%00)"
-            response = envelope_for(request).error(request, 400, message, None)
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+                await _refuse_nul(scope, receive, send)
+                return
+            lane = self.fast_lane
+            unprefixed = not (self.root_path or scope.get("root_path"))
+            found = lane.find(scope) if lane is not None and unprefixed else None
+            if lane is not None and found is not None and not _telemetry_on(self):
+                scope["app"] = self
+                await lane.serve(*found, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+async def _refuse_nul(scope: Scope, receive: Receive, send: Send) -> None:
+    request = Request(scope)
+    message = "The URL must not contain the NUL character (%00)"
+    response = envelope_for(request).error(request, 400, message, None)
+    await response(scope, receive, send)
+
+
+def _telemetry_on(app: FastAPI) -> bool:
+    """Whether FastAPI traces or meters requests (its native OpenTelemetry support, on when a
+    provider is configured; a private attribute, absent from FastAPI versions without it)."""
+    telemetry = getattr(app, "_native_telemetry", None)
+    return telemetry is not None and bool(telemetry.enabled())
 
 
 def _install_error_handlers(app: FastAPI) -> None:
