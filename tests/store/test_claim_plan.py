@@ -12,7 +12,12 @@ import sqlalchemy as sa
 
 from shopfloor.store import Store
 from shopfloor.store.db import AsyncEngineDatabase, Prepared
-from shopfloor.store.sql import SqlStore, claim_statement, pg_poll_statement
+from shopfloor.store.sql import (
+    SqlStore,
+    claim_statement,
+    expired_leases_query,
+    pg_poll_statement,
+)
 from tests.store.test_contract import worker
 
 FINISHED = 200_000
@@ -162,3 +167,22 @@ async def test_claim_updates_by_primary_key_after_a_burst(store: Store) -> None:
             scans = [n for n in scans_of_sessions(nodes) if "worker_id" not in str(n)]
             by_key = [n for n in scans if n.get("Index Name") == "sessions_pkey"]
             assert len(scans) == 2 and len(by_key) == 1, (stmt, mode, scans)
+
+
+async def test_the_reaper_reads_only_leased_sessions(store: Store) -> None:
+    """Its look-up of expired leases goes through ix_sessions_live_lease, which holds only
+    sessions with a lease, never through the finished rows."""
+    assert isinstance(store, SqlStore)
+    await fill(store, FINISHED, PENDING_ROWS)
+    query = expired_leases_query(now=10, limit=100)
+    state = query.compile(dialect=store.db.dialect).construct_expanded_state({})
+    stmt = (state.statement, tuple(state.positional_parameters))
+    if store.dialect == "postgresql":
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            scans = scans_of_sessions(await postgres_plan(store, stmt, mode))
+            names = [n.get("Index Name") for n in scans]
+            assert names == ["ix_sessions_live_lease"], (mode, scans)
+    else:
+        details = await sqlite_plan(store, stmt)
+        assert any("USING INDEX ix_sessions_live_lease" in d for d in details), details
+        assert not any(d.startswith("SCAN sessions") for d in details), details

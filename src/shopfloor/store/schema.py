@@ -101,7 +101,14 @@ sessions = sa.Table(
     ),
     sa.Index("ix_sessions_worker", "worker_id", "status"),
     sa.Index("ix_sessions_status", "status"),
-    sa.Index("ix_sessions_lease_expiry", "lease_expires_at"),
+    # Only sessions holding a lease (the live ones): a claim adds one entry and an ending
+    # removes it, where a full index would move every row's entry twice, to and from NULL.
+    sa.Index(
+        "ix_sessions_live_lease",
+        "lease_expires_at",
+        sqlite_where=sa.text("lease_expires_at IS NOT NULL"),
+        postgresql_where=sa.text("lease_expires_at IS NOT NULL"),
+    ),
 )
 
 session_events = sa.Table(

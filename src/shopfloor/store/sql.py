@@ -106,10 +106,12 @@ def claim_statement(dialect: str, limit: int, with_projects: bool) -> Prepared:
     if with_projects:
         where.append(_s.c.project.in_(sa.bindparam("b_projects", expanding=True)))
     claim = _claim_update(_queue_head(dialect, limit, where))
+    # Whether messages wait for each claimed session: if none do, the poll need not read the
+    # inbox. SQLAlchemy writes SQLite's RETURNING columns unqualified, and there the subquery
+    # would read an unqualified `id` as its own table's: the session's id is named in full.
+    session_id = _s.c.id if dialect == "postgresql" else sa.literal_column("sessions.id")
+    claim = claim.returning(has_unacked_inbox(session_id).label("inbox"))
     if dialect == "postgresql":
-        # Whether messages wait for it: if none do, the poll need not read the inbox. (Not on
-        # SQLite, whose RETURNING names columns unqualified; reading there costs no round trip.)
-        claim = claim.returning(has_unacked_inbox(_s.c.id).label("inbox"))
         return Prepared(_with_claim_events(claim))
     return Prepared(claim)
 
@@ -317,12 +319,23 @@ def async_url(url: str) -> str:
     )
 
 
+def expired_leases_query(now: int, limit: int) -> sa.Select[Any]:
+    """The reaper's look-up: live sessions whose lease ran out before `now`, oldest first
+    (read through ix_sessions_live_lease, which holds only leased sessions)."""
+    return (
+        sa.select(_s)
+        .where(_s.c.lease_expires_at < now, _s.c.status.in_(LIVE_STATUSES))
+        .order_by(_s.c.lease_expires_at)
+        .limit(limit)
+    )
+
+
 def _session_from_row(row: sa.Row[Any]) -> SessionRecord:
-    return SessionRecord(**row._mapping)
+    return SessionRecord.from_row(row._mapping)
 
 
 def _sessions(rows: list[dict[str, Any]]) -> list[SessionRecord]:
-    return [SessionRecord(**row) for row in rows]
+    return [SessionRecord.from_row(row) for row in rows]
 
 
 _SESSION_COLUMNS = frozenset(_s.c.keys())
@@ -518,7 +531,7 @@ class SqlStore(ChannelSql, RunsSql):
     async def get_session(self, session_id: str) -> SessionRecord | None:
         async with self.db.connect() as conn:
             rows = await conn.fetch(_GET_SESSION, {"b_id": session_id})
-        return SessionRecord(**rows[0]) if rows else None
+        return SessionRecord.from_row(rows[0]) if rows else None
 
     async def list_sessions(self, flt: SessionFilter) -> list[SessionRecord]:
         s = t.sessions
@@ -676,7 +689,7 @@ class SqlStore(ChannelSql, RunsSql):
             params["b_projects"] = list(projects)
         claim = claim_statement(self.dialect, limit, projects is not None)
         rows = await conn.fetch(claim, params)
-        inbox = any([row.pop("inbox", True) for row in rows])  # True: not told (SQLite)
+        inbox = any([row.pop("inbox") for row in rows])
         claimed = _sessions(rows)
         if self.dialect != "postgresql":  # there the claim statement wrote them
             await self._record_claims(conn, claimed, worker_id, now)
@@ -750,7 +763,7 @@ class SqlStore(ChannelSql, RunsSql):
                 return None
             if event is not None:
                 await conn.run(INSERT_EVENT, event_values(event))
-        return SessionRecord(**rows[0])
+        return SessionRecord.from_row(rows[0])
 
     async def end_held_session(
         self, session_id: str, worker_id: str, changes: Mapping[str, Any], event: SessionEvent
@@ -762,24 +775,18 @@ class SqlStore(ChannelSql, RunsSql):
             params.update({f"e_{k}": v for k, v in event_values(event).items()})
             async with self.db.autocommit() as conn:
                 rows = await conn.fetch(_ending_in_one_statement(update), params)
-            return SessionRecord(**rows[0]) if rows else None
+            return SessionRecord.from_row(rows[0]) if rows else None
         async with self.db.begin() as conn:
             rows = await conn.fetch(update, params)
             if not rows:
                 return None
             await conn.run(INSERT_EVENT, event_values(event))
             await self._release_holds(conn, session_id, event.at)
-        return SessionRecord(**rows[0])
+        return SessionRecord.from_row(rows[0])
 
     async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]:
-        s = t.sessions
         async with self.db.connect() as conn:
-            rows = await conn.execute(
-                sa.select(s)
-                .where(s.c.lease_expires_at < now, s.c.status.in_(LIVE_STATUSES))
-                .order_by(s.c.lease_expires_at)
-                .limit(limit)
-            )
+            rows = await conn.execute(expired_leases_query(now, limit))
             return [_session_from_row(r) for r in rows]
 
     async def session_events(
@@ -854,7 +861,7 @@ class SqlStore(ChannelSql, RunsSql):
         params["b_redeliver"] = redeliver_before
         async with self.db.autocommit() as conn:
             rows = await conn.fetch(deliver_statement(self.dialect), params)
-        return SessionRecord(**rows[0]) if rows else None
+        return SessionRecord.from_row(rows[0]) if rows else None
 
     async def record_poll(self, queue: str, worker_id: str, now: int) -> None:
         params = {"b_queue": queue, "b_worker": worker_id, "b_now": now}

@@ -220,7 +220,7 @@ class RunsSql:
             ).first()
             assert rrow is not None
             await conn.run(INSERT_EVENT, event_values(event))
-        return SessionRecord(**srows[0]), RunRecord(**rrow._mapping)
+        return SessionRecord.from_row(srows[0]), RunRecord(**rrow._mapping)
 
     async def list_run_events(
         self, run_id: str, after_event_id: int = 0, limit: int = 1000
