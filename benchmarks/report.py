@@ -10,9 +10,11 @@ TARGET_DRAIN = 1000.0  # sessions/s, AgentFactory drain on SQLite with 32 worker
 TARGET_P99_IDLE_MS = 25.0
 TARGET_RSS_MB = 300.0
 LONG_POLL_BLOCK_MS = 999  # benchmarks/shopfloor_envapi.py BLOCK_MS: the idle long-poll fleet's
-IDLE_FLEETS = {  # workload on SQLite -> how its fleet waits for work, for the targets table
-    "idle-af-sqlite": "AgentFactory, polling",
-    "idle-envapi-sqlite": "environment work API, long-polling",
+IDLE_FLEETS = {  # workload -> its database and how its fleet waits, for the targets table
+    "idle-af-sqlite": "SQLite; AgentFactory, polling",
+    "idle-envapi-sqlite": "SQLite; environment work API, long-polling",
+    "idle-af-postgres": "Postgres; AgentFactory, polling",
+    "idle-envapi-postgres": "Postgres; environment work API, long-polling",
 }
 
 
@@ -237,10 +239,10 @@ def targets_table(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
 
 
 def _idle_targets(workloads: dict[str, Any], cfg: dict[str, Any], name: str, how: str) -> list[str]:
-    """The latency and memory targets for one idle fleet on SQLite."""
+    """The latency and memory targets for one idle fleet."""
     p99 = _m(workloads, name, "latency_p99_ms")
     rss = _m(workloads, name, "server_rss_mb")
-    fleet = f"{fmt(cfg['idle_workers'])} idle workers (SQLite; {how})"
+    fleet = f"{fmt(cfg['idle_workers'])} idle workers ({how})"
     return [
         f"| claim p99 < 25 ms with {fleet} "
         f"| {fmt(p99, 1)} ms | {_check(p99, p99 is not None and p99 < TARGET_P99_IDLE_MS)} |",
@@ -441,10 +443,11 @@ Why the peers differ, structurally (the numbers above say by how much in this ru
 - **Work per job.** A shopfloor AgentFactory job costs two HTTP requests (a poll that
   pre-claims one session, a `completed` status report), each a JSON request with
   authentication, answered by the server's fast lane (its own route match, then the
-  endpoint; not FastAPI's router). The poll is one transaction: lock the worker's row,
-  read its capacity, live count and whether messages wait for it; claim (`UPDATE …
-  RETURNING` over the claimable partial index, then by primary key) with the claim's
-  history row; read the inbox only if messages wait. The report is one transaction too:
+  endpoint; ahead of FastAPI's middleware and router). The poll is one transaction: lock
+  the worker's row, read its capacity, live count and whether messages wait for it; claim
+  (`UPDATE … RETURNING` over the claimable partial index, then by primary key, returning
+  whether the claimed sessions have messages) with the claim's history row; read the
+  inbox only if messages wait. The report is one transaction too:
   the owner-fenced update, its history row, archiving the inbox and releasing file
   reservations. On Postgres each of the two is a single statement sent without BEGIN or
   COMMIT, so a job is two round trips (a poll whose snapshot may have missed a concurrent
@@ -461,14 +464,14 @@ Why the peers differ, structurally (the numbers above say by how much in this ru
   HTTP.
 - **What would close the gap** (not done yet): claim several sessions per poll (the
   protocol allows 5; these workers have capacity 1, so each poll claims one); write fewer
-  index entries per status change (every claim and report updates four indexes of the
-  sessions table). Where the server's time goes on SQLite, from py-spy over one drain of
-  10,000 jobs with group commit (2026-11-24, 387 µs of server CPU per job): the store's
-  poll and report took 39 % of its samples, of which SQLite itself (running the statements
-  and committing) almost all; the rest is HTTP (uvicorn, JSON, socket writes) and the
-  framework around the fast lane, not routing (the lane's matching took about 1 %). The
-  bare FastAPI ceiling in the same run bounds what any Python HTTP protocol can reach here:
-  at half of it a job (two requests) may cost the server about 380 µs.
+  index entries per status change (a claim still moves entries in four indexes of the
+  sessions table and an ending in three; the lease index holds only live sessions). Where
+  the server's time goes on SQLite, from py-spy over one drain of 10,000 jobs (2026-11-24,
+  344 µs of server CPU per job): the store's poll and report took 40 % of its samples,
+  most of it inside SQLite (running the statements, 28 %, and committing, 6 %); the rest
+  is HTTP (uvicorn 13 %, JSON 3 %), asyncio and the endpoints' own code. The lane's
+  matching took 1.5 % and its check that FastAPI's telemetry is off 2 %. The bare FastAPI
+  ceiling in the same run bounds what any Python HTTP protocol can reach here.
 - **Latency.** An idle AgentFactory worker sleeps 5 s + jitter between polls by
   specification; shopfloor holds its empty poll up to 1 s (see below) and an enqueue wakes
   it, so an arrival waits only when none of the K workers has a poll held. Peers wake on
