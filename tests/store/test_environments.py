@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from shopfloor.store import Store
 from shopfloor.store.records import (
     CLAIMED,
     PENDING,
     PROJECT_ENVIRONMENT,
+    Delivery,
     Expect,
     ProjectRecord,
     QueueStats,
@@ -74,6 +76,28 @@ async def test_deliver_next_marks_delivery_and_redelivers_after_the_window(store
     # Once the first delivery is old enough, the item goes out again.
     late = await store.deliver_next("env_q", None, now=110, redeliver_before=100)
     assert late is not None and (late.id, late.delivered_to) == (first.id, None)
+
+
+async def test_deliver_in_environment_delivers_only_from_an_environment(store: Store) -> None:
+    # A queue whose name is no environment's: nothing delivered, and it says so.
+    stray = session(queue="env_gone", queued_at=1)
+    await add(store, stray)
+    assert await store.deliver_in_environment("env_gone", "w1", 100, 95) == Delivery(False, None)
+    untouched = await store.get_session(stray.id)
+    assert untouched is not None and untouched.delivered_at is None
+    # A project of another kind is not an environment either.
+    await store.insert_project(dataclasses.replace(project("env_other"), kind="team"))
+    assert await store.deliver_in_environment("env_other", "w1", 100, 95) == Delivery(False, None)
+    # An environment: its head item, marked delivered; then nothing due.
+    await store.insert_project(project("env_gone"))
+    looked = await store.deliver_in_environment("env_gone", "w1", 100, 95)
+    assert looked.environment_found and looked.item is not None
+    assert (looked.item.id, looked.item.delivered_to, looked.item.delivered_at) == (
+        stray.id,
+        "w1",
+        100,
+    )
+    assert await store.deliver_in_environment("env_gone", "w2", 101, 96) == Delivery(True, None)
 
 
 async def test_concurrent_deliveries_never_hand_out_an_item_twice(store: Store) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from shopfloor.store.records import (
+    Delivery,
     Expect,
     FileLock,
     InboxMessage,
@@ -298,6 +299,13 @@ class Store(RunStore, Protocol):
     ) -> SessionRecord | None:
         """Atomically mark the first pending session of `queue` that was never delivered, or
         delivered at or before `redeliver_before`, as delivered to `worker_id` now."""
+        ...
+
+    async def deliver_in_environment(
+        self, environment_id: str, worker_id: str | None, now: int, redeliver_before: int
+    ) -> Delivery:
+        """`deliver_next` on the queue of an environment, if it is one (a project of kind
+        `environment`); nothing is delivered from the queue of an id that is not."""
         ...
 
     async def record_poll(self, queue: str, worker_id: str, now: int) -> None: ...

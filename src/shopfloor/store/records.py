@@ -181,6 +181,15 @@ PROJECT_ENVIRONMENT = "environment"
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """A look at an environment's work queue: whether the environment exists, and the item
+    it delivered (None when none was due, and always when there is no such environment)."""
+
+    environment_found: bool
+    item: SessionRecord | None
+
+
+@dataclass(frozen=True)
 class ProjectRecord:
     """A tenant/queue boundary. An environment of the work API is a project of kind
     `environment`; its id is also the queue name of its sessions."""

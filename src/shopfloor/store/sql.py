@@ -31,6 +31,8 @@ from shopfloor.store.records import (
     CLAIMED,
     LIVE_STATUSES,
     PENDING,
+    PROJECT_ENVIRONMENT,
+    Delivery,
     Expect,
     InboxMessage,
     ProjectRecord,
@@ -271,11 +273,29 @@ def _ending_in_one_statement(update: Prepared) -> Prepared:
 def deliver_statement(dialect: str) -> Prepared:
     """The environment work queue's delivery: mark the head of `b_queue` delivered to
     `b_worker` at `b_now`, if it was never delivered or not since `b_redeliver`."""
+    return Prepared(_delivery(dialect, []))
+
+
+@functools.lru_cache(maxsize=1)
+def pg_environment_delivery() -> Prepared:
+    """Postgres only: whether `b_queue` is an environment, and deliver_statement on its
+    queue if it is, in one statement: a long poll's first look is one round trip, not two.
+    Always one row: `env_found`, then the delivered session's columns, or NULLs."""
+    projects = t.projects
+    environment = sa.exists().where(
+        projects.c.id == sa.bindparam("b_queue"), projects.c.kind == PROJECT_ENVIRONMENT
+    )
+    delivered = _delivery("postgresql", [environment]).cte("delivered")
+    found = sa.select(environment.label("env_found")).cte("found")
+    return Prepared(sa.select(found, delivered).select_from(found.outerjoin(delivered, sa.true())))
+
+
+def _delivery(dialect: str, where: list[sa.ColumnElement[bool]]) -> sa.Update:
     deliverable = sa.or_(
         _s.c.delivered_at.is_(None), _s.c.delivered_at <= sa.bindparam("b_redeliver")
     )
-    picked = _queue_head(dialect, 1, [deliverable])
-    return Prepared(
+    picked = _queue_head(dialect, 1, [deliverable, *where])
+    return (
         _s.update()
         .where(_s.c.id == picked.c.id)  # no second test, as in _claim_update
         .values(delivered_to=sa.bindparam("b_worker"), delivered_at=sa.bindparam("b_now"))
@@ -857,11 +877,36 @@ class SqlStore(ChannelSql, RunsSql):
     async def deliver_next(
         self, queue: str, worker_id: str | None, now: int, redeliver_before: int
     ) -> SessionRecord | None:
-        params = {"b_queue": queue, "b_worker": worker_id, "b_now": now}
-        params["b_redeliver"] = redeliver_before
-        async with self.db.autocommit() as conn:
-            rows = await conn.fetch(deliver_statement(self.dialect), params)
+        return await self._deliver(
+            deliver_statement(self.dialect), queue, worker_id, now, redeliver_before
+        )
+
+    async def deliver_in_environment(
+        self, environment_id: str, worker_id: str | None, now: int, redeliver_before: int
+    ) -> Delivery:
+        look = (environment_id, worker_id, now, redeliver_before)
+        if self.dialect != "postgresql":  # two statements, but no round trips
+            project = await self.get_project(environment_id)
+            if project is None or project.kind != PROJECT_ENVIRONMENT:
+                return Delivery(False, None)
+            statement = deliver_statement(self.dialect)
+            return Delivery(True, await self._deliver(statement, *look))
+        (row,) = await self._fetch_delivery(pg_environment_delivery(), *look)
+        found = bool(row.pop("env_found"))
+        return Delivery(found, SessionRecord.from_row(row) if row["id"] is not None else None)
+
+    async def _deliver(
+        self, statement: Prepared, queue: str, worker_id: str | None, now: int, before: int
+    ) -> SessionRecord | None:
+        rows = await self._fetch_delivery(statement, queue, worker_id, now, before)
         return SessionRecord.from_row(rows[0]) if rows else None
+
+    async def _fetch_delivery(
+        self, statement: Prepared, queue: str, worker_id: str | None, now: int, before: int
+    ) -> list[dict[str, Any]]:
+        params = {"b_queue": queue, "b_worker": worker_id, "b_now": now, "b_redeliver": before}
+        async with self.db.autocommit() as conn:
+            return await conn.fetch(statement, params)
 
     async def record_poll(self, queue: str, worker_id: str, now: int) -> None:
         params = {"b_queue": queue, "b_worker": worker_id, "b_now": now}
