@@ -184,12 +184,14 @@ class NotReached(Exception):
     pass
 
 
+LaneOnly = tuple[httpx.AsyncClient, FastAPI, str]  # the client, the app, a worker's id
+
+
 @pytest.fixture
-async def lane_only(
-    backend: Backend, tmp_path: Path
-) -> AsyncIterator[tuple[httpx.AsyncClient, FastAPI]]:
+async def lane_only(backend: Backend, tmp_path: Path) -> AsyncIterator[LaneOnly]:
     """The app, with FastAPI's middleware stack (and so its router) replaced by one that
-    fails any request passed on to it: only the fast lane can answer."""
+    fails any request passed on to it: only the fast lane can answer. One worker is
+    registered."""
     app = create_app(make_settings(backend, tmp_path), ManualClock(), run_upkeep=False)
 
     async def not_reached(scope: Scope, receive: Receive, send: Send) -> None:
@@ -199,64 +201,60 @@ async def lane_only(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            yield client, app
+            worker = await app.state.services.dispatcher.register_worker(
+                hostname="h", capacity=1, version=None, projects=None
+            )
+            yield client, app, worker.id
 
 
 async def test_the_lane_itself_serves_hot_routes_and_passes_on_the_rest(
-    lane_only: tuple[httpx.AsyncClient, FastAPI],
+    lane_only: LaneOnly,
 ) -> None:
-    client, app = lane_only
-    worker = await app.state.services.dispatcher.register_worker(
-        hostname="h", capacity=1, version=None, projects=None
-    )
-    r = await client.get(f"/api/workers/{worker.id}/poll", headers=WORKER)
+    client, _, worker = lane_only
+    r = await client.get(f"/api/workers/{worker}/poll", headers=WORKER)
     assert r.status_code == 200 and r.json()["work"] == [] and r.json()["preClaimed"] is False
-    r = await client.post(f"/api/workers/{worker.id}/heartbeat", json={}, headers=WORKER)
+    r = await client.post(f"/api/workers/{worker}/heartbeat", json={}, headers=WORKER)
     assert r.status_code == 400
     assert r.json() == {
         "error": "Bad Request",
         "message": "activeCount must be a non-negative number",
     }
-    r = await client.get(f"/api/workers/{worker.id}/poll")
+    r = await client.get(f"/api/workers/{worker}/poll")
     assert r.status_code == 401 and r.json()["message"] == "Invalid or missing API key"
     r = await client.get(f"{A}/env_nope/work/poll", headers=ADMIN)
     assert r.status_code == 404 and r.json()["type"] == "error"
     for method, path in [
         ("POST", "/api/workers/register"),  # not hot
-        ("PUT", f"/api/workers/{worker.id}/poll"),  # a method the route does not take
-        ("GET", f"/api/workers/{worker.id}/poll/"),  # not the route's pattern
+        ("PUT", f"/api/workers/{worker}/poll"),  # a method the route does not take
+        ("GET", f"/api/workers/{worker}/poll/"),  # not the route's pattern
     ]:
         with pytest.raises(NotReached):
             await client.request(method, path, headers=WORKER)
 
 
 async def test_an_unexpected_error_in_a_hot_route_is_a_500_envelope(
-    lane_only: tuple[httpx.AsyncClient, FastAPI], monkeypatch: pytest.MonkeyPatch
+    lane_only: LaneOnly, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The lane is ahead of Starlette's server-error middleware, so it sends the 500 itself."""
-    client, app = lane_only
+    client, app, worker = lane_only
     dispatcher = app.state.services.dispatcher
-    worker = await dispatcher.register_worker(hostname="h", capacity=1, version=None, projects=None)
 
     async def broken(*args: Any) -> int:
         raise RuntimeError("the store went away")
 
     monkeypatch.setattr(dispatcher, "pending_count", broken)
     r = await client.post(
-        f"/api/workers/{worker.id}/heartbeat", json={"activeCount": 0}, headers=WORKER
+        f"/api/workers/{worker}/heartbeat", json={"activeCount": 0}, headers=WORKER
     )
     assert r.status_code == 500
     assert r.json() == {"error": "Internal Server Error", "message": "Internal server error"}
 
 
 async def test_with_fastapi_telemetry_on_fastapi_serves_the_hot_routes(
-    lane_only: tuple[httpx.AsyncClient, FastAPI],
+    lane_only: LaneOnly,
 ) -> None:
     """So that they are traced like every other route."""
-    client, app = lane_only
-    worker = await app.state.services.dispatcher.register_worker(
-        hostname="h", capacity=1, version=None, projects=None
-    )
+    client, app, worker = lane_only
     app._telemetry["tracer_provider"] = trace.NoOpTracerProvider()  # type: ignore[attr-defined]
     with pytest.raises(NotReached):
-        await client.get(f"/api/workers/{worker.id}/poll", headers=WORKER)
+        await client.get(f"/api/workers/{worker}/poll", headers=WORKER)
