@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from shopfloor.clock import ManualClock
 from shopfloor.service.dispatch import AGENTFACTORY_QUEUE, Dispatcher, NewSession
@@ -118,6 +119,30 @@ async def test_a_held_poll_whose_caller_has_gone_claims_nothing(
     assert [s.id for s in (await kept).claimed] == [session.id]
     stored = await store.get_session(session.id)
     assert stored is not None and stored.worker_id == second.id
+
+
+async def test_a_cancelled_held_poll_stops_listening(store: Store, clock: ManualClock) -> None:
+    # A held poll cancelled under it (its request task cancelled, say at shutdown) must not
+    # leave its wait registered: the next arrival's wake-up would go to a poll nobody runs.
+    notifier = LocalNotifier()
+    dispatcher = Dispatcher(
+        store, clock, worker_ttl_seconds=300, notifier=notifier, poll_hold_ms=60_000
+    )
+    first, second = [
+        await dispatcher.register_worker(hostname=name, capacity=1, version=None, projects=None)
+        for name in ("a", "b")
+    ]
+    cancelled = asyncio.create_task(dispatcher.poll(first.id))
+    await until_waiting(notifier, 1)
+    kept = asyncio.create_task(dispatcher.poll(second.id))
+    await until_waiting(notifier, 2)
+    cancelled.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert notifier.waiting(AGENTFACTORY_QUEUE) == 1
+    session = await dispatcher.create_session(NewSession(prompt="do it"))
+    polled = await asyncio.wait_for(kept, timeout=10)
+    assert [s.id for s in polled.claimed] == [session.id]
 
 
 class WakesAsTheHoldEnds(LocalNotifier):

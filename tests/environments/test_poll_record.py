@@ -15,6 +15,8 @@ from shopfloor.clock import ManualClock
 from shopfloor.service import work as work_module
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.environments import Environments, NewEnvironment
+from shopfloor.service.errors import EnvironmentNotFound
+from shopfloor.service.notifier import LocalNotifier
 from shopfloor.service.work import (
     FORGET_EVERY_MS,
     FORGET_POLLERS_AFTER_MS,
@@ -114,3 +116,16 @@ async def test_a_long_poll_that_times_out_does_not_look_again(
     looks = calls_to(monkeypatch, store, "deliver_next")
     assert await work.poll(env, "w1", 50, 5000) is None
     assert [args[0] for args in first_looks] == [env] and looks == []
+
+
+async def test_a_poll_of_an_unknown_environment_fails_and_stops_listening(
+    store: Store, clock: ManualClock
+) -> None:
+    # The poll listens before its first look, which is where it learns the environment
+    # does not exist: the failed poll must not stay registered for a wake-up.
+    work, _ = await queue_with_environment(store, clock)
+    assert isinstance(work.notifier, LocalNotifier)
+    with pytest.raises(EnvironmentNotFound):
+        await work.poll("env_nope", "w1", 60_000, 5000)
+    assert work.notifier.waiting("env_nope") == 0
+    assert await _recorded_at(store, "env_nope", "w1") is None

@@ -283,6 +283,7 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.poll_hold_ms / 1000
         gone = None if disconnected is None else asyncio.ensure_future(disconnected())
+        waiter: asyncio.Future[bool] | None = None
         try:
             while True:
                 # Listen before looking, so an enqueue between the look and the wait wakes us.
@@ -310,6 +311,10 @@ class Dispatcher:
                 if not waiter.result():
                     return Poll([], {})
         finally:
+            # A poll that failed or was cancelled mid-hold stops listening, so that no
+            # wake-up goes to it (asyncio.wait does not cancel what it waits for).
+            if waiter is not None and not waiter.done():
+                await cancel_wait(waiter)
             if gone is not None:
                 await cancel_wait(gone)
 

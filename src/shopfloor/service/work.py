@@ -130,36 +130,30 @@ class WorkQueue:
         loop = asyncio.get_running_loop()
         hold_ms = (block_ms or 0) * (1 - HOLD_SPREAD * random.random())
         deadline = loop.time() + hold_ms / 1000
-        first = True
-        while True:
-            remaining = deadline - loop.time()
-            waiter = None
-            if remaining > 0:
-                # Listen before looking, so an enqueue between the look and the wait wakes us.
-                waiter = asyncio.ensure_future(self.notifier.wait(environment_id, remaining))
-                await asyncio.sleep(0)
-            try:
-                if first:
-                    item = await self._first_look(environment_id, worker_id, reclaim_ms)
-                    first = False
-                else:
-                    now = self.clock.now_ms()
-                    item = await self.store.deliver_next(
-                        environment_id, worker_id, now, now - reclaim_ms
-                    )
-            except BaseException:
-                if waiter is not None:
-                    await cancel_wait(waiter)
-                raise
-            if item is not None or waiter is None:
-                if waiter is not None:
-                    await cancel_wait(waiter)
-                return item
-            if not await waiter:
-                # Nothing arrived in time. (An item that becomes deliverable again without a
-                # notification, its redelivery window passed, waits for the next poll, which
-                # looks first.)
-                return None
+        look = self._first_look
+        waiter: asyncio.Future[bool] | None = None
+        try:
+            while True:
+                remaining = deadline - loop.time()
+                waiter = None
+                if remaining > 0:
+                    # Listen before looking, so an enqueue between the look and the wait
+                    # wakes us.
+                    waiter = asyncio.ensure_future(self.notifier.wait(environment_id, remaining))
+                    await asyncio.sleep(0)
+                item = await look(environment_id, worker_id, reclaim_ms)
+                look = self._next_look
+                if item is not None or waiter is None:
+                    return item
+                if not await waiter:
+                    # Nothing arrived in time. (An item that becomes deliverable again without
+                    # a notification, its redelivery window passed, waits for the next poll,
+                    # which looks first.)
+                    return None
+        finally:
+            # Whatever ended the poll (an item, a failed look, a cancel), it stops listening.
+            if waiter is not None and not waiter.done():
+                await cancel_wait(waiter)
 
     async def _first_look(
         self, environment_id: str, worker_id: str | None, reclaim_ms: int
@@ -175,6 +169,12 @@ class WorkQueue:
         if worker_id is not None and self._poll_record_due(environment_id, worker_id):
             await self._record_poll(environment_id, worker_id)
         return looked.item
+
+    async def _next_look(
+        self, environment_id: str, worker_id: str | None, reclaim_ms: int
+    ) -> SessionRecord | None:
+        now = self.clock.now_ms()
+        return await self.store.deliver_next(environment_id, worker_id, now, now - reclaim_ms)
 
     async def _record_poll(self, environment_id: str, worker_id: str) -> None:
         now = self.clock.now_ms()
