@@ -36,6 +36,8 @@ class Settings:
     issue_lock_ttl_seconds: float = 7200.0
     # A file reservation lapses after this long unless renewed.
     file_lock_ttl_seconds: float = 3600.0
+    # The largest request body a route takes unless it declares its own (api/limits.py).
+    max_body_bytes: int = 1024 * 1024
     log_level: str = "info"
 
     def resolved_database_url(self) -> str:
@@ -83,6 +85,7 @@ _INTS = {
     "poll_interval_ms",
     "poll_hold_ms",
     "runtime_token_ttl_seconds",
+    "max_body_bytes",
 }
 
 

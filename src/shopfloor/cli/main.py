@@ -132,6 +132,13 @@ def serve(
     processes: Annotated[
         int, typer.Option(envvar="SHOPFLOOR_PROCESSES", help="Server processes (PostgreSQL only).")
     ] = 1,
+    max_body_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="SHOPFLOOR_MAX_BODY_BYTES",
+            help="Largest request body, unless a route declares its own limit.",
+        ),
+    ] = 1024 * 1024,
     log_level: Annotated[str, typer.Option(envvar="SHOPFLOOR_LOG_LEVEL")] = "info",
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
@@ -154,6 +161,7 @@ def serve(
         runtime_token_ttl_seconds=runtime_token_ttl,
         issue_lock_ttl_seconds=issue_lock_ttl,
         file_lock_ttl_seconds=file_lock_ttl,
+        max_body_bytes=max_body_bytes,
         log_level=log_level,
     )
     url = settings.resolved_database_url()

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from shopfloor.api.agentfactory.auth import authenticate
-from shopfloor.api.envelope import ApiError
+from shopfloor.api.envelope import ApiError, json_problem
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.ids import uuid7_hex
@@ -171,6 +171,19 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+def _body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ProxyError(400, "INVALID_JSON", "Request body must be valid JSON") from None
+    if not isinstance(body, dict):
+        raise ProxyError(400, "INVALID_JSON", "Request body must be a JSON object")
+    problem = json_problem(body)
+    if problem is not None:
+        raise ProxyError(400, "INVALID_ARGS", problem)
+    return body
+
+
 @router.post("/api/issue-tracker-proxy", response_model=None)
 async def issue_tracker_proxy(request: Request) -> JSONResponse:
     try:
@@ -178,12 +191,7 @@ async def issue_tracker_proxy(request: Request) -> JSONResponse:
             await authenticate(request)
         except ApiError as exc:
             raise ProxyError(401, "AUTH_ERROR", exc.message) from None
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise ProxyError(400, "INVALID_JSON", "Request body must be valid JSON") from None
-        if not isinstance(body, dict):
-            raise ProxyError(400, "INVALID_JSON", "Request body must be a JSON object")
+        body = _body(await request.body())
         method = body.get("method")
         if not isinstance(method, str) or method not in ALLOWED_METHODS:
             raise ProxyError(400, "INVALID_METHOD", f"method is not allowed: {method!r}")

@@ -34,6 +34,7 @@ Caller = Annotated[WorkerCaller, Depends(worker_caller)]
 # (api/fastlane.py): they authenticate in their body and build their JSONResponse themselves.
 
 REPORTABLE = ("running", "finalizing", "completed", "failed", "stopped")
+MAX_CAPACITY = 10_000  # sessions one worker may hold at once
 
 
 # -- workers --
@@ -49,6 +50,8 @@ async def register(request: Request) -> JSONResponse:
     capacity = body.get("capacity")
     if not is_number(capacity) or capacity < 1 or int(capacity) != capacity:
         raise ApiError(400, "capacity must be a positive number")
+    if capacity > MAX_CAPACITY:
+        raise ApiError(400, f"capacity must be at most {MAX_CAPACITY}")
     projects = body.get("projects")
     if projects is not None and (
         not isinstance(projects, list) or not all(isinstance(p, str) for p in projects)
@@ -88,6 +91,8 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
     active = body.get("activeCount")
     if not is_number(active) or active < 0:
         raise ApiError(400, "activeCount must be a non-negative number")
+    if active > MAX_CAPACITY:
+        raise ApiError(400, f"activeCount must be at most {MAX_CAPACITY}")
     dispatcher = services(request).dispatcher
     await dispatcher.heartbeat(worker_id, int(active))
     return JSONResponse(

@@ -106,19 +106,22 @@ def page(data: list[dict[str, Any]], has_more: bool, *, forward: bool = True) ->
 
 # -- parameters --
 
+INT53_MAX = 2**53 - 1  # the largest integer every JSON client reads exactly
 
-def query_int(
-    raw: str | None, name: str, *, minimum: int, maximum: int | None = None
-) -> int | None:
+
+def query_int(raw: str | None, name: str, *, minimum: int, maximum: int = INT53_MAX) -> int | None:
+    """An integer query parameter. The default bound keeps arithmetic on it (a time minus a
+    duration) inside the 64-bit integers the databases store."""
     if raw is None:
         return None
     value = raw.strip()
     if not value.isdigit() and not (value.startswith("-") and value[1:].isdigit()):
         raise ApiError(400, f"{name} must be an integer")
+    if len(value) > 20:
+        raise ApiError(400, f"{name} must be an integer between {minimum} and {maximum}")
     number = int(value)
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ApiError(400, f"{name} must be an integer {bound}")
+    if number < minimum or number > maximum:
+        raise ApiError(400, f"{name} must be an integer between {minimum} and {maximum}")
     return number
 
 
