@@ -76,6 +76,7 @@ def create_app(
                 "registration tokens still work"
             )
         notifier = make_notifier(store, settings)
+        credentials.watch_revocations(notifier)
         await notifier.start()
         dispatcher = Dispatcher(
             store,

@@ -3,6 +3,7 @@ runtime JWTs exchanged for them. Secrets are stored as SHA-256 digests, never in
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -17,6 +18,7 @@ import jwt
 from shopfloor.clock import Clock
 from shopfloor.config import Settings
 from shopfloor.ids import new_secret, new_token_id
+from shopfloor.service.notifier import Notifier
 from shopfloor.store import Store
 from shopfloor.store.records import RegistrationTokenRecord
 
@@ -48,6 +50,14 @@ class TokenExpired(Exception):
     pass
 
 
+class TokenRevoked(Exception):
+    """A runtime JWT minted from a registration token that has since been revoked."""
+
+
+# The notifier topic on which a revocation reaches every server process.
+REVOCATIONS = "shopfloor:revocations"
+
+
 class Credentials:
     """Checks and mints every credential the server knows."""
 
@@ -57,10 +67,17 @@ class Credentials:
         self._clock = clock
         self._admin_hash: str | None = None
         self._jwt_secret = ""
+        # Registration tokens revoked so far: what a runtime JWT's `reg` claim is checked
+        # against on every call, without a database read (see watch_revocations).
+        self._revoked: frozenset[str] = frozenset()
+        self._refreshes: set[asyncio.Task[None]] = set()
+        self._notifier: Notifier | None = None
 
     async def load(self) -> str | None:
-        """Load or create the admin key digest and JWT secret. Returns a newly generated
-        admin key in clear exactly once (to the process that created it), else None."""
+        """Load or create the admin key digest and JWT secret, and the revoked registration
+        tokens. Returns a newly generated admin key in clear exactly once (to the process
+        that created it), else None."""
+        await self.refresh_revocations()
         self._jwt_secret = await self._store.put_setting_if_absent(
             JWT_SECRET, secrets.token_urlsafe(48)
         )
@@ -103,6 +120,37 @@ class Credentials:
         record = await self._store.find_registration_token(digest(presented))
         if record is None or record.revoked_at is not None:
             return None
+        return record
+
+    # -- revocation --
+
+    def is_revoked(self, registration_id: str | None) -> bool:
+        return registration_id is not None and registration_id in self._revoked
+
+    async def refresh_revocations(self) -> None:
+        self._revoked = frozenset(await self._store.revoked_registration_ids())
+
+    def watch_revocations(self, notifier: Notifier) -> None:
+        """Reload the revoked set whenever any server process revokes a token, and after a
+        lost notification connection (when a revocation may have gone unheard)."""
+        self._notifier = notifier
+        notifier.listen(REVOCATIONS, self._on_revocation)
+
+    def _on_revocation(self) -> None:
+        task = asyncio.ensure_future(self.refresh_revocations())
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    async def revoke_registration_token(self, token_id: str) -> RegistrationTokenRecord | None:
+        """Revoke a registration token and, at once and on every server process, every runtime
+        JWT minted from it (each carries its token's id). None if there is no such token."""
+        await self._store.revoke_registration_token(token_id, self._clock.now_ms())
+        record = await self._store.get_registration_token(token_id)
+        if record is None:
+            return None
+        await self.refresh_revocations()
+        if self._notifier is not None:
+            await self._notifier.notify(REVOCATIONS)
         return record
 
     async def mint_registration_token(
@@ -152,6 +200,8 @@ class Credentials:
             )
         except jwt.PyJWTError:
             return None
+        if self.is_revoked(claims.get("reg")):
+            raise TokenRevoked()
         if not allow_expired and int(claims["exp"]) * 1000 <= self._clock.now_ms():
             raise TokenExpired()
         return RuntimeClaims(

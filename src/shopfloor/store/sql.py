@@ -32,6 +32,7 @@ from shopfloor.store.records import (
     LIVE_STATUSES,
     PENDING,
     PROJECT_ENVIRONMENT,
+    WORKER_ACTIVE,
     Delivery,
     Expect,
     InboxMessage,
@@ -470,6 +471,20 @@ class SqlStore(ChannelSql, RunsSql):
                 .values(revoked_at=now)
             )
         return result.rowcount > 0
+
+    async def revoked_registration_ids(self) -> set[str]:
+        tok = t.registration_tokens
+        async with self.db.connect() as conn:
+            rows = await conn.execute(sa.select(tok.c.id).where(tok.c.revoked_at.is_not(None)))
+            return {r.id for r in rows}
+
+    async def workers_of_registration(self, registration_id: str) -> list[str]:
+        w = t.workers
+        query = sa.select(w.c.id).where(
+            w.c.registration_id == registration_id, w.c.status == WORKER_ACTIVE
+        )
+        async with self.db.connect() as conn:
+            return [r.id for r in await conn.execute(query)]
 
     # -- workers --
 

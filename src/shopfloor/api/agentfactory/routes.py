@@ -196,7 +196,8 @@ async def report_status(session_id: str, request: Request) -> JSONResponse:
 
 @router.get("/api/sessions/{session_id}/status")
 async def read_status(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    return session_state(await services(request).dispatcher.get_session(session_id))
+    dispatcher = services(request).dispatcher
+    return session_state(await dispatcher.visible_session(session_id, caller.actor))
 
 
 @router.post("/api/sessions/{session_id}/nack")
@@ -215,8 +216,10 @@ async def transfer_ownership(session_id: str, request: Request, caller: Caller) 
     message = "newWorkerId and oldWorkerId are required"
     new_worker = req_str(body, "newWorkerId", message)
     old_worker = req_str(body, "oldWorkerId", message)
-    caller.check_acts_as(new_worker)
-    outcome = await services(request).dispatcher.transfer(session_id, old_worker, new_worker)
+    if not caller.actor.may_act_as(old_worker):
+        caller.check_acts_as(new_worker)
+    dispatcher = services(request).dispatcher
+    outcome = await dispatcher.transfer(session_id, old_worker, new_worker, caller.actor)
     if not outcome.transferred or outcome.session is None:
         return {"transferred": False, "reason": outcome.reason}
     return {"transferred": True, "session": session_state(outcome.session)}

@@ -60,6 +60,7 @@ async def register_worker(project_reference: str, request: Request, caller: Call
         implementation_display_name=impl_name,
         display_name=display_name,
         metadata=metadata,
+        registration_id=caller.registration.id if caller.registration else None,
     )
     return JSONResponse(
         {"worker": worker_view(registration.worker), "token": registration.token},
