@@ -81,7 +81,7 @@ def create_app(
         dispatcher = Dispatcher(
             store,
             clock,
-            worker_ttl_seconds=settings.worker_ttl_seconds,
+            worker_ttl_seconds=settings.worker_ttl,
             claim_ttl_seconds=settings.claim_ttl_seconds,
             issue_lock_ttl_seconds=settings.issue_lock_ttl_seconds,
             file_lock_ttl_seconds=settings.file_lock_ttl_seconds,
@@ -93,7 +93,9 @@ def create_app(
         )
         reaper = None
         if run_upkeep and settings.reap_interval_seconds > 0:
-            reaper = asyncio.create_task(run_reaper(dispatcher, settings.reap_interval_seconds))
+            reaper = asyncio.create_task(
+                run_reaper(dispatcher, settings.reap_interval_seconds, [credentials.upkeep])
+            )
         try:
             yield
         finally:

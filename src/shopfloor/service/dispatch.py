@@ -261,10 +261,51 @@ class Dispatcher:
         return worker
 
     async def heartbeat(self, worker_id: str, active_count: int | None) -> WorkerRecord:
-        worker = await self.store.touch_worker(worker_id, self.clock.now_ms(), active_count)
+        now = self.clock.now_ms()
+        worker = await self.store.touch_worker(worker_id, now, active_count)
         if worker is None:
             raise WorkerNotFound(worker_id)
+        if active_count is not None:
+            await self._reconcile(worker, active_count, now)
         return worker
+
+    async def _reconcile(self, worker: WorkerRecord, active_count: int, now: int) -> list[str]:
+        """Compare what a heartbeat says the worker runs with the sessions it has started
+        here (running or finalizing; a claimed one has the claim TTL). When it says fewer, for
+        longer than the worker TTL, the sessions it has not written to since it began to say
+        so are lost to it (an agent that died without a word, a worker that restarted under
+        the same id): the longest silent of them, as many as are missing, go back to the
+        queue. Returns their ids."""
+        started = [s for s in await self.store.live_sessions_of(worker.id) if s.status != CLAIMED]
+        if active_count >= len(started):
+            if worker.undercount_since is not None:
+                await self.store.mark_undercount(worker.id, None)
+            return []
+        since = worker.undercount_since
+        if since is None:
+            await self.store.mark_undercount(worker.id, now)
+            return []
+        if now - since < self.worker_ttl_ms:
+            return []
+        silent = []
+        for session in started:
+            written = await self.store.last_written_at(session.id, worker.id) or 0
+            last_sign = max(session.updated_at, written)
+            if last_sign < since:
+                silent.append((last_sign, session))
+        silent.sort(key=lambda pair: pair[0])
+        missing = len(started) - active_count
+        reason = (
+            f"worker {worker.id} reported {active_count} active sessions while holding "
+            f"{len(started)}; this one had been silent for"
+        )
+        requeued = []
+        for last_sign, session in silent[:missing]:
+            why = f"{reason} {(now - last_sign) // 1000}s"
+            if await self._requeue_or_none(session, why) is not None:
+                requeued.append(session.id)
+        await self.store.mark_undercount(worker.id, None)
+        return requeued
 
     async def pending_count(self, queue: str = AGENTFACTORY_QUEUE) -> int:
         return await self.store.count_pending(queue)
@@ -551,6 +592,18 @@ class Dispatcher:
                 report.requeued.append(session.id)
         report.promoted.extend(await self.channel.reap_issue_locks())
         return report
+
+    async def next_reap_at(self) -> int | None:
+        """When the next lease runs out or the next worker falls silent for its TTL (epoch
+        ms; None if nothing is leased and no worker is active): the reaper's next pass is
+        due then, so that what it frees is claimable at once."""
+        lease, heartbeat = await self.store.earliest_expiries()
+        due = [
+            d
+            for d in (lease, None if heartbeat is None else heartbeat + self.worker_ttl_ms)
+            if d is not None
+        ]
+        return min(due) if due else None
 
     async def _requeue_all(self, worker_id: str, reason: str) -> list[str]:
         requeued = []

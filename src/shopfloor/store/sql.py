@@ -438,6 +438,10 @@ class SqlStore(ChannelSql, RunsSql):
                 return str(won)
         return value
 
+    async def delete_setting(self, key: str) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(t.settings.delete().where(t.settings.c.key == key))
+
     # -- registration tokens --
 
     async def insert_registration_token(self, token: RegistrationTokenRecord) -> None:
@@ -515,6 +519,11 @@ class SqlStore(ChannelSql, RunsSql):
             ).first()
         return None if row is None else _worker_from_row(row)
 
+    async def mark_undercount(self, worker_id: str, since: int | None) -> None:
+        w = t.workers
+        async with self.db.begin() as conn:
+            await conn.execute(w.update().where(w.c.id == worker_id).values(undercount_since=since))
+
     async def end_worker(
         self, worker_id: str, status: str, now: int, silent_since: int | None = None
     ) -> bool:
@@ -542,6 +551,15 @@ class SqlStore(ChannelSql, RunsSql):
                 sa.select(w.c.id).where(w.c.status == "active", w.c.last_heartbeat_at < cutoff)
             )
             return [r.id for r in rows]
+
+    async def earliest_expiries(self) -> tuple[int | None, int | None]:
+        s, w = t.sessions, t.workers
+        lease = sa.select(sa.func.min(s.c.lease_expires_at)).where(
+            s.c.lease_expires_at.is_not(None), s.c.status.in_(LIVE_STATUSES)
+        )
+        heartbeat = sa.select(sa.func.min(w.c.last_heartbeat_at)).where(w.c.status == WORKER_ACTIVE)
+        async with self.db.connect() as conn:
+            return await conn.scalar(lease), await conn.scalar(heartbeat)
 
     async def count_live_sessions(self, worker_id: str) -> int:
         s = t.sessions
@@ -595,6 +613,15 @@ class SqlStore(ChannelSql, RunsSql):
                 .order_by(s.c.id)
             )
             return [_session_from_row(r) for r in rows]
+
+    async def last_written_at(self, session_id: str, worker_id: str) -> int | None:
+        e = t.session_events
+        query = sa.select(sa.func.max(e.c.at)).where(
+            e.c.session_id == session_id, e.c.worker_id == worker_id
+        )
+        async with self.db.connect() as conn:
+            at = await conn.scalar(query)
+        return None if at is None else int(at)
 
     async def count_pending(self, queue: str) -> int:
         s = t.sessions
