@@ -13,7 +13,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -233,6 +233,30 @@ def test_environment_lists_page_with_next_page(client: qca.Managed) -> None:
     envs.archive(mine[1])
     assert mine[1] not in [e.id for e in envs.list()]
     assert mine[1] in [e.id for e in envs.list(include_archived=True, limit=100)]
+
+
+def test_environment_list_filters_by_creation_time(client: qca.Managed) -> None:
+    """`list(created_at_gte=…, created_at_lte=…)`: qca sends the datetimes as
+    `created_at[gte]` / `created_at[lte]` (isoformat), both bounds inclusive."""
+    envs = client.environments
+    made = []
+    for i in range(3):
+        made.append(envs.create(name=f"dated{i}", config=SELF_HOSTED))
+        time.sleep(0.005)  # distinct creation milliseconds
+    at = [utc(e.created_at) for e in made]
+    ids = [e.id for e in made]
+
+    assert [e.id for e in envs.list(created_at_gte=at[1])] == ids[1:]
+    window = envs.list(created_at_gte=at[0], created_at_lte=at[1], limit=1)
+    assert [e.id for e in window] == ids[:2]  # every page keeps the filter
+    assert [e.id for e in envs.list(created_at_gte=at[1], created_at_lte=at[1])] == ids[1:2]
+    assert ids[2] not in [e.id for e in envs.list(created_at_lte=at[1], limit=100)]
+    local = at[1].astimezone(timezone(timedelta(hours=-7)))  # the same instant, another offset
+    assert [e.id for e in envs.list(created_at_gte=local)] == ids[1:]
+    # A naive datetime names no instant: refused, naming the parameter.
+    with pytest.raises(qca.BadRequestError) as naive:
+        envs.list(created_at_gte=at[1].replace(tzinfo=None))
+    check_error(naive.value, 400, "invalid_request_error", "created_at[gte]")
 
 
 def test_delete_refuses_an_environment_with_unfinished_work(
