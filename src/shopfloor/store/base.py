@@ -304,9 +304,17 @@ class Store(RunStore, Protocol):
     async def insert_project(self, project: ProjectRecord) -> None: ...
     async def get_project(self, project_id: str) -> ProjectRecord | None: ...
     async def list_projects(
-        self, kind: str, *, include_archived: bool, after_id: str | None, limit: int
+        self,
+        kind: str,
+        *,
+        include_archived: bool,
+        after_id: str | None,
+        limit: int,
+        created_from: int | None = None,
+        created_until: int | None = None,
     ) -> list[ProjectRecord]:
-        """Projects of `kind` in id order, after `after_id`."""
+        """Projects of `kind` in id order, after `after_id`, created within
+        [`created_from`, `created_until`] (epoch ms, either bound optional)."""
         ...
 
     async def update_project(

@@ -873,7 +873,14 @@ class SqlStore(ChannelSql, RunsSql):
         return ProjectRecord(**rows[0]) if rows else None
 
     async def list_projects(
-        self, kind: str, *, include_archived: bool, after_id: str | None, limit: int
+        self,
+        kind: str,
+        *,
+        include_archived: bool,
+        after_id: str | None,
+        limit: int,
+        created_from: int | None = None,
+        created_until: int | None = None,
     ) -> list[ProjectRecord]:
         p = t.projects
         query = sa.select(p).where(p.c.kind == kind).order_by(p.c.id).limit(limit)
@@ -881,6 +888,10 @@ class SqlStore(ChannelSql, RunsSql):
             query = query.where(p.c.archived_at.is_(None))
         if after_id is not None:
             query = query.where(p.c.id > after_id)
+        if created_from is not None:
+            query = query.where(p.c.created_at >= created_from)
+        if created_until is not None:
+            query = query.where(p.c.created_at <= created_until)
         async with self.db.connect() as conn:
             return [ProjectRecord(**r._mapping) for r in await conn.execute(query)]
 
