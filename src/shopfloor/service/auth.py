@@ -1,5 +1,6 @@
 """Credentials: the operator's admin key, the static worker key, registration tokens and the
-runtime JWTs exchanged for them. Secrets are stored as SHA-256 digests, never in clear."""
+runtime JWTs exchanged for them. Keys and tokens are stored as SHA-256 digests, never in
+clear; the keys that sign runtime JWTs live in a file of their own (service/signing_keys.py)."""
 
 from __future__ import annotations
 
@@ -75,8 +76,8 @@ class Credentials:
         self._notifier: Notifier | None = None
 
     async def load(self) -> str | None:
-        """Load or create the admin key digest and JWT secret, and the revoked registration
-        tokens. Returns a newly generated admin key in clear exactly once (to the process
+        """Load or create the admin key digest and the JWT signing keys, and the revoked
+        registration tokens. Returns a newly generated admin key in clear exactly once (to the process
         that created it), else None."""
         await self.refresh_revocations()
         await self._load_signing_keys()
