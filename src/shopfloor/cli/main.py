@@ -254,6 +254,25 @@ def sessions_create(
     environment: Annotated[
         str | None, typer.Option(help="Queue it in this environment (env_…) as a work item.")
     ] = None,
+    source_session_id: Annotated[
+        str | None, typer.Option(help="The session that spawned this one.")
+    ] = None,
+    provider_session_id: Annotated[
+        str | None, typer.Option(help="A provider session for the worker to resume.")
+    ] = None,
+    ref: Annotated[str | None, typer.Option(help="Git ref to check out.")] = None,
+    branch: Annotated[str | None, typer.Option(help="Branch to work on.")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option(help="NAME=VALUE for the agent (repeatable).")
+    ] = None,
+    max_duration_seconds: Annotated[int | None, typer.Option(min=1)] = None,
+    work_item_json: Annotated[
+        str | None,
+        typer.Option(
+            help="More work-item fields as a JSON object: kits, resolvedProfile, modelProfile, "
+            "resources, stage fields…"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON reply.")] = False,
     url: Url = "http://127.0.0.1:8000",
     admin_key: AdminKey = None,
@@ -272,6 +291,13 @@ def sessions_create(
         "repository": repository,
         "agentId": agent_id,
         "environmentId": environment,
+        "sourceSessionId": source_session_id,
+        "providerSessionId": provider_session_id,
+        "ref": ref,
+        "branch": branch,
+        "env": _env_pairs(env),
+        "maxDurationSeconds": max_duration_seconds,
+        **_json_object(work_item_json, "--work-item-json"),
     }
     with operator(url, admin_key, data_dir) as client:
         session = client.create_session(fields)
@@ -279,6 +305,30 @@ def sessions_create(
         print(json.dumps(session, indent=2))
     else:
         console.print(f"queued {session['sessionId']} (priority {session['priority']})")
+
+
+def _env_pairs(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--env")
+        env[name] = value
+    return env
+
+
+def _json_object(raw: str | None, option: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint=option)
+    return value
 
 
 @sessions_app.command("list")
