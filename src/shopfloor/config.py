@@ -37,11 +37,23 @@ class Settings:
     # A file reservation lapses after this long unless renewed.
     file_lock_ttl_seconds: float = 3600.0
     log_level: str = "info"
+    # Managed-agent sessions: the Messages API behind the agent loop.
+    model_base_url: str | None = None  # default: the Anthropic API
+    model_api_key: str | None = None  # default: ANTHROPIC_API_KEY
+    model_timeout_seconds: float = 600.0
+    model_max_tokens: int = 8192
+    # The lease of the process running a session's model call (renewed while it runs).
+    turn_lease_seconds: float = 30.0
+    # The lease of an environment work item whose worker asks for no TTL of its own.
+    work_lease_ttl_seconds: int = 60
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'shopfloor.db').resolve()}"
+
+    def resolved_model_api_key(self) -> str | None:
+        return self.model_api_key or os.environ.get("ANTHROPIC_API_KEY") or None
 
     @property
     def admin_key_file(self) -> Path:
@@ -76,6 +88,8 @@ _FLOATS = {
     "claim_ttl_seconds",
     "issue_lock_ttl_seconds",
     "file_lock_ttl_seconds",
+    "model_timeout_seconds",
+    "turn_lease_seconds",
 }
 _INTS = {
     "port",
@@ -83,6 +97,8 @@ _INTS = {
     "poll_interval_ms",
     "poll_hold_ms",
     "runtime_token_ttl_seconds",
+    "model_max_tokens",
+    "work_lease_ttl_seconds",
 }
 
 

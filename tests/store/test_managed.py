@@ -165,7 +165,8 @@ async def test_event_queries_filter_order_and_page(store: Store) -> None:
     assert [e.at for e in older] == [10, 0]
     timed = await store.managed_events(sid, EventQuery(kinds=wire, at_after=0, at_before=40))
     assert [e.at for e in timed] == [10, 30]
-    assert await store.last_event_id(sid) == asc[-1].id
+    assert await store.last_event_id(sid, wire) == asc[-1].id
+    assert await store.last_event_id(sid, ("none",)) == 0
 
 
 async def test_list_filters_scope_and_pages(store: Store) -> None:

@@ -14,8 +14,8 @@ from shopfloor.store.db import Database, DbConnection
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.managed_records import (
     TERMINATED,
-    TURN_IDLE,
     TURN_MODEL,
+    TURN_TOOLS,
     AgentRecord,
     AgentVersionRecord,
     EventQuery,
@@ -257,12 +257,13 @@ class ManagedSql:
         async with self.db.connect() as conn:
             return [SessionEvent(**r._mapping) for r in await conn.execute(select)]
 
-    async def last_event_id(self, session_id: str) -> int:
+    async def last_event_id(self, session_id: str, kinds: Sequence[str]) -> int:
         e = t.session_events
+        query = sa.select(sa.func.max(e.c.id)).where(
+            e.c.session_id == session_id, e.c.kind.in_(list(kinds))
+        )
         async with self.db.connect() as conn:
-            found = await conn.scalar(
-                sa.select(sa.func.max(e.c.id)).where(e.c.session_id == session_id)
-            )
+            found = await conn.scalar(query)
         return int(found or 0)
 
     async def due_turns(self, now: int, limit: int = 100) -> list[str]:
@@ -282,14 +283,14 @@ class ManagedSql:
             return [r.session_id for r in await conn.execute(query)]
 
     async def stranded_turns(self, limit: int = 100) -> list[str]:
-        """Sessions in a turn (not idle, not terminated) whose work item has ended: the
-        calls they wait for have no worker unless their item is queued again."""
+        """Sessions whose turn waits for tool calls while their work item has ended: the
+        calls have no worker unless the item is queued again."""
         m, s = t.managed_sessions, t.sessions
         query = (
             sa.select(m.c.session_id)
             .join(s, s.c.id == m.c.session_id)
             .where(
-                m.c.turn != TURN_IDLE,
+                m.c.turn == TURN_TOOLS,
                 m.c.status != TERMINATED,
                 s.c.status.in_(list(TERMINAL_STATUSES)),
             )

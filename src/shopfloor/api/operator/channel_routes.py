@@ -114,8 +114,11 @@ async def stop_session(
     session_id: str, request: Request, body: StopRequest | None = None
 ) -> SessionView:
     body = body or StopRequest(reason=None, userName=None)
-    dispatcher = services(request).dispatcher
+    svc = services(request)
+    dispatcher = svc.dispatcher
     session = await dispatcher.channel.stop(session_id, body.reason, body.userName)
+    # A managed session ends with its row: its agent loop stops, its clients are told.
+    await svc.managed.terminate(session_id)
     return SessionView.of(session, await dispatcher.history(session_id))
 
 
