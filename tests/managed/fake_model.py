@@ -26,7 +26,7 @@ class Fail:
     release: threading.Event | None = None  # answer only once this is set
 
 
-Step = dict[str, Any] | Callable[[dict[str, Any]], dict[str, Any]] | Fail
+Step = dict[str, Any] | Fail | Callable[[dict[str, Any]], "dict[str, Any] | Fail"]
 
 
 def text(answer: str, stop_reason: str = "end_turn") -> dict[str, Any]:
@@ -70,8 +70,21 @@ class Seen:
         return sum(1 for m in self.body.get("messages", []) if m.get("role") == "assistant")
 
     def last_user_content(self) -> list[dict[str, Any]]:
-        content = self.body["messages"][-1]["content"]
-        return content if isinstance(content, list) else [{"type": "text", "text": content}]
+        return last_user_content(self.body)
+
+
+def last_user_content(body: dict[str, Any]) -> list[dict[str, Any]]:
+    content = body["messages"][-1]["content"]
+    return content if isinstance(content, list) else [{"type": "text", "text": content}]
+
+
+def result_texts(body: dict[str, Any]) -> list[str]:
+    """The text of each tool_result block of the request's last user message."""
+    out = []
+    for block in last_user_content(body):
+        if block.get("type") == "tool_result":
+            out.append("".join(c.get("text", "") for c in block.get("content") or []))
+    return out
 
 
 @dataclass
@@ -131,6 +144,8 @@ def _handler(fake: FakeModel) -> type[BaseHTTPRequestHandler]:
                 self._send(404, b'{"type":"error","error":{"type":"not_found_error"}}')
                 return
             step = fake.answer(body)
+            if callable(step):
+                step = step(body)
             if isinstance(step, Fail):
                 if step.release is not None:
                     step.release.wait(60)
@@ -138,8 +153,7 @@ def _handler(fake: FakeModel) -> type[BaseHTTPRequestHandler]:
                     time.sleep(step.hang)
                 self._send(step.status, step.body)
                 return
-            reply = step(body) if callable(step) else step
-            self._send(200, json.dumps(reply).encode())
+            self._send(200, json.dumps(step).encode())
 
         def _send(self, status: int, payload: bytes) -> None:
             try:

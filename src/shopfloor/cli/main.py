@@ -47,6 +47,9 @@ app.add_typer(environments_app, name="environments")
 app.add_typer(runs_app, name="runs")
 
 console = Console()
+# At a shutdown, responses still open after this long are cancelled: a session's event
+# stream stays open as long as its client listens.
+GRACEFUL_SHUTDOWN_SECONDS = 5
 
 DataDir = Annotated[
     Path,
@@ -133,6 +136,43 @@ def serve(
         int, typer.Option(envvar="SHOPFLOOR_PROCESSES", help="Server processes (PostgreSQL only).")
     ] = 1,
     log_level: Annotated[str, typer.Option(envvar="SHOPFLOOR_LOG_LEVEL")] = "info",
+    model_base_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHOPFLOOR_MODEL_BASE_URL",
+            help="Messages API behind managed sessions (default: the Anthropic API).",
+        ),
+    ] = None,
+    model_api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHOPFLOOR_MODEL_API_KEY",
+            help="Key for the Messages API (default: ANTHROPIC_API_KEY).",
+        ),
+    ] = None,
+    model_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_MODEL_TIMEOUT_SECONDS", help="Seconds one model call may take."
+        ),
+    ] = 600.0,
+    model_max_tokens: Annotated[
+        int, typer.Option(envvar="SHOPFLOOR_MODEL_MAX_TOKENS", help="max_tokens of model calls.")
+    ] = 8192,
+    turn_lease: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_TURN_LEASE_SECONDS",
+            help="Lease of the process running a managed session's model call.",
+        ),
+    ] = 30.0,
+    work_lease_ttl: Annotated[
+        int,
+        typer.Option(
+            envvar="SHOPFLOOR_WORK_LEASE_TTL_SECONDS",
+            help="Lease of an environment work item whose worker asks for no TTL (10-600).",
+        ),
+    ] = 60,
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -155,6 +195,12 @@ def serve(
         issue_lock_ttl_seconds=issue_lock_ttl,
         file_lock_ttl_seconds=file_lock_ttl,
         log_level=log_level,
+        model_base_url=model_base_url or None,
+        model_api_key=model_api_key or None,
+        model_timeout_seconds=model_timeout,
+        model_max_tokens=model_max_tokens,
+        turn_lease_seconds=turn_lease,
+        work_lease_ttl_seconds=work_lease_ttl,
     )
     url = settings.resolved_database_url()
     try:
@@ -185,6 +231,7 @@ def serve(
             log_level=log_level,
             loop="uvloop",
             http="httptools",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         return
     from shopfloor.app import served_app
@@ -196,6 +243,7 @@ def serve(
         log_level=log_level,
         loop="uvloop",
         http="httptools",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 
