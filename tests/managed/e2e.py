@@ -79,7 +79,11 @@ class Rig:
         args = [sys.executable, "-m", "shopfloor", "serve", "--port", str(self.port)]
         if self.processes > 1:
             args += ["--processes", str(self.processes)]
-        proc = subprocess.Popen(args, env=self.env(), stdout=log, stderr=subprocess.STDOUT)
+        # A group of its own, so that a kill takes every server process (with --processes
+        # the children of uvicorn's supervisor outlive a SIGKILL of the supervisor alone).
+        proc = subprocess.Popen(
+            args, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.server = ServerProcess(self.url, proc, log_path)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -94,8 +98,10 @@ class Rig:
         raise RuntimeError(f"server did not come up:\n{self.server.log()}")
 
     def kill(self) -> None:
+        """SIGKILL every server process: no shutdown, nothing released."""
         assert self.server is not None
-        self.server.stop(signal.SIGKILL)
+        os.killpg(self.server.proc.pid, signal.SIGKILL)
+        self.server.proc.wait()
         self.restarts += 1
 
     def stop(self) -> None:
