@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+
 @dataclass
 class Fail:
     status: int = 500
@@ -37,8 +38,12 @@ def tool_calls(*calls: tuple[str, dict[str, Any]], say: str | None = None) -> di
     blocks: list[dict[str, Any]] = [{"type": "text", "text": say}] if say else []
     for i, (name, tool_input) in enumerate(calls):
         blocks.append(
-            {"type": "tool_use", "id": f"toolu_{name}_{i}_{time.monotonic_ns()}", "name": name,
-             "input": tool_input}
+            {
+                "type": "tool_use",
+                "id": f"toolu_{name}_{i}_{time.monotonic_ns()}",
+                "name": name,
+                "input": tool_input,
+            }
         )
     return _message(blocks, "tool_use")
 
@@ -119,8 +124,10 @@ class FakeModel:
         with self.lock:
             steps = self.scripts.get(name)
         if not steps:
-            return Fail(400, b'{"type":"error","error":{"type":"invalid_request_error",'
-                        b'"message":"no script"}}')
+            return Fail(
+                400,
+                b'{"type":"error","error":{"type":"invalid_request_error","message":"no script"}}',
+            )
         turn = sum(1 for m in body.get("messages", []) if m.get("role") == "assistant")
         return steps[min(turn, len(steps) - 1)]
 
@@ -132,12 +139,16 @@ def _handler(fake: FakeModel) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:
             return
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("content-length", "0"))
             raw = self.rfile.read(length)
             body = json.loads(raw)
-            seen = Seen(body, {k.lower(): v for k, v in self.headers.items()},
-                        time.perf_counter(), time.time())
+            seen = Seen(
+                body,
+                {k.lower(): v for k, v in self.headers.items()},
+                time.perf_counter(),
+                time.time(),
+            )
             with fake.lock:
                 fake.requests.append(seen)
             if self.path.split("?")[0] != "/v1/messages":

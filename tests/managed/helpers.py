@@ -68,7 +68,10 @@ async def new_session(
 
 
 async def send(
-    api: httpx.AsyncClient, session_id: str, *events: dict[str, Any], headers: dict[str, str] = ADMIN
+    api: httpx.AsyncClient,
+    session_id: str,
+    *events: dict[str, Any],
+    headers: dict[str, str] = ADMIN,
 ) -> httpx.Response:
     return await api.post(
         f"/v1/sessions/{session_id}/events", json={"events": list(events)}, headers=headers

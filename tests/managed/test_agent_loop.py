@@ -24,11 +24,15 @@ from tests.managed.helpers import (
 )
 
 
-async def test_a_turn_runs_tool_calls_to_an_end(mapi: httpx.AsyncClient, fake_model: FakeModel) -> None:
+async def test_a_turn_runs_tool_calls_to_an_end(
+    mapi: httpx.AsyncClient, fake_model: FakeModel
+) -> None:
     system = fake_model.script(
         "basic",
         tool_calls(("bash", {"command": "echo hi"}), say="Let me look."),
-        tool_calls(("write", {"file_path": "a.txt", "content": "x"}), ("read", {"file_path": "a.txt"})),
+        tool_calls(
+            ("write", {"file_path": "a.txt", "content": "x"}), ("read", {"file_path": "a.txt"})
+        ),
         text("All done."),
     )
     env = await new_environment(mapi)
@@ -58,7 +62,14 @@ async def test_a_turn_runs_tool_calls_to_an_end(mapi: httpx.AsyncClient, fake_mo
     # The first model call: the agent's model, system prompt and tools, and the message.
     (first,) = fake_model.seen("basic")
     assert first.body["model"] == "claude-test" and first.body["system"] == system
-    assert [t["name"] for t in first.body["tools"]] == ["bash", "read", "write", "edit", "glob", "grep"]
+    assert [t["name"] for t in first.body["tools"]] == [
+        "bash",
+        "read",
+        "write",
+        "edit",
+        "glob",
+        "grep",
+    ]
     assert first.body["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "please work"}]}
     ]
@@ -78,7 +89,11 @@ async def test_a_turn_runs_tool_calls_to_an_end(mapi: httpx.AsyncClient, fake_mo
     assert second.body["messages"][-1] == {
         "role": "user",
         "content": [
-            {"type": "tool_result", "tool_use_id": toolu, "content": [{"type": "text", "text": "hi\n"}]}
+            {
+                "type": "tool_result",
+                "tool_use_id": toolu,
+                "content": [{"type": "text", "text": "hi\n"}],
+            }
         ],
     }
     events = await events_of(mapi, sid)

@@ -36,9 +36,7 @@ def fake() -> Iterator[FakeModel]:
 
 
 @pytest.fixture(params=["sqlite", "postgres-3"])
-def any_rig(
-    request: pytest.FixtureRequest, fake: FakeModel, tmp_path: Path
-) -> Iterator[Rig]:
+def any_rig(request: pytest.FixtureRequest, fake: FakeModel, tmp_path: Path) -> Iterator[Rig]:
     if request.param == "sqlite":
         backend = Backend("sqlite", f"sqlite:///{tmp_path / 'shopfloor.db'}", None)
         with rig(backend, fake, tmp_path) as r:
@@ -49,9 +47,7 @@ def any_rig(
         yield r
 
 
-def test_a_new_worker_finishes_the_session_of_a_killed_one(
-    any_rig: Rig, tmp_path: Path
-) -> None:
+def test_a_new_worker_finishes_the_session_of_a_killed_one(any_rig: Rig, tmp_path: Path) -> None:
     r = any_rig
     name = f"killed-worker-{r.backend.name}-{tmp_path.name}"
     # The first run of the call starts and hangs; the run after the kill sees it started.

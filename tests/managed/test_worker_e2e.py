@@ -59,8 +59,13 @@ def run_basic_session(r: Rig, which: str, name: str, workdir: Path) -> None:
     message starts a new work item and turn."""
     system = r.fake.script(
         name,
-        tool_calls(("bash", {"command": "echo hello-from-worker > greeting.txt; cat greeting.txt"})),
-        tool_calls(("write", {"file_path": "notes.txt", "content": "abc"}), ("read", {"file_path": "notes.txt"})),
+        tool_calls(
+            ("bash", {"command": "echo hello-from-worker > greeting.txt; cat greeting.txt"})
+        ),
+        tool_calls(
+            ("write", {"file_path": "notes.txt", "content": "abc"}),
+            ("read", {"file_path": "notes.txt"}),
+        ),
         text("first turn done"),
         tool_calls(("bash", {"command": "cat notes.txt"})),
         text("second turn done"),
@@ -145,11 +150,14 @@ def test_always_ask_runs_a_call_only_once_confirmed(
 
         (first,) = wait_until("the first call", lambda: asked(1))
         assert first.evaluated_permission == "ask"
-        wait_until("the worker to take the item", lambda: r.work_state(env_id, session.id) == "active")
+        wait_until(
+            "the worker to take the item", lambda: r.work_state(env_id, session.id) == "active"
+        )
         threading.Event().wait(1.5)
         assert find(workdir, "allowed.txt") is None  # held until confirmed
         user.beta.sessions.events.send(
-            session.id, events=[{"type": "user.tool_confirmation", "tool_use_id": first.id, "result": "allow"}]
+            session.id,
+            events=[{"type": "user.tool_confirmation", "tool_use_id": first.id, "result": "allow"}],
         )
         wait_until("the allowed call to run", lambda: find(workdir, "allowed.txt"))
         second = wait_until("the second call", lambda: asked(2))[1]
@@ -201,7 +209,9 @@ def test_an_interrupt_ends_the_turn_and_the_session_goes_on(
             release.set()
             user.beta.sessions.events.send(session.id, events=[message("carry on")])
             wait_until("the next turn", lambda: idles(user, session.id) >= 2)
-            messages = [e for e in user.beta.sessions.events.list(session.id) if e.type == "agent.message"]
+            messages = [
+                e for e in user.beta.sessions.events.list(session.id) if e.type == "agent.message"
+            ]
             assert messages[-1].content[0].text == "resumed"
     finally:
         release.set()
