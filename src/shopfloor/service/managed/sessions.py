@@ -77,6 +77,7 @@ class ManagedSessions:
         self.clock = clock
         self.notifier = notifier
         self.turns = turns
+        self.keepalive_seconds = KEEPALIVE_SECONDS
         self.log = ManagedLog(store, clock, notifier)
         self.agents = Agents(store, clock)
         self.environments = Environments(store, clock)
@@ -239,7 +240,7 @@ class ManagedSessions:
         topic = ev.topic(session_id)
         while True:
             # Listen before reading, so a write between the read and the wait wakes us.
-            waiter = asyncio.ensure_future(self.notifier.wait(topic, KEEPALIVE_SECONDS))
+            waiter = asyncio.ensure_future(self.notifier.wait(topic, self.keepalive_seconds))
             try:
                 await asyncio.sleep(0)
                 found = await self.store.managed_events(
