@@ -459,3 +459,33 @@ async def test_session_update_and_list_filters(mapi: httpx.AsyncClient) -> None:
     assert by_status["data"] == []
     r = await mapi.get("/v1/sessions", params={"statuses[]": "asleep"}, headers=ADMIN)
     assert_error(r, 400, "invalid_request_error")
+
+
+async def test_the_routes_declare_their_bodies_in_the_openapi_document(
+    mapi: httpx.AsyncClient,
+) -> None:
+    doc = (await mapi.get("/openapi.json")).json()
+    paths = doc["paths"]
+    for path, method, fields in (
+        ("/v1/agents", "post", {"name", "model", "tools"}),
+        ("/v1/agents/{agent_id}", "post", {"version", "system"}),
+        ("/v1/sessions", "post", {"agent", "environment_id", "initial_events"}),
+        ("/v1/sessions/{session_id}", "post", {"title", "metadata"}),
+        ("/v1/sessions/{session_id}/events", "post", {"events"}),
+    ):
+        schema = paths[path][method]["requestBody"]["content"]["application/json"]["schema"]
+        assert fields <= set(schema["properties"]), (path, schema)
+    for path, method in (
+        ("/v1/agents", "post"),
+        ("/v1/agents/{agent_id}", "get"),
+        ("/v1/sessions", "get"),
+        ("/v1/sessions/{session_id}", "get"),
+        ("/v1/sessions/{session_id}/events", "get"),
+        ("/v1/sessions/{session_id}", "delete"),
+    ):
+        ok = paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert "$ref" in ok, (path, ok)
+    stream = paths["/v1/sessions/{session_id}/events/stream"]["get"]["responses"]["200"]
+    assert "text/event-stream" in stream["content"]
+    for ref in ("AgentObject", "SessionObject", "EventList", "ModelConfig"):
+        assert ref in doc["components"]["schemas"]

@@ -5,11 +5,13 @@ Messages API server; the tools really run, in the worker's working directory."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Backend
@@ -215,3 +217,45 @@ def test_an_interrupt_ends_the_turn_and_the_session_goes_on(
             assert messages[-1].content[0].text == "resumed"
     finally:
         release.set()
+
+
+def test_the_stream_is_server_sent_events_with_an_event_line_on_every_frame(
+    sqlite_rig: Rig,
+) -> None:
+    """Raw frames, as the SDK's decoder reads them: it drops a frame without `event:`."""
+    r = sqlite_rig
+    system = r.fake.script("frames", text("framed"))
+    env_id, key = r.environment("frames")
+    user = r.user(key)
+    agent = user.beta.agents.create(name="frames", model="claude-test", system=system, tools=[])
+    session = user.beta.sessions.create(agent=agent.id, environment_id=env_id)
+    headers = {"Authorization": f"Bearer {key}"}
+    frames: list[tuple[str, dict[str, Any]]] = []
+    with httpx.stream(
+        "GET", f"{r.url}/v1/sessions/{session.id}/events/stream", headers=headers, timeout=30
+    ) as stream:
+        assert stream.status_code == 200
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        user.beta.sessions.events.send(session.id, events=[message("hello")])
+        event_name: str | None = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event_name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                assert event_name is not None, "a data line without an event line"
+                frames.append((event_name, json.loads(line.removeprefix("data: "))))
+                event_name = None
+                if frames[-1][0] == "session.status_idle":
+                    user.beta.sessions.archive(session.id)
+        # The server ends the stream after the termination.
+    names = [name for name, _ in frames]
+    assert names == [
+        "user.message",
+        "session.status_running",
+        "agent.message",
+        "session.status_idle",
+        "session.status_terminated",
+    ]
+    assert all(
+        data["type"] == name and data["id"] and data["processed_at"] for name, data in frames
+    )
