@@ -4,6 +4,7 @@ EnvironmentWorker as a subprocess of a chosen SDK version, and the SDK's user-si
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -107,6 +108,9 @@ class Rig:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop(signal.SIGTERM, timeout=30)
+            # Whatever of the group outlived its supervisor (it should not) goes too.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.server.proc.pid, signal.SIGKILL)
 
     # -- clients --
 

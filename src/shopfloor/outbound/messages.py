@@ -4,7 +4,13 @@ Anthropic API, a gateway, a local proxy, a stand-in server in tests).
 
 Bounded in time (a total timeout per attempt, the SDK's own retries of 429/5xx and lost
 connections, a few) and in size (the reply is read as a stream and given up past a limit).
-Whatever comes back is checked before the agent loop sees it; every failure is a ModelError."""
+Whatever comes back is checked before the agent loop sees it; every failure is a ModelError.
+
+The request goes through the client's generic `post` with the body already serialized: the
+typed `messages.create` walks and copies the whole body before sending it, and the body is
+the whole conversation, so that cost grew with every round trip of a session (a profile of
+twenty-round sessions: about as much as all of shopfloor's own work per round trip). Auth,
+base URL, headers, timeouts and retries are the client's either way."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import json
 from typing import Any
 
 import anthropic
+import httpx2  # the HTTP client the `anthropic` SDK is built on
 
 from shopfloor.service.managed.model import (
     OVERLOADED,
@@ -79,13 +86,13 @@ class MessagesClient:
         except anthropic.APIStatusError as exc:
             kind = OVERLOADED if exc.status_code == 529 else REQUEST_FAILED
             raise ModelError(kind, _status_message(exc)) from None
-        except anthropic.APITimeoutError:
+        except (anthropic.APITimeoutError, httpx2.TimeoutException):
             raise ModelError(
                 REQUEST_FAILED,
                 f"The model API at {self.base_url} did not answer within "
                 f"{self.timeout_seconds:g} s",
             ) from None
-        except anthropic.APIConnectionError as exc:
+        except (anthropic.APIConnectionError, httpx2.HTTPError) as exc:
             raise ModelError(
                 REQUEST_FAILED, f"Could not reach the model API at {self.base_url}: {exc}"
             ) from None
@@ -93,9 +100,16 @@ class MessagesClient:
 
     async def _read(self, params: dict[str, Any]) -> bytes:
         """The reply's body, read as it streams in and refused past the size limit."""
-        async with self._client.messages.with_streaming_response.create(**params) as response:
+        response = await self._client.post(
+            "/v1/messages",
+            cast_to=httpx2.Response,
+            content=json.dumps(params, separators=(",", ":")).encode(),
+            options={"headers": {"content-type": "application/json"}},
+            stream=True,
+        )
+        try:
             body = bytearray()
-            async for chunk in response.iter_bytes():
+            async for chunk in response.aiter_bytes():
                 body += chunk
                 if len(body) > self.max_reply_bytes:
                     raise ModelError(
@@ -103,6 +117,8 @@ class MessagesClient:
                         f"The model API's reply is larger than {self.max_reply_bytes} bytes",
                     )
             return bytes(body)
+        finally:
+            await response.aclose()
 
 
 def _status_message(exc: anthropic.APIStatusError) -> str:

@@ -4,13 +4,15 @@ the session's timeline. Mixed into SqlStore."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from shopfloor.store import schema as t
-from shopfloor.store.db import Database, DbConnection
+from shopfloor.store.db import Database, DbConnection, Prepared
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.managed_records import (
     TERMINATED,
@@ -27,7 +29,51 @@ from shopfloor.store.records import (
     SessionEvent,
     SessionRecord,
 )
-from shopfloor.store.sql_common import INSERT_EVENT, event_values
+from shopfloor.store.sql_common import EVENT_COLUMNS, INSERT_EVENT, event_values
+
+# The statements of every tool round trip are built once and sent straight to the driver
+# (see Prepared); a statement built per call cost more than SQLite takes to run it.
+_m, _e = t.managed_sessions, t.session_events
+_GET_MANAGED = Prepared(sa.select(_m).where(_m.c.session_id == sa.bindparam("b_id")))
+_INSERT_EVENT_RETURNING_ID = Prepared(
+    _e.insert()
+    .values({n: sa.bindparam(n, type_=_e.c[n].type) for n in EVENT_COLUMNS})
+    .returning(_e.c.id)
+)
+_EVENT_KIND = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # safe as a SQL literal
+
+
+@functools.lru_cache(maxsize=128)
+def _update_managed(columns: tuple[str, ...]) -> Prepared:
+    """`UPDATE managed_sessions SET <columns>, rev = rev + 1 WHERE session_id AND rev`."""
+    values: dict[str, Any] = {c: sa.bindparam(f"v_{c}", type_=_m.c[c].type) for c in columns}
+    values["rev"] = _m.c.rev + 1
+    where = (_m.c.session_id == sa.bindparam("b_id"), _m.c.rev == sa.bindparam("b_rev"))
+    return Prepared(_m.update().where(*where).values(values).returning(*_m.c))
+
+
+@functools.lru_cache(maxsize=128)
+def _events_query(
+    kinds: tuple[str, ...], descending: bool, after: bool, at_after: bool, at_before: bool
+) -> Prepared:
+    """A session's events of these kinds (literals, so the statement is one per kind set),
+    in id order, with the optional bounds as parameters (`b_*`)."""
+    for kind in kinds:
+        if not _EVENT_KIND.match(kind):
+            raise ValueError(f"not an event kind: {kind!r}")
+    literal = [sa.literal_column(f"'{kind}'", sa.String) for kind in kinds]
+    where = [_e.c.session_id == sa.bindparam("b_session")]
+    where.append(_e.c.kind.in_(literal) if literal else sa.false())
+    if after:
+        cursor = sa.bindparam("b_after", type_=sa.BigInteger)
+        where.append(_e.c.id < cursor if descending else _e.c.id > cursor)
+    if at_after:
+        where.append(_e.c.at > sa.bindparam("b_at_after", type_=sa.BigInteger))
+    if at_before:
+        where.append(_e.c.at < sa.bindparam("b_at_before", type_=sa.BigInteger))
+    order = _e.c.id.desc() if descending else _e.c.id
+    limit = sa.bindparam("b_limit", type_=sa.Integer)
+    return Prepared(sa.select(_e).where(*where).order_by(order).limit(limit))
 
 
 def _agent(row: sa.Row[Any]) -> AgentRecord:
@@ -43,10 +89,8 @@ async def _insert_events(conn: DbConnection, events: Sequence[SessionEvent]) -> 
     """Insert events one by one, in order, and return them with their ids."""
     stored = []
     for event in events:
-        new_id = await conn.scalar(
-            t.session_events.insert().values(event_values(event)).returning(t.session_events.c.id)
-        )
-        stored.append(dataclasses.replace(event, id=int(new_id)))
+        (row,) = await conn.fetch(_INSERT_EVENT_RETURNING_ID, event_values(event))
+        stored.append(dataclasses.replace(event, id=int(row["id"])))
     return stored
 
 
@@ -178,10 +222,9 @@ class ManagedSql:
             raise DuplicateKey(session.id) from exc
 
     async def get_managed_session(self, session_id: str) -> ManagedSessionRecord | None:
-        m = t.managed_sessions
         async with self.db.connect() as conn:
-            row = (await conn.execute(sa.select(m).where(m.c.session_id == session_id))).first()
-        return None if row is None else _managed(row)
+            rows = await conn.fetch(_GET_MANAGED, {"b_id": session_id})
+        return _managed(rows[0]) if rows else None
 
     async def list_managed_sessions(self, flt: ManagedFilter) -> list[ManagedSessionRecord]:
         """Not deleted, in id order (= creation order) after the cursor, as `flt` asks."""
@@ -222,40 +265,33 @@ class ManagedSql:
         `rev` is still `expected_rev` (it becomes one more); None, with nothing written,
         otherwise. The update locks the row first, so one session's events are inserted, and
         numbered, in the order their transactions commit."""
-        m = t.managed_sessions
+        columns = tuple(sorted(changes))
+        params = {f"v_{c}": changes[c] for c in columns}
+        params.update(b_id=session_id, b_rev=expected_rev)
         async with self.db.begin() as conn:
-            row = (
-                await conn.execute(
-                    m.update()
-                    .where(m.c.session_id == session_id, m.c.rev == expected_rev)
-                    .values({**changes, "rev": expected_rev + 1})
-                    .returning(*m.c)
-                )
-            ).first()
-            if row is None:
+            rows = await conn.fetch(_update_managed(columns), params)
+            if not rows:
                 return None
             stored = await _insert_events(conn, events)
-        return _managed(row), stored
+        return _managed(rows[0]), stored
 
     async def managed_events(self, session_id: str, query: EventQuery) -> list[SessionEvent]:
-        e = t.session_events
-        order = e.c.id.desc() if query.descending else e.c.id
-        select = (
-            sa.select(e)
-            .where(e.c.session_id == session_id, e.c.kind.in_(list(query.kinds)))
-            .order_by(order)
-            .limit(query.limit)
+        statement = _events_query(
+            tuple(sorted(query.kinds)),
+            query.descending,
+            query.after_id is not None,
+            query.at_after is not None,
+            query.at_before is not None,
         )
-        if query.after_id is not None:
-            select = select.where(
-                e.c.id < query.after_id if query.descending else e.c.id > query.after_id
-            )
-        if query.at_after is not None:
-            select = select.where(e.c.at > query.at_after)
-        if query.at_before is not None:
-            select = select.where(e.c.at < query.at_before)
+        params = {
+            "b_session": session_id,
+            "b_after": query.after_id,
+            "b_at_after": query.at_after,
+            "b_at_before": query.at_before,
+            "b_limit": query.limit,
+        }
         async with self.db.connect() as conn:
-            return [SessionEvent(**r._mapping) for r in await conn.execute(select)]
+            return [SessionEvent(**row) for row in await conn.fetch(statement, params)]
 
     async def last_event_id(self, session_id: str, kinds: Sequence[str]) -> int:
         e = t.session_events

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from shopfloor.api.envelope import ApiError
 from shopfloor.api.environments import wire as env_wire
 from shopfloor.api.environments.auth import Caller, authenticate, require_environment
+from shopfloor.api.fastlane import hot
 from shopfloor.api.managed import parse, schemas, wire
 from shopfloor.api.state import services
 from shopfloor.service.managed import events as ev
@@ -277,6 +278,7 @@ async def list_events(
     responses=_doc(schemas.EventsSent),
     openapi_extra=schemas.request_body(schemas.EventsSend),
 )
+@hot  # the worker posts every tool result here
 async def send_events(session_id: str, request: Request) -> dict[str, Any]:
     who = await _caller(request)
     inputs = parse.events(await parse.body(request, parse.EVENTS_BODY_MAX))

@@ -41,6 +41,14 @@ class TurnKicker(Protocol):
         """Run the session's due model call in this process, if no other runs it."""
         ...
 
+    def claim_with(self, row: ManagedSessionRecord, step: Step, now: int) -> Step:
+        """`step` with the claim of the model call it makes due, for this process."""
+        ...
+
+    def start_claimed(self, record: ManagedSessionRecord) -> None:
+        """Run the model call whose lease `record` shows this process holding."""
+        ...
+
 
 @dataclass(frozen=True)
 class AgentRef:
@@ -85,12 +93,7 @@ class ManagedSessions:
     # -- reading --
 
     async def get(self, session_id: str, scope: str | None) -> ManagedSessionRecord:
-        record = await self.store.get_managed_session(session_id)
-        if record is None or record.deleted_at is not None:
-            raise ManagedSessionNotFound(session_id)
-        if scope is not None and record.environment_id != scope:
-            raise ManagedSessionNotFound(session_id)
-        return record
+        return _visible(await self.store.get_managed_session(session_id), session_id, scope)
 
     async def list_page(self, flt: ManagedFilter) -> SessionPage:
         found = await self.store.list_managed_sessions(
@@ -128,8 +131,10 @@ class ManagedSessions:
             created_at=now,
             updated_at=now,
         )
-        step = state.accept(managed, now, new.initial_events) if new.initial_events else None
-        if step is not None:
+        step = None
+        if new.initial_events:
+            step = state.accept(managed, now, new.initial_events)
+            step = self.turns.claim_with(managed, step, now)
             managed = dataclasses.replace(managed, **step.changes)
         session = SessionRecord(
             id=sid,
@@ -157,7 +162,7 @@ class ManagedSessions:
         )
         await self.notifier.notify(queue)
         if step is not None:
-            await self._after(sid, step)
+            await self._after(managed, step)
         return managed
 
     # -- sending --
@@ -165,18 +170,22 @@ class ManagedSessions:
     async def send(
         self, session_id: str, scope: str | None, inputs: list[Input]
     ) -> list[SessionEvent]:
-        await self.get(session_id, scope)
-        _, stored, step = await self.log.write(
-            session_id, lambda row, now: state.accept(row, now, inputs)
-        )
-        await self._after(session_id, step)
+        def build(row: ManagedSessionRecord, now: int) -> Step:
+            _visible(row, session_id, scope)
+            return self.turns.claim_with(row, state.accept(row, now, inputs), now)
+
+        record, stored, step = await self.log.write(session_id, build)
+        await self._after(record, step)
         return [e for e in stored if e.kind in ev.SENDABLE]
 
-    async def _after(self, session_id: str, step: Step) -> None:
+    async def _after(self, record: ManagedSessionRecord, step: Step) -> None:
+        # Nothing awaited before the call starts: no other kick here can come in between.
+        if step.claimed:
+            self.turns.start_claimed(record)
+        elif step.kick:
+            self.turns.kick(record.session_id)
         if step.needs_worker:
-            await self.log.ensure_work_item(session_id, "new input for the managed session")
-        if step.kick:
-            self.turns.kick(session_id)
+            await self.log.ensure_work_item(record.session_id, "new input for the managed session")
 
     # -- changing and ending --
 
@@ -258,6 +267,17 @@ class ManagedSessions:
             finally:
                 if not waiter.done():
                     await cancel_wait(waiter)
+
+
+def _visible(
+    record: ManagedSessionRecord | None, session_id: str, scope: str | None
+) -> ManagedSessionRecord:
+    """The session, if it exists and the caller's key may see it."""
+    if record is None or record.deleted_at is not None:
+        raise ManagedSessionNotFound(session_id)
+    if scope is not None and record.environment_id != scope:
+        raise ManagedSessionNotFound(session_id)
+    return record
 
 
 def _first_text(inputs: list[Input]) -> str | None:

@@ -11,6 +11,7 @@ transcript (`turn.input`)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,7 @@ class Step:
     events: list[SessionEvent]
     kick: bool = False  # a model call is due: try to run it now
     needs_worker: bool = False  # worker calls wait: the session needs a live work item
+    claimed: bool = False  # the write also takes the turn lease for this process's runner
 
 
 @dataclass
@@ -246,6 +248,25 @@ def claim(
         st.events.append(ev.internal_event(record.session_id, now, ev.TURN_INPUT, content=fed))
         st.unfed = []
     return st.step(now), fed
+
+
+def claim_with(row: ManagedSessionRecord, step: Step, now: int, owner: str, lease_ms: int) -> Step:
+    """`step`, and in the same write the claim of the model call it made due: the process
+    that stores the input that makes a call due runs the call, without a write of its own."""
+    if not step.kick:
+        return step
+    after = dataclasses.replace(row, **step.changes)
+    claimed = claim(after, now, owner, lease_ms)
+    if claimed is None:
+        return step
+    taken = claimed[0]
+    return Step(
+        {**step.changes, **taken.changes},
+        step.events + taken.events,
+        kick=True,
+        needs_worker=step.needs_worker,
+        claimed=True,
+    )
 
 
 def holds(record: ManagedSessionRecord, owner: str, epoch: int) -> bool:

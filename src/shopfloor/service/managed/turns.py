@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
+from collections import OrderedDict
 
 from shopfloor.clock import Clock
 from shopfloor.service.managed import events as ev
@@ -42,6 +42,7 @@ log = logging.getLogger("shopfloor.turns")
 
 DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_MAX_TOKENS = 8192
+TRANSCRIPTS_KEPT = 256
 
 
 class _NotDue(Exception):
@@ -71,16 +72,34 @@ class TurnRunner:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._closed = False
-        # Seconds from a model call's start to its reply being written, newest last (bench).
-        self.call_started: dict[str, float] = {}
+        # The transcripts of the sessions whose calls this runner made last (see _transcript).
+        self._transcripts: OrderedDict[str, tuple[int, list[SessionEvent]]] = OrderedDict()
 
     def kick(self, session_id: str) -> None:
         if self._closed:
             return
         self._again.add(session_id)
         if session_id not in self._tasks:
-            task = asyncio.create_task(self._run(session_id), name=f"turn {session_id}")
-            self._tasks[session_id] = task
+            self._start(session_id, None)
+
+    def claim_with(self, row: ManagedSessionRecord, step: state.Step, now: int) -> state.Step:
+        """Claim, in the write that makes the call due, unless this process is closing or
+        already runs the session's turn (that task claims the next call itself)."""
+        if self._closed or row.session_id in self._tasks:
+            return step
+        return state.claim_with(row, step, now, self.owner, self.lease_ms)
+
+    def start_claimed(self, record: ManagedSessionRecord) -> None:
+        if self._closed:
+            return
+        if record.session_id in self._tasks:
+            self._again.add(record.session_id)
+            return
+        self._start(record.session_id, record)
+
+    def _start(self, session_id: str, claimed: ManagedSessionRecord | None) -> None:
+        task = asyncio.create_task(self._run(session_id, claimed), name=f"turn {session_id}")
+        self._tasks[session_id] = task
 
     async def idle(self) -> None:
         """Wait until this runner runs no turn (tests)."""
@@ -116,8 +135,10 @@ class TurnRunner:
 
     # -- one session's turn --
 
-    async def _run(self, session_id: str) -> None:
+    async def _run(self, session_id: str, claimed: ManagedSessionRecord | None) -> None:
         try:
+            if claimed is not None and await self._call_once(session_id, claimed):
+                self._again.add(session_id)
             while session_id in self._again:
                 self._again.discard(session_id)
                 while await self._call_once(session_id):
@@ -129,15 +150,19 @@ class TurnRunner:
         finally:
             self._tasks.pop(session_id, None)
 
-    async def _call_once(self, session_id: str) -> bool:
-        """Claim the due model call, make it, write its outcome. True if another is due."""
-        try:
-            record, _, _ = await self.log.write(session_id, self._claim)
-        except _NotDue:
-            return False
+    async def _call_once(
+        self, session_id: str, claimed: ManagedSessionRecord | None = None
+    ) -> bool:
+        """Claim the due model call (unless `claimed` shows it taken already), make it,
+        write its outcome. True if another is due."""
+        record = claimed
+        if record is None:
+            try:
+                record, _, _ = await self.log.write(session_id, self._claim)
+            except _NotDue:
+                return False
         epoch = record.turn_epoch
         tools = toolbox(record.agent)
-        self.call_started[session_id] = time.perf_counter()
         outcome = await self._call_under_lease(record, epoch)
         if outcome is None:
             return False
@@ -188,9 +213,7 @@ class TurnRunner:
             return ModelError(REQUEST_FAILED, f"The model call failed: {type(exc).__name__}")
 
     async def _request(self, record: ManagedSessionRecord) -> ModelRequest:
-        transcript = await self.store.managed_events(
-            record.session_id, EventQuery(kinds=ev.TRANSCRIPT_KINDS, limit=1_000_000)
-        )
+        transcript = await self._transcript(record.session_id)
         model = record.agent.get("model") or {}
         system = record.agent.get("system")
         return ModelRequest(
@@ -200,6 +223,20 @@ class TurnRunner:
             system=system if isinstance(system, str) else None,
             tools=toolbox(record.agent).definitions(),
         )
+
+    async def _transcript(self, session_id: str) -> list[SessionEvent]:
+        """The session's transcript events: those read before (kept for the sessions this
+        process ran last), and what was appended since. The log only grows, and its events
+        are numbered in commit order, so reading after the last one seen misses nothing."""
+        last, known = self._transcripts.pop(session_id, (0, []))
+        newer = await self.store.managed_events(
+            session_id, EventQuery(kinds=ev.TRANSCRIPT_KINDS, after_id=last, limit=1_000_000)
+        )
+        events = known + newer
+        self._transcripts[session_id] = (events[-1].id or last if events else last, events)
+        while len(self._transcripts) > TRANSCRIPTS_KEPT:
+            self._transcripts.popitem(last=False)
+        return events
 
     async def _keep_lease(self, session_id: str, epoch: int) -> None:
         """Renew the lease while the call runs; return as soon as it is lost (a write on any
@@ -226,7 +263,3 @@ class TurnRunner:
 
 def _waits_for_worker(record: ManagedSessionRecord) -> bool:
     return any(c["kind"] == WORKER_CALL and c["result"] is None for c in record.pending)
-
-
-def stored_kinds(events: list[SessionEvent]) -> list[str]:
-    return [e.kind for e in events]
