@@ -82,3 +82,14 @@ async def test_lost_connection_wakes_every_waiter() -> None:
     await asyncio.sleep(0)
     notifier.wake_all()
     assert await asyncio.gather(*waiters) == [True, True, True]
+
+
+async def test_publish_wakes_every_waiter_on_the_topic() -> None:
+    """A managed session's new event is for every stream watching it, not one."""
+    notifier = LocalNotifier()
+    watchers = await waiting_in_order(notifier, 5, 5, 5)
+    other = asyncio.create_task(notifier.wait("other", 0.2))
+    await asyncio.sleep(0)
+    await notifier.publish("q")
+    assert await asyncio.gather(*watchers) == [True, True, True]
+    assert await other is False

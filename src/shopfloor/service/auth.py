@@ -164,7 +164,7 @@ class Credentials:
             return None
         await self.refresh_revocations()
         if self._notifier is not None:
-            await self._notifier.notify(REVOCATIONS)
+            await self._notifier.publish(REVOCATIONS)
         return record
 
     async def mint_registration_token(

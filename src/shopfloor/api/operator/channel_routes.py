@@ -128,10 +128,13 @@ async def stop_session(
     session_id: str, request: Request, body: StopRequest | None = None
 ) -> SessionView:
     body = body or StopRequest(userId=None, userName=None, reason=None)
-    dispatcher = services(request).dispatcher
+    svc = services(request)
+    dispatcher = svc.dispatcher
     session = await dispatcher.channel.stop(
         session_id, body.reason, user_id=body.user_id(), user_name=body.userName
     )
+    # A managed session ends with its row: its agent loop stops, its clients are told.
+    await svc.managed.terminate(session_id)
     return SessionView.of(session, await dispatcher.history(session_id))
 
 
