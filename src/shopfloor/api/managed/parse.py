@@ -23,7 +23,6 @@ from shopfloor.service.managed.tools import (
     WORKER_TOOLS,
 )
 
-BODY_MAX = 1024 * 1024
 EVENTS_BODY_MAX = 32 * 1024 * 1024  # tool results may carry images and PDFs
 NAME_MAX = 256
 SYSTEM_MAX = 100_000
@@ -46,17 +45,10 @@ OVERRIDABLE = ("model", "system", "tools", "skills", "mcp_servers")
 SERVICE_ACCOUNT = {"type": "service_account"}
 
 
-async def body(
-    request: Request, limit: int = BODY_MAX, *, empty_ok: bool = False
-) -> dict[str, Any]:
-    """The JSON object body, read no further than `limit` bytes (413 past it). NUL is let
-    through here: each field's parser decides (tool output may hold it)."""
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ApiError(413, f"Request body is larger than {limit} bytes")
-    return parse_json_object(bytes(raw), empty_ok=empty_ok, nul_ok=True)
+async def body(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
+    """The JSON object body (its size bounded by the route's limit, api/limits.py). NUL is
+    let through here: each field's parser decides (tool output may hold it)."""
+    return parse_json_object(await request.body(), empty_ok=empty_ok, nul_ok=True)
 
 
 T = TypeVar("T")

@@ -16,6 +16,7 @@ from shopfloor.api.envelope import ApiError
 from shopfloor.api.environments import wire as env_wire
 from shopfloor.api.environments.auth import Caller, authenticate, require_environment
 from shopfloor.api.fastlane import hot
+from shopfloor.api.limits import body_limit
 from shopfloor.api.managed import parse, schemas, wire
 from shopfloor.api.state import services
 from shopfloor.service.managed import events as ev
@@ -279,9 +280,10 @@ async def list_events(
     openapi_extra=schemas.request_body(schemas.EventsSend),
 )
 @hot  # the worker posts every tool result here
+@body_limit(parse.EVENTS_BODY_MAX)
 async def send_events(session_id: str, request: Request) -> dict[str, Any]:
     who = await _caller(request)
-    inputs = parse.events(await parse.body(request, parse.EVENTS_BODY_MAX))
+    inputs = parse.events(await parse.body(request))
     stored = await _sessions(request).send(session_id, who.environment, inputs)
     return {"data": [wire.event(e) for e in stored]}
 
