@@ -17,8 +17,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from shopfloor.cli.client import OperatorClient, OperatorError, find_admin_key
 from shopfloor.cli.follow import follow_timeline
+from shopfloor.client import OperatorClient, OperatorError, find_admin_key
 from shopfloor.config import Settings
 from shopfloor.service import signing_keys
 from shopfloor.store.sql import async_url
