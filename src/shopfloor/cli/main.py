@@ -22,6 +22,7 @@ from shopfloor.client import OperatorClient, OperatorError, find_admin_key
 from shopfloor.config import Settings
 from shopfloor.service import signing_keys
 from shopfloor.store.sql import async_url
+from shopfloor.worker.cli import worker
 
 app = typer.Typer(
     help="shopfloor: a self-hosted dispatch server for AI-agent workers.",
@@ -51,6 +52,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(environments_app, name="environments")
 app.add_typer(runs_app, name="runs")
 app.add_typer(signing_key_app, name="signing-key")
+app.command("worker")(worker)
 
 console = Console()
 

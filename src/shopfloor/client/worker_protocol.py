@@ -61,9 +61,27 @@ class WorkerProtocolClient:
             base_url=base_url.rstrip("/"), timeout=timeout, transport=transport
         )
         self._refreshing: asyncio.Lock = asyncio.Lock()
+        # Closed while the worker registers again: calls that name the worker wait for its
+        # new id (see `hold`).
+        self._ready = asyncio.Event()
+        self._ready.set()
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    def set_key(self, key: str) -> None:
+        self.key = key
+        self.registration_token = key if is_registration_token(key) else None
+        self.runtime_token = None
+        self.runtime_token_expires_at = None
+
+    def hold(self) -> None:
+        """Calls that name this worker wait until `release`: while the worker registers
+        again and moves its sessions to the new id, none goes out under either id."""
+        self._ready.clear()
+
+    def release(self) -> None:
+        self._ready.set()
 
     # -- transport --
 
@@ -151,6 +169,11 @@ class WorkerProtocolClient:
             raise RuntimeError("register first")
         return self.worker_id
 
+    async def _id(self) -> str:
+        """This worker's id, once no re-registration is under way."""
+        await self._ready.wait()
+        return self._me()
+
     async def config(self) -> list[str]:
         body = await self.call("GET", "/api/config")
         projects = body.get("projects") if isinstance(body, dict) else None
@@ -159,12 +182,14 @@ class WorkerProtocolClient:
     async def heartbeat(self, active_count: int, load: dict[str, float]) -> dict[str, Any]:
         body = {"activeCount": active_count, "load": load}
         reply: dict[str, Any] = await self.call(
-            "POST", f"/api/workers/{self._me()}/heartbeat", body, attempts=1
+            "POST", f"/api/workers/{await self._id()}/heartbeat", body, attempts=1
         )
         return reply
 
     async def poll(self, read_timeout: float | None = None) -> PollReply:
-        body = await self.call("GET", f"/api/workers/{self._me()}/poll", read_timeout=read_timeout)
+        body = await self.call(
+            "GET", f"/api/workers/{await self._id()}/poll", read_timeout=read_timeout
+        )
         return PollReply.of(body)
 
     async def refresh_token(self) -> None:
@@ -183,7 +208,7 @@ class WorkerProtocolClient:
         return self.runtime_token_expires_at / 1000 - time.time()
 
     async def deregister(self) -> list[str]:
-        body = await self.call("DELETE", f"/api/workers/{self._me()}")
+        body = await self.call("DELETE", f"/api/workers/{await self._id()}")
         unclaimed = body.get("unclaimedSessions") if isinstance(body, dict) else None
         return [s for s in unclaimed if isinstance(s, str)] if isinstance(unclaimed, list) else []
 
@@ -191,14 +216,14 @@ class WorkerProtocolClient:
 
     async def claim(self, session_id: str) -> bool:
         body = await self.call(
-            "POST", f"/api/sessions/{session_id}/claim", {"workerId": self._me()}
+            "POST", f"/api/sessions/{session_id}/claim", {"workerId": await self._id()}
         )
         return bool(body.get("claimed"))
 
     async def report_status(
         self, session_id: str, status: str, *, attempts: int | None = None, **extra: Any
     ) -> dict[str, Any]:
-        body = {"workerId": self._me(), "status": status}
+        body = {"workerId": await self._id(), "status": status}
         body.update({k: v for k, v in extra.items() if v is not None})
         reply: dict[str, Any] = await self.call(
             "POST", f"/api/sessions/{session_id}/status", body, attempts=attempts
@@ -209,33 +234,33 @@ class WorkerProtocolClient:
         return SessionState.of(await self.call("GET", f"/api/sessions/{session_id}/status"))
 
     async def progress(self, session_id: str, milestone: str, message: str) -> None:
-        body = {"workerId": self._me(), "milestone": milestone, "message": message}
+        body = {"workerId": await self._id(), "milestone": milestone, "message": message}
         await self.call("POST", f"/api/sessions/{session_id}/progress", body)
 
     async def activity(self, session_id: str, activity: dict[str, Any]) -> None:
-        body = {"workerId": self._me(), "activity": activity}
+        body = {"workerId": await self._id(), "activity": activity}
         await self.call("POST", f"/api/sessions/{session_id}/activity", body)
 
     async def completion(self, session_id: str, summary: str) -> None:
-        body = {"workerId": self._me(), "summary": summary}
+        body = {"workerId": await self._id(), "summary": summary}
         await self.call("POST", f"/api/sessions/{session_id}/completion", body)
 
     async def lock_refresh(self, session_id: str, issue_id: str) -> dict[str, Any]:
-        body = {"workerId": self._me(), "issueId": issue_id}
+        body = {"workerId": await self._id(), "issueId": issue_id}
         reply: dict[str, Any] = await self.call(
             "POST", f"/api/sessions/{session_id}/lock-refresh", body
         )
         return reply
 
     async def inbox_ack(self, session_id: str, message_id: str, lane: str) -> bool:
-        body = {"workerId": self._me(), "messageId": message_id, "lane": lane}
+        body = {"workerId": await self._id(), "messageId": message_id, "lane": lane}
         reply = await self.call("POST", f"/api/sessions/{session_id}/inbox/ack", body)
         return bool(reply.get("acknowledged"))
 
     async def reserve_files(
         self, session_id: str, paths: list[str], reason: str | None = None
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"workerId": self._me(), "filePaths": paths}
+        body: dict[str, Any] = {"workerId": await self._id(), "filePaths": paths}
         if reason:
             body["reason"] = reason
         reply: dict[str, Any] = await self.call(
@@ -244,18 +269,18 @@ class WorkerProtocolClient:
         return reply
 
     async def check_file_conflicts(self, session_id: str, paths: list[str]) -> list[Any]:
-        body = {"workerId": self._me(), "filePaths": paths}
+        body = {"workerId": await self._id(), "filePaths": paths}
         reply = await self.call("POST", f"/api/sessions/{session_id}/files/check-conflicts", body)
         conflicts = reply.get("conflicts")
         return conflicts if isinstance(conflicts, list) else []
 
     async def release_files(self, session_id: str, paths: list[str]) -> int:
-        body = {"workerId": self._me(), "filePaths": paths}
+        body = {"workerId": await self._id(), "filePaths": paths}
         reply = await self.call("POST", f"/api/sessions/{session_id}/files/release", body)
         return int(reply.get("released") or 0)
 
     async def release_all_files(self, session_id: str) -> int:
-        body = {"workerId": self._me()}
+        body = {"workerId": await self._id()}
         reply = await self.call("POST", f"/api/sessions/{session_id}/files/release-all", body)
         return int(reply.get("released") or 0)
 
@@ -274,5 +299,5 @@ class WorkerProtocolClient:
         return Transfer(bool(reply.get("transferred")), reason if isinstance(reason, str) else None)
 
     async def nack(self, item: WorkItem, reason: str) -> None:
-        body = {"workerId": self._me(), "reason": reason, "work": item.raw}
+        body = {"workerId": await self._id(), "reason": reason, "work": item.raw}
         await self.call("POST", f"/api/sessions/{item.session_id}/nack", body)
