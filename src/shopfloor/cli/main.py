@@ -15,13 +15,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
 from shopfloor.cli.follow import follow_timeline
 from shopfloor.client import OperatorClient, OperatorError, find_admin_key
 from shopfloor.config import Settings
-from shopfloor.service import signing_keys
-from shopfloor.store.sql import async_url
 from shopfloor.worker.cli import worker
 
 app = typer.Typer(
@@ -159,6 +156,9 @@ def serve(
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
+    from sqlalchemy.engine import make_url
+
+    from shopfloor.store.sql import async_url
 
     settings = Settings(
         database_url=database_url,
@@ -613,6 +613,8 @@ def signing_key_rotate(
 ) -> None:
     """Sign new runtime JWTs with a new key. Running servers pick it up without a restart;
     tokens signed with the older keys stay valid until they expire."""
+    from shopfloor.service import signing_keys
+
     path = Settings(data_dir=data_dir, signing_key_file=signing_key_file).signing_key_path
     now = int(time.time() * 1000)
     try:
@@ -632,6 +634,8 @@ def db_upgrade(
     database_schema: Annotated[str | None, typer.Option(envvar="SHOPFLOOR_DATABASE_SCHEMA")] = None,
 ) -> None:
     """Migrate the database schema to the newest version."""
+    from sqlalchemy.engine import make_url
+
     from shopfloor.store import open_store
 
     url = Settings(database_url=database_url, data_dir=data_dir).resolved_database_url()
@@ -668,6 +672,8 @@ def db_copy(
     """Copy every table of one database into another (e.g. SQLite into PostgreSQL).
     Stop the servers first. The target is migrated, filled in one transaction and checked
     row for row against the source; an error leaves it unchanged."""
+    from sqlalchemy.engine import make_url
+
     from shopfloor.store.copy import CopyError, copy_database
 
     try:

@@ -111,11 +111,21 @@ class AgentProcess:
     # -- output --
 
     async def _read(self, name: str, stream: asyncio.StreamReader | None) -> None:
+        """Put the stream's lines on the queue, then `(name, None)` at its end, or as soon
+        as the output limit is passed (what follows is read and dropped: a pipe left unread
+        would keep the process from being reaped)."""
+        ended = False
         try:
             if stream is not None:
                 await self._split(name, stream)
-        finally:
+            ended = True
             await self.lines.put((name, None))
+            if stream is not None:
+                while await stream.read(CHUNK):
+                    pass
+        finally:
+            if not ended:
+                await self.lines.put((name, None))
 
     async def _split(self, name: str, stream: asyncio.StreamReader) -> None:
         buf = b""
@@ -153,38 +163,37 @@ class AgentProcess:
         """SIGTERM to the agent's process group; SIGKILL if it is still there after `grace`."""
         if self.proc.returncode is None:
             self.signal_group(signal.SIGTERM)
-            try:
-                await asyncio.wait_for(self.proc.wait(), grace)
-            except TimeoutError:
+            if not await self.exited(grace):
                 self.signal_group(signal.SIGKILL)
-                await self.proc.wait()
         await self.close()
 
-    async def wait(self) -> int:
-        return await self.proc.wait()
+    async def exited(self, within: float | None = None) -> bool:
+        """Wait for the process to exit (not for its pipes, which a child it left behind may
+        still hold: asyncio's `Process.wait` waits for both)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
+        pause = 0.02
+        while self.proc.returncode is None:
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.25)
+        return True
 
     async def close(self, linger: float = 2.0) -> None:
-        """After the process exited: give its pipes `linger` seconds to drain, then kill
+        """After the process exited: give its pipes `linger` seconds to end, then kill
         whatever of its group still holds them, and stop reading."""
-        await self.proc.wait()
+        await self.exited()
         readers = [r for r in self._readers if not r.done()]
         if readers:
             _, pending = await asyncio.wait(readers, timeout=linger)
             if pending:
                 self.signal_group(signal.SIGKILL)
+                _, pending = await asyncio.wait(pending, timeout=linger)
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         if self._feeder is not None and not self._feeder.done():
             self._feeder.cancel()
             await asyncio.gather(self._feeder, return_exceptions=True)
-        # The queue may still hold lines; a consumer drains it with `drain_nowait`.
         await self.close_stdin()
-
-    def drain_nowait(self) -> list[tuple[str, str]]:
-        out: list[tuple[str, str]] = []
-        while not self.lines.empty():
-            name, text = self.lines.get_nowait()
-            if text is not None:
-                out.append((name, text))
-        return out

@@ -243,10 +243,13 @@ class SessionRun:
                         limit = self.settings.max_output_bytes
                         self.request_stop(FAILED, f"the agent wrote more than {limit} bytes")
                     continue
-                for activity in parser.line(name, text):
-                    self.stream.add(activity)
-                await self._after_line(agent, parser.report)
-            await agent.wait()
+                try:
+                    for activity in parser.line(name, text):
+                        self.stream.add(activity)
+                    await self._after_line(agent, parser.report)
+                except Exception:  # one odd line must not stop the reading
+                    log.exception("session %s: output line not understood", self.sid)
+            await agent.exited()
         finally:
             await reaper
 
