@@ -53,10 +53,17 @@ def log_run(dialect: str, prompts: list[str], **extra: Any) -> None:
 
 
 def words(prompt: str) -> dict[str, str]:
+    """The behaviours a prompt asks for: `word` or `word:value` (valued words need a value)."""
     found: dict[str, str] = {}
     for match in re.finditer(r"\b([a-z-]+)(?::(\S+))?", prompt):
-        found.setdefault(match.group(1), match.group(2) or "")
+        name, value = match.group(1), match.group(2) or ""
+        if name in VALUED and not value:
+            continue
+        found.setdefault(name, value)
     return found
+
+
+VALUED = {"sleep", "exit", "flood", "longline", "write"}
 
 
 def behave_before(prompt: str) -> None:
