@@ -178,6 +178,11 @@ class Worker:
     def is_me(self, worker_id: str) -> bool:
         return worker_id in self.my_ids
 
+    def active_count(self) -> int:
+        """Sessions live on the server as this worker's: what capacity and heartbeats count
+        (a session that reported its end is free there while it tidies up here)."""
+        return sum(1 for run in self.sessions.values() if not run.settled)
+
     # -- loops --
 
     async def _heartbeat_loop(self) -> None:
@@ -185,7 +190,7 @@ class Worker:
         while True:
             me = self.client.worker_id
             try:
-                await self.client.heartbeat(len(self.sessions), _load())
+                await self.client.heartbeat(self.active_count(), _load())
                 failures = 0
             except WorkerNotFound:
                 await self._reregister(me)
@@ -261,9 +266,10 @@ class Worker:
                     with contextlib.suppress(ApiError, Unreachable):
                         await self.client.inbox_ack(sid, message.id, message.lane)
         for item in reply.work:
-            if item.session_id in self.sessions:
+            if item.session_id in self.sessions:  # an earlier run of it is still finishing
+                await self._nack(item, "still finishing an earlier run of this session")
                 continue
-            if self.stopping.is_set() or len(self.sessions) >= self.settings.capacity:
+            if self.stopping.is_set() or self.active_count() >= self.settings.capacity:
                 await self._nack(item, "worker draining" if self.stopping.is_set() else "full")
                 continue
             if not reply.pre_claimed:
@@ -290,6 +296,7 @@ class Worker:
             self.settings,
             status_check_interval=min(STATUS_CHECK_MAX, poll_s),
             is_me=self.is_me,
+            on_settled=self._slot_freed.set,
         )
         self.sessions[item.session_id] = run
         log.info("session %s started (%s)", item.session_id, item.work_type or "no work type")

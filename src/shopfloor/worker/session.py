@@ -61,6 +61,7 @@ class SessionRun:
         *,
         status_check_interval: float,
         is_me: Callable[[str], bool],
+        on_settled: Callable[[], None] = lambda: None,
     ) -> None:
         self.item = item
         self.sid = item.session_id
@@ -70,6 +71,10 @@ class SessionRun:
         self.agent_command: AgentCommand = settings.agents.for_work(item.work_type)
         self.status_check_interval = status_check_interval
         self.is_me = is_me
+        self._on_settled = on_settled
+        # Settled: no longer live on the server as this worker's (ended, lost or handed
+        # back); it no longer counts against the worker's capacity.
+        self.settled = False
         self.stream = ActivityStream(self._post_activity, settings.activity_interval)
         # How it ends early, if it does: the first reason given wins.
         self.end_status: str | None = None
@@ -136,6 +141,7 @@ class SessionRun:
         except (ApiError, Unreachable) as exc:
             log.warning("session %s: final report failed: %s", self.sid, exc)
         finally:
+            self._settle()
             await self._shutdown_background()
         log.info("session %s %s%s", self.sid, self.final_status, f": {reason}" if reason else "")
 
@@ -382,6 +388,7 @@ class SessionRun:
         if status == FAILED:
             extras["error"] = {"message": (reason or "failed")[:4000]}
         await client.report_status(self.sid, status, attempts=TERMINAL_ATTEMPTS, **extras)
+        self._settle()
         if self.worktree is not None:
             await self.worktrees.finish(
                 self.worktree, status == COMPLETED, self.settings.keep_worktrees
@@ -404,6 +411,11 @@ class SessionRun:
         await asyncio.gather(*loops, *self._background, return_exceptions=True)
 
     # -- helpers --
+
+    def _settle(self) -> None:
+        if not self.settled:
+            self.settled = True
+            self._on_settled()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = asyncio.create_task(coro)

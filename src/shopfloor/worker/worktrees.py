@@ -13,9 +13,11 @@ gets a worktree of its own."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 BRANCH_PREFIX = "shopfloor/"
@@ -61,7 +63,8 @@ class Worktrees:
         self.work_dir = work_dir.resolve()
         self.root = self.work_dir / "worktrees"
         self._repo = repo.resolve() if repo is not None else None
-        self._lock = asyncio.Lock()  # git serialises worktree changes per repository
+        self._lock = asyncio.Lock()  # one worktree change at a time in this process...
+        self._lock_file: Path | None = None  # ...and across the workers of the repository
 
     @property
     def repo(self) -> Path:
@@ -74,12 +77,38 @@ class Worktrees:
         self.root.mkdir(parents=True, exist_ok=True)
         if self._repo is not None:
             self._repo = Path(await git("rev-parse", "--show-toplevel", cwd=self._repo))
-            return self._repo
-        try:
-            self._repo = Path(await git("rev-parse", "--show-toplevel", cwd=Path.cwd()))
-        except GitError:
-            self._repo = await self._scratch_repo()
+        else:
+            try:
+                self._repo = Path(await git("rev-parse", "--show-toplevel", cwd=Path.cwd()))
+            except GitError:
+                self._repo = await self._scratch_repo()
+        common = await git("rev-parse", "--git-common-dir", cwd=self._repo)
+        self._lock_file = (self._repo / common).resolve() / "shopfloor-worktrees.lock"
+        async with self._changing():
+            await git("worktree", "prune", cwd=self._repo)
         return self._repo
+
+    @contextlib.asynccontextmanager
+    async def _changing(self) -> AsyncIterator[None]:
+        """Hold the repository's worktree lock: git reads every worktree's admin folder
+        while it adds one, so two workers adding worktrees at once can fail each other."""
+        async with self._lock:
+            if self._lock_file is None:
+                yield
+                return
+            with self._lock_file.open("a") as fh:
+                pause = 0.005
+                while True:
+                    try:
+                        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        await asyncio.sleep(pause)
+                        pause = min(pause * 2, 0.1)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
 
     async def _scratch_repo(self) -> Path:
         repo = self.work_dir / "repo"
@@ -111,7 +140,7 @@ class Worktrees:
                 return candidate, True
         path = self.path_of(session_id)
         branch = BRANCH_PREFIX + folder_name(session_id)
-        async with self._lock:
+        async with self._changing():
             await _retry(lambda: self._add(path, branch))
         return path, False
 
@@ -142,21 +171,21 @@ class Worktrees:
         try:
             if await git("status", "--porcelain", cwd=path):
                 return False
-            async with self._lock:
+            async with self._changing():
                 await git("worktree", "remove", str(path), cwd=self.repo)
         except GitError:
             return False
         return True
 
 
-async def _retry(step: Callable[[], Awaitable[None]], attempts: int = 5) -> None:
-    """git refuses a change while another git holds the repository's lock (another worker
-    on this repository): try again a little later."""
+async def _retry(step: Callable[[], Awaitable[None]], attempts: int = 3) -> None:
+    """A worktree change that failed (a leftover of a crash, another git at work) is tried
+    again after pruning stale worktree entries."""
     for attempt in range(attempts):
         try:
             await step()
             return
-        except GitError as exc:
-            if attempt + 1 == attempts or "lock" not in str(exc):
+        except GitError:
+            if attempt + 1 == attempts:
                 raise
-            await asyncio.sleep(0.2 * (attempt + 1))
+            await asyncio.sleep(0.1 * (attempt + 1))
