@@ -244,6 +244,14 @@ def activities(operator: OperatorClient, session_id: str) -> list[dict[str, Any]
     return [e["data"] for e in timeline(operator, session_id) if e["type"] == "activity"]
 
 
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def create(operator: OperatorClient, prompt: str, **fields: Any) -> str:
     session_id: str = operator.create_session({"prompt": prompt, **fields})["sessionId"]
     return session_id

@@ -13,6 +13,7 @@ from tests.worker.conftest import (
     Workers,
     activities,
     agent_runs,
+    alive,
     create,
     wait_ended,
 )
@@ -71,7 +72,7 @@ def test_an_agent_past_its_time_limit_is_stopped_and_fails(
     assert time.monotonic() - started < 15
     # The agent was killed (SIGTERM: it does not ignore that).
     pid = agent_runs(worker.agent_log, sid)[0]["pid"]
-    assert not _alive(pid)
+    assert not alive(pid)
     _then_serves_on(worker.worker_id(), operator)
     assert worker.stop() == 0
 
@@ -84,7 +85,7 @@ def test_an_agent_that_ignores_sigterm_is_killed_after_the_grace(
     session = wait_ended(operator, sid)
     assert session["status"] == "failed"
     assert session["error"] == "the agent ran past its time limit of 2s"
-    assert not _alive(agent_runs(worker.agent_log, sid)[0]["pid"])
+    assert not alive(agent_runs(worker.agent_log, sid)[0]["pid"])
     _then_serves_on(worker.worker_id(), operator)
     assert worker.stop() == 0
 
@@ -97,7 +98,7 @@ def test_an_output_flood_fails_the_session_and_what_is_posted_stays_bounded(
     session = wait_ended(operator, sid)
     assert session["status"] == "failed"
     assert session["error"] == "the agent wrote more than 2000000 bytes"
-    assert not _alive(agent_runs(worker.agent_log, sid)[0]["pid"])
+    assert not alive(agent_runs(worker.agent_log, sid)[0]["pid"])
     acts = activities(operator, sid)
     # Lines merge into activities of at most 16,000 characters; at most 200 wait at a time.
     assert all(len(a["content"]) <= 16_000 for a in acts)
@@ -116,11 +117,3 @@ def test_a_huge_line_is_cut(workers: Workers, operator: OperatorClient) -> None:
     assert len(cut) == 1 and len(cut[0]["content"]) == 16_000
     assert cut[0]["content"].endswith("characters cut]")
     assert worker.stop() == 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except FileNotFoundError:
-        return False

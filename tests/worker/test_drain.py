@@ -11,12 +11,12 @@ from shopfloor.client import OperatorClient
 from tests.worker.conftest import (
     Workers,
     agent_runs,
+    alive,
     create,
     wait_ended,
     wait_for,
     wait_status,
 )
-from tests.worker.test_bad_input import _alive
 
 
 def test_sigterm_lets_running_sessions_finish_and_takes_no_new_work(
@@ -53,7 +53,7 @@ def test_sessions_still_running_at_the_drain_timeout_are_handed_back(
     worker.signal(signal.SIGTERM)
     assert worker.wait(30) == 0
     assert time.monotonic() - started < 10
-    assert not _alive(run["pid"])
+    assert not alive(run["pid"])
     session = operator.get_session(sid)
     assert session["status"] == "pending"
     assert session["history"][-1]["reason"] == f"worker {worker_id} deregistered"

@@ -13,13 +13,13 @@ from tests.worker.conftest import (
     Workers,
     activities,
     agent_runs,
+    alive,
     create,
     timeline,
     wait_ended,
     wait_for,
     wait_status,
 )
-from tests.worker.test_bad_input import _alive
 
 
 def _acked(operator: OperatorClient, session_id: str) -> list[str]:
@@ -33,7 +33,7 @@ def test_stop_from_the_operator_ends_the_agent(workers: Workers, operator: Opera
     run = wait_for(lambda: agent_runs(worker.agent_log, sid), what="the agent to start")[0]
     started = time.monotonic()
     operator.stop_session(sid, "wrong branch")
-    wait_for(lambda: not _alive(run["pid"]), 15, "the agent to end")
+    wait_for(lambda: not alive(run["pid"]), 15, "the agent to end")
     assert time.monotonic() - started < 10
     wait_for(lambda: _acked(operator, sid) == ["stop"], 15, "the stop to be acknowledged")
     session = operator.get_session(sid)
@@ -67,7 +67,7 @@ def test_an_agent_that_ignores_the_stop_is_killed_after_the_grace(
         what="the agent to arm itself",
     )
     operator.stop_session(sid)
-    wait_for(lambda: not _alive(run["pid"]), 15, "the agent to be killed")
+    wait_for(lambda: not alive(run["pid"]), 15, "the agent to be killed")
     assert operator.get_session(sid)["status"] == "stopped"
     assert worker.stop() == 0
 

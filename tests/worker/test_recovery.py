@@ -11,13 +11,13 @@ from shopfloor.client import OperatorClient
 from tests.worker.conftest import (
     Workers,
     agent_runs,
+    alive,
     create,
     timeline,
     wait_ended,
     wait_for,
     wait_status,
 )
-from tests.worker.test_bad_input import _alive
 
 
 def test_a_session_of_a_killed_worker_is_finished_by_another(
@@ -33,7 +33,7 @@ def test_a_session_of_a_killed_worker_is_finished_by_another(
     doomed.signal(signal.SIGKILL)
     doomed.wait()
     # The agent does not outlive its worker (PR_SET_PDEATHSIG).
-    wait_for(lambda: not _alive(first["pid"]), 10, "the orphaned agent to die")
+    wait_for(lambda: not alive(first["pid"]), 10, "the orphaned agent to die")
 
     rescuer = workers.start(agent="claude")
     session = wait_ended(operator, sid)

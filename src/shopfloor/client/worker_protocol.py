@@ -233,17 +233,23 @@ class WorkerProtocolClient:
     async def session_status(self, session_id: str) -> SessionState:
         return SessionState.of(await self.call("GET", f"/api/sessions/{session_id}/status"))
 
-    async def progress(self, session_id: str, milestone: str, message: str) -> None:
+    async def progress(
+        self, session_id: str, milestone: str, message: str, *, attempts: int | None = None
+    ) -> None:
         body = {"workerId": await self._id(), "milestone": milestone, "message": message}
-        await self.call("POST", f"/api/sessions/{session_id}/progress", body)
+        await self.call("POST", f"/api/sessions/{session_id}/progress", body, attempts=attempts)
 
-    async def activity(self, session_id: str, activity: dict[str, Any]) -> None:
+    async def activity(
+        self, session_id: str, activity: dict[str, Any], *, attempts: int | None = None
+    ) -> None:
         body = {"workerId": await self._id(), "activity": activity}
-        await self.call("POST", f"/api/sessions/{session_id}/activity", body)
+        await self.call("POST", f"/api/sessions/{session_id}/activity", body, attempts=attempts)
 
-    async def completion(self, session_id: str, summary: str) -> None:
+    async def completion(
+        self, session_id: str, summary: str, *, attempts: int | None = None
+    ) -> None:
         body = {"workerId": await self._id(), "summary": summary}
-        await self.call("POST", f"/api/sessions/{session_id}/completion", body)
+        await self.call("POST", f"/api/sessions/{session_id}/completion", body, attempts=attempts)
 
     async def lock_refresh(self, session_id: str, issue_id: str) -> dict[str, Any]:
         body = {"workerId": await self._id(), "issueId": issue_id}
@@ -252,9 +258,13 @@ class WorkerProtocolClient:
         )
         return reply
 
-    async def inbox_ack(self, session_id: str, message_id: str, lane: str) -> bool:
+    async def inbox_ack(
+        self, session_id: str, message_id: str, lane: str, *, attempts: int | None = None
+    ) -> bool:
         body = {"workerId": await self._id(), "messageId": message_id, "lane": lane}
-        reply = await self.call("POST", f"/api/sessions/{session_id}/inbox/ack", body)
+        reply = await self.call(
+            "POST", f"/api/sessions/{session_id}/inbox/ack", body, attempts=attempts
+        )
         return bool(reply.get("acknowledged"))
 
     async def reserve_files(
@@ -279,14 +289,18 @@ class WorkerProtocolClient:
         reply = await self.call("POST", f"/api/sessions/{session_id}/files/release", body)
         return int(reply.get("released") or 0)
 
-    async def release_all_files(self, session_id: str) -> int:
+    async def release_all_files(self, session_id: str, *, attempts: int | None = None) -> int:
         body = {"workerId": await self._id()}
-        reply = await self.call("POST", f"/api/sessions/{session_id}/files/release-all", body)
+        reply = await self.call(
+            "POST", f"/api/sessions/{session_id}/files/release-all", body, attempts=attempts
+        )
         return int(reply.get("released") or 0)
 
-    async def recovery_packet(self, session_id: str) -> dict[str, Any] | None:
+    async def recovery_packet(
+        self, session_id: str, *, attempts: int | None = None
+    ) -> dict[str, Any] | None:
         """The session's newest crash-recovery packet, if it has one."""
-        reply = await self.call("GET", f"/api/sessions/{session_id}/recovery")
+        reply = await self.call("GET", f"/api/sessions/{session_id}/recovery", attempts=attempts)
         packet = reply.get("packet") if reply.get("found") else None
         return packet if isinstance(packet, dict) else None
 

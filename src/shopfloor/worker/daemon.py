@@ -44,6 +44,7 @@ log = logging.getLogger("shopfloor.worker")
 
 POLL_JITTER = 0.4  # the af-worker sleeps pollInterval + up to 40 %
 HEARTBEAT_FAILURES_BEFORE_REREGISTER = 3  # as the af-worker (MAX_HEARTBEAT_FAILURES)
+HAND_BACK_SECONDS = 10.0  # beyond the stop grace, for a handed-back session to wind down
 
 
 class Fatal(Exception):
@@ -171,6 +172,7 @@ class Worker:
                     if moved.transferred:
                         log.info("session %s transferred to %s", sid, new)
                     else:
+                        log.warning("session %s not transferred to %s: %s", sid, new, moved.reason)
                         run.request_stop(LOST, f"not transferred: {moved.reason}")
             finally:
                 self.client.release()
@@ -325,6 +327,12 @@ class Worker:
         for run in list(self.sessions.values()):
             run.hand_back()
         if self._tasks:
+            # Handed-back sessions report nothing: they end as soon as their agents have
+            # (a session still waiting on an unreachable server is cut short).
+            grace = self.settings.stop_grace + HAND_BACK_SECONDS
+            _, stuck = await asyncio.wait(self._tasks, timeout=grace)
+            for task in stuck:
+                task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _wait_sessions_or(self, hurry: asyncio.Task[bool]) -> None:

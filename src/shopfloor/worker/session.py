@@ -48,7 +48,10 @@ log = logging.getLogger("shopfloor.worker")
 COMPLETED, FAILED, STOPPED = "completed", "failed", "stopped"
 LOST = "lost"  # the lease is gone: nothing more is reported
 HANDED_BACK = "handed back"  # the worker is shutting down: the server requeues it
-TERMINAL_ATTEMPTS = 20  # the final report outlasts a server restart (backoff up to 30 s)
+# What the session reports waits out a server restart or outage (retries back off to 30 s:
+# 20 attempts span about 7 minutes); activities and acknowledgements wait less.
+PATIENT = 20
+SHORT = 5
 
 
 class SessionRun:
@@ -148,7 +151,7 @@ class SessionRun:
     async def _run(self) -> tuple[str, str | None]:
         item, client = self.item, self.client
         resumed = item.recovery_packet_id is not None
-        await client.report_status(self.sid, "running")
+        await client.report_status(self.sid, "running", attempts=PATIENT)
         packet = await self._recovery_packet() if resumed else None
         await self._progress(
             "resumed" if resumed else "claimed",
@@ -162,7 +165,9 @@ class SessionRun:
         except GitError as exc:
             return FAILED, f"no worktree for the session: {exc}"
         self.worktree = worktree
-        await client.report_status(self.sid, "running", worktreePath=str(worktree))
+        await client.report_status(
+            self.sid, "running", attempts=PATIENT, worktreePath=str(worktree)
+        )
         await self._progress("started", f"{self.agent_command.program} in {worktree}")
         self._stream_task = asyncio.create_task(self.stream.run())
         self._watchers = [asyncio.create_task(self._watch_status())]
@@ -373,9 +378,9 @@ class SessionRun:
         client = self.client
         with contextlib.suppress(ApiError, Unreachable):
             if self.summary:
-                await client.completion(self.sid, self.summary[:100_000])
-            await client.release_all_files(self.sid)
-        await client.report_status(self.sid, "finalizing")
+                await client.completion(self.sid, self.summary[:100_000], attempts=PATIENT)
+            await client.release_all_files(self.sid, attempts=PATIENT)
+        await client.report_status(self.sid, "finalizing", attempts=PATIENT)
         with contextlib.suppress(ApiError, Unreachable):
             await self._progress(status, reason or f"the session {status}")
         extras: dict[str, Any] = {
@@ -387,7 +392,7 @@ class SessionRun:
         }
         if status == FAILED:
             extras["error"] = {"message": (reason or "failed")[:4000]}
-        await client.report_status(self.sid, status, attempts=TERMINAL_ATTEMPTS, **extras)
+        await client.report_status(self.sid, status, attempts=PATIENT, **extras)
         self._settle()
         if self.worktree is not None:
             await self.worktrees.finish(
@@ -423,21 +428,21 @@ class SessionRun:
         task.add_done_callback(self._background.discard)
 
     async def _post_activity(self, activity: dict[str, Any]) -> None:
-        await self.client.activity(self.sid, activity)
+        await self.client.activity(self.sid, activity, attempts=SHORT)
 
     async def _progress(self, milestone: str, message: str) -> None:
-        await self.client.progress(self.sid, milestone, message)
+        await self.client.progress(self.sid, milestone, message, attempts=PATIENT)
 
     async def _recovery_packet(self) -> dict[str, Any] | None:
         try:
-            return await self.client.recovery_packet(self.sid)
+            return await self.client.recovery_packet(self.sid, attempts=PATIENT)
         except (ApiError, Unreachable) as exc:
             log.warning("session %s: no recovery packet: %s", self.sid, exc)
             return None
 
     async def _report_quietly(self, status: str, **extra: Any) -> None:
         try:
-            await self.client.report_status(self.sid, status, **extra)
+            await self.client.report_status(self.sid, status, attempts=PATIENT, **extra)
         except NotOwner:
             self.request_stop(LOST, "the session is owned by another worker")
         except (ApiError, Unreachable) as exc:
@@ -445,7 +450,7 @@ class SessionRun:
 
     async def _ack(self, message: InboxMessage) -> None:
         try:
-            await self.client.inbox_ack(self.sid, message.id, message.lane)
+            await self.client.inbox_ack(self.sid, message.id, message.lane, attempts=SHORT)
         except (ApiError, Unreachable) as exc:
             log.warning("session %s: inbox ack of %s failed: %s", self.sid, message.id, exc)
 
