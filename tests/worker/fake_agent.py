@@ -8,7 +8,8 @@ text, and behaves as its prompt says:
     hang-once      hang unless its worktree has `progress.txt` from an earlier attempt
     flood:N        write N bytes of text lines     longline:N    one line of N bytes
     error-result   Claude's result says is_error   turn-fail     Codex's turn fails
-    write:NAME     create NAME in the worktree
+    write:NAME     create NAME in the worktree     edit:NAME     (Claude) an Edit call on NAME
+    bad-tool       (Claude) its tool call fails
 
 Every run appends a JSON line (argv, prompt(s), cwd, pid, session) to $FAKE_AGENT_LOG.
 
@@ -63,7 +64,7 @@ def words(prompt: str) -> dict[str, str]:
     return found
 
 
-VALUED = {"sleep", "exit", "flood", "longline", "write"}
+VALUED = {"sleep", "exit", "flood", "longline", "write", "edit"}
 
 
 def behave_before(prompt: str) -> None:
@@ -190,6 +191,28 @@ def claude_turn(session_id: str, prompt: str, turn: int) -> None:
             },
         }
     )
+    if "edit" in words(prompt):
+        target = os.path.join(os.getcwd(), words(prompt)["edit"])
+        out(
+            {
+                **assistant,
+                "uuid": str(uuid.uuid4()),
+                "message": {
+                    "id": msg_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude-fake",
+                    "content": [
+                        {
+                            "type": "tool_use",
+                            "id": f"toolu_{uuid.uuid4().hex[:12]}",
+                            "name": "Edit",
+                            "input": {"file_path": target, "old_string": "a", "new_string": "b"},
+                        }
+                    ],
+                },
+            }
+        )
     behave_before(prompt)
     failing = "bad-tool" in words(prompt)
     out(

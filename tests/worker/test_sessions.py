@@ -16,6 +16,7 @@ from tests.worker.conftest import (
     create,
     timeline,
     wait_ended,
+    wait_for,
 )
 
 
@@ -159,4 +160,39 @@ def test_a_session_without_a_prompt_gets_its_issue(
     assert agent_runs(worker.agent_log, sid)[0]["prompts"] == [
         "ENG-3: Login fails\n\nOn Safari only."
     ]
+    assert worker.stop() == 0
+
+
+def test_files_an_agent_edits_are_reserved_and_another_sessions_edit_is_flagged(
+    workers: Workers, operator: OperatorClient
+) -> None:
+    worker = workers.start(agent="claude")
+    first = create(operator, "edit:src/app.py sleep:4", projectName="web")
+    wait_for(
+        lambda: any(a.get("toolName") == "Edit" for a in activities(operator, first)),
+        what="the first edit",
+    )
+    second = create(operator, "edit:src/app.py", projectName="web")
+    assert wait_ended(operator, second)["status"] == "completed", worker.log()
+    assert {
+        "type": "error",
+        "content": f"src/app.py is reserved by session {first}",
+    } in activities(operator, second)
+    assert wait_ended(operator, first)["status"] == "completed"
+    # Released when the session ended: a third edit of the file meets no reservation.
+    third = create(operator, "edit:src/app.py", projectName="web")
+    assert wait_ended(operator, third)["status"] == "completed"
+    assert not any(a["type"] == "error" for a in activities(operator, third))
+    assert worker.stop() == 0
+
+
+def test_a_failed_tool_call_is_an_error_activity_naming_the_tool(
+    workers: Workers, operator: OperatorClient
+) -> None:
+    worker = workers.start(agent="claude")
+    sid = create(operator, "bad-tool")
+    assert wait_ended(operator, sid)["status"] == "completed", worker.log()
+    assert {"type": "error", "content": "ls: permission denied", "toolName": "Bash"} in (
+        activities(operator, sid)
+    )
     assert worker.stop() == 0

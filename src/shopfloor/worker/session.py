@@ -85,6 +85,7 @@ class SessionRun:
         self._stop = asyncio.Event()
         self.directives: list[InboxMessage] = []  # waiting for the next run
         self._seen: set[str] = set()  # inbox message ids already handled
+        self._reserved: set[str] = set()  # files reserved for the session
         self._background: set[asyncio.Task[Any]] = set()
         self._stream_task: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Task[None]] = []
@@ -257,6 +258,7 @@ class SessionRun:
                 try:
                     for activity in parser.line(name, text):
                         self.stream.add(activity)
+                        self._reserve_edited(activity)
                     await self._after_line(agent, parser.report)
                 except Exception:  # one odd line must not stop the reading
                     log.exception("session %s: output line not understood", self.sid)
@@ -323,6 +325,32 @@ class SessionRun:
             await self._ack(message)
         else:
             self.directives.append(message)
+
+    # -- file reservations --
+
+    def _reserve_edited(self, activity: Activity) -> None:
+        """Reserve (for the session, on the server) each file the agent edits, so sessions
+        on the same repository see each other's work in progress; a file another session
+        holds is reported as an error activity (the agent is not stopped)."""
+        fresh = [p for p in edited_paths(activity, self.worktree) if p not in self._reserved]
+        if fresh:
+            self._reserved.update(fresh)
+            self._spawn(self._reserve(fresh))
+
+    async def _reserve(self, paths: list[str]) -> None:
+        try:
+            reply = await self.client.reserve_files(self.sid, paths, "edited by the agent")
+        except (ApiError, Unreachable) as exc:
+            log.warning("session %s: file reservation failed: %s", self.sid, exc)
+            return
+        for conflict in reply.get("conflicts") or []:
+            held = conflict.get("heldBy") or {}
+            self.stream.add(
+                Activity(
+                    "error",
+                    f"{conflict.get('filePath')} is reserved by session {held.get('sessionId')}",
+                )
+            )
 
     # -- watching the session on the server --
 
@@ -453,6 +481,40 @@ class SessionRun:
             await self.client.inbox_ack(self.sid, message.id, message.lane, attempts=SHORT)
         except (ApiError, Unreachable) as exc:
             log.warning("session %s: inbox ack of %s failed: %s", self.sid, message.id, exc)
+
+
+EDIT_TOOLS = {
+    "Edit": "file_path",
+    "Write": "file_path",
+    "MultiEdit": "file_path",
+    "NotebookEdit": "notebook_path",
+}
+
+
+def edited_paths(activity: Activity, worktree: Path | None) -> list[str]:
+    """The files an action edits, relative to the worktree: Claude Code's Edit, Write,
+    MultiEdit and NotebookEdit, Codex's file_change."""
+    if activity.type != "action" or activity.tool_input is None:
+        return []
+    raw: list[object] = []
+    key = EDIT_TOOLS.get(activity.tool_name or "")
+    if key is not None:
+        raw.append(activity.tool_input.get(key))
+    elif activity.tool_name == "file_change":
+        changes = activity.tool_input.get("changes")
+        if isinstance(changes, list):
+            raw.extend(c.get("path") for c in changes if isinstance(c, dict))
+    paths = []
+    for value in raw:
+        if not isinstance(value, str) or not value.strip():
+            continue
+        path = Path(value)
+        if path.is_absolute() and worktree is not None:
+            if not path.is_relative_to(worktree):
+                continue  # outside the worktree: not the repository's file
+            path = path.relative_to(worktree)
+        paths.append(path.as_posix()[:1000])
+    return paths
 
 
 def _exit_reason(code: int | None, report: RunReport) -> str:
