@@ -10,6 +10,7 @@ from pathlib import Path
 from shopfloor.client import OperatorClient
 from tests.worker.conftest import (
     Workers,
+    activities,
     agent_runs,
     alive,
     create,
@@ -29,6 +30,10 @@ def test_a_session_of_a_killed_worker_is_finished_by_another(
     first = wait_for(lambda: agent_runs(doomed.agent_log, sid), what="the agent to start")[0]
     worktree = Path(first["cwd"])
     wait_for(lambda: (worktree / "progress.txt").exists(), what="the first attempt's work")
+    wait_for(
+        lambda: any(a["type"] == "action" for a in activities(operator, sid)),
+        what="the first attempt's steps on the timeline",
+    )
     doomed_id = doomed.worker_id()
     doomed.signal(signal.SIGKILL)
     doomed.wait()
