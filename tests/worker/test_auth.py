@@ -37,6 +37,7 @@ def _sqlite(tmp_path: Path) -> Backend:
     return Backend("sqlite", f"sqlite:///{tmp_path / 'shopfloor.db'}", None)
 
 
+@pytest.mark.slow
 def test_a_registration_token_worker_runs_on_its_runtime_jwt_through_expiries(
     tmp_path: Path, repo: Path
 ) -> None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from shopfloor.client import OperatorClient
 from tests.conftest import ADMIN_KEY, Backend
@@ -48,6 +49,7 @@ def serve_on(env: dict[str, str], log: Path, port: int) -> ServerProcess:
     return server
 
 
+@pytest.mark.slow
 def test_sessions_carry_on_while_the_server_restarts(tmp_path: Path, repo: Path) -> None:
     backend = Backend("sqlite", f"sqlite:///{tmp_path / 'shopfloor.db'}", None)
     # A worker TTL longer than the restart: the server must not declare the worker dead.
@@ -81,6 +83,7 @@ def test_sessions_carry_on_while_the_server_restarts(tmp_path: Path, repo: Path)
             stop_cleanly(server)
 
 
+@pytest.mark.slow
 def test_a_worker_declared_dead_registers_again_and_serves_on(
     workers: Workers, operator: OperatorClient
 ) -> None:
