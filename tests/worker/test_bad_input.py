@@ -4,6 +4,7 @@ output it reads stays bounded, and the same worker goes on to complete the next 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -117,3 +118,14 @@ def test_a_huge_line_is_cut(workers: Workers, operator: OperatorClient) -> None:
     assert len(cut) == 1 and len(cut[0]["content"]) == 16_000
     assert cut[0]["content"].endswith("characters cut]")
     assert worker.stop() == 0
+
+
+def test_a_repository_that_is_not_one_stops_the_worker_at_start(
+    workers: Workers, tmp_path: Path
+) -> None:
+    plain_folder = tmp_path / "not-a-repo"
+    plain_folder.mkdir()
+    worker = workers.start("--repo", str(plain_folder), agent="claude")
+    assert worker.wait(30) == 1
+    assert "worker stopped: no repository for the worktrees: git rev-parse" in worker.log()
+    assert "Traceback" not in worker.log()

@@ -38,7 +38,7 @@ from shopfloor.client import (
 from shopfloor.client.backoff import backoff_delay
 from shopfloor.worker.session import LOST, SessionRun
 from shopfloor.worker.settings import STATUS_CHECK_MAX, WorkerSettings
-from shopfloor.worker.worktrees import Worktrees
+from shopfloor.worker.worktrees import GitError, Worktrees
 
 log = logging.getLogger("shopfloor.worker")
 
@@ -79,7 +79,10 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal)
         try:
-            repo = await self.worktrees.setup()
+            try:
+                repo = await self.worktrees.setup()
+            except (GitError, OSError) as exc:
+                raise Fatal(f"no repository for the worktrees: {exc}") from None
             log.info("worktrees of %s under %s", repo, self.worktrees.root)
             await self._register()
             heartbeat = asyncio.create_task(self._heartbeat_loop())

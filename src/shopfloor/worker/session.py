@@ -208,6 +208,8 @@ class SessionRun:
         limit: float,
     ) -> tuple[str, str | None] | None:
         """One agent process. None if it ended well; else how the session ends."""
+        if self.end_status is not None:  # stopped (or lost) before the agent started
+            return self.end_status, self.end_reason
         spec = launch(self.agent_command, ctx, prompt, resume_id)
         try:
             agent = await AgentProcess.start(spec, ctx.worktree, self.settings.max_output_bytes)
@@ -231,6 +233,8 @@ class SessionRun:
             await agent.terminate(self.settings.stop_grace)
             await consume
         stopped.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopped
         self.agent, self._stdin_json = None, False
         self._absorb(parser.report)
         code = agent.proc.returncode
