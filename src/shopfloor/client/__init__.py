@@ -7,7 +7,7 @@
 """
 
 from shopfloor.client.errors import ApiError, NotOwner, Unreachable, WorkerNotFound
-from shopfloor.client.operator import OperatorClient, OperatorError, find_admin_key
+from shopfloor.client.operator_api import OperatorClient, OperatorError, find_admin_key
 from shopfloor.client.worker_protocol import WorkerProtocolClient, is_registration_token
 from shopfloor.client.worker_types import (
     InboxMessage,

@@ -52,6 +52,7 @@ HANDED_BACK = "handed back"  # the worker is shutting down: the server requeues 
 # 20 attempts span about 7 minutes); activities and acknowledgements wait less.
 PATIENT = 20
 SHORT = 5
+RESERVE_BATCH = 500  # paths per files/reserve call (the server takes up to 1,000)
 
 
 class SessionRun:
@@ -337,9 +338,9 @@ class SessionRun:
         on the same repository see each other's work in progress; a file another session
         holds is reported as an error activity (the agent is not stopped)."""
         fresh = [p for p in edited_paths(activity, self.worktree) if p not in self._reserved]
-        if fresh:
-            self._reserved.update(fresh)
-            self._spawn(self._reserve(fresh))
+        self._reserved.update(fresh)
+        for at in range(0, len(fresh), RESERVE_BATCH):
+            self._spawn(self._reserve(fresh[at : at + RESERVE_BATCH]))
 
     async def _reserve(self, paths: list[str]) -> None:
         try:
