@@ -51,6 +51,10 @@ class Fatal(Exception):
     """The worker cannot go on (its credential was refused or revoked)."""
 
 
+class Stopped(Exception):
+    """Asked to stop before it ever registered."""
+
+
 class Worker:
     def __init__(
         self,
@@ -97,6 +101,8 @@ class Worker:
             await self._deregister()
         except Fatal as exc:
             self.fatal = str(exc)
+        except Stopped:
+            pass
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
@@ -134,7 +140,7 @@ class Worker:
                 break
             except Unreachable as exc:
                 if self.stopping.is_set() and not self.sessions:
-                    raise Fatal(f"cannot register: {exc}") from None
+                    raise Stopped from None
                 delay = backoff_delay(attempt)
                 log.warning("cannot register (%s); again in %.1fs", exc, delay)
                 attempt += 1
@@ -191,6 +197,14 @@ class Worker:
     # -- loops --
 
     async def _heartbeat_loop(self) -> None:
+        try:
+            await self._heartbeats()
+        except Fatal as exc:
+            self._give_up(str(exc))
+        except Stopped:
+            pass
+
+    async def _heartbeats(self) -> None:
         failures = 0
         while True:
             me = self.client.worker_id
@@ -215,6 +229,14 @@ class Worker:
     async def _token_loop(self) -> None:
         """Refresh the runtime JWT before it expires (a call that finds it expired refreshes
         it too)."""
+        try:
+            await self._refreshes()
+        except Fatal as exc:
+            self._give_up(str(exc))
+        except Stopped:
+            pass
+
+    async def _refreshes(self) -> None:
         while True:
             left = self.client.token_expires_in()
             if left is None:
@@ -236,6 +258,7 @@ class Worker:
         failures = 0
         while not self.stopping.is_set():
             me = self.client.worker_id
+            self._slot_freed.clear()  # a session ending from now on wakes the next poll
             try:
                 reply = await self.client.poll()
                 failures = 0
@@ -369,7 +392,6 @@ class Worker:
         """Sleep, but not past a stop request (or, if asked, a session's end)."""
         waits = [asyncio.create_task(self.stopping.wait())]
         if wake_on_slot:
-            self._slot_freed.clear()
             waits.append(asyncio.create_task(self._slot_freed.wait()))
         try:
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
