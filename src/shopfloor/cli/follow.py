@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from shopfloor.cli.client import OperatorClient
+from shopfloor.client import OperatorClient
 
 TERMINAL = ("completed", "failed", "stopped")
 console = Console(highlight=False)

@@ -15,14 +15,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy.engine import make_url
 
 from shopfloor.cli.chat import follow_turn
-from shopfloor.cli.client import OperatorClient, OperatorError, find_admin_key
 from shopfloor.cli.follow import follow_timeline
+from shopfloor.client import OperatorClient, OperatorError, find_admin_key
 from shopfloor.config import Settings
-from shopfloor.service import signing_keys
-from shopfloor.store.sql import async_url
+from shopfloor.worker.cli import worker
 
 app = typer.Typer(
     help="shopfloor: a self-hosted dispatch server for AI-agent workers.",
@@ -56,6 +54,7 @@ agents_app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 app.add_typer(signing_key_app, name="signing-key")
 app.add_typer(agents_app, name="agents")
+app.command("worker")(worker)
 
 console = Console()
 # At a shutdown, responses still open after this long are cancelled: a session's event
@@ -294,6 +293,9 @@ def serve(
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
+    from sqlalchemy.engine import make_url
+
+    from shopfloor.store.sql import async_url
 
     settings = Settings(
         database_url=database_url,
@@ -806,6 +808,8 @@ def signing_key_rotate(
 ) -> None:
     """Sign new runtime JWTs with a new key. Running servers pick it up without a restart;
     tokens signed with the older keys stay valid until they expire."""
+    from shopfloor.service import signing_keys
+
     path = Settings(data_dir=data_dir, signing_key_file=signing_key_file).signing_key_path
     now = int(time.time() * 1000)
     try:
@@ -825,6 +829,8 @@ def db_upgrade(
     database_schema: Annotated[str | None, typer.Option(envvar="SHOPFLOOR_DATABASE_SCHEMA")] = None,
 ) -> None:
     """Migrate the database schema to the newest version."""
+    from sqlalchemy.engine import make_url
+
     from shopfloor.store import open_store
 
     url = Settings(database_url=database_url, data_dir=data_dir).resolved_database_url()
@@ -861,6 +867,8 @@ def db_copy(
     """Copy every table of one database into another (e.g. SQLite into PostgreSQL).
     Stop the servers first. The target is migrated, filled in one transaction and checked
     row for row against the source; an error leaves it unchanged."""
+    from sqlalchemy.engine import make_url
+
     from shopfloor.store.copy import CopyError, copy_database
 
     try:

@@ -1,4 +1,5 @@
-"""A small typed client for the operator API (what the CLI uses; usable from scripts too)."""
+"""The operator API (`/api/v1`, with the admin key): what the `shopfloor` CLI uses, and what
+scripts and the worker's zero-config start use. Synchronous; one httpx connection pool."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from typing import Any
 
 import httpx
 
+from shopfloor.client.errors import ApiError, error_message
 
-class OperatorError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-        self.message = message
+# The CLI's historical name for the operator API's errors.
+OperatorError = ApiError
 
 
 def find_admin_key(explicit: str | None, data_dir: Path) -> str | None:
@@ -39,24 +38,8 @@ class OperatorClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
         if response.status_code >= 400:
-            self._raise(response)
+            raise ApiError(response.status_code, error_message(response))
         return response.json()
-
-    @staticmethod
-    def _raise(response: httpx.Response) -> None:
-        message = response.text
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if isinstance(body, dict):
-            # The operator API says {"message"}; the environment API {"error": {"message"}}.
-            nested = body.get("error")
-            if isinstance(nested, dict) and isinstance(nested.get("message"), str):
-                message = nested["message"]
-            elif isinstance(body.get("message"), str):
-                message = body["message"]
-        raise OperatorError(response.status_code, message)
 
     def create_session(self, fields: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in fields.items() if v is not None}
@@ -186,8 +169,18 @@ class OperatorClient:
         with self._http.stream("GET", path, timeout=timeout) as response:
             if response.status_code >= 400:
                 response.read()
-                self._raise(response)
+                raise ApiError(response.status_code, error_message(response))
             yield _sse_events(response)
+
+    def session_inbox(self, session_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/api/v1/sessions/{session_id}/inbox")
+        return result
+
+    def __enter__(self) -> OperatorClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
