@@ -19,6 +19,7 @@ from shopfloor import __version__
 from shopfloor.api.agentfactory.channel_routes import router as channel_router
 from shopfloor.api.agentfactory.issue_proxy import router as issue_proxy_router
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
+from shopfloor.api.docs import install_docs
 from shopfloor.api.envelope import ApiError, domain_status, error_response
 from shopfloor.api.environments import errors as env_errors
 from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
@@ -106,6 +107,8 @@ def create_app(
         version=__version__,
         description="Self-hosted dispatch server for fleets of AI-agent workers.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: see api/docs.py
+        redoc_url=None,
     )
     routers = [
         agentfactory_router,
@@ -121,6 +124,7 @@ def create_app(
     for router in routers:
         app.include_router(router)
     _install_error_handlers(app)
+    install_docs(app)
     app.fast_lane = FastLane(lanes(routers), app.exception_handlers)
 
     @app.get("/healthz", include_in_schema=False)
