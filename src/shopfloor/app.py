@@ -24,6 +24,7 @@ from shopfloor.api.envelope import ApiError, domain_status, error_response
 from shopfloor.api.environments import errors as env_errors
 from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
 from shopfloor.api.fastlane import FastLane, lanes
+from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
@@ -125,6 +126,7 @@ def create_app(
         app.include_router(router)
     _install_error_handlers(app)
     install_docs(app)
+    install_openapi(app)
     app.fast_lane = FastLane(lanes(routers), app.exception_handlers)
 
     @app.get("/healthz", include_in_schema=False)

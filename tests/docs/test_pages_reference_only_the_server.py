@@ -15,10 +15,10 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
-from fastapi.routing import APIRoute
 
 from shopfloor.clock import ManualClock
 from tests.conftest import Backend, make_settings, running_app
+from tests.routes import api_routes
 
 BASE = "http://shopfloor"
 ABSOLUTE_URL = re.compile(r"(?:\b[a-z][a-z0-9+.-]*:)?//([^/\s\"'<>`()\\]+)", re.IGNORECASE)
@@ -48,8 +48,8 @@ async def api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 async def html_pages(api: httpx.AsyncClient) -> dict[str, str]:
     """/docs and /redoc, and every other page a parameterless GET answers with HTML."""
     paths = {"/docs", "/redoc"}
-    for route in api.app.routes:  # type: ignore[attr-defined]
-        if isinstance(route, APIRoute) and "GET" in route.methods and "{" not in route.path:
+    for route in api_routes(api.app):  # type: ignore[attr-defined]
+        if "GET" in route.methods and "{" not in route.path:
             paths.add(route.path)
     pages = {}
     for path in sorted(paths):

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from shopfloor.api.agentfactory import schemas
 from shopfloor.api.agentfactory.auth import WorkerCaller, authenticate, worker_caller
 from shopfloor.api.agentfactory.wire import inbox_message, queued_work, session_state
 from shopfloor.api.envelope import (
@@ -22,12 +23,13 @@ from shopfloor.api.envelope import (
     req_str,
 )
 from shopfloor.api.fastlane import hot
+from shopfloor.api.openapi import af_errors, json_body, ok, security
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.service.dispatch import StatusReport
 from shopfloor.store.records import RegistrationTokenRecord, WorkerRecord
 
-router = APIRouter(tags=["AgentFactory worker protocol"])
+router = APIRouter(tags=[schemas.WORKER_PROTOCOL], responses=af_errors(400, 401, 413))
 Caller = Annotated[WorkerCaller, Depends(worker_caller)]
 
 # The routes every worker calls in a loop (poll, status, heartbeat) are served by the fast lane
@@ -39,7 +41,12 @@ REPORTABLE = ("running", "finalizing", "completed", "failed", "stopped")
 # -- workers --
 
 
-@router.post("/api/workers/register", status_code=201)
+@router.post(
+    "/api/workers/register",
+    status_code=201,
+    responses=ok(schemas.RegisterReply, 201),
+    openapi_extra=json_body(schemas.RegisterRequest) | security(*schemas.REGISTER_SECURITY),
+)
 async def register(request: Request) -> JSONResponse:
     caller = await authenticate(request, allow_registration=True)
     if caller.runtime is not None:
@@ -74,13 +81,17 @@ async def register(request: Request) -> JSONResponse:
     return JSONResponse(reply, status_code=201)
 
 
-@router.get("/api/config")
+@router.get("/api/config", response_model=None, responses=ok(schemas.ConfigReply))
 async def config(caller: Caller) -> dict[str, Any]:
     project = caller.runtime.project if caller.runtime else None
     return {"projects": [project] if project else []}
 
 
-@router.post("/api/workers/{worker_id}/heartbeat")
+@router.post(
+    "/api/workers/{worker_id}/heartbeat",
+    responses=ok(schemas.HeartbeatReply) | af_errors(403, 404),
+    openapi_extra=json_body(schemas.HeartbeatRequest),
+)
 @hot
 async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
     (await authenticate(request)).check_acts_as(worker_id)
@@ -99,7 +110,7 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
     )
 
 
-@router.get("/api/workers/{worker_id}/poll")
+@router.get("/api/workers/{worker_id}/poll", responses=ok(schemas.PollReply) | af_errors(403, 404))
 @hot
 async def poll(worker_id: str, request: Request) -> JSONResponse:
     (await authenticate(request)).check_acts_as(worker_id)
@@ -124,7 +135,12 @@ async def _disconnect(request: Request) -> None:
         pass
 
 
-@router.post("/api/workers/{worker_id}/refresh-token")
+@router.post(
+    "/api/workers/{worker_id}/refresh-token",
+    response_model=None,
+    responses=ok(schemas.RefreshReply) | af_errors(403, 404),
+    openapi_extra=security(*schemas.REFRESH_SECURITY),
+)
 async def refresh_token(worker_id: str, request: Request) -> dict[str, Any]:
     caller = await authenticate(request, allow_registration=True, allow_expired=True)
     caller.check_acts_as(worker_id)
@@ -141,7 +157,11 @@ async def refresh_token(worker_id: str, request: Request) -> dict[str, Any]:
     return {**_runtime_token(request, worker, record), **_intervals(request)}
 
 
-@router.delete("/api/workers/{worker_id}")
+@router.delete(
+    "/api/workers/{worker_id}",
+    response_model=None,
+    responses=ok(schemas.DeregisterReply) | af_errors(403, 404),
+)
 async def deregister(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     caller.check_acts_as(worker_id)
     released = await services(request).dispatcher.deregister(worker_id)
@@ -151,7 +171,12 @@ async def deregister(worker_id: str, request: Request, caller: Caller) -> dict[s
 # -- sessions --
 
 
-@router.post("/api/sessions/{session_id}/claim")
+@router.post(
+    "/api/sessions/{session_id}/claim",
+    response_model=None,
+    responses=ok(schemas.ClaimReply) | af_errors(403, 404),
+    openapi_extra=json_body(schemas.ClaimRequest),
+)
 async def claim(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     worker_id = req_str(body, "workerId")
@@ -166,7 +191,11 @@ async def claim(session_id: str, request: Request, caller: Caller) -> dict[str, 
     }
 
 
-@router.post("/api/sessions/{session_id}/status")
+@router.post(
+    "/api/sessions/{session_id}/status",
+    responses=ok(schemas.StatusReply) | af_errors(403, 404, 409),
+    openapi_extra=json_body(schemas.StatusRequest),
+)
 @hot
 async def report_status(session_id: str, request: Request) -> JSONResponse:
     caller = await authenticate(request)
@@ -189,12 +218,21 @@ async def report_status(session_id: str, request: Request) -> JSONResponse:
     return JSONResponse({"updated": True, "session": session_state(session)})
 
 
-@router.get("/api/sessions/{session_id}/status")
+@router.get(
+    "/api/sessions/{session_id}/status",
+    response_model=None,
+    responses=ok(schemas.SessionState) | af_errors(404),
+)
 async def read_status(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     return session_state(await services(request).dispatcher.get_session(session_id))
 
 
-@router.post("/api/sessions/{session_id}/nack")
+@router.post(
+    "/api/sessions/{session_id}/nack",
+    response_model=None,
+    responses=ok(schemas.NackReply) | af_errors(403, 404, 409),
+    openapi_extra=json_body(schemas.NackRequest),
+)
 async def nack(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     worker_id = req_str(body, "workerId")
@@ -204,7 +242,12 @@ async def nack(session_id: str, request: Request, caller: Caller) -> dict[str, A
     return {"nacked": True, "sessionId": session_id, "requeued": True}
 
 
-@router.post("/api/sessions/{session_id}/transfer-ownership")
+@router.post(
+    "/api/sessions/{session_id}/transfer-ownership",
+    response_model=None,
+    responses=ok(schemas.TransferReply) | af_errors(403),
+    openapi_extra=json_body(schemas.TransferRequest),
+)
 async def transfer_ownership(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     message = "newWorkerId and oldWorkerId are required"
