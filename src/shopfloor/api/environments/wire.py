@@ -113,7 +113,8 @@ def query_int(
     if raw is None:
         return None
     value = raw.strip()
-    if not value.isdigit() and not (value.startswith("-") and value[1:].isdigit()):
+    # isdecimal, not isdigit: digits such as "²" are isdigit() but not int()-able.
+    if not value.isdecimal() and not (value.startswith("-") and value[1:].isdecimal()):
         raise ApiError(400, f"{name} must be an integer")
     number = int(value)
     if number < minimum or (maximum is not None and number > maximum):
