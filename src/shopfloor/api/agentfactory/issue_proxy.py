@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from shopfloor.api.agentfactory import schemas
 from shopfloor.api.agentfactory.auth import authenticate
-from shopfloor.api.envelope import ApiError
+from shopfloor.api.envelope import NUL_REFUSED, ApiError, has_nul
 from shopfloor.api.openapi import ErrorBody, errors, json_body, ok
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
@@ -196,6 +196,8 @@ async def issue_tracker_proxy(request: Request) -> JSONResponse:
             raise ProxyError(400, "INVALID_JSON", "Request body must be valid JSON") from None
         if not isinstance(body, dict):
             raise ProxyError(400, "INVALID_JSON", "Request body must be a JSON object")
+        if has_nul(body):  # PostgreSQL can hold it in no text column
+            raise ProxyError(400, "INVALID_JSON", NUL_REFUSED)
         method = body.get("method")
         if not isinstance(method, str) or method not in ALLOWED_METHODS:
             raise ProxyError(400, "INVALID_METHOD", f"method is not allowed: {method!r}")
