@@ -43,6 +43,12 @@ CHECKS = [
     response_schema_conformance,
 ]
 INT64_MAX = 2**63 - 1
+INT32_MAX = 2**31 - 1
+# Worker counts stored in INTEGER (int32) columns: beyond that, PostgreSQL refuses them.
+INT32_FIELDS = {
+    "/api/workers/register": "capacity",
+    "/api/workers/{worker_id}/heartbeat": "activeCount",
+}
 DEEP = 100  # JSON nested deeper than this reaches the recursive NUL check
 
 # 5xx answers whose cause the lead is fixing (issue 16, item 7); each is skipped only when the
@@ -137,6 +143,11 @@ def known_5xx(case: schemathesis.Case) -> str | None:
     values = [case.body, case.query, case.path_parameters]
     if any(beyond_int64(v) for v in values):
         return "integer beyond int64"
+    # lead fixes: the same for the int32 columns on PostgreSQL (asyncpg DataError), which an
+    # int64 bound alone does not cover: capacity and activeCount beyond 2**31 - 1.
+    field = INT32_FIELDS.get(case.path)
+    if field and isinstance(case.body, dict) and beyond(case.body.get(field), INT32_MAX):
+        return "integer beyond an int32 column"
     # lead fixes: JSON nesting depth (RecursionError in has_nul).
     if depth(case.body) > DEEP:
         return "deeply nested JSON"
@@ -149,20 +160,23 @@ def known_5xx(case: schemathesis.Case) -> str | None:
 
 
 def beyond_int64(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return abs(value) > INT64_MAX
-    if isinstance(value, str):
-        try:
-            return abs(int(value)) > INT64_MAX
-        except ValueError:
-            return False
     if isinstance(value, dict):
         return any(beyond_int64(v) for v in value.values())
     if isinstance(value, list):
         return any(beyond_int64(v) for v in value)
-    return False
+    return beyond(value, INT64_MAX)
+
+
+def beyond(value: Any, limit: int) -> bool:
+    """Whether a number, or a string of one (a query parameter), is out of ±limit."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, str):
+        try:
+            value = int(value)
+        except ValueError:
+            return False
+    return isinstance(value, int | float) and abs(value) > limit
 
 
 def depth(value: Any) -> int:

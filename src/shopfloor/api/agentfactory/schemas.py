@@ -45,6 +45,7 @@ REGISTER_SECURITY = (WORKER_KEY, REGISTRATION_TOKEN)
 REFRESH_SECURITY = (REGISTRATION_TOKEN, RUNTIME_TOKEN)
 
 REPORTABLE = Literal["running", "finalizing", "completed", "failed", "stopped"]
+INT32_MAX = 2**31 - 1  # capacity and activeCount are stored in INTEGER columns
 
 
 def worker_id() -> Any:
@@ -56,14 +57,16 @@ def worker_id() -> Any:
 
 class RegisterRequest(BaseModel):
     hostname: str = Field(min_length=1)
-    capacity: int = Field(ge=1, description="How many sessions the worker runs at once")
+    capacity: int = Field(
+        ge=1, le=INT32_MAX, description="How many sessions the worker runs at once"
+    )
     version: str | None = None
     projects: list[str] | None = Field(None, description="Projects the worker serves")
     machineId: str | None = None
 
 
 class HeartbeatRequest(BaseModel):
-    activeCount: float = Field(ge=0, description="Sessions the worker is running")
+    activeCount: float = Field(ge=0, le=INT32_MAX, description="Sessions the worker is running")
 
 
 class ClaimRequest(BaseModel):
