@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up everything the suite needs, then run it: ruff, mypy --strict, pytest.
+# Set up everything the suite needs (the virtualenv, Chromium, the npm client), then run it:
+# ruff, mypy --strict, pytest.
 # Tests use real SQLite files and the PostgreSQL at 127.0.0.1:5432 (database `test`);
 # with CI=true an unreachable PostgreSQL fails the run. Extra arguments go to pytest.
 set -euo pipefail
@@ -13,6 +14,20 @@ cd "$(dirname "$0")/.."
 [ -x .venv-sdk-latest/bin/python ] || python3 -m venv .venv-sdk-latest
 .venv-sdk-latest/bin/pip install --quiet --upgrade pip
 .venv-sdk-latest/bin/pip install --quiet "anthropic==2.17.0"
+# The offline-docs browser test drives Debian's Chromium through the Python `playwright`
+# package (from the test extra; never `playwright install`). A fresh machine has no
+# browser: install it, as root (CI) or with a sudo that needs no password. In CI a missing
+# browser fails that test; elsewhere it is skipped.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -eq 0 ]; then
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+  elif sudo -n true 2>/dev/null; then
+    sudo apt-get update && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+  else
+    echo "scripts/test.sh: /usr/bin/chromium is missing and cannot be installed" \
+      "without root: the browser tests will be skipped" >&2
+  fi
+fi
 # The Veryfront interop tests drive the server with the real npm client, pinned by the
 # committed lockfile. Reinstall only when the lockfile changed; without node the interop
 # tests fail (CI has node) unless SHOPFLOOR_SKIP_NODE_INTEROP=1.

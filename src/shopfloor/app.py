@@ -19,12 +19,14 @@ from shopfloor import __version__
 from shopfloor.api.agentfactory.channel_routes import router as channel_router
 from shopfloor.api.agentfactory.issue_proxy import router as issue_proxy_router
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
+from shopfloor.api.docs import install_docs
 from shopfloor.api.envelope import ApiError, domain_status, error_response
 from shopfloor.api.environments import errors as env_errors
 from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
 from shopfloor.api.fastlane import FastLane, lanes
 from shopfloor.api.limits import BodyLimit, BodyLimits
 from shopfloor.api.managed.routes import router as managed_router
+from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
@@ -140,6 +142,8 @@ def create_app(
         version=__version__,
         description="Self-hosted dispatch server for fleets of AI-agent workers.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load their assets from a CDN: see api/docs.py
+        redoc_url=None,
     )
     routers = [
         agentfactory_router,
@@ -156,6 +160,8 @@ def create_app(
     for router in routers:
         app.include_router(router)
     _install_error_handlers(app)
+    install_docs(app)
+    install_openapi(app)
     app.fast_lane = FastLane(lanes(routers), app.exception_handlers)
     app.body_limits = BodyLimits(routers, settings.max_body_bytes)
 

@@ -109,6 +109,17 @@ async def test_environment_list_filters_by_creation_time(
 
 
 @both
+@pytest.mark.parametrize("limit", ["two", "\u00b2", "1.0"])
+async def test_environment_list_refuses_a_limit_that_is_no_integer(
+    api: httpx.AsyncClient, prefix: str, limit: str
+) -> None:
+    """ "²" is a digit to str.isdigit but not to int(): it was a 500 (found by the fuzz test)."""
+    r = await api.get(prefix, params={"limit": limit}, headers=ADMIN)
+    body = assert_error(r, 400, "invalid_request_error")
+    assert body["error"]["message"] == "limit must be an integer"
+
+
+@both
 @pytest.mark.parametrize(
     ("body", "field"),
     [

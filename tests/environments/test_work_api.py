@@ -88,8 +88,10 @@ async def test_poll_delivers_a_session_as_a_queued_work_item(
         ({"block_ms": "0"}, "block_ms"),
         ({"block_ms": "1000"}, "block_ms"),
         ({"block_ms": "soon"}, "block_ms"),
+        ({"block_ms": "\u00b2"}, "block_ms"),  # a digit to str.isdigit, not to int(): was a 500
         ({"reclaim_older_than_ms": "-1"}, "reclaim_older_than_ms"),
         ({"reclaim_older_than_ms": "1.5"}, "reclaim_older_than_ms"),
+        ({"reclaim_older_than_ms": "-\u00b9"}, "reclaim_older_than_ms"),
     ],
 )
 async def test_poll_rejects_bad_parameters_naming_them(

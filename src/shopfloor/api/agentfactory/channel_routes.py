@@ -8,13 +8,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 
+from shopfloor.api.agentfactory import schemas
 from shopfloor.api.agentfactory.auth import WorkerCaller, worker_caller
 from shopfloor.api.agentfactory.wire import file_conflict, recovery_packet
 from shopfloor.api.envelope import ApiError, json_object, opt_str, req_str
+from shopfloor.api.openapi import af_errors, json_body, ok
 from shopfloor.api.state import services
 from shopfloor.service.channel import LANES, SessionChannel
 
-router = APIRouter(tags=["AgentFactory session channel"])
+router = APIRouter(tags=[schemas.SESSION_CHANNEL], responses=af_errors(400, 401, 403, 404, 413))
 Caller = Annotated[WorkerCaller, Depends(worker_caller)]
 MAX_FILE_PATHS = 1000
 
@@ -33,7 +35,12 @@ def _acting_worker(caller: WorkerCaller, body: dict[str, Any]) -> str | None:
     return caller.runtime.worker_id if caller.runtime else None
 
 
-@router.post("/api/sessions/{session_id}/lock-refresh")
+@router.post(
+    "/api/sessions/{session_id}/lock-refresh",
+    response_model=None,
+    responses=ok(schemas.LockRefreshReply),
+    openapi_extra=json_body(schemas.LockRefreshRequest),
+)
 async def lock_refresh(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     message = "workerId and issueId are required"
@@ -49,7 +56,12 @@ async def lock_refresh(session_id: str, request: Request, caller: Caller) -> dic
     return reply
 
 
-@router.post("/api/sessions/{session_id}/progress")
+@router.post(
+    "/api/sessions/{session_id}/progress",
+    response_model=None,
+    responses=ok(schemas.ProgressReply),
+    openapi_extra=json_body(schemas.ProgressRequest),
+)
 async def progress(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     worker_id = req_str(body, "workerId")
@@ -63,7 +75,12 @@ async def progress(session_id: str, request: Request, caller: Caller) -> dict[st
     return {"posted": True, "milestone": milestone}
 
 
-@router.post("/api/sessions/{session_id}/activity")
+@router.post(
+    "/api/sessions/{session_id}/activity",
+    response_model=None,
+    responses=ok(schemas.ActivityReply),
+    openapi_extra=json_body(schemas.ActivityRequest),
+)
 async def activity(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     worker_id = req_str(body, "workerId")
@@ -80,7 +97,12 @@ async def activity(session_id: str, request: Request, caller: Caller) -> dict[st
     return {"forwarded": True}
 
 
-@router.post("/api/sessions/{session_id}/completion")
+@router.post(
+    "/api/sessions/{session_id}/completion",
+    response_model=None,
+    responses=ok(schemas.CompletionReply),
+    openapi_extra=json_body(schemas.CompletionRequest),
+)
 async def completion(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     summary = req_str(body, "summary")
@@ -89,7 +111,12 @@ async def completion(session_id: str, request: Request, caller: Caller) -> dict[
     return {"posted": True, "partsPosted": 1, "totalParts": 1}
 
 
-@router.post("/api/sessions/{session_id}/external-urls")
+@router.post(
+    "/api/sessions/{session_id}/external-urls",
+    response_model=None,
+    responses=ok(schemas.ExternalUrlsReply),
+    openapi_extra=json_body(schemas.ExternalUrlsRequest),
+)
 async def external_urls(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     urls = body.get("externalUrls")
@@ -104,7 +131,12 @@ async def external_urls(session_id: str, request: Request, caller: Caller) -> di
     return {"updated": True, "externalUrls": clean}
 
 
-@router.post("/api/sessions/{session_id}/tool-error")
+@router.post(
+    "/api/sessions/{session_id}/tool-error",
+    response_model=None,
+    responses=ok(schemas.ToolErrorReply),
+    openapi_extra=json_body(schemas.ToolErrorRequest),
+)
 async def tool_error(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     tool_name = req_str(body, "toolName")
@@ -124,7 +156,12 @@ async def tool_error(session_id: str, request: Request, caller: Caller) -> dict[
     return {"created": False, "stored": True, "reason": "Recorded on the session timeline"}
 
 
-@router.post("/api/sessions/{session_id}/security-scan")
+@router.post(
+    "/api/sessions/{session_id}/security-scan",
+    response_model=None,
+    responses=ok(schemas.StoredReply),
+    openapi_extra=json_body(schemas.SecurityScanRequest),
+)
 async def security_scan(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     event = body.get("event")
@@ -135,7 +172,12 @@ async def security_scan(session_id: str, request: Request, caller: Caller) -> di
     return {"stored": True}
 
 
-@router.post("/api/sessions/{session_id}/inbox/ack")
+@router.post(
+    "/api/sessions/{session_id}/inbox/ack",
+    response_model=None,
+    responses=ok(schemas.InboxAckReply),
+    openapi_extra=json_body(schemas.InboxAckRequest),
+)
 async def inbox_ack(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     message_id = req_str(body, "messageId")
@@ -163,7 +205,12 @@ def _file_paths(body: dict[str, Any]) -> list[str]:
     return [p.strip() for p in paths]
 
 
-@router.post("/api/sessions/{session_id}/files/reserve")
+@router.post(
+    "/api/sessions/{session_id}/files/reserve",
+    response_model=None,
+    responses=ok(schemas.ReserveReply) | af_errors(409),
+    openapi_extra=json_body(schemas.FilePathsRequest),
+)
 async def files_reserve(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     paths = _file_paths(body)
@@ -175,7 +222,12 @@ async def files_reserve(session_id: str, request: Request, caller: Caller) -> di
     return {"reserved": reserved, "conflicts": [file_conflict(c) for c in conflicts]}
 
 
-@router.post("/api/sessions/{session_id}/files/check-conflicts")
+@router.post(
+    "/api/sessions/{session_id}/files/check-conflicts",
+    response_model=None,
+    responses=ok(schemas.ConflictsReply),
+    openapi_extra=json_body(schemas.FilePathsRequest),
+)
 async def files_check(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     paths = _file_paths(body)
@@ -184,7 +236,12 @@ async def files_check(session_id: str, request: Request, caller: Caller) -> dict
     return {"conflicts": [file_conflict(c) for c in conflicts]}
 
 
-@router.post("/api/sessions/{session_id}/files/release")
+@router.post(
+    "/api/sessions/{session_id}/files/release",
+    response_model=None,
+    responses=ok(schemas.ReleaseReply),
+    openapi_extra=json_body(schemas.FilePathsRequest),
+)
 async def files_release(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     paths = _file_paths(body)
@@ -192,7 +249,12 @@ async def files_release(session_id: str, request: Request, caller: Caller) -> di
     return {"released": await _channel(request).release_files(session_id, worker_id, paths)}
 
 
-@router.post("/api/sessions/{session_id}/files/release-all")
+@router.post(
+    "/api/sessions/{session_id}/files/release-all",
+    response_model=None,
+    responses=ok(schemas.ReleaseReply),
+    openapi_extra=json_body(schemas.WorkerIdRequest, required=False),
+)
 async def files_release_all(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request, empty_ok=True)
     worker_id = _acting_worker(caller, body)
@@ -202,7 +264,11 @@ async def files_release_all(session_id: str, request: Request, caller: Caller) -
 # -- crash recovery packets --
 
 
-@router.get("/api/sessions/{session_id}/recovery")
+@router.get(
+    "/api/sessions/{session_id}/recovery",
+    response_model=None,
+    responses=ok(schemas.RecoveryLatestReply),
+)
 async def recovery_latest(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     """The newest recovery packet of the session (what a resuming worker reads)."""
     await services(request).dispatcher.visible_session(session_id, caller.actor)
@@ -214,7 +280,13 @@ async def recovery_latest(session_id: str, request: Request, caller: Caller) -> 
     }
 
 
-@router.post("/api/sessions/{session_id}/recovery", status_code=201)
+@router.post(
+    "/api/sessions/{session_id}/recovery",
+    status_code=201,
+    response_model=None,
+    responses=ok(schemas.RecoveryStoredReply, 201),
+    openapi_extra=json_body(schemas.RecoveryRequest, required=False),
+)
 async def recovery_generate(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     """Snapshot a crashed session now and store the packet."""
     body = await json_object(request, empty_ok=True)
@@ -225,7 +297,11 @@ async def recovery_generate(session_id: str, request: Request, caller: Caller) -
     return {"stored": True, "packet": recovery_packet(packet)}
 
 
-@router.get("/api/sessions/{session_id}/recovery/chain")
+@router.get(
+    "/api/sessions/{session_id}/recovery/chain",
+    response_model=None,
+    responses=ok(schemas.RecoveryChainReply),
+)
 async def recovery_chain(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     """Every packet of the session, oldest first: one per crash."""
     await services(request).dispatcher.visible_session(session_id, caller.actor)

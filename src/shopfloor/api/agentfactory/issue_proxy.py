@@ -12,8 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from shopfloor.api.agentfactory import schemas
 from shopfloor.api.agentfactory.auth import authenticate
 from shopfloor.api.envelope import ApiError, json_problem
+from shopfloor.api.openapi import ErrorBody, errors, json_body, ok
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.ids import uuid7_hex
@@ -21,7 +23,7 @@ from shopfloor.service.actors import Actor
 from shopfloor.service.channel import SessionChannel
 from shopfloor.store.records import IssueRecord
 
-router = APIRouter(tags=["AgentFactory issue-tracker proxy"])
+router = APIRouter(tags=[schemas.ISSUE_PROXY])
 
 # The proxy's allow-list (AF:packages/linear/src/issue-tracker-proxy.ts).
 ALLOWED_METHODS = frozenset(
@@ -207,7 +209,17 @@ def _body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-@router.post("/api/issue-tracker-proxy", response_model=None)
+@router.post(
+    "/api/issue-tracker-proxy",
+    response_model=None,
+    responses=ok(schemas.ProxySuccess)
+    | errors(schemas.ProxyFailure, 401, 404, 501)
+    # A NUL in the URL or an oversized body is refused before the proxy, in the protocol's
+    # own envelope.
+    | errors(schemas.ProxyFailure | ErrorBody, 400)
+    | errors(ErrorBody, 413),
+    openapi_extra=json_body(schemas.ProxyRequest),
+)
 async def issue_tracker_proxy(request: Request) -> JSONResponse:
     try:
         try:

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from shopfloor.api.agentfactory import schemas
 from shopfloor.api.agentfactory.auth import WorkerCaller, authenticate, worker_caller
 from shopfloor.api.agentfactory.wire import inbox_message, queued_work, session_state
 from shopfloor.api.envelope import (
@@ -22,25 +23,30 @@ from shopfloor.api.envelope import (
     req_str,
 )
 from shopfloor.api.fastlane import hot
+from shopfloor.api.openapi import af_errors, json_body, ok, security
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.service.dispatch import StatusReport
 from shopfloor.store.records import RegistrationTokenRecord, WorkerRecord
 
-router = APIRouter(tags=["AgentFactory worker protocol"])
+router = APIRouter(tags=[schemas.WORKER_PROTOCOL], responses=af_errors(400, 401, 413))
 Caller = Annotated[WorkerCaller, Depends(worker_caller)]
 
 # The routes every worker calls in a loop (poll, status, heartbeat) are served by the fast lane
 # (api/fastlane.py): they authenticate in their body and build their JSONResponse themselves.
 
 REPORTABLE = ("running", "finalizing", "completed", "failed", "stopped")
-MAX_CAPACITY = 10_000  # sessions one worker may hold at once
 
 
 # -- workers --
 
 
-@router.post("/api/workers/register", status_code=201)
+@router.post(
+    "/api/workers/register",
+    status_code=201,
+    responses=ok(schemas.RegisterReply, 201),
+    openapi_extra=json_body(schemas.RegisterRequest) | security(*schemas.REGISTER_SECURITY),
+)
 async def register(request: Request) -> JSONResponse:
     caller = await authenticate(request, allow_registration=True)
     if caller.runtime is not None:
@@ -50,8 +56,8 @@ async def register(request: Request) -> JSONResponse:
     capacity = body.get("capacity")
     if not is_number(capacity) or capacity < 1 or int(capacity) != capacity:
         raise ApiError(400, "capacity must be a positive number")
-    if capacity > MAX_CAPACITY:
-        raise ApiError(400, f"capacity must be at most {MAX_CAPACITY}")
+    if capacity > schemas.MAX_CAPACITY:
+        raise ApiError(400, f"capacity must be at most {schemas.MAX_CAPACITY}")
     projects = body.get("projects")
     if projects is not None and (
         not isinstance(projects, list) or not all(isinstance(p, str) for p in projects)
@@ -77,13 +83,17 @@ async def register(request: Request) -> JSONResponse:
     return JSONResponse(reply, status_code=201)
 
 
-@router.get("/api/config")
+@router.get("/api/config", response_model=None, responses=ok(schemas.ConfigReply))
 async def config(caller: Caller) -> dict[str, Any]:
     project = caller.runtime.project if caller.runtime else None
     return {"projects": [project] if project else []}
 
 
-@router.post("/api/workers/{worker_id}/heartbeat")
+@router.post(
+    "/api/workers/{worker_id}/heartbeat",
+    responses=ok(schemas.HeartbeatReply) | af_errors(403, 404),
+    openapi_extra=json_body(schemas.HeartbeatRequest),
+)
 @hot
 async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
     (await authenticate(request)).check_acts_as(worker_id)
@@ -91,8 +101,8 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
     active = body.get("activeCount")
     if not is_number(active) or active < 0:
         raise ApiError(400, "activeCount must be a non-negative number")
-    if active > MAX_CAPACITY:
-        raise ApiError(400, f"activeCount must be at most {MAX_CAPACITY}")
+    if active > schemas.MAX_CAPACITY:
+        raise ApiError(400, f"activeCount must be at most {schemas.MAX_CAPACITY}")
     dispatcher = services(request).dispatcher
     await dispatcher.heartbeat(worker_id, int(active))
     return JSONResponse(
@@ -104,7 +114,7 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
     )
 
 
-@router.get("/api/workers/{worker_id}/poll")
+@router.get("/api/workers/{worker_id}/poll", responses=ok(schemas.PollReply) | af_errors(403, 404))
 @hot
 async def poll(worker_id: str, request: Request) -> JSONResponse:
     (await authenticate(request)).check_acts_as(worker_id)
@@ -129,7 +139,12 @@ async def _disconnect(request: Request) -> None:
         pass
 
 
-@router.post("/api/workers/{worker_id}/refresh-token")
+@router.post(
+    "/api/workers/{worker_id}/refresh-token",
+    response_model=None,
+    responses=ok(schemas.RefreshReply) | af_errors(403, 404),
+    openapi_extra=security(*schemas.REFRESH_SECURITY),
+)
 async def refresh_token(worker_id: str, request: Request) -> dict[str, Any]:
     caller = await authenticate(request, allow_registration=True, allow_expired=True)
     caller.check_acts_as(worker_id)
@@ -146,7 +161,11 @@ async def refresh_token(worker_id: str, request: Request) -> dict[str, Any]:
     return {**_runtime_token(request, worker, record), **_intervals(request)}
 
 
-@router.delete("/api/workers/{worker_id}")
+@router.delete(
+    "/api/workers/{worker_id}",
+    response_model=None,
+    responses=ok(schemas.DeregisterReply) | af_errors(403, 404),
+)
 async def deregister(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     caller.check_acts_as(worker_id)
     released = await services(request).dispatcher.deregister(worker_id)
@@ -156,7 +175,12 @@ async def deregister(worker_id: str, request: Request, caller: Caller) -> dict[s
 # -- sessions --
 
 
-@router.post("/api/sessions/{session_id}/claim")
+@router.post(
+    "/api/sessions/{session_id}/claim",
+    response_model=None,
+    responses=ok(schemas.ClaimReply) | af_errors(403, 404),
+    openapi_extra=json_body(schemas.ClaimRequest),
+)
 async def claim(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     worker_id = req_str(body, "workerId")
@@ -171,7 +195,11 @@ async def claim(session_id: str, request: Request, caller: Caller) -> dict[str, 
     }
 
 
-@router.post("/api/sessions/{session_id}/status")
+@router.post(
+    "/api/sessions/{session_id}/status",
+    responses=ok(schemas.StatusReply) | af_errors(403, 404, 409),
+    openapi_extra=json_body(schemas.StatusRequest),
+)
 @hot
 async def report_status(session_id: str, request: Request) -> JSONResponse:
     caller = await authenticate(request)
@@ -194,13 +222,22 @@ async def report_status(session_id: str, request: Request) -> JSONResponse:
     return JSONResponse({"updated": True, "session": session_state(session)})
 
 
-@router.get("/api/sessions/{session_id}/status")
+@router.get(
+    "/api/sessions/{session_id}/status",
+    response_model=None,
+    responses=ok(schemas.SessionState) | af_errors(404),
+)
 async def read_status(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     dispatcher = services(request).dispatcher
     return session_state(await dispatcher.visible_session(session_id, caller.actor))
 
 
-@router.post("/api/sessions/{session_id}/nack")
+@router.post(
+    "/api/sessions/{session_id}/nack",
+    response_model=None,
+    responses=ok(schemas.NackReply) | af_errors(403, 404, 409),
+    openapi_extra=json_body(schemas.NackRequest),
+)
 async def nack(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     worker_id = req_str(body, "workerId")
@@ -210,7 +247,12 @@ async def nack(session_id: str, request: Request, caller: Caller) -> dict[str, A
     return {"nacked": True, "sessionId": session_id, "requeued": True}
 
 
-@router.post("/api/sessions/{session_id}/transfer-ownership")
+@router.post(
+    "/api/sessions/{session_id}/transfer-ownership",
+    response_model=None,
+    responses=ok(schemas.TransferReply) | af_errors(403),
+    openapi_extra=json_body(schemas.TransferRequest),
+)
 async def transfer_ownership(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     message = "newWorkerId and oldWorkerId are required"

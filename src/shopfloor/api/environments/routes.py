@@ -17,7 +17,32 @@ from shopfloor.api.environments.auth import (
     require_admin,
     require_environment,
 )
+from shopfloor.api.environments.schemas import (
+    Environment,
+    EnvironmentCreate,
+    EnvironmentDeleted,
+    EnvironmentError,
+    EnvironmentPage,
+    EnvironmentUpdate,
+    HeartbeatBody,
+    StopBody,
+    Work,
+    WorkHeartbeat,
+    WorkPage,
+    WorkStats,
+    WorkUpdate,
+)
 from shopfloor.api.fastlane import hot
+from shopfloor.api.openapi import (
+    ADMIN_KEY,
+    API_KEY_HEADER,
+    REGISTRATION_TOKEN,
+    errors,
+    json_body,
+    ok,
+    security,
+    tag,
+)
 from shopfloor.api.state import services
 from shopfloor.service.environments import Environments, NewEnvironment
 from shopfloor.service.work import DEFAULT_RECLAIM_MS, WorkQueue
@@ -47,8 +72,30 @@ QODER = Dialect("/api/v1/cloud", "Qoder environments", "Worker-ID", False, False
 ANTHROPIC = Dialect("/v1", "Anthropic environments", "Anthropic-Worker-ID", True, True)
 
 
+def _errors(*codes: int) -> dict[int | str, Any]:
+    return errors(EnvironmentError, *codes)
+
+
+def _tag(d: Dialect) -> str:
+    keys = (API_KEY_HEADER,) if d.accept_x_api_key else ()
+    return tag(
+        d.tag,
+        f"The self-hosted environment work API on {d.prefix}/environments: environments (managed "
+        "with the admin key only) and their work queues (poll, ack, heartbeat, stop), worked "
+        "with the admin key or a registration token (`rsp_live_…` only in its own "
+        f"environment){'; the key may also come in `x-api-key`' if keys else ''}. Errors are "
+        '`{"type": "error", "request_id", "error": {"type", "message", "details"}}`.',
+        ADMIN_KEY,
+        REGISTRATION_TOKEN,
+        *keys,
+    )
+
+
 def environments_router(d: Dialect) -> APIRouter:
-    router = APIRouter(prefix=d.prefix + "/environments", tags=[d.tag])
+    router = APIRouter(
+        prefix=d.prefix + "/environments", tags=[_tag(d)], responses=_errors(400, 401, 403, 413)
+    )
+    admin_only = security(ADMIN_KEY, *((API_KEY_HEADER,) if d.accept_x_api_key else ()))
 
     async def caller(request: Request, environment_id: str | None = None) -> Caller:
         who = await authenticate(request, d.accept_x_api_key)
@@ -75,7 +122,13 @@ def environments_router(d: Dialect) -> APIRouter:
 
     # -- environments --
 
-    @router.post("", summary="Create a self-hosted environment")
+    @router.post(
+        "",
+        summary="Create a self-hosted environment",
+        response_model=None,
+        responses=ok(Environment),
+        openapi_extra=json_body(EnvironmentCreate) | admin_only,
+    )
     async def create_environment(request: Request) -> dict[str, Any]:
         await caller(request)
         body = await json_object(request)
@@ -91,7 +144,13 @@ def environments_router(d: Dialect) -> APIRouter:
         )
         return wire.environment(project)
 
-    @router.get("", summary="List environments")
+    @router.get(
+        "",
+        summary="List environments",
+        response_model=None,
+        responses=ok(EnvironmentPage),
+        openapi_extra=admin_only,
+    )
     async def list_environments(
         request: Request,
         limit: str | None = None,
@@ -110,12 +169,24 @@ def environments_router(d: Dialect) -> APIRouter:
         )
         return wire.page([wire.environment(p) for p in found.items], found.has_more)
 
-    @router.get("/{environment_id}", summary="Get an environment")
+    @router.get(
+        "/{environment_id}",
+        summary="Get an environment",
+        response_model=None,
+        responses=ok(Environment) | _errors(404),
+        openapi_extra=admin_only,
+    )
     async def get_environment(environment_id: str, request: Request) -> dict[str, Any]:
         await caller(request)
         return wire.environment(await envs(request).get(environment_id))
 
-    @router.post("/{environment_id}", summary="Update an environment")
+    @router.post(
+        "/{environment_id}",
+        summary="Update an environment",
+        response_model=None,
+        responses=ok(Environment) | _errors(404, 409),
+        openapi_extra=json_body(EnvironmentUpdate, required=False) | admin_only,
+    )
     async def update_environment(environment_id: str, request: Request) -> dict[str, Any]:
         await caller(request)
         body = await json_object(request, empty_ok=True)
@@ -132,20 +203,37 @@ def environments_router(d: Dialect) -> APIRouter:
         project = await envs(request).update(environment_id, changes, patch)
         return wire.environment(project)
 
-    @router.delete("/{environment_id}", summary="Delete an environment")
+    @router.delete(
+        "/{environment_id}",
+        summary="Delete an environment",
+        response_model=None,
+        responses=ok(EnvironmentDeleted) | _errors(404, 409),
+        openapi_extra=admin_only,
+    )
     async def delete_environment(environment_id: str, request: Request) -> dict[str, Any]:
         await caller(request)
         await envs(request).delete(environment_id)
         return {"id": environment_id, "type": "environment_deleted"}
 
-    @router.post("/{environment_id}/archive", summary="Archive an environment")
+    @router.post(
+        "/{environment_id}/archive",
+        summary="Archive an environment",
+        response_model=None,
+        responses=ok(Environment) | _errors(404, 409),
+        openapi_extra=admin_only,
+    )
     async def archive_environment(environment_id: str, request: Request) -> dict[str, Any]:
         await caller(request)
         return wire.environment(await envs(request).archive(environment_id))
 
     # -- work (poll and stats before /work/{work_id}, which would match them) --
 
-    @router.get("/{environment_id}/work/poll", summary="Poll for work (long poll up to 999 ms)")
+    @router.get(
+        "/{environment_id}/work/poll",
+        summary="Poll for work (long poll up to 999 ms)",
+        responses=ok(Work | None, description="The item, or null when the queue is empty")
+        | _errors(404),
+    )
     @hot
     async def poll(
         environment_id: str,
@@ -165,12 +253,22 @@ def environments_router(d: Dialect) -> APIRouter:
         # An empty queue is 200 with the JSON literal null: the SDK's poll() returns None.
         return JSONResponse(None if item is None else wire.work(item))
 
-    @router.get("/{environment_id}/work/stats", summary="Queue statistics")
+    @router.get(
+        "/{environment_id}/work/stats",
+        summary="Queue statistics",
+        response_model=None,
+        responses=ok(WorkStats) | _errors(404),
+    )
     async def stats(environment_id: str, request: Request) -> dict[str, Any]:
         await caller(request, environment_id)
         return wire.stats(await queue(request).stats(environment_id))
 
-    @router.get("/{environment_id}/work", summary="List work items in queue order")
+    @router.get(
+        "/{environment_id}/work",
+        summary="List work items in queue order",
+        response_model=None,
+        responses=ok(WorkPage) | _errors(404),
+    )
     async def list_work(
         environment_id: str,
         request: Request,
@@ -193,26 +291,48 @@ def environments_router(d: Dialect) -> APIRouter:
             [wire.work(s) for s in found.items], found.has_more, forward=before is None
         )
 
-    @router.get("/{environment_id}/work/{work_id}", summary="Get a work item")
+    @router.get(
+        "/{environment_id}/work/{work_id}",
+        summary="Get a work item",
+        response_model=None,
+        responses=ok(Work) | _errors(404),
+    )
     async def get_work(environment_id: str, work_id: str, request: Request) -> dict[str, Any]:
         await caller(request, environment_id)
         return wire.work(await queue(request).get(environment_id, work_id))
 
-    @router.post("/{environment_id}/work/{work_id}", summary="Merge-patch a work item's metadata")
+    @router.post(
+        "/{environment_id}/work/{work_id}",
+        summary="Merge-patch a work item's metadata",
+        response_model=None,
+        responses=ok(Work) | _errors(404, 409),
+        openapi_extra=json_body(WorkUpdate, required=False),
+    )
     async def update_work(environment_id: str, work_id: str, request: Request) -> dict[str, Any]:
         await caller(request, environment_id)
         body = await json_object(request, empty_ok=True)
         patch = wire.metadata_patch(body, empty_deletes=d.empty_string_deletes) or {}
         return wire.work(await queue(request).update_metadata(environment_id, work_id, patch))
 
-    @router.post("/{environment_id}/work/{work_id}/ack", summary="Acknowledge a polled item")
+    @router.post(
+        "/{environment_id}/work/{work_id}/ack",
+        summary="Acknowledge a polled item",
+        response_model=None,
+        responses=ok(Work) | _errors(404, 409),
+    )
     @hot
     async def ack(environment_id: str, work_id: str, request: Request) -> dict[str, Any]:
         await caller(request, environment_id)
         item = await queue(request).ack(environment_id, work_id, worker_id(request))
         return wire.work(item)
 
-    @router.post("/{environment_id}/work/{work_id}/heartbeat", summary="Extend the lease")
+    @router.post(
+        "/{environment_id}/work/{work_id}/heartbeat",
+        summary="Extend the lease",
+        response_model=None,
+        responses=ok(WorkHeartbeat) | _errors(404, 409, 412),
+        openapi_extra=json_body(HeartbeatBody, required=False),
+    )
     @hot
     async def heartbeat(
         environment_id: str,
@@ -242,7 +362,13 @@ def environments_router(d: Dialect) -> APIRouter:
             "ttl_seconds": beat.ttl_seconds,
         }
 
-    @router.post("/{environment_id}/work/{work_id}/stop", summary="Stop (graceful or force)")
+    @router.post(
+        "/{environment_id}/work/{work_id}/stop",
+        summary="Stop (graceful or force)",
+        response_model=None,
+        responses=ok(Work) | _errors(404, 409),
+        openapi_extra=json_body(StopBody, required=False),
+    )
     @hot
     async def stop(environment_id: str, work_id: str, request: Request) -> dict[str, Any]:
         await caller(request, environment_id)

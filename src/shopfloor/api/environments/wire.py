@@ -137,7 +137,8 @@ def query_int(raw: str | None, name: str, *, minimum: int, maximum: int = INT53_
     if raw is None:
         return None
     value = raw.strip()
-    if not value.isdigit() and not (value.startswith("-") and value[1:].isdigit()):
+    # isdecimal, not isdigit: digits such as "²" are isdigit() but not int()-able.
+    if not value.isdecimal() and not (value.startswith("-") and value[1:].isdecimal()):
         raise ApiError(400, f"{name} must be an integer")
     if len(value) > 20:
         raise ApiError(400, f"{name} must be an integer between {minimum} and {maximum}")

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, StrictStr
 
 from shopfloor.api.envelope import INT64_MAX
+from shopfloor.api.openapi import ADMIN_KEY, af_errors, tag
 from shopfloor.api.operator.routes import require_admin
 from shopfloor.api.operator.schemas import RequestBody, SessionView
 from shopfloor.api.state import services
@@ -19,8 +20,17 @@ from shopfloor.store.records import InboxMessage, RecoveryPacket, SessionEvent
 # The identity of the admin key, recorded as the sender of what it sends.
 OPERATOR = "admin"
 
+OPERATOR_CHANNEL = tag(
+    "Operator API: session channel",
+    "Stop, prompt or nudge a running session; read its inbox, its timeline and its "
+    'crash-recovery packets. The admin key only. Errors are `{"error", "message"}`.',
+    ADMIN_KEY,
+)
 router = APIRouter(
-    prefix="/api/v1", tags=["Operator API: session channel"], dependencies=[Depends(require_admin)]
+    prefix="/api/v1",
+    tags=[OPERATOR_CHANNEL],
+    dependencies=[Depends(require_admin)],
+    responses=af_errors(400, 401, 404, 413),
 )
 
 
@@ -123,7 +133,7 @@ def packet_view(p: RecoveryPacket) -> dict[str, Any]:
     return {**p.data, "packetId": p.id, "attempt": p.attempt, "createdAt": iso(p.created_at)}
 
 
-@router.post("/sessions/{session_id}/stop", response_model=SessionView)
+@router.post("/sessions/{session_id}/stop", response_model=SessionView, responses=af_errors(409))
 async def stop_session(
     session_id: str, request: Request, body: StopRequest | None = None
 ) -> SessionView:
@@ -138,7 +148,12 @@ async def stop_session(
     return SessionView.of(session, await dispatcher.history(session_id))
 
 
-@router.post("/sessions/{session_id}/prompt", status_code=201, response_model=InboxMessageView)
+@router.post(
+    "/sessions/{session_id}/prompt",
+    status_code=201,
+    response_model=InboxMessageView,
+    responses=af_errors(409),
+)
 async def prompt_session(
     session_id: str, body: PromptRequest, request: Request
 ) -> InboxMessageView:
@@ -148,7 +163,12 @@ async def prompt_session(
     return InboxMessageView.of(message)
 
 
-@router.post("/sessions/{session_id}/nudge", status_code=201, response_model=InboxMessageView)
+@router.post(
+    "/sessions/{session_id}/nudge",
+    status_code=201,
+    response_model=InboxMessageView,
+    responses=af_errors(409),
+)
 async def nudge_session(
     session_id: str, request: Request, body: NudgeRequest | None = None
 ) -> InboxMessageView:

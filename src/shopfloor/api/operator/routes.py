@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from shopfloor.api.envelope import ApiError, bearer
+from shopfloor.api.openapi import ADMIN_KEY, af_errors, tag
 from shopfloor.api.operator.schemas import (
     SessionCreate,
     SessionPage,
@@ -31,10 +32,24 @@ def require_admin(request: Request) -> None:
 # A session queued in an environment is also a work item `work_<hex>`.
 _WORK_SESSION_ID = re.compile(r"^sess_[0-9a-f]{32}$")
 
-router = APIRouter(prefix="/api/v1", tags=["Operator API"], dependencies=[Depends(require_admin)])
+OPERATOR_API = tag(
+    "Operator API",
+    "shopfloor's own API for the operator and the `shopfloor` CLI: queue and inspect sessions, "
+    'list workers, mint and revoke registration tokens. The admin key only. Errors are `{"error", '
+    '"message"}`.',
+    ADMIN_KEY,
+)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=[OPERATOR_API],
+    dependencies=[Depends(require_admin)],
+    responses=af_errors(400, 401, 413),
+)
 
 
-@router.post("/sessions", status_code=201, response_model=SessionView)
+@router.post(
+    "/sessions", status_code=201, response_model=SessionView, responses=af_errors(404, 409)
+)
 async def create_session(body: SessionCreate, request: Request) -> SessionView:
     if not (body.prompt or body.issueId or body.issueIdentifier):
         raise ApiError(400, "prompt: one of prompt, issueId or issueIdentifier is required")
@@ -98,7 +113,7 @@ async def list_sessions(
     return SessionPage(sessions=[SessionView.of(s) for s in sessions], nextCursor=cursor)
 
 
-@router.get("/sessions/{session_id}", response_model=SessionView)
+@router.get("/sessions/{session_id}", response_model=SessionView, responses=af_errors(404))
 async def get_session(session_id: str, request: Request) -> SessionView:
     dispatcher = services(request).dispatcher
     session = await dispatcher.get_session(session_id)
@@ -125,7 +140,9 @@ async def list_tokens(request: Request) -> list[TokenView]:
     return [TokenView.of(r) for r in records]
 
 
-@router.delete("/registration-tokens/{token_id}", response_model=TokenView)
+@router.delete(
+    "/registration-tokens/{token_id}", response_model=TokenView, responses=af_errors(404)
+)
 async def revoke_token(token_id: str, request: Request) -> TokenView:
     """Revoke the token, every runtime JWT and Veryfront worker token minted from it, and the
     workers registered with it (their sessions go back to the queue)."""

@@ -12,7 +12,9 @@ from fastapi.responses import JSONResponse
 
 from shopfloor.api.envelope import INT64_MAX, ApiError
 from shopfloor.api.limits import MIB, body_limit
+from shopfloor.api.openapi import errors, json_body, ok, security
 from shopfloor.api.veryfront import parse
+from shopfloor.api.veryfront import schemas as vs
 from shopfloor.api.veryfront.auth import VfCaller, run_service, vf_caller
 from shopfloor.api.veryfront.wire import (
     TERMINAL_FROM_WIRE,
@@ -24,12 +26,16 @@ from shopfloor.api.veryfront.wire import (
 )
 from shopfloor.service.runs import AgentWorker, NewRun, RunService, project_ref
 
-router = APIRouter(tags=["Veryfront agent-workers"])
+router = APIRouter(tags=[vs.VERYFRONT], responses=errors(vs.VeryfrontError, 400, 401, 403, 413))
 Caller = Annotated[VfCaller, Depends(vf_caller)]
 
 MAX_EVENTS = 100
 MAX_EVENT_BYTES = 240 * 1024
 MAX_APPEND_BYTES = 10 * MIB
+
+
+def _errors(*codes: int) -> dict[int | str, Any]:
+    return errors(vs.VeryfrontError, *codes)
 
 
 async def _worker(runs: RunService, worker_id: str, caller: VfCaller) -> AgentWorker:
@@ -41,7 +47,12 @@ async def _worker(runs: RunService, worker_id: str, caller: VfCaller) -> AgentWo
 # -- workers --
 
 
-@router.post("/agent-workers/projects/{project_reference}/workers", status_code=201)
+@router.post(
+    "/agent-workers/projects/{project_reference}/workers",
+    status_code=201,
+    responses=ok(vs.WorkerRegistered, 201),
+    openapi_extra=json_body(vs.WorkerRegistration) | security(*vs.PROJECT_TOKENS),
+)
 async def register_worker(project_reference: str, request: Request, caller: Caller) -> JSONResponse:
     if caller.worker is not None:
         raise ApiError(403, "Register a worker with a project token")
@@ -68,14 +79,23 @@ async def register_worker(project_reference: str, request: Request, caller: Call
     )
 
 
-@router.post("/agent-workers/workers/{worker_id}/heartbeat")
+@router.post(
+    "/agent-workers/workers/{worker_id}/heartbeat",
+    response_model=None,
+    responses=ok(vs.WorkerHeartbeatReply) | _errors(404),
+)
 async def heartbeat(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     runs = run_service(request)
     agent = await _worker(runs, worker_id, caller)
     return {"worker": worker_view(await runs.heartbeat(agent.worker.id)), "token": None}
 
 
-@router.post("/agent-workers/workers/{worker_id}/claim")
+@router.post(
+    "/agent-workers/workers/{worker_id}/claim",
+    response_model=None,
+    responses=ok(vs.RunLease) | _errors(404),
+    openapi_extra=json_body(vs.LeaseRequest),
+)
 async def claim(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     runs = run_service(request)
     agent = await _worker(runs, worker_id, caller)
@@ -84,7 +104,12 @@ async def claim(worker_id: str, request: Request, caller: Caller) -> dict[str, A
     return {"run": None if state is None else run_view(state)}
 
 
-@router.post("/agent-workers/workers/{worker_id}/runs/{run_id}/lease")
+@router.post(
+    "/agent-workers/workers/{worker_id}/runs/{run_id}/lease",
+    response_model=None,
+    responses=ok(vs.RunLease) | _errors(404),
+    openapi_extra=json_body(vs.LeaseRequest),
+)
 async def renew_lease(
     worker_id: str, run_id: str, request: Request, caller: Caller
 ) -> dict[str, Any]:
@@ -96,7 +121,12 @@ async def renew_lease(
     return {"run": None if state is None else run_view(state)}
 
 
-@router.put("/agent-workers/workers/{worker_id}/runs/{run_id}/session")
+@router.put(
+    "/agent-workers/workers/{worker_id}/runs/{run_id}/session",
+    response_model=None,
+    responses=ok(vs.WorkerSessionReply) | _errors(404, 409),
+    openapi_extra=json_body(vs.WorkerSessionUpdate),
+)
 async def record_session(
     worker_id: str, run_id: str, request: Request, caller: Caller
 ) -> dict[str, Any]:
@@ -122,7 +152,11 @@ async def record_session(
     return {"session": worker_session_view(session)}
 
 
-@router.delete("/agent-workers/workers/{worker_id}")
+@router.delete(
+    "/agent-workers/workers/{worker_id}",
+    response_model=None,
+    responses=ok(vs.WorkerRetired) | _errors(404),
+)
 async def retire_worker(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     runs = run_service(request)
     agent = await _worker(runs, worker_id, caller)
@@ -133,8 +167,18 @@ async def retire_worker(worker_id: str, request: Request, caller: Caller) -> dic
 # -- conversations: AG-UI events and the run projection --
 
 
-@router.post("/conversations/{conversation_id}/runs/{run_id}/events")
-@router.post("/conversations/{conversation_id}/agent-runs/{run_id}/events")
+@router.post(
+    "/conversations/{conversation_id}/runs/{run_id}/events",
+    response_model=None,
+    responses=ok(vs.EventsAppended) | _errors(404, 409),
+    openapi_extra=json_body(vs.EventAppend),
+)
+@router.post(
+    "/conversations/{conversation_id}/agent-runs/{run_id}/events",
+    response_model=None,
+    responses=ok(vs.EventsAppended) | _errors(404, 409),
+    openapi_extra=json_body(vs.EventAppend),
+)
 @body_limit(MAX_APPEND_BYTES, status=400, message="Request payload must be less than 10 MiB")
 async def append_events(
     conversation_id: str, run_id: str, request: Request, caller: Caller
@@ -180,8 +224,16 @@ def _events(value: Any) -> list[dict[str, Any]]:
     return value
 
 
-@router.get("/conversations/{conversation_id}/runs/{run_id}")
-@router.get("/conversations/{conversation_id}/agent-runs/{run_id}")
+@router.get(
+    "/conversations/{conversation_id}/runs/{run_id}",
+    response_model=None,
+    responses=ok(vs.RunView) | _errors(404),
+)
+@router.get(
+    "/conversations/{conversation_id}/agent-runs/{run_id}",
+    response_model=None,
+    responses=ok(vs.RunView) | _errors(404),
+)
 async def read_conversation_run(
     conversation_id: str, run_id: str, request: Request, caller: Caller
 ) -> dict[str, Any]:
@@ -194,7 +246,13 @@ async def read_conversation_run(
 # -- runs: admission, read-back, completion --
 
 
-@router.post("/runs", status_code=202)
+@router.post(
+    "/runs",
+    status_code=202,
+    responses=ok(vs.RunAdmitted, 202) | _errors(409),
+    openapi_extra=json_body(vs.RunAdmission, vs.CanonicalRunAdmission)
+    | security(*vs.PROJECT_TOKENS),
+)
 async def create_run(request: Request, caller: Caller) -> JSONResponse:
     if caller.worker is not None:
         raise ApiError(403, "Admit runs with a project token")
@@ -284,14 +342,16 @@ def _admission(body: dict[str, Any], caller: VfCaller, idempotency_key: str | No
     )
 
 
-@router.get("/runs/{run_id}")
+@router.get("/runs/{run_id}", response_model=None, responses=ok(vs.RunView) | _errors(404))
 async def read_run(run_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     state = await run_service(request).state(parse.run_id_param(run_id))
     caller.require_project(state.run.project_id)
     return run_view(state)
 
 
-@router.get("/runs/{run_id}/events")
+@router.get(
+    "/runs/{run_id}/events", response_model=None, responses=ok(vs.RunEventPage) | _errors(404)
+)
 async def read_run_events(
     run_id: str,
     request: Request,
@@ -312,7 +372,12 @@ async def read_run_events(
     }
 
 
-@router.post("/runs/{run_id}/complete")
+@router.post(
+    "/runs/{run_id}/complete",
+    response_model=None,
+    responses=ok(vs.RunCompleted) | _errors(404, 409),
+    openapi_extra=json_body(vs.RunCompletion),
+)
 async def complete_run(run_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     run_id = parse.run_id_param(run_id)
     body = parse.parse_json(await request.body())
