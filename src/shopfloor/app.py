@@ -51,6 +51,7 @@ from shopfloor.service.notifier import (
     Notifier,
     cancel_wait,
 )
+from shopfloor.service.orgs import Orgs
 from shopfloor.service.reaper import run_reaper
 from shopfloor.service.work import WorkQueue
 from shopfloor.store import Store, open_store
@@ -115,6 +116,7 @@ def create_app(
             WorkQueue(dispatcher, settings.work_lease_ttl_seconds),
             ManagedSessions(store, clock, notifier, turns),
             turns,
+            Orgs(store, clock),
         )
         upkeep: list[asyncio.Task[None]] = []
         if run_upkeep and settings.reap_interval_seconds > 0:

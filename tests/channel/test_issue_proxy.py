@@ -88,8 +88,8 @@ def test_failures_use_the_proxy_envelope(server: Server) -> None:
     )
     assert error(bad_json) == (400, "INVALID_JSON")
     # A NUL character, which PostgreSQL stores in no text column: was a 500 there.
-    assert error(call(worker, "getIssue", "ENG\u0000-4")) == (400, "INVALID_JSON")
-    assert error(call(worker, "createComment", "iss-4", "a\u0000b")) == (400, "INVALID_JSON")
+    assert error(call(worker, "getIssue", "ENG\u0000-4")) == (400, "INVALID_ARGS")
+    assert error(call(worker, "createComment", "iss-4", "a\u0000b")) == (400, "INVALID_ARGS")
     anonymous = httpx.post(f"{server.url}/api/issue-tracker-proxy", json={"method": "getIssue"})
     assert error(anonymous) == (401, "AUTH_ERROR")
     # Nothing changed by the failed calls.

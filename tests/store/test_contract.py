@@ -18,7 +18,6 @@ from shopfloor.store.records import (
     PENDING,
     RUNNING,
     Expect,
-    RegistrationTokenRecord,
     SessionEvent,
     SessionFilter,
     SessionRecord,
@@ -26,6 +25,13 @@ from shopfloor.store.records import (
 )
 from shopfloor.store.schema import metadata
 from shopfloor.store.sql import SqlStore
+from shopfloor.store.tenancy_records import (
+    DEFAULT_ORG,
+    REGISTRATION_KEY,
+    ApiKeyRecord,
+    M2MClientRecord,
+    OrgRecord,
+)
 from tests.conftest import Backend
 
 _ids = itertools.count()
@@ -257,17 +263,43 @@ async def test_settings_first_writer_wins(store: Store) -> None:
     assert await store.get_setting("k") == "one"
 
 
-async def test_registration_tokens(store: Store) -> None:
-    token = RegistrationTokenRecord(
-        id="reg_1", kind="rsp", token_hash="h" * 64, created_at=1, project="p"
+async def test_api_keys_and_m2m_clients(store: Store) -> None:
+    token = ApiKeyRecord(
+        id="reg_1",
+        org_id=DEFAULT_ORG,
+        key_type=REGISTRATION_KEY,
+        token_hash="h" * 64,
+        key_prefix="rsp_live_ab12",
+        created_at=1,
+        projects=["p"],
+        scopes=["worker:register"],
     )
-    await store.insert_registration_token(token)
-    assert await store.find_registration_token("h" * 64) == token
-    assert await store.revoke_registration_token("reg_1", now=5)
-    assert not await store.revoke_registration_token("reg_1", now=6)
-    revoked = await store.get_registration_token("reg_1")
-    assert revoked is not None and revoked.revoked_at == 5
-    assert [t.id for t in await store.list_registration_tokens()] == ["reg_1"]
+    await store.insert_api_key(token)
+    assert await store.find_api_key("h" * 64) == token
+    assert token.kind == "rsp" and token.project == "p"
+    assert await store.revoke_api_key("reg_1", now=5)
+    assert not await store.revoke_api_key("reg_1", now=6)
+    revoked = await store.get_api_key("reg_1")
+    assert revoked is not None and revoked.revoked_at == 5 and not revoked.usable_at(6)
+    assert [t.id for t in await store.list_api_keys(DEFAULT_ORG, REGISTRATION_KEY)] == ["reg_1"]
+    assert await store.list_api_keys("org_other") == []
+    client = M2MClientRecord(
+        id="m2m_1", org_id=DEFAULT_ORG, name="ci", secret_hash="s" * 64, created_at=2
+    )
+    await store.insert_m2m_client(client)
+    assert await store.get_m2m_client("m2m_1") == client
+    assert await store.revoke_m2m_client("m2m_1", now=7)
+    assert await store.revoked_credential_ids() == {"reg_1", "m2m_1"}
+
+
+async def test_organisations(store: Store) -> None:
+    (default,) = await store.list_orgs()  # made by the migration
+    assert (default.id, default.slug) == (DEFAULT_ORG, "default")
+    await store.insert_org(OrgRecord(id="org_a", slug="acme", name="Acme", created_at=3))
+    with pytest.raises(DuplicateKey):
+        await store.insert_org(OrgRecord(id="org_b", slug="acme", name="Other", created_at=4))
+    assert await store.get_org("acme") == await store.get_org("org_a")
+    assert [o.slug for o in await store.list_orgs()] == ["acme", "default"]
 
 
 @pytest.mark.parametrize("bad", ["mysql://x/y", "redis://x"])

@@ -14,9 +14,9 @@ from shopfloor.cli.main import app
 from shopfloor.clock import ManualClock
 from shopfloor.service.dispatch import Dispatcher, NewSession, StatusReport
 from shopfloor.store import open_store
-from shopfloor.store.records import RegistrationTokenRecord
 from shopfloor.store.schema import metadata
 from shopfloor.store.sql import SqlStore
+from shopfloor.store.tenancy_records import DEFAULT_ORG, REGISTRATION_KEY, ApiKeyRecord
 from tests.conftest import Backend
 
 runner = CliRunner()
@@ -27,8 +27,15 @@ async def seed(url: str) -> None:
     store = await open_store(url)
     d = Dispatcher(store, ManualClock(), worker_ttl_seconds=60)
     await store.put_setting_if_absent("admin_key_sha256", "0" * 64)
-    await store.insert_registration_token(
-        RegistrationTokenRecord(id="reg_1", kind="rsp", token_hash="h" * 64, created_at=1)
+    await store.insert_api_key(
+        ApiKeyRecord(
+            id="reg_1",
+            org_id=DEFAULT_ORG,
+            key_type=REGISTRATION_KEY,
+            token_hash="h" * 64,
+            key_prefix="rsp_live_",
+            created_at=1,
+        )
     )
     w = await d.register_worker(
         hostname="box", capacity=3, version="1", projects=["p"], machine_id="m"

@@ -18,6 +18,7 @@ from shopfloor.service.errors import (
     InvalidInput,
     InvalidTransition,
     NotOwner,
+    OrgNotFound,
     SessionNotFound,
     WorkerNotFound,
 )
@@ -38,7 +39,7 @@ def error_response(
 
 
 def domain_status(exc: DomainError) -> int:
-    if isinstance(exc, WorkerNotFound | SessionNotFound | EnvironmentNotFound):
+    if isinstance(exc, WorkerNotFound | SessionNotFound | EnvironmentNotFound | OrgNotFound):
         return 404
     if isinstance(exc, NotOwner):
         return 403

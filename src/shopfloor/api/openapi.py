@@ -31,6 +31,8 @@ REGISTRATION_TOKEN = "registrationToken"
 RUNTIME_TOKEN = "runtimeToken"
 VERYFRONT_WORKER_TOKEN = "veryfrontWorkerToken"
 API_KEY_HEADER = "apiKeyHeader"
+ORG_API_KEY = "orgApiKey"
+OAUTH2 = "oauth2"
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     ADMIN_KEY: {
@@ -63,6 +65,18 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "scheme": "bearer",
         "description": "A `vfw_…` worker token, returned by Veryfront worker registration; it "
         "acts only for its worker.",
+    },
+    ORG_API_KEY: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An organisation's API key, `rsk_live_…` (POST /api/org/{orgId}/keys): "
+        "acts in its organisation, on its projects, within its scopes.",
+    },
+    OAUTH2: {
+        "type": "oauth2",
+        "description": "An M2M client's access token (POST /api/oauth/token, client "
+        "credentials): acts in the client's organisation, within its scopes.",
+        "flows": {"clientCredentials": {"tokenUrl": "/api/oauth/token", "scopes": {}}},
     },
     API_KEY_HEADER: {
         "type": "apiKey",

@@ -12,6 +12,7 @@ from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
+from shopfloor.service.orgs import Orgs
 from shopfloor.service.work import WorkQueue
 
 
@@ -24,6 +25,7 @@ class Services:
     work: WorkQueue  # the environment work API's queues (one per process: it keeps state)
     managed: ManagedSessions
     turns: TurnRunner  # this process's runner of managed sessions' model calls
+    orgs: Orgs
 
 
 def services(request: Request) -> Services:

@@ -1,14 +1,18 @@
-"""Credentials: the operator's admin key, the static worker key, registration tokens and the
-runtime JWTs exchanged for them. Keys and tokens are stored as SHA-256 digests, never in
-clear; the keys that sign runtime JWTs live in a file of their own (service/signing_keys.py)."""
+"""Credentials: the operator's admin key, the static worker key, API keys (user keys and
+worker registration tokens), the runtime JWTs workers exchange registration tokens for, and
+OAuth 2.0 client_credentials clients with the access tokens they are issued. Keys and secrets
+are stored as SHA-256 digests, never in clear; the keys that sign JWTs live in a file of
+their own (service/signing_keys.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import logging
 import os
+import secrets
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -18,10 +22,16 @@ import jwt
 from shopfloor.clock import Clock
 from shopfloor.config import Settings
 from shopfloor.ids import new_secret, new_token_id
+from shopfloor.service.actors import Principal
 from shopfloor.service.notifier import Notifier
 from shopfloor.service.signing_keys import DIR_MODE, SigningKeys
 from shopfloor.store import Store
-from shopfloor.store.records import RegistrationTokenRecord
+from shopfloor.store.tenancy_records import (
+    DEFAULT_ORG,
+    REGISTRATION_KEY,
+    ApiKeyRecord,
+    M2MClientRecord,
+)
 
 log = logging.getLogger("shopfloor.auth")
 
@@ -29,7 +39,13 @@ ADMIN_KEY_HASH = "admin_key_sha256"
 # Where shopfloor before 0.2 kept the JWT secret; moved to the signing key file at start.
 LEGACY_JWT_SECRET = "runtime_jwt_secret"
 JWT_ISSUER = "shopfloor"
-REGISTRATION_PREFIXES = ("rsk_live_", "rsp_live_")
+KEY_PREFIXES = ("rsk_live_", "rsp_live_")
+# Access tokens of M2M clients, as the Rensei platform issues them.
+ACCESS_TOKEN_ISSUER = "rensei-platform"
+ACCESS_TOKEN_AUDIENCE = "rensei-api"
+ACCESS_TOKEN_TTL_SECONDS = 3600
+# What a worker registration token may do (and a runtime JWT minted from it).
+WORKER_SCOPES = ("worker:register", "worker:poll", "worker:heartbeat", "worker:session")
 
 
 def digest(secret: str) -> str:
@@ -44,8 +60,12 @@ def same_secret(presented: str, expected: str) -> bool:
 class RuntimeClaims:
     worker_id: str
     registration_id: str | None
-    project: str | None
-    org: str | None
+    projects: frozenset[str] | None  # None: every project of the org
+    org_id: str
+
+
+class InvalidClient(Exception):
+    """client_credentials that name no usable client, or the wrong secret."""
 
 
 class TokenExpired(Exception):
@@ -53,7 +73,7 @@ class TokenExpired(Exception):
 
 
 class TokenRevoked(Exception):
-    """A runtime JWT minted from a registration token that has since been revoked."""
+    """A token minted from a key or client that has since been revoked."""
 
 
 # The notifier topic on which a revocation reaches every server process.
@@ -69,15 +89,15 @@ class Credentials:
         self._clock = clock
         self._admin_hash: str | None = None
         self.signing_keys = SigningKeys(settings.signing_key_path)
-        # Registration tokens revoked so far: what a runtime JWT's `reg` claim is checked
-        # against on every call, without a database read (see watch_revocations).
+        # Keys and M2M clients revoked so far: what a JWT's key or client is checked against
+        # on every call, without a database read (see watch_revocations).
         self._revoked: frozenset[str] = frozenset()
         self._refreshes: set[asyncio.Task[None]] = set()
         self._notifier: Notifier | None = None
 
     async def load(self) -> str | None:
         """Load or create the admin key digest and the JWT signing keys, and the revoked
-        registration tokens. Returns a newly generated admin key in clear exactly once (to
+        keys and clients. Returns a newly generated admin key in clear exactly once (to
         the process that created it), else None."""
         await self.refresh_revocations()
         await self._load_signing_keys()
@@ -128,25 +148,76 @@ class Credentials:
             return False
         return same_secret(presented, expected)
 
-    async def registration_token(self, presented: str) -> RegistrationTokenRecord | None:
-        if not presented.startswith(REGISTRATION_PREFIXES):
+    # -- API keys: user keys and worker registration tokens --
+
+    async def api_key(self, presented: str) -> ApiKeyRecord | None:
+        """The usable (not revoked, not expired) key a secret is, if any."""
+        if not presented.startswith(KEY_PREFIXES):
             return None
-        record = await self._store.find_registration_token(digest(presented))
-        if record is None or record.revoked_at is not None:
+        record = await self._store.find_api_key(digest(presented))
+        if record is None or not record.usable_at(self._clock.now_ms()):
             return None
         return record
 
+    async def registration_token(self, presented: str) -> ApiKeyRecord | None:
+        """A usable key that may register workers and work their queues."""
+        record = await self.api_key(presented)
+        if record is None or not _grants(record.scopes, "worker:register"):
+            return None
+        return record
+
+    async def mint_key(
+        self,
+        *,
+        org_id: str,
+        key_type: str,
+        name: str | None,
+        projects: list[str] | None,
+        scopes: list[str],
+        expires_at: int | None = None,
+    ) -> tuple[ApiKeyRecord, str]:
+        """A new key; its secret is returned once, in clear, and stored only as a digest. A
+        worker registration token limited to one project is an `rsp_live_` key."""
+        one_project = key_type == REGISTRATION_KEY and projects is not None and len(projects) == 1
+        kind = "rsp" if one_project else "rsk"
+        clear = f"{kind}_live_{secrets.token_hex(32)}"
+        record = ApiKeyRecord(
+            id=new_token_id(),
+            org_id=org_id,
+            key_type=key_type,
+            token_hash=digest(clear),
+            key_prefix=clear[:13],
+            created_at=self._clock.now_ms(),
+            name=name,
+            projects=projects,
+            scopes=scopes,
+            expires_at=expires_at,
+        )
+        await self._store.insert_api_key(record)
+        return record, clear
+
+    async def mint_registration_token(
+        self, project: str | None, org_id: str = DEFAULT_ORG, label: str | None = None
+    ) -> tuple[ApiKeyRecord, str]:
+        return await self.mint_key(
+            org_id=org_id,
+            key_type=REGISTRATION_KEY,
+            name=label,
+            projects=[project] if project else None,
+            scopes=list(WORKER_SCOPES),
+        )
+
     # -- revocation --
 
-    def is_revoked(self, registration_id: str | None) -> bool:
-        return registration_id is not None and registration_id in self._revoked
+    def is_revoked(self, credential_id: str | None) -> bool:
+        return credential_id is not None and credential_id in self._revoked
 
     async def refresh_revocations(self) -> None:
-        self._revoked = frozenset(await self._store.revoked_registration_ids())
+        self._revoked = frozenset(await self._store.revoked_credential_ids())
 
     def watch_revocations(self, notifier: Notifier) -> None:
-        """Reload the revoked set whenever any server process revokes a token, and after a
-        lost notification connection (when a revocation may have gone unheard)."""
+        """Reload the revoked set whenever any server process revokes a key or client, and
+        after a lost notification connection (when a revocation may have gone unheard)."""
         self._notifier = notifier
         notifier.listen(REVOCATIONS, self._on_revocation)
 
@@ -155,73 +226,137 @@ class Credentials:
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
 
-    async def revoke_registration_token(self, token_id: str) -> RegistrationTokenRecord | None:
-        """Revoke a registration token and, at once and on every server process, every runtime
-        JWT minted from it (each carries its token's id). None if there is no such token."""
-        await self._store.revoke_registration_token(token_id, self._clock.now_ms())
-        record = await self._store.get_registration_token(token_id)
-        if record is None:
-            return None
+    async def revoke_key(self, key_id: str) -> ApiKeyRecord | None:
+        """Revoke a key and, at once and on every server process, every runtime JWT minted
+        from it (each carries its key's id). None if there is no such key."""
+        await self._store.revoke_api_key(key_id, self._clock.now_ms())
+        record = await self._store.get_api_key(key_id)
+        if record is not None:
+            await self._announce_revocation()
+        return record
+
+    async def revoke_m2m_client(self, client_id: str) -> M2MClientRecord | None:
+        """Revoke a client and every access token issued to it."""
+        await self._store.revoke_m2m_client(client_id, self._clock.now_ms())
+        record = await self._store.get_m2m_client(client_id)
+        if record is not None:
+            await self._announce_revocation()
+        return record
+
+    async def _announce_revocation(self) -> None:
         await self.refresh_revocations()
         if self._notifier is not None:
             await self._notifier.publish(REVOCATIONS)
-        return record
 
-    async def mint_registration_token(
-        self, project: str | None, org: str | None, label: str | None
-    ) -> tuple[RegistrationTokenRecord, str]:
-        kind = "rsp" if project else "rsk"
-        clear = new_secret(f"{kind}_live_", 32)
-        record = RegistrationTokenRecord(
-            id=new_token_id(),
-            kind=kind,
-            token_hash=digest(clear),
-            project=project,
-            org=org,
-            label=label,
-            created_at=self._clock.now_ms(),
-        )
-        await self._store.insert_registration_token(record)
-        return record, clear
+    # -- runtime JWTs --
 
-    def mint_runtime_token(
-        self, worker_id: str, registration: RegistrationTokenRecord
-    ) -> tuple[str, int]:
+    def mint_runtime_token(self, worker_id: str, registration: ApiKeyRecord) -> tuple[str, int]:
         now_s = self._clock.now_ms() // 1000
         expires = now_s + self._settings.runtime_token_ttl_seconds
+        projects = registration.projects
         claims: dict[str, Any] = {
             "iss": JWT_ISSUER,
             "jti": uuid.uuid4().hex,
             "sub": worker_id,
-            "proj": registration.project,
-            "org": registration.org,
+            # One project as a string (as the reference does), several as a list.
+            "proj": projects[0] if projects and len(projects) == 1 else projects,
+            "org": registration.org_id,
             "reg": registration.id,
             "scope": ["worker:poll", "worker:heartbeat", "session:write"],
             "iat": now_s,
             "exp": expires,
         }
-        key = self.signing_keys.current
-        token = jwt.encode(claims, key.secret, algorithm="HS256", headers={"kid": key.kid})
-        return token, expires * 1000
+        return self._sign(claims), expires * 1000
 
     def runtime_claims(self, token: str, *, allow_expired: bool = False) -> RuntimeClaims | None:
         """Verify a runtime JWT. Raises TokenExpired for an expired but otherwise valid token,
         TokenRevoked for one whose registration token was revoked."""
-        claims = self._verified(token)
+        claims = self._verified(token, JWT_ISSUER)
         if claims is None:
             return None
         if self.is_revoked(claims.get("reg")):
             raise TokenRevoked()
         if not allow_expired and int(claims["exp"]) * 1000 <= self._clock.now_ms():
             raise TokenExpired()
+        proj = claims.get("proj")
         return RuntimeClaims(
             worker_id=str(claims["sub"]),
             registration_id=claims.get("reg"),
-            project=claims.get("proj"),
-            org=claims.get("org"),
+            projects=frozenset([proj] if isinstance(proj, str) else proj) if proj else None,
+            org_id=str(claims.get("org") or DEFAULT_ORG),
         )
 
-    def _verified(self, token: str) -> dict[str, Any] | None:
+    # -- M2M clients and their access tokens (OAuth 2.0 client_credentials) --
+
+    async def mint_m2m_client(
+        self, org_id: str, name: str, scopes: list[str]
+    ) -> tuple[M2MClientRecord, str]:
+        client = M2MClientRecord(
+            id="m2m_" + uuid.uuid4().hex,
+            org_id=org_id,
+            name=name,
+            secret_hash="",
+            created_at=self._clock.now_ms(),
+            scopes=scopes,
+        )
+        secret = new_secret("m2ms_", 32)
+        client = dataclasses.replace(client, secret_hash=digest(secret))
+        await self._store.insert_m2m_client(client)
+        return client, secret
+
+    async def issue_access_token(self, client_id: str, secret: str) -> tuple[str, int]:
+        """An access token for a client's credentials, and its lifetime in seconds. Raises
+        InvalidClient for an unknown or revoked client or a wrong secret (one answer for all,
+        compared in constant time)."""
+        client = await self._store.get_m2m_client(client_id)
+        expected = client.secret_hash if client is not None else digest(uuid.uuid4().hex)
+        if not same_secret(digest(secret), expected) or client is None:
+            raise InvalidClient()
+        if client.revoked_at is not None:
+            raise InvalidClient()
+        now_s = self._clock.now_ms() // 1000
+        claims = {
+            "iss": ACCESS_TOKEN_ISSUER,
+            "aud": ACCESS_TOKEN_AUDIENCE,
+            "sub": client.id,
+            "org_id": client.org_id,
+            "workspace_id": client.org_id,
+            "scopes": client.scopes,
+            "jti": uuid.uuid4().hex,
+            "iat": now_s,
+            "exp": now_s + ACCESS_TOKEN_TTL_SECONDS,
+        }
+        return self._sign(claims), ACCESS_TOKEN_TTL_SECONDS
+
+    def access_token_principal(self, token: str) -> Principal | None:
+        """Who an access token speaks for; None for one that is not a valid, live access
+        token of a client that is not revoked."""
+        claims = self._verified(token, ACCESS_TOKEN_ISSUER, ACCESS_TOKEN_AUDIENCE)
+        if claims is None or int(claims["exp"]) * 1000 <= self._clock.now_ms():
+            return None
+        if self.is_revoked(claims["sub"]):
+            return None
+        scopes = claims.get("scopes")
+        return Principal(
+            org_id=str(claims.get("org_id") or DEFAULT_ORG),
+            projects=None,
+            scopes=frozenset(s for s in scopes if isinstance(s, str))
+            if isinstance(scopes, list)
+            else frozenset(),
+            identity=str(claims["sub"]),
+        )
+
+    # -- signing --
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        key = self.signing_keys.current
+        return jwt.encode(claims, key.secret, algorithm="HS256", headers={"kid": key.kid})
+
+    def _verified(
+        self, token: str, issuer: str, audience: str | None = None
+    ) -> dict[str, Any] | None:
+        """The claims of a token signed with one of our keys by `issuer` (expiry is the
+        caller's to check: an expired runtime JWT may still be refreshed)."""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -232,10 +367,15 @@ class Credentials:
                     token,
                     key.secret,
                     algorithms=["HS256"],
-                    issuer=JWT_ISSUER,
+                    issuer=issuer,
+                    audience=audience,
                     options={"verify_exp": False, "require": ["sub", "exp", "jti"]},
                 )
             except jwt.PyJWTError:
                 continue
             return claims
         return None
+
+
+def _grants(scopes: list[str], scope: str) -> bool:
+    return "*" in scopes or scope in scopes

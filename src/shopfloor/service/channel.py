@@ -364,6 +364,7 @@ class SessionChannel:
                 state_name=STATE_BY_WORK_TYPE.get(session.work_type or ""),
                 labels=labels or [],
                 project=session.project,
+                org_id=session.org_id,
             )
         )
 

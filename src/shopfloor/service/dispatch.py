@@ -34,15 +34,22 @@ from shopfloor.store.records import (
     WORKER_DEREGISTERED,
     Expect,
     InboxMessage,
-    RegistrationTokenRecord,
     SessionEvent,
     SessionFilter,
     SessionRecord,
     WorkerPoll,
     WorkerRecord,
 )
+from shopfloor.store.tenancy_records import DEFAULT_ORG, ApiKeyRecord
 
 AGENTFACTORY_QUEUE = "agentfactory"
+
+
+def af_queue(org_id: str) -> str:
+    """The AgentFactory queue of an organisation: its workers poll only their own."""
+    return AGENTFACTORY_QUEUE if org_id == DEFAULT_ORG else f"{AGENTFACTORY_QUEUE}:{org_id}"
+
+
 MAX_ITEMS_PER_POLL = 5
 
 # Default priority by work type (lower runs first), as the AgentFactory defaults give it.
@@ -90,6 +97,7 @@ class NewSession:
     labels: list[str] | None = None  # issue labels the issue-tracker proxy serves
     metadata: dict[str, str] | None = None
     provider_session_id: str | None = None  # a provider session the worker should resume
+    org_id: str = DEFAULT_ORG
 
 
 @dataclass(frozen=True)
@@ -152,6 +160,7 @@ class Dispatcher:
         # A pre-claimed session must be reported `running` within this time, or it goes back
         # to the queue: this recovers a claim whose poll reply never reached the worker.
         self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
+        self._worker_orgs: dict[str, str] = {}
         self.channel = SessionChannel(
             store,
             clock,
@@ -185,6 +194,7 @@ class Dispatcher:
             extra=new.extra,
             metadata=new.metadata,
             provider_session_id=new.provider_session_id,
+            org_id=new.org_id,
         )
         try:
             # One live session per issue: a session for a locked issue is stored parked.
@@ -214,7 +224,7 @@ class Dispatcher:
     async def visible_session(self, session_id: str, actor: Actor) -> SessionRecord:
         """The session, if the actor may touch its project; to anyone else it does not exist."""
         session = await self.store.get_session(session_id)
-        if session is None or not actor.may_touch(session.project):
+        if session is None or not actor.may_touch(session.org_id, session.project):
             raise SessionNotFound(session_id)
         return session
 
@@ -232,12 +242,12 @@ class Dispatcher:
         version: str | None,
         projects: list[str] | None,
         machine_id: str | None = None,
-        registration: RegistrationTokenRecord | None = None,
+        registration: ApiKeyRecord | None = None,
         protocol: str = "agentfactory",
         metadata: dict[str, Any] | None = None,
     ) -> WorkerRecord:
-        if registration is not None and registration.project:
-            projects = [registration.project]  # a project-scoped token pins the worker to it
+        if registration is not None and registration.projects is not None:
+            projects = registration.projects  # a project-scoped token pins the worker to them
         now = self.clock.now_ms()
         worker = WorkerRecord(
             id=new_worker_id(),
@@ -252,9 +262,21 @@ class Dispatcher:
             machine_id=machine_id,
             registration_id=registration.id if registration else None,
             metadata=metadata or {},
+            org_id=registration.org_id if registration else DEFAULT_ORG,
         )
         await self.store.insert_worker(worker)
         return worker
+
+    async def worker_org(self, worker_id: str) -> str | None:
+        """A worker's organisation (None for an unknown worker). A worker never changes
+        organisation, so each process remembers it after the first read."""
+        org = self._worker_orgs.get(worker_id)
+        if org is None:
+            worker = await self.store.get_worker(worker_id)
+            if worker is None:
+                return None
+            org = self._worker_orgs[worker_id] = worker.org_id
+        return org
 
     async def active_worker(self, worker_id: str) -> WorkerRecord:
         worker = await self.store.get_worker(worker_id)
@@ -313,7 +335,10 @@ class Dispatcher:
         return await self.store.count_pending(queue)
 
     async def poll(
-        self, worker_id: str, disconnected: Callable[[], Awaitable[object]] | None = None
+        self,
+        worker_id: str,
+        disconnected: Callable[[], Awaitable[object]] | None = None,
+        queue: str = AGENTFACTORY_QUEUE,
     ) -> Poll:
         """Pop and pre-claim up to min(free capacity, 5) sessions for the worker, and deliver
         the inbox of the sessions it holds.
@@ -322,14 +347,18 @@ class Dispatcher:
         `poll_hold_ms`: an enqueue wakes it and it claims at once, so an arrival need not
         wait for some worker's next poll (seconds apart by the protocol). The client cannot
         tell a held poll from a slow one. `disconnected`, if given, finishes when the caller
-        has gone; a held poll then ends without claiming."""
-        polled = await self._poll_once(worker_id)
+        has gone; a held poll then ends without claiming. `queue`: the worker's organisation's
+        AgentFactory queue (af_queue)."""
+        polled = await self._poll_once(worker_id, queue)
         if self.poll_hold_ms <= 0 or _nothing_to_wait_for(polled):
             return Poll(polled.claimed, by_session(polled.inbox))
-        return await self._hold(worker_id, disconnected)
+        return await self._hold(worker_id, disconnected, queue)
 
     async def _hold(
-        self, worker_id: str, disconnected: Callable[[], Awaitable[object]] | None
+        self,
+        worker_id: str,
+        disconnected: Callable[[], Awaitable[object]] | None,
+        queue: str,
     ) -> Poll:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.poll_hold_ms / 1000
@@ -342,11 +371,9 @@ class Dispatcher:
                 remaining = deadline - loop.time()
                 waiter = None
                 if remaining > 0:
-                    waiter = asyncio.ensure_future(
-                        self.notifier.wait(AGENTFACTORY_QUEUE, remaining)
-                    )
+                    waiter = asyncio.ensure_future(self.notifier.wait(queue, remaining))
                     await asyncio.sleep(0)
-                polled = await self._poll_once(worker_id)
+                polled = await self._poll_once(worker_id, queue)
                 if waiter is None or _nothing_to_wait_for(polled):
                     if waiter is not None:
                         await cancel_wait(waiter)
@@ -357,7 +384,7 @@ class Dispatcher:
                     # here if it came before the cancel, by the notifier if it came after.
                     await cancel_wait(waiter)
                     if not waiter.cancelled() and waiter.result():
-                        await self.notifier.notify(AGENTFACTORY_QUEUE)
+                        await self.notifier.notify(queue)
                     return Poll([], {})
                 if not waiter.result():
                     return Poll([], {})
@@ -369,10 +396,10 @@ class Dispatcher:
             if gone is not None:
                 await cancel_wait(gone)
 
-    async def _poll_once(self, worker_id: str) -> WorkerPoll:
+    async def _poll_once(self, worker_id: str, queue: str) -> WorkerPoll:
         now = self.clock.now_ms()
         polled = await self.store.poll_worker(
-            AGENTFACTORY_QUEUE,
+            queue,
             worker_id,
             MAX_ITEMS_PER_POLL,
             now,
@@ -511,7 +538,7 @@ class Dispatcher:
         for it: acts as the holder, or holds the registration token the holder came from.
         Anything else answers as the reference does, `transferred: false` with a reason."""
         session = await self.store.get_session(session_id)
-        if session is None or not actor.may_touch(session.project):
+        if session is None or not actor.may_touch(session.org_id, session.project):
             return TransferOutcome(False, reason="Session not found")
         if session.worker_id != old_worker or not session.is_live:
             owner = session.worker_id or "none"

@@ -144,9 +144,12 @@ class Environments:
             )
         await self.store.delete_project(environment_id)
 
-    async def accepting_queue(self, environment_id: str) -> str:
-        """The queue for new sessions in this environment; refuses an archived one."""
+    async def accepting_queue(self, environment_id: str, org_id: str | None = None) -> str:
+        """The queue for new sessions in this environment; refuses an archived one, and one
+        of another organisation than `org_id` (None: any)."""
         project = await self.get(environment_id)
+        if org_id is not None and project.org_id != org_id:
+            raise EnvironmentNotFound(environment_id)
         if project.archived_at is not None:
             raise EnvironmentArchived(environment_id)
         return project.id

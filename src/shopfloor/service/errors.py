@@ -50,6 +50,12 @@ class InvalidInput(DomainError):
         self.field = field
 
 
+class OrgNotFound(DomainError):
+    def __init__(self, org: str) -> None:
+        super().__init__(f"Organisation {org} not found")
+        self.org = org
+
+
 class EnvironmentNotFound(DomainError):
     def __init__(self, environment_id: str) -> None:
         super().__init__(f"Environment {environment_id} not found")

@@ -16,8 +16,9 @@ from sqlalchemy.engine import make_url
 
 from shopfloor.store import open_store
 from shopfloor.store.db import DbConnection
-from shopfloor.store.schema import metadata
+from shopfloor.store.schema import metadata, orgs
 from shopfloor.store.sql import SqlStore
+from shopfloor.store.tenancy_records import DEFAULT_ORG
 
 BATCH_ROWS = 1000
 
@@ -61,7 +62,7 @@ async def _copy(source: SqlStore, target: SqlStore, replace: bool) -> list[Table
     tables = metadata.sorted_tables
     copied: list[TableCopy] = []
     async with target.db.begin() as dst, source.db.connect() as src:
-        occupied = [t.name for t in tables if await _count(dst, t)]
+        occupied = [t.name for t in tables if await _count(dst, t, seeded=True)]
         if occupied and not replace:
             raise CopyError(
                 "target is not empty (rows in: " + ", ".join(occupied) + "); "
@@ -87,8 +88,13 @@ async def _copy(source: SqlStore, target: SqlStore, replace: bool) -> list[Table
     return copied
 
 
-async def _count(conn: DbConnection, table: sa.Table) -> int:
-    return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+async def _count(conn: DbConnection, table: sa.Table, *, seeded: bool = False) -> int:
+    """The table's rows; with `seeded`, leaving out the rows every migrated database has (the
+    default organisation), which the copy replaces like the rest."""
+    query = sa.select(sa.func.count()).select_from(table)
+    if seeded and table is orgs:
+        query = query.where(orgs.c.id != DEFAULT_ORG)
+    return int(await conn.scalar(query) or 0)
 
 
 async def _reset_sequences(conn: DbConnection) -> None:

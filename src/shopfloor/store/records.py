@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass, field, fields
 from typing import Any
 
+from shopfloor.store.tenancy_records import DEFAULT_ORG
+
 # Session statuses. `pending` is queued and claimable; the live ones hold a lease.
 PENDING = "pending"
 CLAIMED = "claimed"
@@ -65,6 +67,7 @@ class SessionRecord:
     lease_ttl_seconds: int | None = None
     ended_at: int | None = None
     metadata: dict[str, str] | None = None
+    org_id: str = DEFAULT_ORG
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> SessionRecord:
@@ -122,18 +125,7 @@ class WorkerRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     claim_seq: int = 0  # the store's own counter of polls that claimed (see workers table)
     undercount_since: int | None = None  # see Dispatcher.heartbeat
-
-
-@dataclass(frozen=True)
-class RegistrationTokenRecord:
-    id: str
-    kind: str
-    token_hash: str
-    created_at: int
-    project: str | None = None
-    org: str | None = None
-    label: str | None = None
-    revoked_at: int | None = None
+    org_id: str = DEFAULT_ORG
 
 
 @dataclass(frozen=True)
@@ -146,6 +138,8 @@ class SessionFilter:
     issue_id: str | None = None
     before_id: str | None = None
     limit: int = 50
+    org_id: str | None = None  # None: every organisation
+    projects: frozenset[str] | None = None  # None: every project
 
 
 @dataclass(frozen=True)
@@ -205,6 +199,7 @@ class ProjectRecord:
     metadata: dict[str, str] = field(default_factory=dict)
     scope: str | None = None
     archived_at: int | None = None
+    org_id: str = DEFAULT_ORG
 
 
 @dataclass(frozen=True)
@@ -260,6 +255,7 @@ class IssueRecord:
     parent_id: str | None = None
     project: str | None = None
     assignee: str | None = None
+    org_id: str = DEFAULT_ORG
 
 
 @dataclass(frozen=True)

@@ -16,17 +16,45 @@ settings = sa.Table(
     sa.Column("value", sa.Text, nullable=False),
 )
 
-registration_tokens = sa.Table(
-    "registration_tokens",
+orgs = sa.Table(
+    "orgs",
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("slug", sa.String(100), nullable=False, unique=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+# Every key the server checks by its hash: user keys and worker registration tokens
+# (migration 0007 made registration_tokens into this table).
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("key_type", sa.String(32), nullable=False),
     sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("project", sa.String(200)),
-    sa.Column("org", sa.String(200)),
-    sa.Column("label", sa.String(200)),
+    sa.Column("key_prefix", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("projects", JSONType),
+    sa.Column("scopes", JSONType, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger),
+    sa.Column("revoked_at", sa.BigInteger),
+    sa.Index("ix_api_keys_org", "org_id", "id"),
+)
+
+m2m_clients = sa.Table(
+    "m2m_clients",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("scopes", JSONType, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("revoked_at", sa.BigInteger),
+    sa.Index("ix_m2m_clients_org", "org_id", "id"),
 )
 
 workers = sa.Table(
@@ -50,6 +78,7 @@ workers = sa.Table(
     sa.Column("metadata", JSONType, nullable=False),
     # Since when its heartbeats report fewer sessions than it holds (migration 0005).
     sa.Column("undercount_since", sa.BigInteger),
+    sa.Column("org_id", sa.String(64), nullable=False, server_default="org_default"),
     sa.Index("ix_workers_liveness", "status", "last_heartbeat_at"),
 )
 
@@ -91,6 +120,7 @@ sessions = sa.Table(
     sa.Column("lease_ttl_seconds", sa.Integer),
     sa.Column("ended_at", sa.BigInteger),
     sa.Column("metadata", JSONType),
+    sa.Column("org_id", sa.String(64), nullable=False, server_default="org_default"),
     # The claim path reads only this partial index, so finished rows never slow a poll.
     sa.Index(
         "ix_sessions_claimable",
@@ -102,6 +132,7 @@ sessions = sa.Table(
         postgresql_where=sa.text("status = 'pending'"),
     ),
     sa.Index("ix_sessions_worker", "worker_id", "status"),
+    sa.Index("ix_sessions_org", "org_id", "id"),
     sa.Index("ix_sessions_status", "status"),
     # Only sessions holding a lease (the live ones): a claim adds one entry and an ending
     # removes it, where a full index would move every row's entry twice, to and from NULL.
@@ -188,6 +219,7 @@ issues = sa.Table(
     sa.Column("parent_id", sa.String(200)),
     sa.Column("project", sa.String(200)),
     sa.Column("assignee", sa.String(200)),
+    sa.Column("org_id", sa.String(64), nullable=False, server_default="org_default"),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Index("ix_issues_identifier", "identifier"),
@@ -217,6 +249,7 @@ projects = sa.Table(
     sa.Column("archived_at", sa.BigInteger),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("org_id", sa.String(64), nullable=False, server_default="org_default"),
     sa.Index("ix_projects_kind", "kind", "id"),
 )
 

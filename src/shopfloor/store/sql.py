@@ -38,7 +38,6 @@ from shopfloor.store.records import (
     InboxMessage,
     ProjectRecord,
     QueueStats,
-    RegistrationTokenRecord,
     SessionEvent,
     SessionFilter,
     SessionRecord,
@@ -55,6 +54,7 @@ from shopfloor.store.sql_common import (
 )
 from shopfloor.store.sql_managed import ManagedSql
 from shopfloor.store.sql_runs import RunsSql
+from shopfloor.store.sql_tenancy import TenancySql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
@@ -372,11 +372,7 @@ def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
     return WorkerRecord(**row._mapping)
 
 
-def _token_from_row(row: sa.Row[Any]) -> RegistrationTokenRecord:
-    return RegistrationTokenRecord(**row._mapping)
-
-
-class SqlStore(ChannelSql, RunsSql, ManagedSql):
+class SqlStore(ChannelSql, RunsSql, ManagedSql, TenancySql):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema
@@ -443,46 +439,6 @@ class SqlStore(ChannelSql, RunsSql, ManagedSql):
         async with self.db.begin() as conn:
             await conn.execute(t.settings.delete().where(t.settings.c.key == key))
 
-    # -- registration tokens --
-
-    async def insert_registration_token(self, token: RegistrationTokenRecord) -> None:
-        async with self.db.begin() as conn:
-            await conn.execute(t.registration_tokens.insert().values(dataclasses.asdict(token)))
-
-    async def find_registration_token(self, token_hash: str) -> RegistrationTokenRecord | None:
-        return await self._one_token(t.registration_tokens.c.token_hash == token_hash)
-
-    async def get_registration_token(self, token_id: str) -> RegistrationTokenRecord | None:
-        return await self._one_token(t.registration_tokens.c.id == token_id)
-
-    async def _one_token(self, where: sa.ColumnElement[bool]) -> RegistrationTokenRecord | None:
-        async with self.db.connect() as conn:
-            row = (await conn.execute(sa.select(t.registration_tokens).where(where))).first()
-        return None if row is None else _token_from_row(row)
-
-    async def list_registration_tokens(self) -> list[RegistrationTokenRecord]:
-        async with self.db.connect() as conn:
-            rows = await conn.execute(
-                sa.select(t.registration_tokens).order_by(t.registration_tokens.c.id)
-            )
-            return [_token_from_row(r) for r in rows]
-
-    async def revoke_registration_token(self, token_id: str, now: int) -> bool:
-        tok = t.registration_tokens
-        async with self.db.begin() as conn:
-            result = await conn.execute(
-                tok.update()
-                .where(tok.c.id == token_id, tok.c.revoked_at.is_(None))
-                .values(revoked_at=now)
-            )
-        return result.rowcount > 0
-
-    async def revoked_registration_ids(self) -> set[str]:
-        tok = t.registration_tokens
-        async with self.db.connect() as conn:
-            rows = await conn.execute(sa.select(tok.c.id).where(tok.c.revoked_at.is_not(None)))
-            return {r.id for r in rows}
-
     async def workers_of_registration(self, registration_id: str) -> list[str]:
         w = t.workers
         query = sa.select(w.c.id).where(
@@ -538,10 +494,14 @@ class SqlStore(ChannelSql, RunsSql, ManagedSql):
             )
         return result.rowcount > 0
 
-    async def list_workers(self, status: str | None = None) -> list[WorkerRecord]:
+    async def list_workers(
+        self, status: str | None = None, org_id: str | None = None
+    ) -> list[WorkerRecord]:
         query = sa.select(t.workers).order_by(t.workers.c.registered_at.desc())
         if status is not None:
             query = query.where(t.workers.c.status == status)
+        if org_id is not None:
+            query = query.where(t.workers.c.org_id == org_id)
         async with self.db.connect() as conn:
             return [_worker_from_row(r) for r in await conn.execute(query)]
 
@@ -597,9 +557,12 @@ class SqlStore(ChannelSql, RunsSql, ManagedSql):
             (s.c.work_type, flt.work_type),
             (s.c.worker_id, flt.worker_id),
             (s.c.issue_id, flt.issue_id),
+            (s.c.org_id, flt.org_id),
         ):
             if value is not None:
                 query = query.where(column == value)
+        if flt.projects is not None:
+            query = query.where(s.c.project.in_(sorted(flt.projects)))
         if flt.before_id is not None:
             query = query.where(s.c.id < flt.before_id)
         async with self.db.connect() as conn:

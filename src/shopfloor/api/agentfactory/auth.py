@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -10,7 +11,8 @@ from shopfloor.api.envelope import ApiError, bearer
 from shopfloor.api.state import services
 from shopfloor.service.actors import ANYONE, Actor
 from shopfloor.service.auth import RuntimeClaims, TokenExpired, TokenRevoked
-from shopfloor.store.records import RegistrationTokenRecord
+from shopfloor.service.dispatch import af_queue
+from shopfloor.store.tenancy_records import DEFAULT_ORG, ApiKeyRecord
 
 UNAUTHORIZED = "Invalid or missing API key"
 WRONG_SUBJECT = "Token subject does not match worker"
@@ -20,12 +22,20 @@ WRONG_SUBJECT = "Token subject does not match worker"
 class WorkerCaller:
     static_key: bool = False
     runtime: RuntimeClaims | None = None
-    registration: RegistrationTokenRecord | None = None
+    registration: ApiKeyRecord | None = None
+    # The organisation of a worker, for the static key's check (Dispatcher.worker_org).
+    worker_org: Callable[[str], Awaitable[str | None]] | None = None
 
-    def check_acts_as(self, worker_id: str) -> None:
-        """A runtime JWT may only act for the worker named in its `sub` claim."""
-        if self.runtime is not None and self.runtime.worker_id != worker_id:
-            raise ApiError(403, WRONG_SUBJECT)
+    async def check_acts_as(self, worker_id: str) -> None:
+        """A runtime JWT may only act for the worker named in its `sub` claim; the static
+        key for any worker of the default organisation, the one it belongs to."""
+        if self.runtime is not None:
+            if self.runtime.worker_id != worker_id:
+                raise ApiError(403, WRONG_SUBJECT)
+        elif self.worker_org is not None:
+            org = await self.worker_org(worker_id)
+            if org is not None and org != DEFAULT_ORG:
+                raise ApiError(403, WRONG_SUBJECT)
 
     @property
     def actor(self) -> Actor:
@@ -35,9 +45,15 @@ class WorkerCaller:
             return ANYONE
         return Actor(
             worker_id=self.runtime.worker_id,
-            project=self.runtime.project,
+            org_id=self.runtime.org_id,
+            projects=self.runtime.projects,
             registration_id=self.runtime.registration_id,
         )
+
+    @property
+    def queue(self) -> str:
+        """The AgentFactory queue of the caller's organisation."""
+        return af_queue(self.runtime.org_id if self.runtime else DEFAULT_ORG)
 
 
 async def authenticate(
@@ -48,7 +64,7 @@ async def authenticate(
     if token is None:
         raise ApiError(401, UNAUTHORIZED)
     if creds.is_static_worker_key(token):
-        return WorkerCaller(static_key=True)
+        return WorkerCaller(static_key=True, worker_org=services(request).dispatcher.worker_org)
     if token.count(".") == 2:
         try:
             claims = creds.runtime_claims(token, allow_expired=allow_expired)

@@ -25,12 +25,12 @@ def _channel(request: Request) -> SessionChannel:
     return services(request).dispatcher.channel
 
 
-def _acting_worker(caller: WorkerCaller, body: dict[str, Any]) -> str | None:
+async def _acting_worker(caller: WorkerCaller, body: dict[str, Any]) -> str | None:
     """The worker a call acts for: its `workerId`, else a runtime JWT's subject. Static-key
     calls without a workerId (completion, external-urls, files/*) name no worker."""
     worker_id = opt_str(body, "workerId")
     if worker_id:
-        caller.check_acts_as(worker_id)
+        await caller.check_acts_as(worker_id)
         return worker_id
     return caller.runtime.worker_id if caller.runtime else None
 
@@ -46,7 +46,7 @@ async def lock_refresh(session_id: str, request: Request, caller: Caller) -> dic
     message = "workerId and issueId are required"
     worker_id = req_str(body, "workerId", message)
     issue_id = req_str(body, "issueId", message)
-    caller.check_acts_as(worker_id)
+    await caller.check_acts_as(worker_id)
     channel = _channel(request)
     refreshed = await channel.refresh_issue_lock(session_id, worker_id, issue_id)
     reply: dict[str, Any] = {"refreshed": refreshed}
@@ -69,7 +69,7 @@ async def progress(session_id: str, request: Request, caller: Caller) -> dict[st
     message = opt_str(body, "message")
     if not milestone and not message:
         raise ApiError(400, "milestone or message is required")
-    caller.check_acts_as(worker_id)
+    await caller.check_acts_as(worker_id)
     data = {"milestone": milestone, "message": message}
     await _channel(request).record(session_id, worker_id, "progress", data)
     return {"posted": True, "milestone": milestone}
@@ -92,7 +92,7 @@ async def activity(session_id: str, request: Request, caller: Caller) -> dict[st
         or not isinstance(act.get("content"), str)
     ):
         raise ApiError(400, "activity with type and content is required")
-    caller.check_acts_as(worker_id)
+    await caller.check_acts_as(worker_id)
     await _channel(request).record(session_id, worker_id, "activity", act)
     return {"forwarded": True}
 
@@ -106,7 +106,7 @@ async def activity(session_id: str, request: Request, caller: Caller) -> dict[st
 async def completion(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     summary = req_str(body, "summary")
-    worker_id = _acting_worker(caller, body)
+    worker_id = await _acting_worker(caller, body)
     await _channel(request).record(session_id, worker_id, "completion", {"summary": summary})
     return {"posted": True, "partsPosted": 1, "totalParts": 1}
 
@@ -126,7 +126,7 @@ async def external_urls(session_id: str, request: Request, caller: Caller) -> di
     ):
         raise ApiError(400, "externalUrls must be an array of {label, url} objects")
     clean = [{"label": u["label"], "url": u["url"]} for u in urls]
-    worker_id = _acting_worker(caller, body)
+    worker_id = await _acting_worker(caller, body)
     await _channel(request).record(session_id, worker_id, "external-urls", {"externalUrls": clean})
     return {"updated": True, "externalUrls": clean}
 
@@ -144,7 +144,7 @@ async def tool_error(session_id: str, request: Request, caller: Caller) -> dict[
     context = body.get("context")
     if context is not None and not isinstance(context, dict):
         raise ApiError(400, "context must be an object")
-    worker_id = _acting_worker(caller, body)
+    worker_id = await _acting_worker(caller, body)
     outcome = await _channel(request).tool_error(
         session_id,
         worker_id,
@@ -167,7 +167,7 @@ async def security_scan(session_id: str, request: Request, caller: Caller) -> di
     event = body.get("event")
     if not isinstance(event, dict):
         raise ApiError(400, "event is required")
-    worker_id = _acting_worker(caller, body)
+    worker_id = await _acting_worker(caller, body)
     await _channel(request).record(session_id, worker_id, "security-scan", {"event": event})
     return {"stored": True}
 
@@ -183,7 +183,7 @@ async def inbox_ack(session_id: str, request: Request, caller: Caller) -> dict[s
     message_id = req_str(body, "messageId")
     if body.get("lane") not in LANES:
         raise ApiError(400, 'lane must be "urgent" or "normal"')
-    worker_id = _acting_worker(caller, body)
+    worker_id = await _acting_worker(caller, body)
     acknowledged = await _channel(request).ack(session_id, message_id, worker_id)
     return {"acknowledged": acknowledged}
 
@@ -215,7 +215,7 @@ async def files_reserve(session_id: str, request: Request, caller: Caller) -> di
     body = await json_object(request)
     paths = _file_paths(body)
     reason = opt_str(body, "reason")
-    worker_id = _acting_worker(caller, body)
+    worker_id = await _acting_worker(caller, body)
     reserved, conflicts = await _channel(request).reserve_files(
         session_id, worker_id, paths, reason
     )
@@ -231,7 +231,7 @@ async def files_reserve(session_id: str, request: Request, caller: Caller) -> di
 async def files_check(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     paths = _file_paths(body)
-    worker_id = _acting_worker(caller, body)
+    worker_id = await _acting_worker(caller, body)
     conflicts = await _channel(request).file_conflicts(session_id, worker_id, paths)
     return {"conflicts": [file_conflict(c) for c in conflicts]}
 
@@ -245,7 +245,7 @@ async def files_check(session_id: str, request: Request, caller: Caller) -> dict
 async def files_release(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     paths = _file_paths(body)
-    worker_id = _acting_worker(caller, body)
+    worker_id = await _acting_worker(caller, body)
     return {"released": await _channel(request).release_files(session_id, worker_id, paths)}
 
 
@@ -257,7 +257,7 @@ async def files_release(session_id: str, request: Request, caller: Caller) -> di
 )
 async def files_release_all(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request, empty_ok=True)
-    worker_id = _acting_worker(caller, body)
+    worker_id = await _acting_worker(caller, body)
     return {"released": await _channel(request).release_all_files(session_id, worker_id)}
 
 
@@ -292,7 +292,7 @@ async def recovery_generate(session_id: str, request: Request, caller: Caller) -
     body = await json_object(request, empty_ok=True)
     await services(request).dispatcher.visible_session(session_id, caller.actor)
     reason = opt_str(body, "reason")
-    worker_id = _acting_worker(caller, body)
+    worker_id = await _acting_worker(caller, body)
     packet = await _channel(request).generate_packet(session_id, worker_id, reason)
     return {"stored": True, "packet": recovery_packet(packet)}
 

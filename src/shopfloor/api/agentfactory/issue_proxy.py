@@ -134,7 +134,9 @@ class Call:
         """The issue named by args[0]; an issue of a project the caller may not touch does
         not exist for it."""
         issue = await self.channel.find_issue(_arg(self.args, 0, "issueId"))
-        return issue if issue is not None and self.actor.may_touch(issue.project) else None
+        if issue is None or not self.actor.may_touch(issue.org_id, issue.project):
+            return None
+        return issue
 
     async def issue(self) -> IssueRecord:
         issue = await self.find_issue()

@@ -27,7 +27,8 @@ from shopfloor.api.openapi import af_errors, json_body, ok, security
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.service.dispatch import StatusReport
-from shopfloor.store.records import RegistrationTokenRecord, WorkerRecord
+from shopfloor.store.records import WorkerRecord
+from shopfloor.store.tenancy_records import ApiKeyRecord
 
 router = APIRouter(tags=[schemas.WORKER_PROTOCOL], responses=af_errors(400, 401, 413))
 Caller = Annotated[WorkerCaller, Depends(worker_caller)]
@@ -85,8 +86,8 @@ async def register(request: Request) -> JSONResponse:
 
 @router.get("/api/config", response_model=None, responses=ok(schemas.ConfigReply))
 async def config(caller: Caller) -> dict[str, Any]:
-    project = caller.runtime.project if caller.runtime else None
-    return {"projects": [project] if project else []}
+    projects = caller.runtime.projects if caller.runtime else None
+    return {"projects": sorted(projects) if projects else []}
 
 
 @router.post(
@@ -96,7 +97,8 @@ async def config(caller: Caller) -> dict[str, Any]:
 )
 @hot
 async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
-    (await authenticate(request)).check_acts_as(worker_id)
+    caller = await authenticate(request)
+    await caller.check_acts_as(worker_id)
     body = await json_object(request, empty_ok=True)
     active = body.get("activeCount")
     if not is_number(active) or active < 0:
@@ -109,7 +111,7 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
         {
             "acknowledged": True,
             "serverTime": iso(dispatcher.clock.now_ms()),
-            "pendingWorkCount": await dispatcher.pending_count(),
+            "pendingWorkCount": await dispatcher.pending_count(caller.queue),
         }
     )
 
@@ -117,9 +119,12 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
 @router.get("/api/workers/{worker_id}/poll", responses=ok(schemas.PollReply) | af_errors(403, 404))
 @hot
 async def poll(worker_id: str, request: Request) -> JSONResponse:
-    (await authenticate(request)).check_acts_as(worker_id)
+    caller = await authenticate(request)
+    await caller.check_acts_as(worker_id)
     dispatcher = services(request).dispatcher
-    polled = await dispatcher.poll(worker_id, disconnected=lambda: _disconnect(request))
+    polled = await dispatcher.poll(
+        worker_id, disconnected=lambda: _disconnect(request), queue=caller.queue
+    )
     claimed, inbox = polled.claimed, polled.inbox
     return JSONResponse(
         {
@@ -147,7 +152,7 @@ async def _disconnect(request: Request) -> None:
 )
 async def refresh_token(worker_id: str, request: Request) -> dict[str, Any]:
     caller = await authenticate(request, allow_registration=True, allow_expired=True)
-    caller.check_acts_as(worker_id)
+    await caller.check_acts_as(worker_id)
     if caller.static_key:
         raise ApiError(400, "Workers registered with the static API key have no runtime token")
     svc = services(request)
@@ -155,8 +160,8 @@ async def refresh_token(worker_id: str, request: Request) -> dict[str, Any]:
     registration_id = caller.registration.id if caller.registration else None
     if registration_id is not None and registration_id != worker.registration_id:
         raise ApiError(403, "Registration token does not match worker")
-    record = await svc.dispatcher.store.get_registration_token(worker.registration_id or "")
-    if record is None or record.revoked_at is not None:
+    record = await svc.dispatcher.store.get_api_key(worker.registration_id or "")
+    if record is None or not record.usable_at(svc.clock.now_ms()):
         raise ApiError(401, "Registration token revoked")
     return {**_runtime_token(request, worker, record), **_intervals(request)}
 
@@ -167,7 +172,7 @@ async def refresh_token(worker_id: str, request: Request) -> dict[str, Any]:
     responses=ok(schemas.DeregisterReply) | af_errors(403, 404),
 )
 async def deregister(worker_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    caller.check_acts_as(worker_id)
+    await caller.check_acts_as(worker_id)
     released = await services(request).dispatcher.deregister(worker_id)
     return {"deregistered": True, "unclaimedSessions": released}
 
@@ -184,7 +189,7 @@ async def deregister(worker_id: str, request: Request, caller: Caller) -> dict[s
 async def claim(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     body = await json_object(request)
     worker_id = req_str(body, "workerId")
-    caller.check_acts_as(worker_id)
+    await caller.check_acts_as(worker_id)
     outcome = await services(request).dispatcher.claim(session_id, worker_id)
     if not outcome.claimed or outcome.session is None:
         return {"claimed": False, "reason": outcome.reason}
@@ -217,7 +222,7 @@ async def report_status(session_id: str, request: Request) -> JSONResponse:
         input_tokens=opt_int(body, "inputTokens"),
         output_tokens=opt_int(body, "outputTokens"),
     )
-    caller.check_acts_as(worker_id)
+    await caller.check_acts_as(worker_id)
     session = await services(request).dispatcher.report_status(session_id, worker_id, report)
     return JSONResponse({"updated": True, "session": session_state(session)})
 
@@ -242,7 +247,7 @@ async def nack(session_id: str, request: Request, caller: Caller) -> dict[str, A
     body = await json_object(request)
     worker_id = req_str(body, "workerId")
     reason = opt_str(body, "reason")
-    caller.check_acts_as(worker_id)
+    await caller.check_acts_as(worker_id)
     await services(request).dispatcher.nack(session_id, worker_id, reason)
     return {"nacked": True, "sessionId": session_id, "requeued": True}
 
@@ -259,7 +264,7 @@ async def transfer_ownership(session_id: str, request: Request, caller: Caller) 
     new_worker = req_str(body, "newWorkerId", message)
     old_worker = req_str(body, "oldWorkerId", message)
     if not caller.actor.may_act_as(old_worker):
-        caller.check_acts_as(new_worker)
+        await caller.check_acts_as(new_worker)
     dispatcher = services(request).dispatcher
     outcome = await dispatcher.transfer(session_id, old_worker, new_worker, caller.actor)
     if not outcome.transferred or outcome.session is None:
@@ -279,7 +284,7 @@ def _intervals(request: Request) -> dict[str, int]:
 
 
 def _runtime_token(
-    request: Request, worker: WorkerRecord, registration: RegistrationTokenRecord
+    request: Request, worker: WorkerRecord, registration: ApiKeyRecord
 ) -> dict[str, Any]:
     token, expires_ms = services(request).credentials.mint_runtime_token(worker.id, registration)
     return {"runtimeToken": token, "runtimeTokenExpiresAt": iso(expires_ms)}

@@ -9,29 +9,32 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, StrictStr
 
 from shopfloor.api.envelope import INT64_MAX
-from shopfloor.api.openapi import ADMIN_KEY, af_errors, tag
-from shopfloor.api.operator.routes import require_admin
+from shopfloor.api.openapi import ADMIN_KEY, OAUTH2, ORG_API_KEY, af_errors, tag
+from shopfloor.api.operator.auth import scoped
+from shopfloor.api.operator.routes import visible_session
 from shopfloor.api.operator.schemas import RequestBody, SessionView
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
+from shopfloor.service.actors import Principal
 from shopfloor.service.channel import SessionChannel
 from shopfloor.store.records import InboxMessage, RecoveryPacket, SessionEvent
-
-# The identity of the admin key, recorded as the sender of what it sends.
-OPERATOR = "admin"
 
 OPERATOR_CHANNEL = tag(
     "Operator API: session channel",
     "Stop, prompt or nudge a running session; read its inbox, its timeline and its "
-    'crash-recovery packets. The admin key only. Errors are `{"error", "message"}`.',
+    "crash-recovery packets. The admin key, or an organisation's key or access token with "
+    '`sessions:read` / `sessions:write` on its own sessions. Errors are `{"error", "message"}`.',
     ADMIN_KEY,
+    ORG_API_KEY,
+    OAUTH2,
 )
 router = APIRouter(
     prefix="/api/v1",
     tags=[OPERATOR_CHANNEL],
-    dependencies=[Depends(require_admin)],
-    responses=af_errors(400, 401, 404, 413),
+    responses=af_errors(400, 401, 403, 404, 413),
 )
+SessionsRead = Annotated[Principal, Depends(scoped("sessions:read"))]
+SessionsWrite = Annotated[Principal, Depends(scoped("sessions:write"))]
 
 
 class Sender(RequestBody):
@@ -41,8 +44,8 @@ class Sender(RequestBody):
     userId: StrictStr | None = Field(None, min_length=1, max_length=200)
     userName: StrictStr | None = Field(None, max_length=200)
 
-    def user_id(self) -> str:
-        return self.userId or OPERATOR
+    def user_id(self, who: Principal) -> str:
+        return self.userId or who.identity
 
 
 class StopRequest(Sender):
@@ -135,13 +138,14 @@ def packet_view(p: RecoveryPacket) -> dict[str, Any]:
 
 @router.post("/sessions/{session_id}/stop", response_model=SessionView, responses=af_errors(409))
 async def stop_session(
-    session_id: str, request: Request, body: StopRequest | None = None
+    session_id: str, request: Request, who: SessionsWrite, body: StopRequest | None = None
 ) -> SessionView:
     body = body or StopRequest(userId=None, userName=None, reason=None)
+    await visible_session(request, who, session_id)
     svc = services(request)
     dispatcher = svc.dispatcher
     session = await dispatcher.channel.stop(
-        session_id, body.reason, user_id=body.user_id(), user_name=body.userName
+        session_id, body.reason, user_id=body.user_id(who), user_name=body.userName
     )
     # A managed session ends with its row: its agent loop stops, its clients are told.
     await svc.managed.terminate(session_id)
@@ -155,10 +159,11 @@ async def stop_session(
     responses=af_errors(409),
 )
 async def prompt_session(
-    session_id: str, body: PromptRequest, request: Request
+    session_id: str, body: PromptRequest, request: Request, who: SessionsWrite
 ) -> InboxMessageView:
+    await visible_session(request, who, session_id)
     message = await _channel(request).send(
-        session_id, "directive", body.text, user_id=body.user_id(), user_name=body.userName
+        session_id, "directive", body.text, user_id=body.user_id(who), user_name=body.userName
     )
     return InboxMessageView.of(message)
 
@@ -170,19 +175,22 @@ async def prompt_session(
     responses=af_errors(409),
 )
 async def nudge_session(
-    session_id: str, request: Request, body: NudgeRequest | None = None
+    session_id: str, request: Request, who: SessionsWrite, body: NudgeRequest | None = None
 ) -> InboxMessageView:
     body = body or NudgeRequest(userId=None, userName=None, text=None)
+    await visible_session(request, who, session_id)
     message = await _channel(request).send(
-        session_id, "nudge", body.text or "", user_id=body.user_id(), user_name=body.userName
+        session_id, "nudge", body.text or "", user_id=body.user_id(who), user_name=body.userName
     )
     return InboxMessageView.of(message)
 
 
 @router.get("/sessions/{session_id}/inbox", response_model=list[InboxMessageView])
-async def session_inbox(session_id: str, request: Request) -> list[InboxMessageView]:
+async def session_inbox(
+    session_id: str, request: Request, who: SessionsRead
+) -> list[InboxMessageView]:
     channel = _channel(request)
-    await channel.timeline(session_id, limit=1)  # 404 for an unknown session
+    await visible_session(request, who, session_id)
     return [InboxMessageView.of(m) for m in await channel.store.list_inbox(session_id)]
 
 
@@ -190,11 +198,13 @@ async def session_inbox(session_id: str, request: Request) -> list[InboxMessageV
 async def session_activity(
     session_id: str,
     request: Request,
+    who: SessionsRead,
     after: Annotated[
         int, Query(ge=0, le=INT64_MAX, description="Only entries with a larger id")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> Timeline:
+    await visible_session(request, who, session_id)
     session, events = await _channel(request).timeline(session_id, after, limit)
     return Timeline(
         sessionId=session.id,
@@ -205,6 +215,7 @@ async def session_activity(
 
 
 @router.get("/sessions/{session_id}/recovery", response_model=RecoveryChain)
-async def session_recovery(session_id: str, request: Request) -> RecoveryChain:
+async def session_recovery(session_id: str, request: Request, who: SessionsRead) -> RecoveryChain:
+    await visible_session(request, who, session_id)
     chain = await _channel(request).recovery_chain(session_id)
     return RecoveryChain(sessionId=session_id, packets=[packet_view(p) for p in chain])

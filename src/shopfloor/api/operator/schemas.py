@@ -22,11 +22,11 @@ from shopfloor.api.agentfactory.wire import queued_work
 from shopfloor.api.envelope import has_nul, json_problem
 from shopfloor.api.timefmt import iso
 from shopfloor.store.records import (
-    RegistrationTokenRecord,
     SessionEvent,
     SessionRecord,
     WorkerRecord,
 )
+from shopfloor.store.tenancy_records import ApiKeyRecord, OrgRecord
 
 Text = StrictStr
 MetadataKey = Annotated[Text, StringConstraints(min_length=1, max_length=64)]
@@ -170,6 +170,11 @@ class SessionCreate(DispatchFields):
     metadata: dict[MetadataKey, MetadataValue] | None = Field(
         None, max_length=16, description="String map, shown as the work item's metadata"
     )
+    orgId: ShortText | None = Field(
+        None,
+        description="The organisation (id or slug) to queue it in: the admin key's choice, "
+        "the default organisation if absent; a key queues in its own",
+    )
 
 
 class StatusChange(BaseModel):
@@ -211,6 +216,7 @@ class SessionView(BaseModel):
     claimedAt: str | None
     environmentId: str | None = None
     metadata: dict[str, str] | None = None
+    orgId: str
     workItem: dict[str, Any] = Field(
         description="The AgentFactory work item a worker's poll receives for this session"
     )
@@ -246,6 +252,7 @@ class SessionView(BaseModel):
             claimedAt=iso(s.claimed_at),
             environmentId=s.queue if s.queue.startswith("env_") else None,
             metadata=s.metadata,
+            orgId=s.org_id,
             workItem=queued_work(s),
             history=None if history is None else [StatusChange.of(e) for e in history],
         )
@@ -267,6 +274,7 @@ class WorkerView(BaseModel):
     version: str | None
     registeredAt: str
     lastHeartbeatAt: str
+    orgId: str
 
     @classmethod
     def of(cls, w: WorkerRecord) -> WorkerView:
@@ -281,6 +289,7 @@ class WorkerView(BaseModel):
             version=w.version,
             registeredAt=iso(w.registered_at) or "",
             lastHeartbeatAt=iso(w.last_heartbeat_at) or "",
+            orgId=w.org_id,
         )
 
 
@@ -291,32 +300,58 @@ class TokenCreate(RequestBody):
         max_length=200,
         description="Scope to one project (rsp_live_…); org-wide otherwise",
     )
-    org: Text | None = Field(None, min_length=1, max_length=200)
+    org: Text | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        description="The organisation (id or slug): the admin key's choice, the default "
+        "organisation if absent; a key mints for its own",
+    )
     label: Text | None = Field(None, max_length=200)
 
 
 class TokenView(BaseModel):
     id: str
-    kind: str
+    kind: str = Field(description="rsk (every project of the org) or rsp (one project)")
     project: str | None
-    org: str | None
+    org: str = Field(description="The organisation's id")
     label: str | None
+    keyPrefix: str
+    scopes: list[str]
     createdAt: str
     revokedAt: str | None
     token: str | None = Field(None, description="The secret, shown only in the create reply")
 
     @classmethod
-    def of(cls, r: RegistrationTokenRecord, clear: str | None = None) -> TokenView:
+    def of(cls, r: ApiKeyRecord, clear: str | None = None) -> TokenView:
         return cls(
             id=r.id,
             kind=r.kind,
             project=r.project,
-            org=r.org,
-            label=r.label,
+            org=r.org_id,
+            label=r.name,
+            keyPrefix=r.key_prefix,
+            scopes=r.scopes,
             createdAt=iso(r.created_at) or "",
             revokedAt=iso(r.revoked_at),
             token=clear,
         )
+
+
+class OrgCreate(RequestBody):
+    slug: Text = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
+    name: Text | None = Field(None, min_length=1, max_length=200)
+
+
+class OrgView(BaseModel):
+    id: str
+    slug: str
+    name: str
+    createdAt: str
+
+    @classmethod
+    def of(cls, o: OrgRecord) -> OrgView:
+        return cls(id=o.id, slug=o.slug, name=o.name, createdAt=iso(o.created_at) or "")
 
 
 def validation_message(errors: list[Any]) -> str:

@@ -11,7 +11,7 @@ from fastapi import Request
 from shopfloor.api.envelope import ApiError, bearer
 from shopfloor.api.state import services
 from shopfloor.service.runs import AgentWorker, RunService, project_ref
-from shopfloor.store.records import RegistrationTokenRecord
+from shopfloor.store.tenancy_records import ApiKeyRecord
 
 UNAUTHORIZED = "Invalid or missing API key"
 WRONG_PROJECT = "Token is not valid for this project"
@@ -25,9 +25,9 @@ def run_service(request: Request) -> RunService:
 @dataclass(frozen=True)
 class VfCaller:
     all_projects: bool = False
-    project: str | None = None  # the project of a project-scoped registration token
+    projects: frozenset[str] = frozenset()  # the projects of a project-scoped key
     worker: AgentWorker | None = None  # set for a worker token
-    registration: RegistrationTokenRecord | None = None  # set for a registration token
+    registration: ApiKeyRecord | None = None  # set for a registration token
 
     @property
     def worker_id(self) -> str | None:
@@ -38,7 +38,7 @@ class VfCaller:
             return
         if self.worker is not None and self.worker.details.project_id == project_id:
             return
-        if self.project is not None and project_ref(self.project).id == project_id:
+        if any(project_ref(p).id == project_id for p in self.projects):
             return
         raise ApiError(403, WRONG_PROJECT)
 
@@ -60,7 +60,9 @@ async def vf_caller(request: Request) -> VfCaller:
     record = await creds.registration_token(token)
     if record is not None:
         return VfCaller(
-            all_projects=record.project is None, project=record.project, registration=record
+            all_projects=record.projects is None,
+            projects=frozenset(record.projects or ()),
+            registration=record,
         )
     agent = await run_service(request).worker_for_token(token)
     if agent is not None and not creds.is_revoked(agent.worker.registration_id):

@@ -310,8 +310,8 @@ def _admission(body: dict[str, Any], caller: VfCaller, idempotency_key: str | No
     else:
         raise ApiError(400, "config.agent_admission is required")
     project = body.get("project_id", (request or {}).get("project_id"))
-    if project is None:
-        project = caller.project
+    if project is None and len(caller.projects) == 1:
+        (project,) = caller.projects  # a key of one project admits to it by default
     if not isinstance(project, str):
         raise ApiError(400, "project_id is required (a project UUID or slug)")
     parse.project_reference(project)
