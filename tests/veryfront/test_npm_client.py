@@ -190,13 +190,13 @@ def test_worker_lifecycle_with_the_npm_client(server: Server) -> None:
     assert run["status"] == "completed"
     assert run["worker_session"]["session_key"] == out["session"]["session_key"]
     events = get(server, f"/runs/{admitted['run_id']}/events")["data"]
-    assert [e["type"] for e in events] == [
+    assert [e["event_type"] for e in events] == [
         "TEXT_MESSAGE_START",
         "TEXT_MESSAGE_CONTENT",
         "TEXT_MESSAGE_END",
         "CUSTOM",
     ]
-    assert events[1]["event"]["delta"] == "Hello from the interop worker."
+    assert events[1]["payload"]["delta"] == "Hello from the interop worker."
 
 
 def test_lease_loss_with_the_npm_client(server: Server) -> None:
@@ -220,7 +220,7 @@ def test_lease_loss_with_the_npm_client(server: Server) -> None:
     )
     # The refused append wrote nothing: only the second attempt's events are there.
     events = get(server, f"/runs/{admitted['run_id']}/events")["data"]
-    assert [e["event"].get("delta") for e in events] == [None, "second attempt", None]
+    assert [e["payload"].get("delta") for e in events] == [None, "second attempt", None]
     history = get(server, f"/api/v1/sessions/{run['session_id']}")["history"]
     assert [h["reason"] for h in history if h["status"] == "pending"] == [
         "run admitted",

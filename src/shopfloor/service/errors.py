@@ -117,3 +117,23 @@ class CursorMismatch(DomainError):
         self.which = which
         self.expected = expected
         self.current = current
+
+
+class RunWaitingForTool(DomainError):
+    """An append to a run that waits for a tool's result (an open input request)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__("Run is waiting for a tool result")
+        self.run_id = run_id
+
+
+class ConversationNotFound(DomainError):
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__("Conversation not found")
+        self.conversation_id = conversation_id
+
+
+class InputRequestNotFound(DomainError):
+    def __init__(self, request_id: str) -> None:
+        super().__init__("Input request not found")
+        self.request_id = request_id

@@ -13,6 +13,10 @@ from typing import Any, Protocol
 
 log = logging.getLogger("shopfloor.notifier")
 
+# A key with this prefix is watched rather than polled: a notification on it stands for a
+# change every follower must see (a run's new events), so it wakes all its waiters.
+WATCH_PREFIX = "~"
+
 
 class Notifier(Protocol):
     async def start(self) -> None: ...
@@ -49,10 +53,12 @@ class LocalNotifier:
         self.wake(queue)
 
     def wake(self, queue: str) -> None:
+        every = queue.startswith(WATCH_PREFIX)
         for event in self._waiters.get(queue, ()):
             if not event.is_set():
                 event.set()
-                return
+                if not every:
+                    return
 
     async def wait(self, queue: str, seconds: float) -> bool:
         event = asyncio.Event()
