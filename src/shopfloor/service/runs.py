@@ -465,18 +465,16 @@ class RunService:
         return None
 
     async def _started(self, run: RunRecord, now: int) -> RunRecord:
-        """At a claim: the first one sets started_at; a conversation's run without a request
-        snapshot gets one built from the conversation's messages (kept for re-claims)."""
-        if run.started_at is None:
-            run = await self.store.update_run(
-                run.run_id, {"started_at": now}, where_null=("started_at",)
-            ) or await self._run(run.run_id)
+        """At the first claim: started_at, and for a conversation's run without a request
+        snapshot one built from the conversation's messages (kept for any re-claim)."""
+        if run.started_at is not None:
+            return run
+        changes: dict[str, Any] = {"started_at": now}
         if run.owner_kind == "conversation" and run.request_snapshot is None:
-            snapshot = snapshot_from_messages(await self._snapshot_messages(run))
-            run = await self.store.update_run(
-                run.run_id, {"request_snapshot": snapshot}, where_null=("request_snapshot",)
-            ) or await self._run(run.run_id)
-        return run
+            messages = await self._snapshot_messages(run)
+            changes["request_snapshot"] = snapshot_from_messages(messages)
+        started = await self.store.update_run(run.run_id, changes, where_null=("started_at",))
+        return started or await self._run(run.run_id)
 
     async def _snapshot_messages(self, run: RunRecord) -> list[Any]:
         """The conversation's messages up to the one the run was admitted for (all of them if

@@ -251,7 +251,8 @@ class RunsSql:
     async def update_run(
         self, run_id: str, changes: Mapping[str, Any], *, where_null: Sequence[str] = ()
     ) -> RunRecord | None:
-        """Change a run row, only while the columns named in `where_null` are still NULL."""
+        """Change a run row, only while the columns named in `where_null` are still NULL
+        (not JSON columns: a JSON null is not SQL NULL)."""
         r = t.runs
         where = [r.c.run_id == run_id, *(r.c[name].is_(None) for name in where_null)]
         async with self.db.begin() as conn:
