@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ class OperatorClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
+        self._raise_for(response)
+        return response.json()
+
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
         if response.status_code >= 400:
             try:
                 body = response.json()
@@ -49,8 +55,9 @@ class OperatorClient:
                     message = nested["message"]
                 elif isinstance(body.get("message"), str):
                     message = body["message"]
+                elif isinstance(body.get("detail"), str):  # the Veryfront routes
+                    message = body["detail"]
             raise OperatorError(response.status_code, message)
-        return response.json()
 
     def create_session(self, fields: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in fields.items() if v is not None}
@@ -141,3 +148,45 @@ class OperatorClient:
     def get_run(self, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/runs/{run_id}")
         return result
+
+    def cancel_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/cancel")
+        return result
+
+    def list_runs(self, project: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        result: dict[str, Any] = self._call("GET", f"/projects/{project}/runs", params=params)
+        return result
+
+    def stream_run_events(self, run_id: str, after_event_id: int) -> Iterator[dict[str, str]]:
+        """The run's events after `after_event_id` as they are appended (server-sent events:
+        each a dict of `event`, `id` and `data`), until the server ends the stream."""
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after_event_id)}
+        timeout = httpx.Timeout(10.0, read=60.0)  # the server sends a keep-alive every 15 s
+        path = f"/runs/{run_id}/events"
+        with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._raise_for(response)
+            yield from server_sent_events(response.iter_lines())
+
+
+def server_sent_events(lines: Iterable[str]) -> Iterator[dict[str, str]]:
+    """Parse a text/event-stream: one dict per event (comments and `retry` are skipped)."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in fields or "event" in fields:
+                yield fields
+            fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data" and "data" in fields:
+            fields["data"] += "\n" + value
+        elif name in ("event", "id", "data"):
+            fields[name] = value
