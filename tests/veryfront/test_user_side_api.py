@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from shopfloor.app import create_app
 from shopfloor.clock import ManualClock
+from shopfloor.config import Settings
 from shopfloor.service.runs import project_ref
 from tests.veryfront.helpers import ADMIN, bearer, claim, register
 
@@ -684,3 +686,49 @@ async def test_deleting_a_conversation_cancels_its_runs(api: httpx.AsyncClient) 
         json={"kind": "agent", "owner": {"kind": "conversation", "id": cid}},
     )
     assert error(again, 404) == "Conversation not found"
+
+
+# -- the OpenAPI document --
+
+USER_ROUTES = {
+    ("post", "/runs"): ("CreateRunResponse", True),
+    ("get", "/runs/{run_id}"): ("Run", False),
+    ("get", "/runs/{run_id}/events"): ("RunEventList", False),
+    ("post", "/runs/{run_id}/cancel"): ("CancelRunResponse", False),
+    ("get", "/projects/{project_reference}/runs"): ("RunList", False),
+    ("post", "/conversations"): ("Conversation", True),
+    ("get", "/conversations/{conversation_id}"): ("Conversation", False),
+    ("patch", "/conversations/{conversation_id}"): ("Conversation", True),
+    ("delete", "/conversations/{conversation_id}"): ("DeletedConversation", False),
+    ("post", "/conversations/{conversation_id}/messages"): ("Message", True),
+    ("get", "/conversations/{conversation_id}/messages"): ("MessageList", False),
+    ("post", "/conversations/{conversation_id}/input-requests"): ("InputRequest", True),
+    ("get", "/conversations/{conversation_id}/input-requests"): ("InputRequestList", False),
+    ("get", "/conversations/{conversation_id}/input-requests/{request_id}"): (
+        "InputRequest",
+        False,
+    ),
+    ("post", "/conversations/{conversation_id}/input-requests/{request_id}/responses"): (
+        "InputRequest",
+        True,
+    ),
+    ("post", "/conversations/{conversation_id}/input-requests/{request_id}/cancel"): (
+        "InputRequest",
+        False,
+    ),
+}
+
+
+def test_user_routes_declare_their_bodies_and_replies_in_openapi() -> None:
+    document = create_app(Settings(database_url="sqlite:///unused.db")).openapi()
+    for (method, path), (reply_model, has_body) in USER_ROUTES.items():
+        operation = document["paths"][path][method]
+        success = next(v for k, v in operation["responses"].items() if k.startswith("2"))
+        schema = success["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{reply_model}"}, (method, path)
+        error = operation["responses"]["4XX"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/VeryfrontError"}
+        body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+        assert (body is not None) == has_body, (method, path)
+    run = document["components"]["schemas"]["Run"]
+    assert {"kind", "owner", "root_run_id", "waiting_reason", "artifacts"} <= set(run["required"])

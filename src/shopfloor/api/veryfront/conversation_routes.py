@@ -89,6 +89,7 @@ def _project(body: dict[str, Any], caller: VfCaller) -> ProjectRef | None:
 @router.post(
     "/conversations",
     status_code=201,
+    response_model=None,
     responses=reply(Conversation, 201),
     openapi_extra=request_body(ConversationCreate),
 )
@@ -109,7 +110,7 @@ async def create_conversation(request: Request, caller: Caller) -> JSONResponse:
     return JSONResponse(conversation_view(conversation), status_code=201)
 
 
-@router.get("/conversations/{conversation_id}", responses=reply(Conversation))
+@router.get("/conversations/{conversation_id}", response_model=None, responses=reply(Conversation))
 async def read_conversation(
     conversation_id: str, request: Request, caller: Caller
 ) -> dict[str, Any]:
@@ -118,6 +119,7 @@ async def read_conversation(
 
 @router.patch(
     "/conversations/{conversation_id}",
+    response_model=None,
     responses=reply(Conversation),
     openapi_extra=request_body(ConversationPatch),
 )
@@ -137,7 +139,9 @@ async def update_conversation(
     return conversation_view(updated)
 
 
-@router.delete("/conversations/{conversation_id}", responses=reply(DeletedConversation))
+@router.delete(
+    "/conversations/{conversation_id}", response_model=None, responses=reply(DeletedConversation)
+)
 async def delete_conversation(
     conversation_id: str, request: Request, caller: Caller
 ) -> dict[str, Any]:
@@ -158,6 +162,7 @@ async def delete_conversation(
 @router.post(
     "/conversations/{conversation_id}/messages",
     status_code=201,
+    response_model=None,
     responses=reply(Message, 201),
     openapi_extra=request_body(MessageCreate),
 )
@@ -182,7 +187,9 @@ async def post_message(conversation_id: str, request: Request, caller: Caller) -
     return JSONResponse(message_view(message), status_code=201 if created else 200)
 
 
-@router.get("/conversations/{conversation_id}/messages", responses=reply(MessageList))
+@router.get(
+    "/conversations/{conversation_id}/messages", response_model=None, responses=reply(MessageList)
+)
 async def list_messages(
     conversation_id: str,
     request: Request,
@@ -219,6 +226,7 @@ async def list_messages(
 @router.post(
     "/conversations/{conversation_id}/input-requests",
     status_code=201,
+    response_model=None,
     responses=reply(InputRequest, 201),
     openapi_extra=request_body(InputRequestCreate),
 )
@@ -257,7 +265,11 @@ async def create_input_request(
     return JSONResponse(input_request_view(opened), status_code=201 if created else 200)
 
 
-@router.get("/conversations/{conversation_id}/input-requests", responses=reply(InputRequestList))
+@router.get(
+    "/conversations/{conversation_id}/input-requests",
+    response_model=None,
+    responses=reply(InputRequestList),
+)
 async def list_input_requests(
     conversation_id: str,
     request: Request,
@@ -275,6 +287,7 @@ async def list_input_requests(
 
 @router.get(
     "/conversations/{conversation_id}/input-requests/{request_id}",
+    response_model=None,
     responses=reply(InputRequest),
 )
 async def read_input_request(
@@ -289,6 +302,7 @@ async def read_input_request(
 
 @router.post(
     "/conversations/{conversation_id}/input-requests/{request_id}/responses",
+    response_model=None,
     responses=reply(InputRequest),
     openapi_extra=request_body(InputResponseCreate),
 )
@@ -311,6 +325,7 @@ async def respond_to_input_request(
 
 @router.post(
     "/conversations/{conversation_id}/input-requests/{request_id}/cancel",
+    response_model=None,
     responses=reply(InputRequest),
 )
 async def cancel_input_request(

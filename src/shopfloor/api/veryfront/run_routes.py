@@ -52,6 +52,7 @@ def user_only(caller: VfCaller, what: str) -> None:
 @router.post(
     "/runs",
     status_code=202,
+    response_model=None,
     responses=reply(CreateRunResponse, 202),
     openapi_extra=request_body(CreateRunRequest),
 )
@@ -85,13 +86,13 @@ async def _readable(request: Request, run_id: str, caller: VfCaller) -> RunState
     return state
 
 
-@router.get("/runs/{run_id}", responses=reply(Run))
+@router.get("/runs/{run_id}", response_model=None, responses=reply(Run))
 async def read_run(run_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     """The run (by its run id, which is the `public_id` it was created with)."""
     return canonical_run_view(await _readable(request, run_id, caller))
 
 
-@router.post("/runs/{run_id}/cancel", responses=reply(CancelRunResponse))
+@router.post("/runs/{run_id}/cancel", response_model=None, responses=reply(CancelRunResponse))
 async def cancel_run(run_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     """Cancel a queued or running run; one that has ended is left as it is
     (`cancelled: false`)."""
@@ -103,6 +104,7 @@ async def cancel_run(run_id: str, request: Request, caller: Caller) -> dict[str,
 
 @router.get(
     "/runs/{run_id}/events",
+    response_model=None,
     responses={
         "4XX": reply(RunEventList)["4XX"],
         200: {
@@ -181,7 +183,7 @@ async def _stream(
             await cancel_wait(waiter)
 
 
-@router.get("/projects/{project_reference}/runs", responses=reply(RunList))
+@router.get("/projects/{project_reference}/runs", response_model=None, responses=reply(RunList))
 async def list_project_runs(
     project_reference: str,
     request: Request,
