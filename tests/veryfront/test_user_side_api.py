@@ -466,6 +466,12 @@ async def test_cancel_is_idempotent_and_stops_the_holder(api: httpx.AsyncClient)
     assert error(complete, 409) == "Run is already finished with another status"
     refused = await api.post(f"/runs/{run['run_id']}/cancel", headers=bearer(worker_token))
     assert error(refused, 403) == "Cancel runs with a project token"
+    reopen = await api.put(
+        f"/agent-workers/workers/{run['lease_owner']}/runs/{run['run_id']}/session",
+        headers=bearer(worker_token),
+        json={"session_key": "s1", "status": "active"},
+    )
+    assert reopen.json()["session"]["status"] == "cancelled"  # ended with its run
 
 
 async def test_project_runs_are_listed_newest_first_with_cursors(

@@ -539,6 +539,9 @@ class RunService:
             raise LeaseNotHeld(run_id)
         existing = await self.store.get_worker_session(run_id, worker_id)
         new_status = status or (existing.status if existing else "active")
+        if session.is_terminal and new_status not in SESSION_TERMINAL:
+            # The run has ended, and its sessions with it: they do not become active again.
+            new_status = existing.status if existing else _WORKER_SESSION_END[session.status]
         ended_at = None
         if new_status in SESSION_TERMINAL:
             ended_at = existing.ended_at if existing and existing.ended_at else now
