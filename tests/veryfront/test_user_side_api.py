@@ -738,3 +738,33 @@ def test_user_routes_declare_their_bodies_and_replies_in_openapi() -> None:
         assert (body is not None) == has_body, (method, path)
     run = document["components"]["schemas"]["Run"]
     assert {"kind", "owner", "root_run_id", "waiting_reason", "artifacts"} <= set(run["required"])
+
+
+async def test_nan_and_infinity_are_refused_not_stored(api: httpx.AsyncClient) -> None:
+    """Python's JSON reader takes NaN, Infinity and 1e400; no JSON column or reply can hold
+    them, so they are refused before anything is written."""
+    headers, cid, run, worker_token = await running(api)
+    raw = {"content-type": "application/json"}
+    bodies = [
+        ("/runs", b'{"kind":"task","request":{"target":"t","config":{"x":NaN}}}', headers),
+        ("/runs", b'{"kind":"task","request":{"target":"t","timeout_seconds":1e400}}', headers),
+        ("/conversations", b'{"metadata":{"a":-Infinity}}', headers),
+        (
+            f"/conversations/{cid}/messages",
+            b'{"role":"user","parts":[{"type":"data","name":"n","value":NaN}]}',
+            headers,
+        ),
+        (
+            f"/conversations/{cid}/runs/{run['run_id']}/events",
+            b'{"events":[{"type":"CUSTOM","value":NaN}]}',
+            bearer(worker_token),
+        ),
+        (f"/runs/{run['run_id']}/complete", b'{"status":"completed","output":NaN}', headers),
+    ]
+    for path, body, auth in bodies:
+        reply = await api.post(path, headers={**auth, **raw}, content=body)
+        assert error(reply, 400) == "Request body must not contain NaN or Infinity", path
+    stored = await projection(api, cid, run["run_id"])
+    assert (stored["status"], stored["latest_event_id"]) == ("running", 0)
+    assert len((await api.get("/projects/alpha/runs", headers=headers)).json()["data"]) == 1
+    assert (await api.get(f"/conversations/{cid}", headers=headers)).json()["message_count"] == 1
