@@ -768,3 +768,17 @@ async def test_nan_and_infinity_are_refused_not_stored(api: httpx.AsyncClient) -
     assert (stored["status"], stored["latest_event_id"]) == ("running", 0)
     assert len((await api.get("/projects/alpha/runs", headers=headers)).json()["data"]) == 1
     assert (await api.get(f"/conversations/{cid}", headers=headers)).json()["message_count"] == 1
+
+
+async def test_an_operator_stop_ends_the_run_and_its_open_request(api: httpx.AsyncClient) -> None:
+    headers, cid, run, _ = await running(api)
+    request = (await ask(api, headers, cid, run)).json()
+    stopped = await api.post(f"/api/v1/sessions/{run['session_id']}/stop", headers=ADMIN, json={})
+    assert stopped.status_code == 200
+    canonical = (await api.get(f"/runs/{run['run_id']}", headers=headers)).json()
+    assert (canonical["status"], canonical["waiting_reason"]) == ("cancelled", None)
+    assert canonical["completed_at"] == "2026-01-01T00:00:00.000Z"
+    path = f"/conversations/{cid}/input-requests/{request['id']}"
+    assert (await api.get(path, headers=headers)).json()["status"] == "cancelled"
+    events = (await api.get(f"/runs/{run['run_id']}/events", headers=headers)).json()["data"]
+    assert [e["event_type"] for e in events] == ["CUSTOM"]  # nothing fed to an ended run

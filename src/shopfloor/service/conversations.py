@@ -300,11 +300,19 @@ class ConversationService:
         return await self._settle(request, changes, False, {})
 
     async def _expire_if_due(self, request: InputRequestRecord) -> InputRequestRecord:
-        now = self.clock.now_ms()
-        if request.status != "open" or request.expires_at is None or request.expires_at > now:
+        """An open request past its expiry is expired; one whose run has ended some other way
+        than through the run routes (an operator's stop) is cancelled."""
+        if request.status != "open":
             return request
-        changes = {"status": "expired", "expired_at": now, "updated_at": now}
-        return await self._settle(request, changes, False, {})
+        now = self.clock.now_ms()
+        if request.expires_at is not None and request.expires_at <= now:
+            changes = {"status": "expired", "expired_at": now, "updated_at": now}
+            return await self._settle(request, changes, False, {})
+        state = await self.runs.state(request.run_id)
+        if state.session.is_terminal:
+            changes = {"status": "cancelled", "cancelled_at": now, "updated_at": now}
+            return await self._settle(request, changes, False, {})
+        return request
 
     async def _settle(
         self,

@@ -14,6 +14,7 @@ from shopfloor.store.db import Database, DbConnection
 from shopfloor.store.records import (
     LIVE_STATUSES,
     PENDING,
+    TERMINAL_STATUSES,
     Expect,
     SessionEvent,
     SessionRecord,
@@ -380,12 +381,16 @@ async def server_event(
 ) -> RunRecord | None:
     """Append one event the server produced: it advances latest_event_id only, not the
     external sequence the worker writes against. With `waiting_for`, only while the run
-    waits for that tool call, and the wait ends with it. None if the run does not match."""
-    r = t.runs
+    (not ended) waits for that tool call, and the wait ends with it. None if the run does
+    not match."""
+    r, s = t.runs, t.sessions
     where: list[sa.ColumnElement[bool]] = [r.c.run_id == run_id]
     changes: dict[str, Any] = {"latest_event_id": r.c.latest_event_id + 1, "updated_at": now}
     if waiting_for is not None:
-        where.append(r.c.waiting_tool_call_id == waiting_for)
+        going_on = sa.exists().where(
+            s.c.id == r.c.session_id, s.c.status.notin_(list(TERMINAL_STATUSES))
+        )
+        where += [r.c.waiting_tool_call_id == waiting_for, going_on]
         changes.update(waiting_tool_call_id=None, waiting_tool_name=None)
     row = (await conn.execute(r.update().where(*where).values(changes).returning(*r.c))).first()
     if row is None:

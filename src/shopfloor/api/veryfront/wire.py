@@ -152,13 +152,13 @@ def canonical_run_view(state: RunState, *, worker_session: bool = True) -> dict[
             "error": _error(run),
             "logs": None,
             "artifacts": [],
-            "duration_ms": _duration(run),
+            "duration_ms": _duration(state),
             "exit_code": None,
             "trigger_kind": spec.get("trigger_kind", "api"),
             "trigger_id": spec.get("trigger_id"),
             "created_by": spec.get("created_by"),
             "started_at": iso(run.started_at),
-            "completed_at": iso(run.completed_at),
+            "completed_at": iso(_completed_at(state)),
         }
     )
     for key in _SPEC_TEXT:
@@ -187,10 +187,19 @@ def _error(run: RunRecord) -> dict[str, Any] | None:
     return error
 
 
-def _duration(run: RunRecord) -> int | None:
-    if run.started_at is None or run.completed_at is None:
+def _completed_at(state: RunState) -> int | None:
+    """When the run ended: as the run routes recorded it, else (an operator stopped its
+    session) when its session last changed."""
+    if state.run.completed_at is not None or not state.session.is_terminal:
+        return state.run.completed_at
+    return state.session.updated_at
+
+
+def _duration(state: RunState) -> int | None:
+    completed_at = _completed_at(state)
+    if state.run.started_at is None or completed_at is None:
         return None
-    return max(0, run.completed_at - run.started_at)
+    return max(0, completed_at - state.run.started_at)
 
 
 def event_view(ev: RunEventRecord) -> dict[str, Any]:
