@@ -23,6 +23,7 @@ from shopfloor.api.envelope import ApiError, domain_status, error_response
 from shopfloor.api.environments import errors as env_errors
 from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
 from shopfloor.api.fastlane import FastLane, lanes
+from shopfloor.api.limits import BodyLimit, BodyLimits
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
@@ -75,11 +76,12 @@ def create_app(
                 "registration tokens still work"
             )
         notifier = make_notifier(store, settings)
+        credentials.watch_revocations(notifier)
         await notifier.start()
         dispatcher = Dispatcher(
             store,
             clock,
-            worker_ttl_seconds=settings.worker_ttl_seconds,
+            worker_ttl_seconds=settings.worker_ttl,
             claim_ttl_seconds=settings.claim_ttl_seconds,
             issue_lock_ttl_seconds=settings.issue_lock_ttl_seconds,
             file_lock_ttl_seconds=settings.file_lock_ttl_seconds,
@@ -91,7 +93,9 @@ def create_app(
         )
         reaper = None
         if run_upkeep and settings.reap_interval_seconds > 0:
-            reaper = asyncio.create_task(run_reaper(dispatcher, settings.reap_interval_seconds))
+            reaper = asyncio.create_task(
+                run_reaper(dispatcher, settings.reap_interval_seconds, [credentials.upkeep])
+            )
         try:
             yield
         finally:
@@ -122,6 +126,7 @@ def create_app(
         app.include_router(router)
     _install_error_handlers(app)
     app.fast_lane = FastLane(lanes(routers), app.exception_handlers)
+    app.body_limits = BodyLimits(routers, settings.max_body_bytes)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -191,21 +196,29 @@ def envelope_for(request: Request) -> Envelope:
 
 
 class ShopfloorApp(FastAPI):
-    """FastAPI, with two things done before its middleware stack sees an HTTP request.
+    """FastAPI, with three things done before its middleware stack sees an HTTP request.
 
     - A path or query string carrying NUL is answered 400, in the owning protocol's
       envelope: PostgreSQL can store NUL in no text column.
+    - The body is bounded (api/limits.py): a declared length over the route's limit is
+      refused unread, and reading past the limit fails.
     - A request for a hot route is served by the fast lane (api/fastlane.py), unless
       FastAPI's own telemetry is on (then FastAPI serves it, traced) or the app is mounted
       under a root path (FastAPI's own matching deals with the prefix)."""
 
     fast_lane: FastLane | None = None
+    body_limits: BodyLimits | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
                 await _refuse_nul(scope, receive, send)
                 return
+            if self.body_limits is not None:
+                over, receive = self.body_limits.guard(scope, receive)
+                if over is not None:
+                    await _refuse_body(over, scope, receive, send)
+                    return
             lane = self.fast_lane
             unprefixed = not (self.root_path or scope.get("root_path"))
             found = lane.find(scope) if lane is not None and unprefixed else None
@@ -220,6 +233,15 @@ async def _refuse_nul(scope: Scope, receive: Receive, send: Send) -> None:
     request = Request(scope)
     message = "The URL must not contain the NUL character (%00)"
     response = envelope_for(request).error(request, 400, message, None)
+    await response(scope, receive, send)
+
+
+async def _refuse_body(limit: BodyLimit, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a request whose declared length is over its limit, without reading its body;
+    the connection is closed after the answer, so the unread body is never parsed."""
+    request = Request(scope)
+    headers = {"connection": "close"}
+    response = envelope_for(request).error(request, limit.status, limit.refusal, headers)
     await response(scope, receive, send)
 
 

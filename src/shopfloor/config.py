@@ -19,8 +19,9 @@ class Settings:
     port: int = 8000
     worker_api_key: str | None = None
     admin_api_key: str | None = None
-    # Worker liveness: a worker silent for longer than this is dead and its sessions are requeued.
-    worker_ttl_seconds: float = 300.0
+    # Worker liveness: a worker silent for longer than this is dead and its sessions are
+    # requeued. Default: three heartbeat intervals (see `worker_ttl`).
+    worker_ttl_seconds: float | None = None
     # A pre-claimed AgentFactory session must be reported running within this time.
     claim_ttl_seconds: float = 120.0
     # How often each process runs its reaper (lease expiry, dead workers).
@@ -36,6 +37,10 @@ class Settings:
     issue_lock_ttl_seconds: float = 7200.0
     # A file reservation lapses after this long unless renewed.
     file_lock_ttl_seconds: float = 3600.0
+    # The runtime-JWT signing keys (default: signing-keys.json in the data dir).
+    signing_key_file: Path | None = None
+    # The largest request body a route takes unless it declares its own (api/limits.py).
+    max_body_bytes: int = 1024 * 1024
     log_level: str = "info"
 
     def resolved_database_url(self) -> str:
@@ -44,8 +49,20 @@ class Settings:
         return f"sqlite:///{(self.data_dir / 'shopfloor.db').resolve()}"
 
     @property
+    def worker_ttl(self) -> float:
+        """Seconds of silence after which a worker is dead: as set, else three heartbeat
+        intervals (a worker that missed three heartbeats in a row)."""
+        if self.worker_ttl_seconds is not None:
+            return self.worker_ttl_seconds
+        return 3 * self.heartbeat_interval_ms / 1000
+
+    @property
     def admin_key_file(self) -> Path:
         return self.data_dir / "admin-key"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.signing_key_file or self.data_dir / "signing-keys.json"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -83,6 +100,7 @@ _INTS = {
     "poll_interval_ms",
     "poll_hold_ms",
     "runtime_token_ttl_seconds",
+    "max_body_bytes",
 }
 
 
@@ -94,6 +112,6 @@ def _coerce(name: str, raw: str) -> object:
             return int(raw)
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a number, got {raw!r}") from exc
-    if name == "data_dir":
+    if name in ("data_dir", "signing_key_file"):
         return Path(raw)
     return raw

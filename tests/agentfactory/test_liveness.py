@@ -31,16 +31,16 @@ async def test_silent_worker_is_declared_dead_and_its_sessions_requeued(
     await status(
         api, s["sessionId"], wid, "running", providerSessionId="prov-1", worktreePath="/wt/x"
     )
-    clock.advance(299)
+    clock.advance(89)
     assert (await reap(api)).dead_workers == []
-    clock.advance(2)  # 301 s of silence > the 300 s default TTL
+    clock.advance(2)  # 91 s of silence > the default TTL, three 30 s heartbeat intervals
     report = await reap(api)
     assert report.dead_workers == [wid] and report.requeued == [s["sessionId"]]
     view = await operator_view(api, s["sessionId"])
     assert view["status"] == "pending" and view["workerId"] is None
     assert view["priority"] == 2  # one higher than before
     assert view["providerSessionId"] is None  # never resume a crashed provider session
-    assert view["history"][-1]["reason"] == f"worker {wid} sent no heartbeat for 300s"
+    assert view["history"][-1]["reason"] == f"worker {wid} sent no heartbeat for 90s"
     assert view["history"][-1]["workerId"] == wid
 
 
@@ -50,7 +50,7 @@ async def test_heartbeats_keep_a_worker_alive(api: httpx.AsyncClient, clock: Man
     await poll(api, wid)
     await status(api, s["sessionId"], wid, "running")
     for _ in range(5):
-        clock.advance(200)
+        clock.advance(80)
         assert (await heartbeat(api, wid)).status_code == 200
         assert await reap(api) == ReapReport()
     assert (await operator_view(api, s["sessionId"]))["status"] == "running"
@@ -110,7 +110,7 @@ async def test_a_running_session_is_not_expired_by_the_claim_lease(
     await poll(api, wid)
     await status(api, s["sessionId"], wid, "running")
     for _ in range(4):
-        clock.advance(100)
+        clock.advance(80)
         await heartbeat(api, wid)
         assert (await reap(api)).requeued == []
     assert (await operator_view(api, s["sessionId"]))["status"] == "running"

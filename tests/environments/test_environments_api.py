@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from shopfloor.clock import ManualClock
 from tests.conftest import WORKER_KEY
 from tests.environments.helpers import ADMIN, A, Q, assert_error, enqueue, new_environment, work_id
 
@@ -69,6 +70,42 @@ async def test_environment_list_pages_with_next_page(api: httpx.AsyncClient, pre
             break
         params["page"] = page["next_page"]
     assert seen == ids
+
+
+@both
+async def test_environment_list_filters_by_creation_time(
+    api: httpx.AsyncClient, prefix: str, clock: ManualClock
+) -> None:
+    """Qoder's `created_at[gte]` / `created_at[lte]` (RFC 3339, inclusive), as qca sends them."""
+    ids = []
+    for i in range(3):  # created at 00:00:00, 00:00:01 and 00:00:02
+        ids.append(await new_environment(api, f"t{i}"))
+        clock.advance(1)
+
+    async def listed(**params: object) -> list[str]:
+        r = await api.get(prefix, params=params, headers=ADMIN)
+        assert r.status_code == 200, r.text
+        return [e["id"] for e in r.json()["data"]]
+
+    second = "2026-01-01T00:00:01Z"
+    assert await listed(**{"created_at[gte]": second}) == ids[1:]
+    assert await listed(**{"created_at[lte]": second}) == ids[:2]
+    assert await listed(**{"created_at[gte]": second, "created_at[lte]": second}) == ids[1:2]
+    assert await listed(**{"created_at[gte]": "2026-01-01T02:00:01+02:00"}) == ids[1:]
+    # Below the millisecond: a lower bound rounds up, an upper bound down.
+    assert await listed(**{"created_at[gte]": "2026-01-01T00:00:01.000500Z"}) == ids[2:]
+    assert await listed(**{"created_at[lte]": "2026-01-01T00:00:01.999999Z"}) == ids[:2]
+    # The filter holds on every page (the SDKs re-send it with page=<next_page>).
+    page = (
+        await api.get(prefix, params={"created_at[lte]": second, "limit": 1}, headers=ADMIN)
+    ).json()
+    assert [e["id"] for e in page["data"]] == ids[:1] and page["next_page"] == ids[0]
+    rest = await listed(**{"created_at[lte]": second, "page": page["next_page"]})
+    assert rest == ids[1:2]
+    for name in ("created_at[gte]", "created_at[lte]"):
+        for bad in ("yesterday", "2026-01-01", "2026-01-01T00:00:01"):
+            r = await api.get(prefix, params={name: bad}, headers=ADMIN)
+            assert name in assert_error(r, 400, "invalid_request_error")["error"]["message"]
 
 
 @both

@@ -111,8 +111,25 @@ async def test_file_reservations(store: Store) -> None:
     assert await store.file_conflicts("other", "s2", ["a"], 10) == []
     reserved, _ = await store.reserve_files("repo", "s2", ["a"], 100, 200)  # s1's lapsed
     assert reserved == ["a"]
-    assert await store.release_files("repo", "s1", ["a", "b"]) == 1
-    assert await store.release_session_files("s2") == 2
+    assert await store.release_files("repo", "s1", ["a", "b"], None) == 1
+    assert await store.release_session_files("s2", None) == 2
+
+
+async def test_a_caller_naming_no_worker_never_releases_a_named_workers_files(
+    store: Store,
+) -> None:
+    await store.reserve_files("repo", "s1", ["mine"], 0, 100, worker_id="wkr_b")
+    await store.reserve_files("repo", "s1", ["anon"], 0, 100)
+    assert await store.release_session_files("s1", None) == 1  # only "anon"
+    assert await store.release_files("repo", "s1", ["mine"], None) == 0
+    assert await store.release_files("repo", "s1", ["mine"], "wkr_other") == 0
+    assert [c.path for c in await store.file_conflicts("repo", "s9", ["mine"], 1)] == ["mine"]
+    assert await store.release_session_files("s1", "wkr_b") == 1
+    # A renewal passes the reservation to whoever renews it (the session's new holder).
+    await store.reserve_files("repo", "s1", ["p"], 0, 100, worker_id="wkr_b")
+    await store.reserve_files("repo", "s1", ["p"], 1, 101, worker_id="wkr_c")
+    assert await store.release_files("repo", "s1", ["p"], "wkr_b") == 0
+    assert await store.release_files("repo", "s1", ["p"], "wkr_c") == 1
 
 
 async def test_a_sessions_end_archives_its_inbox_and_releases_its_files(store: Store) -> None:

@@ -54,6 +54,26 @@ async def test_projects_round_trip_page_and_archive(store: Store) -> None:
         PROJECT_ENVIRONMENT, include_archived=True, after_id=None, limit=10
     )
     assert [p.id for p in every] == ["env_a", "env_b", "env_c"]
+    # Bounds on the creation time (epoch ms), both inclusive.
+    await store.insert_project(project("env_d", created=10))
+    await store.insert_project(project("env_e", created=20))
+    window = await store.list_projects(
+        PROJECT_ENVIRONMENT,
+        include_archived=True,
+        after_id=None,
+        limit=10,
+        created_from=10,
+        created_until=20,
+    )
+    assert [p.id for p in window] == ["env_d", "env_e"]
+    later = await store.list_projects(
+        PROJECT_ENVIRONMENT, include_archived=True, after_id=None, limit=10, created_from=11
+    )
+    assert [p.id for p in later] == ["env_e"]
+    earlier = await store.list_projects(
+        PROJECT_ENVIRONMENT, include_archived=False, after_id=None, limit=10, created_until=19
+    )
+    assert [p.id for p in earlier] == ["env_b", "env_c", "env_d"]
     assert await store.delete_project("env_c")
     assert not await store.delete_project("env_c")
     assert await store.get_project("env_c") is None

@@ -117,7 +117,7 @@ def test_events_stream_as_appended_resume_and_end_with_the_run(server: Server) -
             assert [m["event"] for m in messages(response)] == ["run.ended"]
         bad = http.get(path, headers={**stream_headers, "Last-Event-ID": "x"})
         assert bad.status_code == 400
-        detail = "Last-Event-ID must be an integer from 0 to 4611686018427387904"
+        detail = "Last-Event-ID must be an integer from 0 to 9223372036854775807"
         assert bad.json()["detail"] == detail
 
 

@@ -514,8 +514,8 @@ async def test_project_runs_are_listed_newest_first_with_cursors(
 @pytest.mark.parametrize(
     ("query", "detail"),
     [
-        ("after_event_id=-1", "after_event_id must be an integer from 0 to 4611686018427387904"),
-        ("after_event_id=x", "after_event_id must be an integer from 0 to 4611686018427387904"),
+        ("after_event_id=-1", "after_event_id must be an integer from 0 to 9223372036854775807"),
+        ("after_event_id=x", "after_event_id must be an integer from 0 to 9223372036854775807"),
         ("limit=0", "limit must be an integer from 1 to 1000"),
         ("limit=1001", "limit must be an integer from 1 to 1000"),
     ],
@@ -742,16 +742,15 @@ def test_user_routes_declare_their_bodies_and_replies_in_openapi() -> None:
 
 async def test_nan_and_infinity_are_refused_not_stored(api: httpx.AsyncClient) -> None:
     """Python's JSON reader takes NaN, Infinity and 1e400; no JSON column or reply can hold
-    them, so they are refused before anything is written."""
+    them, so they are refused, naming the field, before anything is written."""
     headers, cid, run, worker_token = await running(api)
     raw = {"content-type": "application/json"}
     bodies = [
         ("/runs", b'{"kind":"task","request":{"target":"t","config":{"x":NaN}}}', headers),
-        ("/runs", b'{"kind":"task","request":{"target":"t","timeout_seconds":1e400}}', headers),
         ("/conversations", b'{"metadata":{"a":-Infinity}}', headers),
         (
             f"/conversations/{cid}/messages",
-            b'{"role":"user","parts":[{"type":"data","name":"n","value":NaN}]}',
+            b'{"role":"user","parts":[{"type":"data","name":"n","value":1e400}]}',
             headers,
         ),
         (
@@ -761,13 +760,17 @@ async def test_nan_and_infinity_are_refused_not_stored(api: httpx.AsyncClient) -
         ),
         (f"/runs/{run['run_id']}/complete", b'{"status":"completed","output":NaN}', headers),
     ]
-    for path, body, auth in bodies:
+    fields = ["request.config.x", "metadata.a", "parts[0].value", "events[0].value", "output"]
+    for (path, body, auth), field in zip(bodies, fields, strict=True):
         reply = await api.post(path, headers={**auth, **raw}, content=body)
-        assert error(reply, 400) == "Request body must not contain NaN or Infinity", path
+        assert error(reply, 400) == f"{field} must be a finite number", path
     stored = await projection(api, cid, run["run_id"])
     assert (stored["status"], stored["latest_event_id"]) == ("running", 0)
     assert len((await api.get("/projects/alpha/runs", headers=headers)).json()["data"]) == 1
     assert (await api.get(f"/conversations/{cid}", headers=headers)).json()["message_count"] == 1
+    long = "9" * 5000  # int() of more than 4,300 digits raises
+    reply = await api.get(f"/runs/{run['run_id']}/events?after_event_id={long}", headers=headers)
+    assert error(reply, 400).startswith("after_event_id must be an integer from 0 to")
 
 
 async def test_an_operator_stop_ends_the_run_and_its_open_request(api: httpx.AsyncClient) -> None:

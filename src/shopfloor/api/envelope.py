@@ -4,6 +4,7 @@ protocol and shopfloor's own operator API, and the helpers that read JSON bodies
 from __future__ import annotations
 
 import json
+import math
 from http import HTTPStatus
 from typing import Any, TypeGuard
 
@@ -49,6 +50,9 @@ def domain_status(exc: DomainError) -> int:
 
 
 NUL_REFUSED = "Request body must not contain the NUL character (\\u0000)"
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"Request body is nested deeper than {MAX_JSON_DEPTH} levels"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 async def json_object(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
@@ -59,30 +63,83 @@ async def json_object(request: Request, *, empty_ok: bool = False) -> dict[str, 
 def parse_json_object(
     raw: bytes, *, empty_ok: bool = False, nul_ok: bool = False
 ) -> dict[str, Any]:
-    """Parse a body that must be a JSON object. NUL characters are refused unless the caller
-    stores the body as raw JSON text: PostgreSQL can hold NUL in neither text nor JSONB."""
+    """Parse a body that must be a JSON object, and check it as `json_problem` does. NUL
+    characters are refused unless the caller stores the body as raw JSON text: PostgreSQL can
+    hold NUL in neither text nor JSONB."""
     if not raw.strip():
         if empty_ok:
             return {}
         raise ApiError(400, "Request body must be a JSON object")
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(400, "Invalid JSON body") from None
     if not isinstance(body, dict):
         raise ApiError(400, "Request body must be a JSON object")
-    if not nul_ok and has_nul(body):
-        raise ApiError(400, NUL_REFUSED)
+    problem = json_problem(body, nul_ok=nul_ok)
+    if problem is not None:
+        raise ApiError(400, problem)
     return body
 
 
+def json_problem(value: Any, *, nul_ok: bool = False) -> str | None:
+    """What makes a parsed JSON value unfit to use, naming the field, or None: nesting deeper
+    than MAX_JSON_DEPTH, an integer outside int64 (what the databases store), a number that
+    is not finite (NaN, Infinity, or beyond a float's range), or (unless `nul_ok`) a NUL
+    character in a string or key. Walked without recursion, so no depth of input can exhaust
+    the stack; a field's path is spelled out only for the message."""
+    stack: list[tuple[Any, _Path, int]] = [(value, None, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, dict):
+            if depth >= MAX_JSON_DEPTH:
+                return TOO_DEEP
+            for key, child in item.items():
+                if not nul_ok and "\x00" in key:
+                    return NUL_REFUSED
+                stack.append((child, (path, key), depth + 1))
+        elif isinstance(item, list):
+            if depth >= MAX_JSON_DEPTH:
+                return TOO_DEEP
+            stack.extend((child, (path, i), depth + 1) for i, child in enumerate(item))
+        elif isinstance(item, str):
+            if not nul_ok and "\x00" in item:
+                return NUL_REFUSED
+        elif isinstance(item, bool):
+            continue
+        elif isinstance(item, int):
+            if not INT64_MIN <= item <= INT64_MAX:
+                return f"{_spell(path)} must be an integer between {INT64_MIN} and {INT64_MAX}"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return f"{_spell(path)} must be a finite number"
+    return None
+
+
+# A field's path as a chain of (parent, key or index), None at the body itself.
+_Path = tuple["_Path", str | int] | None
+
+
+def _spell(path: _Path) -> str:
+    parts: list[str] = []
+    while path is not None:
+        path, step = path
+        parts.append(f"[{step}]" if isinstance(step, int) else f".{step}")
+    return "".join(reversed(parts)).lstrip(".") or "body"
+
+
 def has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(has_nul(k) or has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(has_nul(v) for v in value)
+    """Whether a NUL character is in any string or key of a JSON value (walked iteratively)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
     return False
 
 

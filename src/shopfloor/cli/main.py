@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from sqlalchemy.engine import make_url
 from shopfloor.cli.client import OperatorClient, OperatorError, find_admin_key
 from shopfloor.cli.follow import follow_run, follow_timeline
 from shopfloor.config import Settings
+from shopfloor.service import signing_keys
 from shopfloor.store.sql import async_url
 
 app = typer.Typer(
@@ -35,6 +37,9 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 environments_app = typer.Typer(
     help="Self-hosted environments of the environment work API.", no_args_is_help=True
 )
+signing_key_app = typer.Typer(
+    help="The keys that sign runtime JWTs (a file outside the database).", no_args_is_help=True
+)
 runs_app = typer.Typer(
     help="Veryfront runs for agent-workers (claimed by implementation kind and worker key).",
     no_args_is_help=True,
@@ -45,6 +50,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
 app.add_typer(environments_app, name="environments")
 app.add_typer(runs_app, name="runs")
+app.add_typer(signing_key_app, name="signing-key")
 
 console = Console()
 
@@ -61,6 +67,13 @@ Url = Annotated[str, typer.Option("--url", envvar="SHOPFLOOR_URL", help="Server 
 # On SIGTERM, requests still running after this long are cancelled: a live stream (a run's
 # server-sent events) would otherwise hold the shutdown until its client hangs up.
 SHUTDOWN_GRACE_SECONDS = 5
+SigningKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        envvar="SHOPFLOOR_SIGNING_KEY_FILE",
+        help="Runtime-JWT signing key file (default: signing-keys.json in the data dir).",
+    ),
+]
 AdminKey = Annotated[
     str | None,
     typer.Option(
@@ -86,12 +99,12 @@ def serve(
     ] = None,
     admin_api_key: AdminKey = None,
     worker_ttl: Annotated[
-        float,
+        float | None,
         typer.Option(
             envvar="SHOPFLOOR_WORKER_TTL_SECONDS",
-            help="Seconds of silence before a worker is dead.",
+            help="Seconds of silence before a worker is dead (default: 3 heartbeat intervals).",
         ),
-    ] = 300.0,
+    ] = None,
     claim_ttl: Annotated[
         float,
         typer.Option(
@@ -135,6 +148,14 @@ def serve(
     processes: Annotated[
         int, typer.Option(envvar="SHOPFLOOR_PROCESSES", help="Server processes (PostgreSQL only).")
     ] = 1,
+    signing_key_file: SigningKeyFile = None,
+    max_body_bytes: Annotated[
+        int,
+        typer.Option(
+            envvar="SHOPFLOOR_MAX_BODY_BYTES",
+            help="Largest request body, unless a route declares its own limit.",
+        ),
+    ] = 1024 * 1024,
     log_level: Annotated[str, typer.Option(envvar="SHOPFLOOR_LOG_LEVEL")] = "info",
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
@@ -157,6 +178,8 @@ def serve(
         runtime_token_ttl_seconds=runtime_token_ttl,
         issue_lock_ttl_seconds=issue_lock_ttl,
         file_lock_ttl_seconds=file_lock_ttl,
+        max_body_bytes=max_body_bytes,
+        signing_key_file=signing_key_file,
         log_level=log_level,
     )
     url = settings.resolved_database_url()
@@ -635,6 +658,32 @@ def runs_cancel(
         reply = client.cancel_run(run_id)
     done = "cancelled" if reply["cancelled"] else "already ended"
     console.print(f"{run_id}: {done} ({reply['run']['status']})")
+
+
+@signing_key_app.command("rotate")
+def signing_key_rotate(
+    data_dir: DataDir = Path(".shopfloor"),
+    signing_key_file: SigningKeyFile = None,
+    retire_after: Annotated[
+        int,
+        typer.Option(
+            envvar="SHOPFLOOR_RUNTIME_TOKEN_TTL_SECONDS",
+            help="Retire keys superseded longer ago than this (the runtime token TTL).",
+        ),
+    ] = 3600,
+) -> None:
+    """Sign new runtime JWTs with a new key. Running servers pick it up without a restart;
+    tokens signed with the older keys stay valid until they expire."""
+    path = Settings(data_dir=data_dir, signing_key_file=signing_key_file).signing_key_path
+    now = int(time.time() * 1000)
+    try:
+        key, retired = signing_keys.rotate(path, now, retire_after * 1000)
+    except signing_keys.SigningKeyError as exc:
+        console.print(f"[red]{exc}[/] (start the server once to create it)")
+        raise typer.Exit(1) from None
+    console.print(f"new signing key {key.kid} in {path}")
+    if retired:
+        console.print("retired: " + ", ".join(retired))
 
 
 @db_app.command("upgrade")

@@ -41,6 +41,7 @@ LANE_OF = {"stop": "urgent", "directive": "urgent", "nudge": "normal", "hook-res
 MESSAGES_PER_LANE = 10
 RECOVERY_ACTIVITY_COUNT = 20
 ACTIVITY_KINDS = ("activity", "tool-error", "external-urls", "completion", "security-scan")
+LATE = "late"  # what a session's worker sent after the session ended
 
 
 def by_session(messages: list[InboxMessage]) -> dict[str, list[InboxMessage]]:
@@ -84,18 +85,23 @@ class SessionChannel:
         self, session_id: str, worker_id: str | None, kind: str, data: dict[str, Any]
     ) -> SessionEvent:
         """Append an event to the session's timeline. With a worker id, only the lease holder
-        may write (fenced on owner and lease epoch)."""
+        may write (fenced on owner and lease epoch). Without one (a static-key call that names
+        no worker) the event is unattributed: it is never credited to whoever holds the
+        session now, which may not be the worker that wrote it. An event that arrives after
+        the session ended is kept apart from its live timeline, as kind `late`."""
         session = await self._session(session_id)
         expect = None
         if worker_id is not None:
             if session.worker_id != worker_id:
                 raise NotOwner(session_id)
             expect = Expect(worker_id, session.lease_epoch)
+        if session.is_terminal:
+            kind, data = LATE, {"kind": kind, **data}
         event = SessionEvent(
             session_id=session_id,
             at=self.clock.now_ms(),
             kind=kind,
-            worker_id=worker_id or session.worker_id,
+            worker_id=worker_id,
             data=data,
         )
         stored = await self.store.append_session_event(event, expect)
@@ -276,7 +282,7 @@ class SessionChannel:
                 session_id=session_id,
                 at=self.clock.now_ms(),
                 kind="inbox-ack",
-                worker_id=session.worker_id,
+                worker_id=worker_id,
                 data={"messageId": message_id, "type": message.type},
             )
         )
@@ -308,7 +314,13 @@ class SessionChannel:
             raise Conflict(f"Session is {session.status}; it cannot reserve files")
         now = self.clock.now_ms()
         return await self.store.reserve_files(
-            self.repo_id(session), session_id, paths, now, now + self.file_lock_ttl_ms, reason
+            self.repo_id(session),
+            session_id,
+            paths,
+            now,
+            now + self.file_lock_ttl_ms,
+            reason,
+            worker_id,
         )
 
     async def file_conflicts(
@@ -321,11 +333,11 @@ class SessionChannel:
 
     async def release_files(self, session_id: str, worker_id: str | None, paths: list[str]) -> int:
         session = await self._file_session(session_id, worker_id)
-        return await self.store.release_files(self.repo_id(session), session_id, paths)
+        return await self.store.release_files(self.repo_id(session), session_id, paths, worker_id)
 
     async def release_all_files(self, session_id: str, worker_id: str | None) -> int:
         await self._file_session(session_id, worker_id)
-        return await self.store.release_session_files(session_id)
+        return await self.store.release_session_files(session_id, worker_id)
 
     # -- issue records --
 
@@ -353,16 +365,24 @@ class SessionChannel:
         return await self.store.find_issue(key)
 
     async def change_issue(
-        self, issue: IssueRecord, changes: dict[str, Any], kind: str, data: dict[str, Any]
+        self,
+        issue: IssueRecord,
+        changes: dict[str, Any],
+        kind: str,
+        data: dict[str, Any],
+        worker_id: str | None,
     ) -> IssueRecord:
         updated = await self.store.update_issue(
             issue.id, {**changes, "updated_at": self.clock.now_ms()}
         )
-        await self.note_on_issue(issue.id, kind, data)
+        await self.note_on_issue(issue.id, kind, data, worker_id)
         return updated or issue
 
-    async def note_on_issue(self, issue_id: str, kind: str, data: dict[str, Any]) -> None:
-        """Record an issue-tracker call on the timeline of the issue's current session."""
+    async def note_on_issue(
+        self, issue_id: str, kind: str, data: dict[str, Any], worker_id: str | None
+    ) -> None:
+        """Record an issue-tracker call on the timeline of the issue's current session, as
+        made by `worker_id` (None: a caller that named no worker)."""
         session = await self._issue_session(issue_id)
         if session is None:
             return
@@ -371,7 +391,7 @@ class SessionChannel:
                 session_id=session.id,
                 at=self.clock.now_ms(),
                 kind=kind,
-                worker_id=session.worker_id,
+                worker_id=worker_id,
                 data=data,
             )
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id, new_worker_id
+from shopfloor.service.actors import ANYONE, Actor
 from shopfloor.service.channel import MESSAGES_PER_LANE, SessionChannel, by_session
 from shopfloor.service.errors import (
     Conflict,
@@ -208,6 +209,13 @@ class Dispatcher:
     async def list_sessions(self, flt: SessionFilter) -> list[SessionRecord]:
         return await self.store.list_sessions(flt)
 
+    async def visible_session(self, session_id: str, actor: Actor) -> SessionRecord:
+        """The session, if the actor may touch its project; to anyone else it does not exist."""
+        session = await self.store.get_session(session_id)
+        if session is None or not actor.may_touch(session.project):
+            raise SessionNotFound(session_id)
+        return session
+
     async def history(self, session_id: str) -> list[SessionEvent]:
         await self.get_session(session_id)
         return await self.store.session_events(session_id, kinds=["status"])
@@ -253,10 +261,51 @@ class Dispatcher:
         return worker
 
     async def heartbeat(self, worker_id: str, active_count: int | None) -> WorkerRecord:
-        worker = await self.store.touch_worker(worker_id, self.clock.now_ms(), active_count)
+        now = self.clock.now_ms()
+        worker = await self.store.touch_worker(worker_id, now, active_count)
         if worker is None:
             raise WorkerNotFound(worker_id)
+        if active_count is not None:
+            await self._reconcile(worker, active_count, now)
         return worker
+
+    async def _reconcile(self, worker: WorkerRecord, active_count: int, now: int) -> list[str]:
+        """Compare what a heartbeat says the worker runs with the sessions it has started
+        here (running or finalizing; a claimed one has the claim TTL). When it says fewer, for
+        longer than the worker TTL, the sessions it has not written to since it began to say
+        so are lost to it (an agent that died without a word, a worker that restarted under
+        the same id): the longest silent of them, as many as are missing, go back to the
+        queue. Returns their ids."""
+        started = [s for s in await self.store.live_sessions_of(worker.id) if s.status != CLAIMED]
+        if active_count >= len(started):
+            if worker.undercount_since is not None:
+                await self.store.mark_undercount(worker.id, None)
+            return []
+        since = worker.undercount_since
+        if since is None:
+            await self.store.mark_undercount(worker.id, now)
+            return []
+        if now - since < self.worker_ttl_ms:
+            return []
+        silent = []
+        for session in started:
+            written = await self.store.last_written_at(session.id, worker.id) or 0
+            last_sign = max(session.updated_at, written)
+            if last_sign < since:
+                silent.append((last_sign, session))
+        silent.sort(key=lambda pair: pair[0])
+        missing = len(started) - active_count
+        reason = (
+            f"worker {worker.id} reported {active_count} active sessions while holding "
+            f"{len(started)}; this one had been silent for"
+        )
+        requeued = []
+        for last_sign, session in silent[:missing]:
+            why = f"{reason} {(now - last_sign) // 1000}s"
+            if await self._requeue_or_none(session, why) is not None:
+                requeued.append(session.id)
+        await self.store.mark_undercount(worker.id, None)
+        return requeued
 
     async def pending_count(self, queue: str = AGENTFACTORY_QUEUE) -> int:
         return await self.store.count_pending(queue)
@@ -450,17 +499,30 @@ class Dispatcher:
             session, f"nacked by {worker_id}: {reason or 'no reason'}", keep_place=True
         )
 
-    async def transfer(self, session_id: str, old_worker: str, new_worker: str) -> TransferOutcome:
+    async def transfer(
+        self, session_id: str, old_worker: str, new_worker: str, actor: Actor = ANYONE
+    ) -> TransferOutcome:
+        """Move a live session from its holder to another worker (an AgentFactory worker that
+        re-registered under a new id keeps its sessions this way). The actor must be able to
+        act for the new worker and touch the session's project, and the new worker must be
+        allowed that project; the holder must be gone (not active) unless the actor speaks
+        for it: acts as the holder, or holds the registration token the holder came from.
+        Anything else answers as the reference does, `transferred: false` with a reason."""
         session = await self.store.get_session(session_id)
-        if session is None:
+        if session is None or not actor.may_touch(session.project):
             return TransferOutcome(False, reason="Session not found")
         if session.worker_id != old_worker or not session.is_live:
             owner = session.worker_id or "none"
             return TransferOutcome(False, reason=f"Session owned by different worker: {owner}")
-        try:
-            await self.active_worker(new_worker)
-        except WorkerNotFound:
+        new = await self.store.get_worker(new_worker)
+        if new is None or new.status != WORKER_ACTIVE:
             return TransferOutcome(False, reason=f"Worker not found: {new_worker}")
+        if new.projects and session.project not in new.projects:
+            return TransferOutcome(
+                False, reason=f"Worker not authorized for project {session.project}"
+            )
+        if not await self._speaks_for_holder(actor, old_worker):
+            return TransferOutcome(False, reason=f"Session is held by a live worker: {old_worker}")
         now = self.clock.now_ms()
         updated = await self.store.update_session(
             session.id,
@@ -478,6 +540,28 @@ class Dispatcher:
         if updated is None:
             return TransferOutcome(False, reason="Session ownership changed concurrently")
         return TransferOutcome(True, updated)
+
+    async def _speaks_for_holder(self, actor: Actor, holder_id: str) -> bool:
+        if actor.may_act_as(holder_id):
+            return True
+        holder = await self.store.get_worker(holder_id)
+        if holder is None or holder.status != WORKER_ACTIVE:
+            return True  # a dead holder's sessions are free to whoever may take them
+        return actor.registration_id is not None and (
+            holder.registration_id == actor.registration_id
+        )
+
+    async def retire_registration(self, registration_id: str) -> list[str]:
+        """A revoked registration token's workers are dead at once (their credentials no
+        longer work anywhere), and their sessions go back to the queue. Returns the ids of
+        the requeued sessions."""
+        now = self.clock.now_ms()
+        requeued = []
+        for worker_id in await self.store.workers_of_registration(registration_id):
+            if await self.store.end_worker(worker_id, WORKER_DEAD, now):
+                reason = f"worker {worker_id}'s registration token was revoked"
+                requeued.extend(await self._requeue_all(worker_id, reason))
+        return requeued
 
     async def deregister(self, worker_id: str) -> list[str]:
         """End a worker at its own request; its live sessions go back to the queue at once."""
@@ -508,6 +592,18 @@ class Dispatcher:
                 report.requeued.append(session.id)
         report.promoted.extend(await self.channel.reap_issue_locks())
         return report
+
+    async def next_reap_at(self) -> int | None:
+        """When the next lease runs out or the next worker falls silent for its TTL (epoch
+        ms; None if nothing is leased and no worker is active): the reaper's next pass is
+        due then, so that what it frees is claimable at once."""
+        lease, heartbeat = await self.store.earliest_expiries()
+        due = [
+            d
+            for d in (lease, None if heartbeat is None else heartbeat + self.worker_ttl_ms)
+            if d is not None
+        ]
+        return min(due) if due else None
 
     async def _requeue_all(self, worker_id: str, reason: str) -> list[str]:
         requeued = []

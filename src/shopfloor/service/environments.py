@@ -79,12 +79,24 @@ class Environments:
             raise EnvironmentNotFound(environment_id)
         return project
 
-    async def list_page(self, *, include_archived: bool, after_id: str | None, limit: int) -> Page:
+    async def list_page(
+        self,
+        *,
+        include_archived: bool,
+        after_id: str | None,
+        limit: int,
+        created_from: int | None = None,
+        created_until: int | None = None,
+    ) -> Page:
+        """Environments in id order; `created_from`/`created_until` bound their creation time
+        (epoch ms, both inclusive)."""
         found = await self.store.list_projects(
             PROJECT_ENVIRONMENT,
             include_archived=include_archived,
             after_id=after_id,
             limit=limit + 1,
+            created_from=created_from,
+            created_until=created_until,
         )
         return Page(found[:limit], len(found) > limit)
 

@@ -26,6 +26,11 @@ class Notifier(Protocol):
         """Wait until `queue` is notified or `seconds` pass; True if notified."""
         ...
 
+    def listen(self, topic: str, callback: Callable[[], None]) -> None:
+        """Call `callback` on every notification of `topic` (from any process), and whenever
+        notifications may have been missed (a lost connection)."""
+        ...
+
 
 async def cancel_wait(task: asyncio.Future[Any]) -> None:
     """Cancel a wait (or any task) and let it finish unwinding."""
@@ -42,17 +47,23 @@ class LocalNotifier:
     def __init__(self) -> None:
         # Per queue, the waiters in arrival order (a dict as an ordered set).
         self._waiters: dict[str, dict[asyncio.Event, None]] = defaultdict(dict)
+        self._listeners: dict[str, list[Callable[[], None]]] = defaultdict(list)
 
     async def start(self) -> None:
         return None
 
     async def close(self) -> None:
-        self.wake_all()
+        self._wake_waiters()
 
     async def notify(self, queue: str) -> None:
         self.wake(queue)
 
+    def listen(self, topic: str, callback: Callable[[], None]) -> None:
+        self._listeners[topic].append(callback)
+
     def wake(self, queue: str) -> None:
+        for callback in self._listeners.get(queue, ()):
+            callback()
         every = queue.startswith(WATCH_PREFIX)
         for event in self._waiters.get(queue, ()):
             if not event.is_set():
@@ -85,7 +96,14 @@ class LocalNotifier:
         return len(self._waiters.get(queue, ()))
 
     def wake_all(self) -> None:
-        """Every waiter on every queue (after a lost connection, notifications may be lost)."""
+        """Every waiter on every queue, and every listener (after a lost connection,
+        notifications may have been lost)."""
+        for callbacks in self._listeners.values():
+            for callback in callbacks:
+                callback()
+        self._wake_waiters()
+
+    def _wake_waiters(self) -> None:
         for events in self._waiters.values():
             for event in events:
                 event.set()

@@ -174,9 +174,11 @@ class RunService:
         implementation_display_name: str | None,
         display_name: str | None,
         metadata: Any,
+        registration_id: str | None = None,
     ) -> Registration:
         """Register (or re-register: same project, kind and key) a worker; a fresh token
-        replaces any earlier one."""
+        replaces any earlier one. `registration_id`: the registration token it registered
+        with, whose revocation revokes the worker's token too."""
         project = project_ref(project_reference)
         now = self.clock.now_ms()
         worker_id = str(uuid.uuid4())
@@ -192,6 +194,7 @@ class RunService:
                 last_heartbeat_at=now,
                 projects=[project.name],
                 metadata={"implementation_kind": implementation_kind, "worker_key": worker_key},
+                registration_id=registration_id,
             ),
             AgentWorkerRecord(
                 worker_id=worker_id,

@@ -121,6 +121,7 @@ class WorkerRecord:
     ended_at: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     claim_seq: int = 0  # the store's own counter of polls that claimed (see workers table)
+    undercount_since: int | None = None  # see Dispatcher.heartbeat
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,7 @@ class FileLock:
     reserved_at: int
     expires_at: int
     reason: str | None = None
+    worker_id: str | None = None  # who reserved it; None if the caller named no worker
 
 
 @dataclass(frozen=True)

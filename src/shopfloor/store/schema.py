@@ -48,6 +48,8 @@ workers = sa.Table(
     sa.Column("machine_id", sa.String(255)),
     sa.Column("ended_at", sa.BigInteger),
     sa.Column("metadata", JSONType, nullable=False),
+    # Since when its heartbeats report fewer sessions than it holds (migration 0005).
+    sa.Column("undercount_since", sa.BigInteger),
     sa.Index("ix_workers_liveness", "status", "last_heartbeat_at"),
 )
 
@@ -170,6 +172,7 @@ file_locks = sa.Table(
     sa.Column("reserved_at", sa.BigInteger, nullable=False),
     sa.Column("expires_at", sa.BigInteger, nullable=False),
     sa.Column("reason", sa.Text),
+    sa.Column("worker_id", sa.String(64)),  # migration 0005
     sa.Index("ix_file_locks_session", "session_id"),
 )
 

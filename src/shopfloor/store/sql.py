@@ -32,6 +32,7 @@ from shopfloor.store.records import (
     LIVE_STATUSES,
     PENDING,
     PROJECT_ENVIRONMENT,
+    WORKER_ACTIVE,
     Delivery,
     Expect,
     InboxMessage,
@@ -438,6 +439,10 @@ class SqlStore(ChannelSql, RunsSql, ConversationsSql):
                 return str(won)
         return value
 
+    async def delete_setting(self, key: str) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(t.settings.delete().where(t.settings.c.key == key))
+
     # -- registration tokens --
 
     async def insert_registration_token(self, token: RegistrationTokenRecord) -> None:
@@ -472,6 +477,20 @@ class SqlStore(ChannelSql, RunsSql, ConversationsSql):
             )
         return result.rowcount > 0
 
+    async def revoked_registration_ids(self) -> set[str]:
+        tok = t.registration_tokens
+        async with self.db.connect() as conn:
+            rows = await conn.execute(sa.select(tok.c.id).where(tok.c.revoked_at.is_not(None)))
+            return {r.id for r in rows}
+
+    async def workers_of_registration(self, registration_id: str) -> list[str]:
+        w = t.workers
+        query = sa.select(w.c.id).where(
+            w.c.registration_id == registration_id, w.c.status == WORKER_ACTIVE
+        )
+        async with self.db.connect() as conn:
+            return [r.id for r in await conn.execute(query)]
+
     # -- workers --
 
     async def insert_worker(self, worker: WorkerRecord) -> None:
@@ -501,6 +520,11 @@ class SqlStore(ChannelSql, RunsSql, ConversationsSql):
             ).first()
         return None if row is None else _worker_from_row(row)
 
+    async def mark_undercount(self, worker_id: str, since: int | None) -> None:
+        w = t.workers
+        async with self.db.begin() as conn:
+            await conn.execute(w.update().where(w.c.id == worker_id).values(undercount_since=since))
+
     async def end_worker(
         self, worker_id: str, status: str, now: int, silent_since: int | None = None
     ) -> bool:
@@ -528,6 +552,15 @@ class SqlStore(ChannelSql, RunsSql, ConversationsSql):
                 sa.select(w.c.id).where(w.c.status == "active", w.c.last_heartbeat_at < cutoff)
             )
             return [r.id for r in rows]
+
+    async def earliest_expiries(self) -> tuple[int | None, int | None]:
+        s, w = t.sessions, t.workers
+        lease = sa.select(sa.func.min(s.c.lease_expires_at)).where(
+            s.c.lease_expires_at.is_not(None), s.c.status.in_(LIVE_STATUSES)
+        )
+        heartbeat = sa.select(sa.func.min(w.c.last_heartbeat_at)).where(w.c.status == WORKER_ACTIVE)
+        async with self.db.connect() as conn:
+            return await conn.scalar(lease), await conn.scalar(heartbeat)
 
     async def count_live_sessions(self, worker_id: str) -> int:
         s = t.sessions
@@ -581,6 +614,15 @@ class SqlStore(ChannelSql, RunsSql, ConversationsSql):
                 .order_by(s.c.id)
             )
             return [_session_from_row(r) for r in rows]
+
+    async def last_written_at(self, session_id: str, worker_id: str) -> int | None:
+        e = t.session_events
+        query = sa.select(sa.func.max(e.c.at)).where(
+            e.c.session_id == session_id, e.c.worker_id == worker_id
+        )
+        async with self.db.connect() as conn:
+            at = await conn.scalar(query)
+        return None if at is None else int(at)
 
     async def count_pending(self, queue: str) -> int:
         s = t.sessions
@@ -832,7 +874,14 @@ class SqlStore(ChannelSql, RunsSql, ConversationsSql):
         return ProjectRecord(**rows[0]) if rows else None
 
     async def list_projects(
-        self, kind: str, *, include_archived: bool, after_id: str | None, limit: int
+        self,
+        kind: str,
+        *,
+        include_archived: bool,
+        after_id: str | None,
+        limit: int,
+        created_from: int | None = None,
+        created_until: int | None = None,
     ) -> list[ProjectRecord]:
         p = t.projects
         query = sa.select(p).where(p.c.kind == kind).order_by(p.c.id).limit(limit)
@@ -840,6 +889,10 @@ class SqlStore(ChannelSql, RunsSql, ConversationsSql):
             query = query.where(p.c.archived_at.is_(None))
         if after_id is not None:
             query = query.where(p.c.id > after_id)
+        if created_from is not None:
+            query = query.where(p.c.created_at >= created_from)
+        if created_until is not None:
+            query = query.where(p.c.created_at <= created_until)
         async with self.db.connect() as conn:
             return [ProjectRecord(**r._mapping) for r in await conn.execute(query)]
 

@@ -44,6 +44,15 @@ _ARCHIVE_INBOX = Prepared(
     .where(_m.c.session_id == sa.bindparam("b_session"), _m.c.archived_at.is_(None))
     .values(archived_at=sa.bindparam("v_now"))
 )
+
+
+def _released_by(worker_id: str | None) -> sa.ColumnElement[bool]:
+    """The reservations a worker may release: its own and those nobody is named on. A caller
+    that names no worker releases only the latter, never a named holder's."""
+    unnamed = _f.c.worker_id.is_(None)
+    return unnamed if worker_id is None else sa.or_(unnamed, _f.c.worker_id == worker_id)
+
+
 _RELEASE_FILES = Prepared(_f.delete().where(_f.c.session_id == sa.bindparam("b_session")))
 
 
@@ -417,9 +426,12 @@ class ChannelSql:
         now: int,
         expires_at: int,
         reason: str | None = None,
+        worker_id: str | None = None,
     ) -> tuple[list[str], list[FileLock]]:
-        """Reserve each path for the session (its own reservations are renewed); return the
-        reserved paths and the live reservations of other sessions that block the rest."""
+        """Reserve each path for the session, on behalf of `worker_id` (None: a caller that
+        named no worker); the session's own reservations are renewed and pass to that worker.
+        Return the reserved paths and the live reservations of other sessions that block the
+        rest."""
         f = t.file_locks
         reserved: list[str] = []
         conflicts: list[FileLock] = []
@@ -432,6 +444,7 @@ class ChannelSql:
                     "reserved_at": now,
                     "expires_at": expires_at,
                     "reason": reason,
+                    "worker_id": worker_id,
                 }
                 try:
                     async with conn.begin_nested():
@@ -446,7 +459,8 @@ class ChannelSql:
                     await conn.execute(f.insert().values(row))
                     reserved.append(path)
                 elif current.session_id == session_id:
-                    await conn.execute(f.update().where(*key).values(expires_at=expires_at))
+                    renewed = {"expires_at": expires_at, "worker_id": worker_id}
+                    await conn.execute(f.update().where(*key).values(renewed))
                     reserved.append(path)
                 elif current.expires_at <= now:
                     await conn.execute(f.update().where(*key).values(row))
@@ -473,19 +487,22 @@ class ChannelSql:
         order = {p: i for i, p in enumerate(paths)}
         return sorted(found, key=lambda c: order[c.path])
 
-    async def release_files(self, repo_id: str, session_id: str, paths: Sequence[str]) -> int:
+    async def release_files(
+        self, repo_id: str, session_id: str, paths: Sequence[str], worker_id: str | None
+    ) -> int:
+        f = t.file_locks
+        where = [f.c.repo_id == repo_id, f.c.path.in_(list(paths)), _released_by(worker_id)]
+        async with self.db.begin() as conn:
+            result = await conn.execute(f.delete().where(f.c.session_id == session_id, *where))
+        return int(result.rowcount)
+
+    async def release_session_files(self, session_id: str, worker_id: str | None) -> int:
         f = t.file_locks
         async with self.db.begin() as conn:
             result = await conn.execute(
-                f.delete().where(
-                    f.c.repo_id == repo_id, f.c.session_id == session_id, f.c.path.in_(list(paths))
-                )
+                f.delete().where(f.c.session_id == session_id, _released_by(worker_id))
             )
         return int(result.rowcount)
-
-    async def release_session_files(self, session_id: str) -> int:
-        async with self.db.begin() as conn:
-            return await conn.run(_RELEASE_FILES, {"b_session": session_id})
 
     # -- issue records --
 

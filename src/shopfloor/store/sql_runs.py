@@ -91,6 +91,7 @@ class RunsSql:
                     hostname=worker.hostname,
                     last_heartbeat_at=worker.last_heartbeat_at,
                     metadata=worker.metadata,
+                    registration_id=worker.registration_id,
                 )
                 .returning(*w.c)
             )

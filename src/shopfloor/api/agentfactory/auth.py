@@ -8,7 +8,8 @@ from fastapi import Request
 
 from shopfloor.api.envelope import ApiError, bearer
 from shopfloor.api.state import services
-from shopfloor.service.auth import RuntimeClaims, TokenExpired
+from shopfloor.service.actors import ANYONE, Actor
+from shopfloor.service.auth import RuntimeClaims, TokenExpired, TokenRevoked
 from shopfloor.store.records import RegistrationTokenRecord
 
 UNAUTHORIZED = "Invalid or missing API key"
@@ -26,6 +27,18 @@ class WorkerCaller:
         if self.runtime is not None and self.runtime.worker_id != worker_id:
             raise ApiError(403, WRONG_SUBJECT)
 
+    @property
+    def actor(self) -> Actor:
+        """The bounds of this credential: a runtime JWT acts for its worker, within its
+        registration token's project; the static key is the whole fleet's."""
+        if self.runtime is None:
+            return ANYONE
+        return Actor(
+            worker_id=self.runtime.worker_id,
+            project=self.runtime.project,
+            registration_id=self.runtime.registration_id,
+        )
+
 
 async def authenticate(
     request: Request, *, allow_registration: bool = False, allow_expired: bool = False
@@ -41,6 +54,8 @@ async def authenticate(
             claims = creds.runtime_claims(token, allow_expired=allow_expired)
         except TokenExpired:
             raise ApiError(401, "Runtime token expired") from None
+        except TokenRevoked:
+            raise ApiError(401, "Runtime token revoked") from None
         if claims is not None:
             return WorkerCaller(runtime=claims)
     if allow_registration:

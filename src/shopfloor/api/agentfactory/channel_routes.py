@@ -205,6 +205,7 @@ async def files_release_all(session_id: str, request: Request, caller: Caller) -
 @router.get("/api/sessions/{session_id}/recovery")
 async def recovery_latest(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     """The newest recovery packet of the session (what a resuming worker reads)."""
+    await services(request).dispatcher.visible_session(session_id, caller.actor)
     chain = await _channel(request).recovery_chain(session_id)
     return {
         "sessionId": session_id,
@@ -217,6 +218,7 @@ async def recovery_latest(session_id: str, request: Request, caller: Caller) -> 
 async def recovery_generate(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     """Snapshot a crashed session now and store the packet."""
     body = await json_object(request, empty_ok=True)
+    await services(request).dispatcher.visible_session(session_id, caller.actor)
     reason = opt_str(body, "reason")
     worker_id = _acting_worker(caller, body)
     packet = await _channel(request).generate_packet(session_id, worker_id, reason)
@@ -226,5 +228,6 @@ async def recovery_generate(session_id: str, request: Request, caller: Caller) -
 @router.get("/api/sessions/{session_id}/recovery/chain")
 async def recovery_chain(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     """Every packet of the session, oldest first: one per crash."""
+    await services(request).dispatcher.visible_session(session_id, caller.actor)
     chain = await _channel(request).recovery_chain(session_id)
     return {"sessionId": session_id, "packets": [recovery_packet(p) for p in chain]}

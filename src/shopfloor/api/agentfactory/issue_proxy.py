@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from shopfloor.api.agentfactory.auth import authenticate
-from shopfloor.api.envelope import ApiError
+from shopfloor.api.envelope import ApiError, json_problem
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.ids import uuid7_hex
+from shopfloor.service.actors import Actor
 from shopfloor.service.channel import SessionChannel
 from shopfloor.store.records import IssueRecord
 
@@ -117,48 +119,69 @@ def _arg(args: list[Any], index: int, name: str) -> str:
     return value
 
 
-async def _issue(channel: SessionChannel, key: str) -> IssueRecord:
-    issue = await channel.find_issue(key)
-    if issue is None:
-        raise ProxyError(404, "PROXY_ERROR", f"Issue not found: {key}")
-    return issue
+@dataclass(frozen=True)
+class Call:
+    """One proxied call: the issue records, who calls, its arguments, the server's base URL."""
+
+    channel: SessionChannel
+    actor: Actor
+    args: list[Any]
+    base: str
+
+    async def find_issue(self) -> IssueRecord | None:
+        """The issue named by args[0]; an issue of a project the caller may not touch does
+        not exist for it."""
+        issue = await self.channel.find_issue(_arg(self.args, 0, "issueId"))
+        return issue if issue is not None and self.actor.may_touch(issue.project) else None
+
+    async def issue(self) -> IssueRecord:
+        issue = await self.find_issue()
+        if issue is None:
+            raise ProxyError(404, "PROXY_ERROR", f"Issue not found: {self.args[0]}")
+        return issue
 
 
-Handler = Callable[[SessionChannel, list[Any], str], Awaitable[Any]]
+Handler = Callable[[Call], Awaitable[Any]]
 
 
-async def _get_issue(channel: SessionChannel, args: list[Any], base: str) -> Any:
-    return serialized_issue(await _issue(channel, _arg(args, 0, "issueId")), base)
+async def _get_issue(call: Call) -> Any:
+    return serialized_issue(await call.issue(), call.base)
 
 
-async def _is_child_issue(channel: SessionChannel, args: list[Any], base: str) -> Any:
-    issue = await channel.find_issue(_arg(args, 0, "issueId"))
+async def _is_child_issue(call: Call) -> Any:
+    issue = await call.find_issue()
     return bool(issue and issue.parent_id)
 
 
-async def _update_issue_status(channel: SessionChannel, args: list[Any], base: str) -> Any:
-    issue = await _issue(channel, _arg(args, 0, "issueId"))
+async def _update_issue_status(call: Call) -> Any:
+    channel, args, base = call.channel, call.args, call.base
+    issue = await call.issue()
     status = _arg(args, 1, "status")
     data = {"issueId": issue.id, "from": issue.state_name, "to": status}
-    updated = await channel.change_issue(issue, {"state_name": status}, "issue-status", data)
+    updated = await channel.change_issue(
+        issue, {"state_name": status}, "issue-status", data, call.actor.worker_id
+    )
     return serialized_issue(updated, base)
 
 
-async def _unassign_issue(channel: SessionChannel, args: list[Any], base: str) -> Any:
-    issue = await _issue(channel, _arg(args, 0, "issueId"))
+async def _unassign_issue(call: Call) -> Any:
+    channel, base = call.channel, call.base
+    issue = await call.issue()
     data = {"issueId": issue.id, "previousAssignee": issue.assignee}
-    updated = await channel.change_issue(issue, {"assignee": None}, "issue-unassign", data)
+    updated = await channel.change_issue(
+        issue, {"assignee": None}, "issue-unassign", data, call.actor.worker_id
+    )
     return serialized_issue(updated, base)
 
 
-async def _create_comment(channel: SessionChannel, args: list[Any], base: str) -> Any:
-    issue = await _issue(channel, _arg(args, 0, "issueId"))
+async def _create_comment(call: Call) -> Any:
+    channel, args = call.channel, call.args
+    issue = await call.issue()
     text = _arg(args, 1, "body")
     now = iso(channel.clock.now_ms())
     comment = {"id": f"cmt_{uuid7_hex()}", "body": text, "createdAt": now, "updatedAt": now}
-    await channel.note_on_issue(
-        issue.id, "issue-comment", {"issueId": issue.id, "commentId": comment["id"], "body": text}
-    )
+    data = {"issueId": issue.id, "commentId": comment["id"], "body": text}
+    await channel.note_on_issue(issue.id, "issue-comment", data, call.actor.worker_id)
     return comment
 
 
@@ -171,19 +194,27 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
+def _body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ProxyError(400, "INVALID_JSON", "Request body must be valid JSON") from None
+    if not isinstance(body, dict):
+        raise ProxyError(400, "INVALID_JSON", "Request body must be a JSON object")
+    problem = json_problem(body)
+    if problem is not None:
+        raise ProxyError(400, "INVALID_ARGS", problem)
+    return body
+
+
 @router.post("/api/issue-tracker-proxy", response_model=None)
 async def issue_tracker_proxy(request: Request) -> JSONResponse:
     try:
         try:
-            await authenticate(request)
+            caller = await authenticate(request)
         except ApiError as exc:
             raise ProxyError(401, "AUTH_ERROR", exc.message) from None
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise ProxyError(400, "INVALID_JSON", "Request body must be valid JSON") from None
-        if not isinstance(body, dict):
-            raise ProxyError(400, "INVALID_JSON", "Request body must be a JSON object")
+        body = _body(await request.body())
         method = body.get("method")
         if not isinstance(method, str) or method not in ALLOWED_METHODS:
             raise ProxyError(400, "INVALID_METHOD", f"method is not allowed: {method!r}")
@@ -196,7 +227,7 @@ async def issue_tracker_proxy(request: Request) -> JSONResponse:
                 501, "METHOD_NOT_FOUND", f"{method} is not supported by shopfloor's issue records"
             )
         channel = services(request).dispatcher.channel
-        data = await handler(channel, args, str(request.base_url))
+        data = await handler(Call(channel, caller.actor, args, str(request.base_url)))
     except ProxyError as exc:
         return _failure(exc)
     return JSONResponse({"success": True, "data": data})

@@ -34,6 +34,7 @@ Caller = Annotated[WorkerCaller, Depends(worker_caller)]
 # (api/fastlane.py): they authenticate in their body and build their JSONResponse themselves.
 
 REPORTABLE = ("running", "finalizing", "completed", "failed", "stopped")
+MAX_CAPACITY = 10_000  # sessions one worker may hold at once
 
 
 # -- workers --
@@ -49,6 +50,8 @@ async def register(request: Request) -> JSONResponse:
     capacity = body.get("capacity")
     if not is_number(capacity) or capacity < 1 or int(capacity) != capacity:
         raise ApiError(400, "capacity must be a positive number")
+    if capacity > MAX_CAPACITY:
+        raise ApiError(400, f"capacity must be at most {MAX_CAPACITY}")
     projects = body.get("projects")
     if projects is not None and (
         not isinstance(projects, list) or not all(isinstance(p, str) for p in projects)
@@ -88,6 +91,8 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
     active = body.get("activeCount")
     if not is_number(active) or active < 0:
         raise ApiError(400, "activeCount must be a non-negative number")
+    if active > MAX_CAPACITY:
+        raise ApiError(400, f"activeCount must be at most {MAX_CAPACITY}")
     dispatcher = services(request).dispatcher
     await dispatcher.heartbeat(worker_id, int(active))
     return JSONResponse(
@@ -191,7 +196,8 @@ async def report_status(session_id: str, request: Request) -> JSONResponse:
 
 @router.get("/api/sessions/{session_id}/status")
 async def read_status(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    return session_state(await services(request).dispatcher.get_session(session_id))
+    dispatcher = services(request).dispatcher
+    return session_state(await dispatcher.visible_session(session_id, caller.actor))
 
 
 @router.post("/api/sessions/{session_id}/nack")
@@ -210,8 +216,10 @@ async def transfer_ownership(session_id: str, request: Request, caller: Caller) 
     message = "newWorkerId and oldWorkerId are required"
     new_worker = req_str(body, "newWorkerId", message)
     old_worker = req_str(body, "oldWorkerId", message)
-    caller.check_acts_as(new_worker)
-    outcome = await services(request).dispatcher.transfer(session_id, old_worker, new_worker)
+    if not caller.actor.may_act_as(old_worker):
+        caller.check_acts_as(new_worker)
+    dispatcher = services(request).dispatcher
+    outcome = await dispatcher.transfer(session_id, old_worker, new_worker, caller.actor)
     if not outcome.transferred or outcome.session is None:
         return {"transferred": False, "reason": outcome.reason}
     return {"transferred": True, "session": session_state(outcome.session)}

@@ -4,9 +4,9 @@ Qoder's `/api/v1/cloud/environments/*` and Anthropic's `/v1/environments/*`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from shopfloor.api.envelope import ApiError, json_object
@@ -23,6 +23,15 @@ from shopfloor.service.environments import Environments, NewEnvironment
 from shopfloor.service.work import DEFAULT_RECLAIM_MS, WorkQueue
 
 WORKER_ID_MAX = 255
+# Qoder's environment list filters (sent by qca's `environments.list(created_at_gte=…)`).
+CreatedAtGte = Annotated[
+    str | None,
+    Query(alias="created_at[gte]", description="Created at or after (RFC 3339)"),
+]
+CreatedAtLte = Annotated[
+    str | None,
+    Query(alias="created_at[lte]", description="Created at or before (RFC 3339)"),
+]
 
 
 @dataclass(frozen=True)
@@ -88,12 +97,16 @@ def environments_router(d: Dialect) -> APIRouter:
         limit: str | None = None,
         page: str | None = None,
         include_archived: str | None = None,
+        created_at_gte: CreatedAtGte = None,
+        created_at_lte: CreatedAtLte = None,
     ) -> dict[str, Any]:
         await caller(request)
         found = await envs(request).list_page(
             include_archived=bool(wire.query_bool(include_archived, "include_archived")),
             after_id=wire.cursor(page, "page", wire.ENV_ID),
             limit=wire.list_limit(limit),
+            created_from=wire.created_bound(created_at_gte, "created_at[gte]", upper=False),
+            created_until=wire.created_bound(created_at_lte, "created_at[lte]", upper=True),
         )
         return wire.page([wire.environment(p) for p in found.items], found.has_more)
 

@@ -29,15 +29,37 @@ def ts(ms: int | None) -> str | None:
     return (_EPOCH + timedelta(milliseconds=ms)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def parse_ts(value: str, name: str) -> int:
-    """An RFC 3339 timestamp as epoch milliseconds, exactly."""
+def _instant(value: str) -> datetime | None:
+    """An RFC 3339 timestamp (with its offset), or None."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None or "T" not in value.upper():
+        return None
+    if parsed.tzinfo is None or "T" not in value.upper():
+        return None
+    return parsed
+
+
+def parse_ts(value: str, name: str) -> int:
+    """An RFC 3339 timestamp as epoch milliseconds, exactly."""
+    parsed = _instant(value)
+    if parsed is None:
         raise ApiError(400, f"{name} must be NO_HEARTBEAT or an RFC 3339 timestamp")
     return (parsed - _EPOCH) // timedelta(milliseconds=1)
+
+
+def created_bound(raw: str | None, name: str, *, upper: bool) -> int | None:
+    """A `created_at[gte]`/`created_at[lte]` filter as an inclusive bound in epoch ms: a
+    lower bound rounds up and an upper bound down, so a sub-millisecond instant admits no
+    record created outside it."""
+    if raw is None:
+        return None
+    parsed = _instant(raw.strip())
+    if parsed is None:
+        raise ApiError(400, f"{name} must be an RFC 3339 timestamp with its offset")
+    since_epoch = parsed - _EPOCH
+    ms = timedelta(milliseconds=1)
+    return since_epoch // ms if upper else -(-since_epoch // ms)
 
 
 # -- objects --
@@ -106,19 +128,22 @@ def page(data: list[dict[str, Any]], has_more: bool, *, forward: bool = True) ->
 
 # -- parameters --
 
+INT53_MAX = 2**53 - 1  # the largest integer every JSON client reads exactly
 
-def query_int(
-    raw: str | None, name: str, *, minimum: int, maximum: int | None = None
-) -> int | None:
+
+def query_int(raw: str | None, name: str, *, minimum: int, maximum: int = INT53_MAX) -> int | None:
+    """An integer query parameter. The default bound keeps arithmetic on it (a time minus a
+    duration) inside the 64-bit integers the databases store."""
     if raw is None:
         return None
     value = raw.strip()
     if not value.isdigit() and not (value.startswith("-") and value[1:].isdigit()):
         raise ApiError(400, f"{name} must be an integer")
+    if len(value) > 20:
+        raise ApiError(400, f"{name} must be an integer between {minimum} and {maximum}")
     number = int(value)
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f">= {minimum}"
-        raise ApiError(400, f"{name} must be an integer {bound}")
+    if number < minimum or number > maximum:
+        raise ApiError(400, f"{name} must be an integer between {minimum} and {maximum}")
     return number
 
 

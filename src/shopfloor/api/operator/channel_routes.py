@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field, StrictStr
 
+from shopfloor.api.envelope import INT64_MAX
 from shopfloor.api.operator.routes import require_admin
 from shopfloor.api.operator.schemas import RequestBody, SessionView
 from shopfloor.api.state import services
@@ -151,7 +152,9 @@ async def session_inbox(session_id: str, request: Request) -> list[InboxMessageV
 async def session_activity(
     session_id: str,
     request: Request,
-    after: Annotated[int, Query(ge=0, description="Only entries with a larger id")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=INT64_MAX, description="Only entries with a larger id")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> Timeline:
     session, events = await _channel(request).timeline(session_id, after, limit)

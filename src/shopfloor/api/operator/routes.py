@@ -125,9 +125,11 @@ async def list_tokens(request: Request) -> list[TokenView]:
 
 @router.delete("/registration-tokens/{token_id}", response_model=TokenView)
 async def revoke_token(token_id: str, request: Request) -> TokenView:
+    """Revoke the token, every runtime JWT and Veryfront worker token minted from it, and the
+    workers registered with it (their sessions go back to the queue)."""
     svc = services(request)
-    await svc.dispatcher.store.revoke_registration_token(token_id, svc.clock.now_ms())
-    record = await svc.dispatcher.store.get_registration_token(token_id)
+    record = await svc.credentials.revoke_registration_token(token_id)
     if record is None:
         raise ApiError(404, "Registration token not found")
+    await svc.dispatcher.retire_registration(token_id)
     return TokenView.of(record)

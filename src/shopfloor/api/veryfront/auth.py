@@ -11,6 +11,7 @@ from fastapi import Request
 from shopfloor.api.envelope import ApiError, bearer
 from shopfloor.api.state import services
 from shopfloor.service.runs import AgentWorker, RunService, project_ref
+from shopfloor.store.records import RegistrationTokenRecord
 
 UNAUTHORIZED = "Invalid or missing API key"
 WRONG_PROJECT = "Token is not valid for this project"
@@ -26,6 +27,7 @@ class VfCaller:
     all_projects: bool = False
     project: str | None = None  # the project of a project-scoped registration token
     worker: AgentWorker | None = None  # set for a worker token
+    registration: RegistrationTokenRecord | None = None  # set for a registration token
 
     @property
     def worker_id(self) -> str | None:
@@ -57,8 +59,10 @@ async def vf_caller(request: Request) -> VfCaller:
         return VfCaller(all_projects=True)
     record = await creds.registration_token(token)
     if record is not None:
-        return VfCaller(all_projects=record.project is None, project=record.project)
+        return VfCaller(
+            all_projects=record.project is None, project=record.project, registration=record
+        )
     agent = await run_service(request).worker_for_token(token)
-    if agent is not None:
+    if agent is not None and not creds.is_revoked(agent.worker.registration_id):
         return VfCaller(worker=agent)
     raise ApiError(401, UNAUTHORIZED)

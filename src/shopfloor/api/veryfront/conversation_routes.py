@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from shopfloor.api.envelope import ApiError
+from shopfloor.api.envelope import INT64_MAX, ApiError
 from shopfloor.api.veryfront import content, parse
 from shopfloor.api.veryfront.auth import WRONG_PROJECT, VfCaller, run_service, vf_caller
 from shopfloor.api.veryfront.conversation_wire import (
@@ -202,8 +202,8 @@ async def list_messages(
     after `after`. page_info.prev is the `before` of older ones, next the `after` of newer."""
     conversation = await _conversation(request, conversation_id, caller)
     size = parse.query_int(limit, "limit", 1, MESSAGES_MAX, MESSAGES_DEFAULT)
-    after_seq = None if after is None else parse.query_int(after, "after", 0, 2**62, 0)
-    before_seq = None if before is None else parse.query_int(before, "before", 1, 2**62, 1)
+    after_seq = None if after is None else parse.query_int(after, "after", 0, INT64_MAX, 0)
+    before_seq = None if before is None else parse.query_int(before, "before", 1, INT64_MAX, 1)
     found = await _service(request).messages(
         conversation.id, after_seq=after_seq, before_seq=before_seq, limit=size
     )

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from shopfloor.api.envelope import ApiError
+from shopfloor.api.limits import MIB, body_limit
 from shopfloor.api.veryfront import parse
 from shopfloor.api.veryfront.auth import VfCaller, run_service, vf_caller
 from shopfloor.api.veryfront.conversation_routes import router as conversation_router
@@ -38,7 +39,7 @@ Caller = Annotated[VfCaller, Depends(vf_caller)]
 
 MAX_EVENTS = 100
 MAX_EVENT_BYTES = 240 * 1024
-MAX_APPEND_BYTES = 10 * 1024 * 1024
+MAX_APPEND_BYTES = 10 * MIB
 
 
 async def _worker(runs: RunService, worker_id: str, caller: VfCaller) -> AgentWorker:
@@ -69,6 +70,7 @@ async def register_worker(project_reference: str, request: Request, caller: Call
         implementation_display_name=impl_name,
         display_name=display_name,
         metadata=metadata,
+        registration_id=caller.registration.id if caller.registration else None,
     )
     return JSONResponse(
         {"worker": worker_view(registration.worker), "token": registration.token},
@@ -143,15 +145,11 @@ async def retire_worker(worker_id: str, request: Request, caller: Caller) -> dic
 
 @router.post("/conversations/{conversation_id}/runs/{run_id}/events")
 @router.post("/conversations/{conversation_id}/agent-runs/{run_id}/events")
+@body_limit(MAX_APPEND_BYTES, status=400, message="Request payload must be less than 10 MiB")
 async def append_events(
     conversation_id: str, run_id: str, request: Request, caller: Caller
 ) -> dict[str, Any]:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_APPEND_BYTES:
-        raise ApiError(400, "Request payload must be less than 10 MiB")
     raw = await request.body()
-    if len(raw) > MAX_APPEND_BYTES:
-        raise ApiError(400, "Request payload must be less than 10 MiB")
     conversation_id = parse.uuid_param(conversation_id, "conversation_id")
     run_id = parse.run_id_param(run_id)
     body = parse.parse_json(raw, nul_ok=True)
@@ -211,7 +209,7 @@ async def complete_run(run_id: str, request: Request, caller: Caller) -> dict[st
     run_id = parse.run_id_param(run_id)
     body = parse.parse_json(await request.body())
     status = body.get("status")
-    if status not in TERMINAL_FROM_WIRE:
+    if not isinstance(status, str) or status not in TERMINAL_FROM_WIRE:
         raise ApiError(400, "status must be one of: completed, failed, cancelled")
     done = Completion(
         TERMINAL_FROM_WIRE[status],

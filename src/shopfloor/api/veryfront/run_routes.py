@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from shopfloor.api.envelope import ApiError
+from shopfloor.api.envelope import INT64_MAX, ApiError
 from shopfloor.api.veryfront import parse
 from shopfloor.api.veryfront.admission import admission
 from shopfloor.api.veryfront.auth import VfCaller, run_service, vf_caller
@@ -127,11 +127,11 @@ async def read_run_events(
 ) -> Any:
     """A run's events in event_id order."""
     state = await _readable(request, run_id, caller)
-    after = parse.query_int(after_event_id, "after_event_id", 0, 2**62, 0)
+    after = parse.query_int(after_event_id, "after_event_id", 0, INT64_MAX, 0)
     if "text/event-stream" in request.headers.get("accept", ""):
         last = request.headers.get("last-event-id")
         if last is not None:
-            after = parse.query_int(last.strip(), "Last-Event-ID", 0, 2**62, 0)
+            after = parse.query_int(last.strip(), "Last-Event-ID", 0, INT64_MAX, 0)
         stream = _stream(run_service(request), state.run.run_id, after, request)
         return StreamingResponse(
             stream,
