@@ -51,6 +51,14 @@ def test_the_hot_routes_are_in_the_lane() -> None:
     )
 
 
+def test_a_managed_sessions_tool_results_take_the_lane() -> None:
+    """The SDK's worker posts every tool result to POST /v1/sessions/{id}/events."""
+    from shopfloor.api.managed.routes import router as managed_router
+
+    served = [(sorted(lane.methods), lane.route.path) for lane in lanes([managed_router])]
+    assert served == [(["POST"], "/v1/sessions/{session_id}/events")]
+
+
 def test_a_hot_endpoint_with_an_unsupported_parameter_is_refused() -> None:
     from fastapi import APIRouter, Query
 
@@ -101,6 +109,13 @@ async def _script(api: httpx.AsyncClient) -> list[tuple[int, str, str]]:
         )
         ids[r.json()["sessionId"]] = f"S-{prompt}"
         ids["work_" + r.json()["sessionId"].removeprefix("sess_")] = f"WORK-{prompt}"
+    r = await api.post("/v1/agents", json={"name": "a", "model": "m"}, headers=ADMIN)
+    ids[r.json()["id"]] = "AGENT"
+    r = await api.post(
+        "/v1/sessions", json={"agent": r.json()["id"], "environment_id": env}, headers=ADMIN
+    )
+    ids[r.json()["id"]] = "MANAGED"
+    ids["work_" + r.json()["id"].removeprefix("sess_")] = "WORK-M"
     worker, session = (k for k, v in ids.items() if v in ("W", "S"))
     work = {v: k for k, v in ids.items()}
     steps: list[tuple[str, str, dict[str, str], Any]] = [
@@ -147,6 +162,25 @@ async def _script(api: httpx.AsyncClient) -> list[tuple[int, str, str]]:
             ("POST", f"{base}/{item}/stop", ADMIN | RID, {"force": "yes"}),
             ("POST", f"{base}/{item}/stop", ADMIN | RID, {}),
         ]
+    events = f"/v1/sessions/{work['MANAGED']}/events"  # a managed session's tool results
+    steps += [
+        ("POST", events, RID, {"events": []}),
+        ("POST", events, ADMIN | RID, "not json"),
+        ("POST", events, ADMIN | RID, {"events": [{"type": "user.tool_result"}]}),
+        (
+            "POST",
+            events,
+            ADMIN | RID,
+            {"events": [{"type": "user.tool_result", "tool_use_id": "x"}]},
+        ),
+        (
+            "POST",
+            "/v1/sessions/sess_nope/events",
+            ADMIN | RID,
+            {"events": [{"type": "user.interrupt"}]},
+        ),
+        ("GET", events, ADMIN | RID, None),
+    ]
     transcript = []
     for method, url, headers, body in steps:
         content = body if isinstance(body, str) else None if body is None else json.dumps(body)

@@ -24,6 +24,7 @@ from shopfloor.api.environments import errors as env_errors
 from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
 from shopfloor.api.fastlane import FastLane, lanes
 from shopfloor.api.limits import BodyLimit, BodyLimits
+from shopfloor.api.managed.routes import router as managed_router
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
@@ -36,9 +37,12 @@ from shopfloor.api.veryfront.errors import (
 from shopfloor.api.veryfront.routes import router as veryfront_router
 from shopfloor.clock import Clock, SystemClock
 from shopfloor.config import Settings
+from shopfloor.outbound.messages import MessagesClient
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import DomainError
+from shopfloor.service.managed.sessions import ManagedSessions
+from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.notifier import (
     BroadcastNotifier,
     LocalNotifier,
@@ -88,19 +92,45 @@ def create_app(
             notifier=notifier,
             poll_hold_ms=settings.poll_hold_ms,
         )
-        app.state.services = Services(
-            settings, clock, dispatcher, credentials, WorkQueue(dispatcher)
+        model = MessagesClient(
+            base_url=settings.model_base_url,
+            api_key=settings.resolved_model_api_key(),
+            timeout_seconds=settings.model_timeout_seconds,
         )
-        reaper = None
+        turns = TurnRunner(
+            store,
+            clock,
+            notifier,
+            model,
+            lease_seconds=settings.turn_lease_seconds,
+            max_tokens=settings.model_max_tokens,
+        )
+        app.state.services = Services(
+            settings,
+            clock,
+            dispatcher,
+            credentials,
+            WorkQueue(dispatcher, settings.work_lease_ttl_seconds),
+            ManagedSessions(store, clock, notifier, turns),
+            turns,
+        )
+        upkeep: list[asyncio.Task[None]] = []
         if run_upkeep and settings.reap_interval_seconds > 0:
-            reaper = asyncio.create_task(
-                run_reaper(dispatcher, settings.reap_interval_seconds, [credentials.upkeep])
+            upkeep.append(
+                asyncio.create_task(
+                    run_reaper(dispatcher, settings.reap_interval_seconds, [credentials.upkeep])
+                )
             )
+            # Model calls of managed sessions whose process died, taken over once their
+            # lease runs out (and the ones due when this process started).
+            upkeep.append(asyncio.create_task(turns.run_upkeep(settings.reap_interval_seconds)))
         try:
             yield
         finally:
-            if reaper is not None:
-                await cancel_wait(reaper)
+            for task in upkeep:
+                await cancel_wait(task)
+            await turns.close()
+            await model.close()
             await notifier.close()
             await store.close()
             print("shopfloor: stopped cleanly", flush=True)
@@ -121,6 +151,7 @@ def create_app(
         operator_router,
         operator_channel_router,
         veryfront_router,
+        managed_router,
     ]
     for router in routers:
         app.include_router(router)

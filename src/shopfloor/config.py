@@ -42,11 +42,23 @@ class Settings:
     # The largest request body a route takes unless it declares its own (api/limits.py).
     max_body_bytes: int = 1024 * 1024
     log_level: str = "info"
+    # Managed-agent sessions: the Messages API behind the agent loop.
+    model_base_url: str | None = None  # default: the Anthropic API
+    model_api_key: str | None = None  # default: ANTHROPIC_API_KEY
+    model_timeout_seconds: float = 600.0
+    model_max_tokens: int = 8192
+    # The lease of the process running a session's model call (renewed while it runs).
+    turn_lease_seconds: float = 30.0
+    # The lease of an environment work item whose worker asks for no TTL of its own.
+    work_lease_ttl_seconds: int = 60
 
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'shopfloor.db').resolve()}"
+
+    def resolved_model_api_key(self) -> str | None:
+        return self.model_api_key or os.environ.get("ANTHROPIC_API_KEY") or None
 
     @property
     def worker_ttl(self) -> float:
@@ -93,6 +105,8 @@ _FLOATS = {
     "claim_ttl_seconds",
     "issue_lock_ttl_seconds",
     "file_lock_ttl_seconds",
+    "model_timeout_seconds",
+    "turn_lease_seconds",
 }
 _INTS = {
     "port",
@@ -101,6 +115,8 @@ _INTS = {
     "poll_hold_ms",
     "runtime_token_ttl_seconds",
     "max_body_bytes",
+    "model_max_tokens",
+    "work_lease_ttl_seconds",
 }
 
 

@@ -82,6 +82,40 @@ def test_sessions_workers_and_tokens_commands(backend: Backend, tmp_path: Path) 
         session = json.loads(made.stdout)
         assert (session["priority"], session["projectName"]) == (2, "web")
 
+        dispatched = cli(
+            "sessions",
+            "create",
+            "--prompt",
+            "p",
+            "--branch",
+            "b1",
+            "--env",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--source-session-id",
+            session["sessionId"],
+            "--work-item-json",
+            '{"kits": {"k": 1}, "resolvedProfile": {"model": "m"}}',
+            "--json",
+            env=env,
+        )
+        assert dispatched.returncode == 0, dispatched.stderr
+        item = json.loads(dispatched.stdout)["workItem"]
+        assert (item["branch"], item["env"], item["kits"]) == (
+            "b1",
+            {"A": "1", "B": "x=y"},
+            {"k": 1},
+        )
+        assert item["sourceSessionId"] == session["sessionId"]
+        assert item["resolvedProfile"] == {"model": "m"}
+        bad = cli("sessions", "create", "--prompt", "p", "--env", "novalue", env=env)
+        assert bad.returncode == 2 and "NAME=VALUE" in bad.stderr
+        httpx.post(
+            server.url + f"/api/v1/sessions/{json.loads(dispatched.stdout)['sessionId']}/stop",
+            headers={"Authorization": "Bearer test-admin-key"},
+        )
+
         listed = cli("sessions", "list", "--json", "--status", "pending", env=env)
         assert [s["sessionId"] for s in json.loads(listed.stdout)["sessions"]] == [
             session["sessionId"]

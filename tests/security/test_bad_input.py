@@ -57,7 +57,7 @@ async def test_deep_json_in_an_operator_body_is_a_400(api: httpx.AsyncClient) ->
         "/api/v1/sessions", content=raw, headers={**ADMIN, "Content-Type": "application/json"}
     )
     assert reply.status_code == 400, reply.text
-    assert reply.json()["message"].startswith("labels")
+    assert reply.json()["message"] == "Request body is nested deeper than 64 levels"
     assert await state(api) == before
 
 

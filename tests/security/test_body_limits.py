@@ -176,3 +176,15 @@ def test_the_default_limit_is_a_setting(tmp_path: Path) -> None:
         assert fits.status_code == 201
     finally:
         stop_cleanly(proc)
+
+
+@pytest.mark.parametrize(("size", "status"), [(2 * MIB, 400), (32 * MIB + 1, 413)])
+def test_managed_session_events_take_tool_results_of_32_mib(
+    server: ServerProcess, size: int, status: int
+) -> None:
+    """A tool result may carry a file, an image or a PDF: the events route takes 32 MiB
+    (read whole and parsed, an empty event list is the first thing it refuses)."""
+    body = b'{"events": []}'.ljust(size)
+    path = "/v1/sessions/sesn_00000000000000000000000000/events"
+    reply = httpx.post(server.url + path, content=body, headers=ADMIN, timeout=60)
+    assert reply.status_code == status, reply.text

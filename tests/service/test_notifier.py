@@ -8,7 +8,7 @@ import pytest
 
 from shopfloor.clock import ManualClock
 from shopfloor.service.dispatch import Dispatcher, NewSession
-from shopfloor.service.notifier import WATCH_PREFIX, LocalNotifier
+from shopfloor.service.notifier import LocalNotifier
 from shopfloor.store import Store
 
 
@@ -84,15 +84,12 @@ async def test_lost_connection_wakes_every_waiter() -> None:
     assert await asyncio.gather(*waiters) == [True, True, True]
 
 
-async def test_a_watch_key_wakes_every_waiter() -> None:
-    """Followers of a run (its SSE streams) all need to see each change, unlike polls that
-    race for one item."""
+async def test_publish_wakes_every_waiter_on_the_topic() -> None:
+    """A managed session's new event is for every stream watching it, not one."""
     notifier = LocalNotifier()
-    key = f"{WATCH_PREFIX}run:r1"
-    followers = [asyncio.create_task(notifier.wait(key, 5)) for _ in range(3)]
-    polls = await waiting_in_order(notifier, 0.2, 0.2)
+    watchers = await waiting_in_order(notifier, 5, 5, 5)
+    other = asyncio.create_task(notifier.wait("other", 0.2))
     await asyncio.sleep(0)
-    await notifier.notify(key)
-    await notifier.notify("q")
-    assert await asyncio.gather(*followers) == [True, True, True]
-    assert await asyncio.gather(*polls) == [True, False]
+    await notifier.publish("q")
+    assert await asyncio.gather(*watchers) == [True, True, True]
+    assert await other is False

@@ -69,6 +69,25 @@ async def test_notify_wakes_a_waiter_on_another_connection(postgres: Backend) ->
         assert await other is True
 
 
+async def test_publish_wakes_every_waiter_on_another_connection(postgres: Backend) -> None:
+    """A managed session's event, written on one process, reaches every stream watching the
+    session on every other (and its own), while a notify of the same name wakes one."""
+    async with notifier(postgres.schema) as a, notifier(postgres.schema) as b:
+        watchers = [await waiting(b, "managed:s1", 10) for _ in range(3)]
+        own = await waiting(a, "managed:s1", 10)
+        started = time.monotonic()
+        await a.publish("managed:s1")
+        assert await asyncio.gather(*watchers, own) == [True] * 4
+        assert time.monotonic() - started < WAKE_BOUND
+        polls = [await waiting(b, "q", 10) for _ in range(2)]
+        await a.notify("q")
+        await until(lambda: any(p.done() for p in polls))
+        await asyncio.sleep(0.2)
+        assert sum(p.done() for p in polls) == 1
+        await a.notify("q")
+        await asyncio.gather(*polls)
+
+
 async def test_sender_wakes_its_own_waiters(postgres: Backend) -> None:
     async with notifier(postgres.schema) as a:
         woken = await waiting(a, "q", 10)

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shopfloor.cli.main import SHUTDOWN_GRACE_SECONDS
+from shopfloor.cli.main import GRACEFUL_SHUTDOWN_SECONDS
 from tests.conftest import ADMIN_KEY, BACKENDS, Backend
 from tests.veryfront.npm import ADMIN, serve_backend
 from tests.veryfront.server import Server, serve
@@ -176,7 +176,7 @@ def test_runs_show_follow_prints_events_until_the_run_ends(server: Server) -> No
 
 
 def test_an_open_stream_does_not_hold_the_server_shutdown(tmp_path: Path) -> None:
-    """SIGTERM cancels what still runs after the grace period (SHUTDOWN_GRACE_SECONDS), so a
+    """SIGTERM cancels what still runs after the grace period (GRACEFUL_SHUTDOWN_SECONDS), so a
     follower that never hangs up delays a stop by seconds, not until it leaves."""
     backend = Backend("sqlite", f"sqlite:///{tmp_path / 'shopfloor.db'}", None)
     server_cm = serve(backend, tmp_path)
@@ -199,7 +199,7 @@ def test_an_open_stream_does_not_hold_the_server_shutdown(tmp_path: Path) -> Non
             started = time.monotonic()
             server_cm.__exit__(None, None, None)
             stopped = True
-            assert time.monotonic() - started < SHUTDOWN_GRACE_SECONDS + 5
+            assert time.monotonic() - started < GRACEFUL_SHUTDOWN_SECONDS + 5
         assert "stopped cleanly" in srv.log.read_text()
     finally:
         if not stopped:

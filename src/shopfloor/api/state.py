@@ -10,6 +10,8 @@ from shopfloor.clock import Clock
 from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
+from shopfloor.service.managed.sessions import ManagedSessions
+from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.work import WorkQueue
 
 
@@ -20,6 +22,8 @@ class Services:
     dispatcher: Dispatcher
     credentials: Credentials
     work: WorkQueue  # the environment work API's queues (one per process: it keeps state)
+    managed: ManagedSessions
+    turns: TurnRunner  # this process's runner of managed sessions' model calls
 
 
 def services(request: Request) -> Services:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,28 +38,27 @@ class OperatorClient:
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._http.request(method, path, **kwargs)
-        self._raise_for(response)
+        if response.status_code >= 400:
+            self._raise(response)
         return response.json()
 
     @staticmethod
-    def _raise_for(response: httpx.Response) -> None:
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-                message = body.get("message") or body.get("detail") or response.text
-            except ValueError:
-                body = None
-            message = response.text
-            if isinstance(body, dict):
-                # The operator API says {"message"}; the environment API {"error": {"message"}}.
-                nested = body.get("error")
-                if isinstance(nested, dict) and isinstance(nested.get("message"), str):
-                    message = nested["message"]
-                elif isinstance(body.get("message"), str):
-                    message = body["message"]
-                elif isinstance(body.get("detail"), str):  # the Veryfront routes
-                    message = body["detail"]
-            raise OperatorError(response.status_code, message)
+    def _raise(response: httpx.Response) -> None:
+        message = response.text
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict):
+            # The operator API says {"message"}; the environment API {"error": {"message"}}.
+            nested = body.get("error")
+            if isinstance(nested, dict) and isinstance(nested.get("message"), str):
+                message = nested["message"]
+            elif isinstance(body.get("message"), str):
+                message = body["message"]
+            elif isinstance(body.get("detail"), str):  # the Veryfront routes
+                message = body["detail"]
+        raise OperatorError(response.status_code, message)
 
     def create_session(self, fields: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in fields.items() if v is not None}
@@ -169,12 +170,62 @@ class OperatorClient:
         with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
             if response.status_code >= 400:
                 response.read()
-                self._raise_for(response)
+                self._raise(response)
             yield from server_sent_events(response.iter_lines())
+
+    # -- managed-agent sessions (the /v1 agents and sessions API) --
+
+    def create_agent(self, body: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/agents", json=body)
+        return result
+
+    def list_agents(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": 100}
+        while True:
+            page: dict[str, Any] = self._call("GET", "/v1/agents", params=params)
+            found.extend(page["data"])
+            if not page.get("next_page"):
+                return found
+            params["page"] = page["next_page"]
+
+    def create_managed_session(self, agent_id: str, environment_id: str) -> dict[str, Any]:
+        body = {"agent": agent_id, "environment_id": environment_id}
+        result: dict[str, Any] = self._call("POST", "/v1/sessions", json=body)
+        return result
+
+    def send_events(self, session_id: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST", f"/v1/sessions/{session_id}/events", json={"events": events}
+        )
+        return result
+
+    @contextmanager
+    def event_stream(
+        self, session_id: str, read_timeout: float
+    ) -> Iterator[Iterator[dict[str, Any]]]:
+        """Open a session's live event stream (server-sent events). Once open, every event
+        committed afterwards comes through it; keep-alive pings are left out."""
+        timeout = httpx.Timeout(10.0, read=read_timeout)
+        path = f"/v1/sessions/{session_id}/events/stream"
+        with self._http.stream("GET", path, timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._raise(response)
+            yield _sse_events(response)
+
+
+def _sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
+    for line in response.iter_lines():
+        if line.startswith("data: "):
+            event: dict[str, Any] = json.loads(line.removeprefix("data: "))
+            if event.get("type") != "ping":
+                yield event
 
 
 def server_sent_events(lines: Iterable[str]) -> Iterator[dict[str, str]]:
-    """Parse a text/event-stream: one dict per event (comments and `retry` are skipped)."""
+    """Parse a text/event-stream: one dict of `event`, `id` and `data` per event (comments
+    and `retry` are skipped)."""
     fields: dict[str, str] = {}
     for line in lines:
         if not line:

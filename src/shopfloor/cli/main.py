@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
+from shopfloor.cli.chat import follow_turn
 from shopfloor.cli.client import OperatorClient, OperatorError, find_admin_key
 from shopfloor.cli.follow import follow_run, follow_timeline
 from shopfloor.config import Settings
@@ -49,10 +50,17 @@ app.add_typer(workers_app, name="workers")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
 app.add_typer(environments_app, name="environments")
+agents_app = typer.Typer(
+    help="Agents of managed sessions (a model, a system prompt, tools).", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 app.add_typer(signing_key_app, name="signing-key")
+app.add_typer(agents_app, name="agents")
 
 console = Console()
+# At a shutdown, responses still open after this long are cancelled: a session's event
+# stream stays open as long as its client listens.
+GRACEFUL_SHUTDOWN_SECONDS = 5
 
 DataDir = Annotated[
     Path,
@@ -64,9 +72,6 @@ DatabaseUrl = Annotated[
     str, typer.Option(envvar="SHOPFLOOR_DATABASE_URL", help="sqlite:///path or postgresql://…")
 ]
 Url = Annotated[str, typer.Option("--url", envvar="SHOPFLOOR_URL", help="Server base URL.")]
-# On SIGTERM, requests still running after this long are cancelled: a live stream (a run's
-# server-sent events) would otherwise hold the shutdown until its client hangs up.
-SHUTDOWN_GRACE_SECONDS = 5
 SigningKeyFile = Annotated[
     Path | None,
     typer.Option(
@@ -80,6 +85,98 @@ AdminKey = Annotated[
         envvar="SHOPFLOOR_ADMIN_API_KEY", help="Operator key (default: the data dir's key file)."
     ),
 ]
+
+
+@agents_app.command("create")
+def agents_create(
+    name: Annotated[str, typer.Option(help="Agent name.")],
+    model: Annotated[str, typer.Option(help="Model name sent to the Messages API.")],
+    system: Annotated[str | None, typer.Option(help="System prompt.")] = None,
+    tools: Annotated[
+        bool,
+        typer.Option(help="Give it the worker's tools (bash, read, write, edit, glob, grep)."),
+    ] = True,
+    ask: Annotated[
+        bool, typer.Option("--ask", help="Every tool call waits for a confirmation.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON reply.")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Create an agent for managed sessions."""
+    body: dict[str, Any] = {"name": name, "model": model, "system": system, "tools": []}
+    if tools:
+        toolset: dict[str, Any] = {"type": "agent_toolset_20260401"}
+        if ask:
+            toolset["default_config"] = {"permission_policy": {"type": "always_ask"}}
+        body["tools"] = [toolset]
+    with operator(url, admin_key, data_dir) as client:
+        agent = client.create_agent(body)
+    if as_json:
+        print(json.dumps(agent, indent=2))
+        return
+    console.print(f"{agent['id']}  {agent['name']}  v{agent['version']}  {agent['model']['id']}")
+
+
+@agents_app.command("list")
+def agents_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON.")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """List agents (their current versions)."""
+    with operator(url, admin_key, data_dir) as client:
+        agents = client.list_agents()
+    if as_json:
+        print(json.dumps(agents, indent=2))
+        return
+    table = Table("id", "name", "version", "model", "tools", "updated")
+    for a in agents:
+        kinds = ", ".join(t["type"] for t in a["tools"]) or "-"
+        table.add_row(
+            a["id"], a["name"], str(a["version"]), a["model"]["id"], kinds, a["updated_at"]
+        )
+    console.print(table)
+
+
+@app.command()
+def chat(
+    message: Annotated[str, typer.Argument(help="What to say to the agent.")],
+    agent: Annotated[str | None, typer.Option(help="Start a new session with this agent.")] = None,
+    environment: Annotated[
+        str | None, typer.Option(help="The environment whose workers run the new session.")
+    ] = None,
+    session: Annotated[
+        str | None, typer.Option(help="Talk to this existing session instead.")
+    ] = None,
+    wait: Annotated[
+        float, typer.Option(help="Give up if no event arrives for this many seconds.")
+    ] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print events as JSON lines.")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Send a message to a managed session (a new one with --agent and --environment) and
+    follow its events live until the agent's turn ends."""
+    if (session is None) == (agent is None or environment is None):
+        console.print("[red]give either --session, or --agent and --environment[/]")
+        raise typer.Exit(2)
+    with operator(url, admin_key, data_dir) as client:
+        if session is None:
+            assert agent is not None and environment is not None
+            session = client.create_managed_session(agent, environment)["id"]
+            if not as_json:
+                console.print(f"session {session}")
+        # The stream is open before the message goes, so no event of the turn is missed.
+        with client.event_stream(session, read_timeout=wait) as events:
+            user = {"type": "user.message", "content": [{"type": "text", "text": message}]}
+            client.send_events(session, [user])
+            ended = follow_turn(events, as_json)
+    if ended is None or ended.get("type") != "session.status_idle":
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -157,6 +254,43 @@ def serve(
         ),
     ] = 1024 * 1024,
     log_level: Annotated[str, typer.Option(envvar="SHOPFLOOR_LOG_LEVEL")] = "info",
+    model_base_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHOPFLOOR_MODEL_BASE_URL",
+            help="Messages API behind managed sessions (default: the Anthropic API).",
+        ),
+    ] = None,
+    model_api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHOPFLOOR_MODEL_API_KEY",
+            help="Key for the Messages API (default: ANTHROPIC_API_KEY).",
+        ),
+    ] = None,
+    model_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_MODEL_TIMEOUT_SECONDS", help="Seconds one model call may take."
+        ),
+    ] = 600.0,
+    model_max_tokens: Annotated[
+        int, typer.Option(envvar="SHOPFLOOR_MODEL_MAX_TOKENS", help="max_tokens of model calls.")
+    ] = 8192,
+    turn_lease: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_TURN_LEASE_SECONDS",
+            help="Lease of the process running a managed session's model call.",
+        ),
+    ] = 30.0,
+    work_lease_ttl: Annotated[
+        int,
+        typer.Option(
+            envvar="SHOPFLOOR_WORK_LEASE_TTL_SECONDS",
+            help="Lease of an environment work item whose worker asks for no TTL (10-600).",
+        ),
+    ] = 60,
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -181,6 +315,12 @@ def serve(
         max_body_bytes=max_body_bytes,
         signing_key_file=signing_key_file,
         log_level=log_level,
+        model_base_url=model_base_url or None,
+        model_api_key=model_api_key or None,
+        model_timeout_seconds=model_timeout,
+        model_max_tokens=model_max_tokens,
+        turn_lease_seconds=turn_lease,
+        work_lease_ttl_seconds=work_lease_ttl,
     )
     url = settings.resolved_database_url()
     try:
@@ -211,7 +351,7 @@ def serve(
             log_level=log_level,
             loop="uvloop",
             http="httptools",
-            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
         )
         return
     from shopfloor.app import served_app
@@ -223,7 +363,7 @@ def serve(
         log_level=log_level,
         loop="uvloop",
         http="httptools",
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
 
@@ -259,6 +399,25 @@ def sessions_create(
     environment: Annotated[
         str | None, typer.Option(help="Queue it in this environment (env_…) as a work item.")
     ] = None,
+    source_session_id: Annotated[
+        str | None, typer.Option(help="The session that spawned this one.")
+    ] = None,
+    provider_session_id: Annotated[
+        str | None, typer.Option(help="A provider session for the worker to resume.")
+    ] = None,
+    ref: Annotated[str | None, typer.Option(help="Git ref to check out.")] = None,
+    branch: Annotated[str | None, typer.Option(help="Branch to work on.")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option(help="NAME=VALUE for the agent (repeatable).")
+    ] = None,
+    max_duration_seconds: Annotated[int | None, typer.Option(min=1)] = None,
+    work_item_json: Annotated[
+        str | None,
+        typer.Option(
+            help="More work-item fields as a JSON object: kits, resolvedProfile, modelProfile, "
+            "resources, stage fields…"
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON reply.")] = False,
     url: Url = "http://127.0.0.1:8000",
     admin_key: AdminKey = None,
@@ -277,6 +436,13 @@ def sessions_create(
         "repository": repository,
         "agentId": agent_id,
         "environmentId": environment,
+        "sourceSessionId": source_session_id,
+        "providerSessionId": provider_session_id,
+        "ref": ref,
+        "branch": branch,
+        "env": _env_pairs(env),
+        "maxDurationSeconds": max_duration_seconds,
+        **_json_object(work_item_json, "--work-item-json"),
     }
     with operator(url, admin_key, data_dir) as client:
         session = client.create_session(fields)
@@ -284,6 +450,30 @@ def sessions_create(
         print(json.dumps(session, indent=2))
     else:
         console.print(f"queued {session['sessionId']} (priority {session['priority']})")
+
+
+def _env_pairs(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise typer.BadParameter(f"{pair!r} is not NAME=VALUE", param_hint="--env")
+        env[name] = value
+    return env
+
+
+def _json_object(raw: str | None, option: str) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise typer.BadParameter(f"not JSON: {exc}", param_hint=option) from None
+    if not isinstance(value, dict):
+        raise typer.BadParameter("must be a JSON object", param_hint=option)
+    return value
 
 
 @sessions_app.command("list")

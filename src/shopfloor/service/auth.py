@@ -77,8 +77,8 @@ class Credentials:
 
     async def load(self) -> str | None:
         """Load or create the admin key digest and the JWT signing keys, and the revoked
-        registration tokens. Returns a newly generated admin key in clear exactly once (to the process
-        that created it), else None."""
+        registration tokens. Returns a newly generated admin key in clear exactly once (to
+        the process that created it), else None."""
         await self.refresh_revocations()
         await self._load_signing_keys()
         if self._settings.admin_api_key:
@@ -164,7 +164,7 @@ class Credentials:
             return None
         await self.refresh_revocations()
         if self._notifier is not None:
-            await self._notifier.notify(REVOCATIONS)
+            await self._notifier.publish(REVOCATIONS)
         return record
 
     async def mint_registration_token(

@@ -227,6 +227,7 @@ class SessionChannel:
                     "type": type_,
                     "lane": message.lane,
                     "payload": payload,
+                    "userId": user_id,
                     "userName": user_name,
                 },
             )
@@ -234,7 +235,12 @@ class SessionChannel:
         return message
 
     async def stop(
-        self, session_id: str, reason: str | None = None, user_name: str | None = None
+        self,
+        session_id: str,
+        reason: str | None = None,
+        *,
+        user_id: str | None = None,
+        user_name: str | None = None,
     ) -> SessionRecord:
         """Operator stop. The session ends `stopped` at once (lock, files and lease released),
         and its holder also gets a `stop` message on its next poll."""
@@ -267,7 +273,7 @@ class SessionChannel:
             raise Conflict("Session changed concurrently; try again")
         await self.on_session_end(updated)
         if updated.worker_id is not None:  # a held session: tell its worker on the next poll
-            await self.send(session.id, "stop", why, user_name=user_name)
+            await self.send(session.id, "stop", why, user_id=user_id, user_name=user_name)
         return updated
 
     async def ack(self, session_id: str, message_id: str, worker_id: str | None) -> bool:

@@ -89,6 +89,7 @@ class NewSession:
     extra: dict[str, Any] = field(default_factory=dict)
     labels: list[str] | None = None  # issue labels the issue-tracker proxy serves
     metadata: dict[str, str] | None = None
+    provider_session_id: str | None = None  # a provider session the worker should resume
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,7 @@ class Dispatcher:
             agent_id=new.agent_id,
             extra=new.extra,
             metadata=new.metadata,
+            provider_session_id=new.provider_session_id,
         )
         try:
             # One live session per issue: a session for a locked issue is stored parked.

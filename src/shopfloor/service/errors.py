@@ -137,3 +137,24 @@ class InputRequestNotFound(DomainError):
     def __init__(self, request_id: str) -> None:
         super().__init__("Input request not found")
         self.request_id = request_id
+
+
+class AgentNotFound(DomainError):
+    def __init__(self, agent_id: str, version: int | None = None) -> None:
+        which = agent_id if version is None else f"{agent_id} version {version}"
+        super().__init__(f"Agent {which} not found")
+        self.agent_id = agent_id
+
+
+class ManagedSessionNotFound(DomainError):
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"Session {session_id} not found")
+        self.session_id = session_id
+
+
+class SessionTerminated(DomainError):
+    """Input to a managed session that has ended for good (archived, deleted, stopped)."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(f"Session {session_id} is terminated; it takes no more input")
+        self.session_id = session_id

@@ -1,6 +1,11 @@
 """Wake-ups for long polls. An enqueue calls `notify(queue)`; a poll waiting on that queue
 returns at once. In-process here; a PostgreSQL implementation carries the same signal across
-server processes with LISTEN/NOTIFY."""
+server processes with LISTEN/NOTIFY.
+
+`publish(topic)` is the other kind of signal: it wakes every waiter on the topic, not one
+(a new event of a managed session, which every stream watching it and the process running
+its turn must see). `listen(topic, callback)` calls back on every signal of a topic, in
+whichever process it was sent (a revocation, which every process must apply)."""
 
 from __future__ import annotations
 
@@ -13,10 +18,6 @@ from typing import Any, Protocol
 
 log = logging.getLogger("shopfloor.notifier")
 
-# A key with this prefix is watched rather than polled: a notification on it stands for a
-# change every follower must see (a run's new events), so it wakes all its waiters.
-WATCH_PREFIX = "~"
-
 
 class Notifier(Protocol):
     async def start(self) -> None: ...
@@ -26,9 +27,13 @@ class Notifier(Protocol):
         """Wait until `queue` is notified or `seconds` pass; True if notified."""
         ...
 
+    async def publish(self, topic: str) -> None:
+        """Wake every waiter on `topic`, in every process."""
+        ...
+
     def listen(self, topic: str, callback: Callable[[], None]) -> None:
-        """Call `callback` on every notification of `topic` (from any process), and whenever
-        notifications may have been missed (a lost connection)."""
+        """Call `callback` on every signal of `topic` (from any process), and whenever
+        signals may have been missed (a lost connection)."""
         ...
 
 
@@ -58,18 +63,27 @@ class LocalNotifier:
     async def notify(self, queue: str) -> None:
         self.wake(queue)
 
+    async def publish(self, topic: str) -> None:
+        self.wake_every(topic)
+
     def listen(self, topic: str, callback: Callable[[], None]) -> None:
         self._listeners[topic].append(callback)
 
     def wake(self, queue: str) -> None:
-        for callback in self._listeners.get(queue, ()):
-            callback()
-        every = queue.startswith(WATCH_PREFIX)
+        self._call_listeners(queue)
         for event in self._waiters.get(queue, ()):
             if not event.is_set():
                 event.set()
-                if not every:
-                    return
+                return
+
+    def wake_every(self, topic: str) -> None:
+        self._call_listeners(topic)
+        for event in self._waiters.get(topic, ()):
+            event.set()
+
+    def _call_listeners(self, topic: str) -> None:
+        for callback in self._listeners.get(topic, ()):
+            callback()
 
     async def wait(self, queue: str, seconds: float) -> bool:
         event = asyncio.Event()
@@ -96,7 +110,7 @@ class LocalNotifier:
         return len(self._waiters.get(queue, ()))
 
     def wake_all(self) -> None:
-        """Every waiter on every queue, and every listener (after a lost connection,
+        """Every listener, and every waiter on every queue (after a lost connection,
         notifications may have been lost)."""
         for callbacks in self._listeners.values():
             for callback in callbacks:
@@ -119,6 +133,11 @@ class Broadcast(Protocol):
     async def send(self, payload: str) -> None: ...
 
 
+# A broadcast payload that starts with this wakes every waiter on the rest (publish); any
+# other payload is a queue name and wakes one (notify). No queue name starts with it.
+PUBLISH_MARK = "*"
+
+
 class BroadcastNotifier(LocalNotifier):
     """Wakes waiters in this process at once and in every other process through a broadcast
     channel whose payload is the queue name. A failed broadcast never fails the enqueue that
@@ -129,7 +148,20 @@ class BroadcastNotifier(LocalNotifier):
         self.channel = channel
 
     async def start(self) -> None:
-        await self.channel.start(self.wake, self.wake_all)
+        await self.channel.start(self._received, self.wake_all)
+
+    def _received(self, payload: str) -> None:
+        if payload.startswith(PUBLISH_MARK):
+            self.wake_every(payload[len(PUBLISH_MARK) :])
+        else:
+            self.wake(payload)
+
+    async def publish(self, topic: str) -> None:
+        self.wake_every(topic)
+        try:
+            await self.channel.send(PUBLISH_MARK + topic)
+        except Exception as exc:
+            log.warning("could not broadcast a wake-up for topic %r: %s", topic, exc)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -26,7 +26,6 @@ from shopfloor.service.errors import (
     RunWaitingForTool,
     WorkerNotFound,
 )
-from shopfloor.service.notifier import WATCH_PREFIX
 from shopfloor.service.run_snapshot import snapshot_from_messages
 from shopfloor.store.records import (
     COMPLETED,
@@ -89,8 +88,8 @@ def run_queue(project_id: str, implementation_kind: str, worker_key: str | None)
 
 
 def watch_key(run_id: str) -> str:
-    """What a run's followers wait on: notified (all of them) whenever the run changes."""
-    return f"{WATCH_PREFIX}run:{run_id}"
+    """The topic a run's followers wait on; it is published whenever the run changes."""
+    return f"veryfront-run:{run_id}"
 
 
 @dataclass(frozen=True)
@@ -440,7 +439,7 @@ class RunService:
 
     async def changed(self, run_id: str) -> None:
         """Wake whoever follows the run (its SSE streams, on every server process)."""
-        await self.dispatcher.notifier.notify(watch_key(run_id))
+        await self.dispatcher.notifier.publish(watch_key(run_id))
 
     # -- lease holder --
 

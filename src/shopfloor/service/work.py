@@ -108,7 +108,11 @@ class WorkPage:
 
 
 class WorkQueue:
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, default_ttl_seconds: int = DEFAULT_TTL_SECONDS
+    ) -> None:
+        # The lease of an item whose worker asks for no TTL (the SDK's worker asks none).
+        self.default_ttl = clamp_ttl(default_ttl_seconds)
         self.store = dispatcher.store
         self.clock = dispatcher.clock
         self.notifier = dispatcher.notifier
@@ -219,8 +223,8 @@ class WorkQueue:
                     "lease_epoch": s.lease_epoch + 1,
                     "claimed_at": now,
                     "delivered_to": holder,
-                    "lease_expires_at": now + DEFAULT_TTL_SECONDS * 1000,
-                    "lease_ttl_seconds": DEFAULT_TTL_SECONDS,
+                    "lease_expires_at": now + self.default_ttl * 1000,
+                    "lease_ttl_seconds": self.default_ttl,
                     "started_at": None,
                     "last_heartbeat_at": None,
                     "stop_requested_at": None,
@@ -256,7 +260,7 @@ class WorkQueue:
                 raise WorkConflict(
                     f"Work item {work_id} is {state}; only an acknowledged item takes heartbeats"
                 )
-            ttl = s.lease_ttl_seconds or DEFAULT_TTL_SECONDS
+            ttl = s.lease_ttl_seconds or self.default_ttl
             if desired_ttl_seconds is not None:
                 ttl = clamp_ttl(desired_ttl_seconds)
             if state != STOPPING and expected is not None:
@@ -265,7 +269,7 @@ class WorkQueue:
                     raise HeartbeatPreconditionFailed(
                         "expected_last_heartbeat does not match the last heartbeat",
                         LeaseState(
-                            s.last_heartbeat_at, state, s.lease_ttl_seconds or DEFAULT_TTL_SECONDS
+                            s.last_heartbeat_at, state, s.lease_ttl_seconds or self.default_ttl
                         ),
                     )
             now = self.clock.now_ms()

@@ -5,6 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from shopfloor.store.managed_records import (
+    AgentRecord,
+    AgentVersionRecord,
+    EventQuery,
+    ManagedFilter,
+    ManagedSessionRecord,
+)
 from shopfloor.store.records import (
     Delivery,
     Expect,
@@ -154,7 +161,68 @@ class ConversationStore(Protocol):
     ) -> tuple[InputRequestRecord, RunRecord | None] | None: ...
 
 
-class Store(RunStore, ConversationStore, Protocol):
+class ManagedStore(Protocol):
+    """Persistence of managed-agent sessions: versioned agents, and a session row (the work
+    item) plus its managed row, whose event log is the session's timeline."""
+
+    async def insert_agent(self, agent: AgentRecord, first: AgentVersionRecord) -> None: ...
+    async def get_agent(self, agent_id: str) -> AgentRecord | None: ...
+    async def get_agent_version(self, agent_id: str, version: int) -> AgentVersionRecord | None: ...
+    async def list_agents(
+        self,
+        *,
+        project: str | None,
+        include_archived: bool,
+        after_id: str | None,
+        limit: int,
+        created_from: int | None = None,
+        created_to: int | None = None,
+    ) -> list[AgentRecord]: ...
+    async def list_agent_versions(
+        self, agent_id: str, *, after_version: int | None, limit: int
+    ) -> list[AgentVersionRecord]: ...
+    async def add_agent_version(
+        self, agent_id: str, expected_version: int, definition: dict[str, Any], now: int
+    ) -> AgentRecord | None:
+        """The next version, only if the current one is `expected_version` (not archived)."""
+        ...
+
+    async def archive_agent(self, agent_id: str, now: int) -> AgentRecord | None: ...
+    async def insert_managed_session(
+        self,
+        session: SessionRecord,
+        created: SessionEvent,
+        managed: ManagedSessionRecord,
+        events: Sequence[SessionEvent],
+    ) -> list[SessionEvent]:
+        """Session row, managed row and first events in one transaction; DuplicateKey if the
+        id exists."""
+        ...
+
+    async def get_managed_session(self, session_id: str) -> ManagedSessionRecord | None: ...
+    async def list_managed_sessions(self, flt: ManagedFilter) -> list[ManagedSessionRecord]: ...
+    async def update_managed_session(
+        self,
+        session_id: str,
+        expected_rev: int,
+        changes: Mapping[str, Any],
+        events: Sequence[SessionEvent] = (),
+    ) -> tuple[ManagedSessionRecord, list[SessionEvent]] | None:
+        """Compare-and-set on `rev`, with the events appended in the same transaction."""
+        ...
+
+    async def managed_events(self, session_id: str, query: EventQuery) -> list[SessionEvent]: ...
+    async def last_event_id(self, session_id: str, kinds: Sequence[str]) -> int:
+        """The id of the session's newest event of these kinds (0: none). Managed events
+        are numbered in commit order (see update_managed_session), so every one committed
+        later has a larger id."""
+        ...
+
+    async def due_turns(self, now: int, limit: int = 100) -> list[str]: ...
+    async def stranded_turns(self, limit: int = 100) -> list[str]: ...
+
+
+class Store(RunStore, ConversationStore, ManagedStore, Protocol):
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str

@@ -379,3 +379,68 @@ input_requests = sa.Table(
     sa.Index("ix_input_requests_conversation", "conversation_id", "created_at"),
     sa.Index("uq_input_requests_tool_call", "run_id", "tool_call_id", unique=True),
 )
+
+
+# -- managed-agent sessions (migration 0005ms): agents, and the managed state of a session --
+# A managed session is a `sessions` row (its work item) plus a `managed_sessions` row; its
+# event log is the session's timeline (`session_events`, kind = the event type).
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    # The environment the creating key is limited to (None: an unrestricted key made it).
+    sa.Column("project", sa.String(200)),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("archived_at", sa.BigInteger),
+)
+
+agent_versions = sa.Table(
+    "agent_versions",
+    metadata,
+    sa.Column("agent_id", sa.String(64), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("definition", JSONType, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+managed_sessions = sa.Table(
+    "managed_sessions",
+    metadata,
+    sa.Column("session_id", sa.String(64), primary_key=True),
+    sa.Column("environment_id", sa.String(64), nullable=False),
+    sa.Column("agent_id", sa.String(64)),
+    sa.Column("agent_version", sa.Integer),
+    sa.Column("agent", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text),
+    sa.Column("metadata", JSONType, nullable=False),
+    sa.Column("resources", JSONType, nullable=False),
+    sa.Column("usage", JSONType, nullable=False),
+    # The agent loop: idle | model (a model call is due or running) | tools (calls pending).
+    sa.Column("turn", sa.String(8), nullable=False),
+    sa.Column("pending", JSONType, nullable=False),  # the calls the turn waits for
+    sa.Column("unfed", JSONType, nullable=False),  # user content not yet sent to the model
+    # The lease of the process that runs the turn's model call, fenced by its epoch.
+    sa.Column("turn_owner", sa.String(64)),
+    sa.Column("turn_epoch", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("turn_expires_at", sa.BigInteger),
+    # Bumped by every write: writes are compare-and-set on it.
+    sa.Column("rev", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("archived_at", sa.BigInteger),
+    sa.Column("deleted_at", sa.BigInteger),
+    sa.Index("ix_managed_sessions_environment", "environment_id", "session_id"),
+    sa.Index("ix_managed_sessions_agent", "agent_id", "session_id"),
+    # The upkeep's look-up of turns to take over: only sessions that are not idle.
+    sa.Index(
+        "ix_managed_sessions_turn",
+        "turn",
+        "turn_expires_at",
+        sqlite_where=sa.text("turn <> 'idle'"),
+        postgresql_where=sa.text("turn <> 'idle'"),
+    ),
+)

@@ -54,6 +54,7 @@ from shopfloor.store.sql_common import (
     in_constants,
 )
 from shopfloor.store.sql_conversations import ConversationsSql
+from shopfloor.store.sql_managed import ManagedSql
 from shopfloor.store.sql_runs import RunsSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
@@ -376,7 +377,7 @@ def _token_from_row(row: sa.Row[Any]) -> RegistrationTokenRecord:
     return RegistrationTokenRecord(**row._mapping)
 
 
-class SqlStore(ChannelSql, RunsSql, ConversationsSql):
+class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema

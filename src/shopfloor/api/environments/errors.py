@@ -13,11 +13,14 @@ from fastapi.responses import JSONResponse
 from shopfloor.api.envelope import domain_status
 from shopfloor.api.environments.wire import ts
 from shopfloor.service.errors import (
+    AgentNotFound,
     DomainError,
     EnvironmentArchived,
     EnvironmentNotFound,
     HeartbeatPreconditionFailed,
     InvalidInput,
+    ManagedSessionNotFound,
+    SessionTerminated,
     WorkConflict,
     WorkNotFound,
 )
@@ -96,9 +99,9 @@ def domain_error_response(request: Request, exc: DomainError) -> JSONResponse:
                 },
             },
         )
-    if isinstance(exc, WorkNotFound):
+    if isinstance(exc, WorkNotFound | AgentNotFound | ManagedSessionNotFound):
         return error_response(request, 404, exc.message)
-    if isinstance(exc, WorkConflict):
+    if isinstance(exc, WorkConflict | SessionTerminated):
         return error_response(request, 409, exc.message)
     if isinstance(exc, InvalidInput):
         return error_response(request, 400, exc.message)

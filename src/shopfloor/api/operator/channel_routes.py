@@ -16,26 +16,37 @@ from shopfloor.api.timefmt import iso
 from shopfloor.service.channel import SessionChannel
 from shopfloor.store.records import InboxMessage, RecoveryPacket, SessionEvent
 
+# The identity of the admin key, recorded as the sender of what it sends.
+OPERATOR = "admin"
+
 router = APIRouter(
     prefix="/api/v1", tags=["Operator API: session channel"], dependencies=[Depends(require_admin)]
 )
 
 
-class StopRequest(RequestBody):
-    reason: StrictStr | None = Field(None, max_length=2000)
+class Sender(RequestBody):
+    """Who sends a message: as the caller reports it (a console user, the person behind an
+    integration), else the credential's own identity."""
+
+    userId: StrictStr | None = Field(None, min_length=1, max_length=200)
     userName: StrictStr | None = Field(None, max_length=200)
 
+    def user_id(self) -> str:
+        return self.userId or OPERATOR
 
-class PromptRequest(RequestBody):
+
+class StopRequest(Sender):
+    reason: StrictStr | None = Field(None, max_length=2000)
+
+
+class PromptRequest(Sender):
     text: StrictStr = Field(
         min_length=1, max_length=100_000, description="Delivered as a directive"
     )
-    userName: StrictStr | None = Field(None, max_length=200)
 
 
-class NudgeRequest(RequestBody):
+class NudgeRequest(Sender):
     text: StrictStr | None = Field(None, max_length=10_000)
-    userName: StrictStr | None = Field(None, max_length=200)
 
 
 class InboxMessageView(BaseModel):
@@ -44,6 +55,7 @@ class InboxMessageView(BaseModel):
     type: str
     lane: str
     payload: str
+    userId: str | None
     userName: str | None
     createdAt: str
     deliveredAt: str | None
@@ -59,6 +71,7 @@ class InboxMessageView(BaseModel):
             type=m.type,
             lane=m.lane,
             payload=m.payload,
+            userId=m.user_id,
             userName=m.user_name,
             createdAt=iso(m.created_at) or "",
             deliveredAt=iso(m.delivered_at),
@@ -114,9 +127,14 @@ def packet_view(p: RecoveryPacket) -> dict[str, Any]:
 async def stop_session(
     session_id: str, request: Request, body: StopRequest | None = None
 ) -> SessionView:
-    body = body or StopRequest(reason=None, userName=None)
-    dispatcher = services(request).dispatcher
-    session = await dispatcher.channel.stop(session_id, body.reason, body.userName)
+    body = body or StopRequest(userId=None, userName=None, reason=None)
+    svc = services(request)
+    dispatcher = svc.dispatcher
+    session = await dispatcher.channel.stop(
+        session_id, body.reason, user_id=body.user_id(), user_name=body.userName
+    )
+    # A managed session ends with its row: its agent loop stops, its clients are told.
+    await svc.managed.terminate(session_id)
     return SessionView.of(session, await dispatcher.history(session_id))
 
 
@@ -125,7 +143,7 @@ async def prompt_session(
     session_id: str, body: PromptRequest, request: Request
 ) -> InboxMessageView:
     message = await _channel(request).send(
-        session_id, "directive", body.text, user_name=body.userName
+        session_id, "directive", body.text, user_id=body.user_id(), user_name=body.userName
     )
     return InboxMessageView.of(message)
 
@@ -134,9 +152,9 @@ async def prompt_session(
 async def nudge_session(
     session_id: str, request: Request, body: NudgeRequest | None = None
 ) -> InboxMessageView:
-    body = body or NudgeRequest(text=None, userName=None)
+    body = body or NudgeRequest(userId=None, userName=None, text=None)
     message = await _channel(request).send(
-        session_id, "nudge", body.text or "", user_name=body.userName
+        session_id, "nudge", body.text or "", user_id=body.user_id(), user_name=body.userName
     )
     return InboxMessageView.of(message)
 

@@ -63,6 +63,8 @@ async def create_session(body: SessionCreate, request: Request) -> SessionView:
             repository=body.repository,
             agent_id=body.agentId,
             labels=body.labels,
+            extra=body.work_item_fields(),
+            provider_session_id=body.providerSessionId,
         )
     )
     return SessionView.of(session, await dispatcher.history(session.id))

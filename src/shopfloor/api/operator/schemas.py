@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
     StrictInt,
     StrictStr,
     StringConstraints,
     field_validator,
+    model_validator,
 )
 
-from shopfloor.api.envelope import has_nul
+from shopfloor.api.agentfactory.wire import queued_work
+from shopfloor.api.envelope import has_nul, json_problem
 from shopfloor.api.timefmt import iso
 from shopfloor.store.records import (
     RegistrationTokenRecord,
@@ -30,9 +35,18 @@ MetadataValue = Annotated[Text, StringConstraints(max_length=512)]
 
 class RequestBody(BaseModel):
     """A request body: unknown fields are refused, and so is NUL in any string (PostgreSQL
-    can store it in no text column, so it is refused here rather than failing in the store)."""
+    can store it in no text column, so it is refused here rather than failing in the store),
+    and whatever `json_problem` finds (too deep, an integer beyond int64, NaN)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        problem = json_problem(value, nul_ok=True) if isinstance(value, dict) else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("*", mode="before")
     @classmethod
@@ -42,7 +56,87 @@ class RequestBody(BaseModel):
         return value
 
 
-class SessionCreate(RequestBody):
+ShortText = Annotated[Text, StringConstraints(min_length=1, max_length=200)]
+EnvName = Annotated[Text, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+EnvValue = Annotated[Text, StringConstraints(max_length=8192)]
+MAX_OBJECT_BYTES = 64 * 1024  # kits, provider config, model profile: each at most this as JSON
+
+
+def _bounded_object(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is not None and len(json.dumps(value)) > MAX_OBJECT_BYTES:
+        raise ValueError(f"must be at most {MAX_OBJECT_BYTES} bytes as JSON")
+    return value
+
+
+BoundedObject = Annotated[dict[str, Any], AfterValidator(_bounded_object)]
+
+
+class Resources(RequestBody):
+    vCpu: StrictFloat | StrictInt | None = Field(None, gt=0, le=1024)
+    memoryMb: StrictInt | None = Field(None, gt=0, le=16 * 1024 * 1024)
+
+
+class ResolvedProfile(RequestBody):
+    """The agent a Go daemon runs for the session."""
+
+    provider: ShortText | None = None
+    runner: ShortText | None = None
+    model: ShortText | None = None
+    effort: ShortText | None = None
+    credentialId: ShortText | None = None
+    providerConfig: BoundedObject | None = None
+
+
+class ModelProfile(BaseModel):
+    """A model profile: `id`, `providerId`, `model`, and whatever else the daemon reads."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: ShortText | None = None
+    providerId: ShortText | None = None
+    model: ShortText | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ModelProfile:
+        _bounded_object(self.model_dump())
+        return self
+
+
+class DispatchFields(RequestBody):
+    """What a poll work item carries beyond the issue and prompt (the seed's poll item and
+    the Go daemon's PollWorkItem), delivered under these names when set."""
+
+    sourceSessionId: ShortText | None = Field(None, description="The session that spawned this one")
+    providerSessionId: ShortText | None = Field(
+        None, description="A provider session for the worker to resume"
+    )
+    kits: BoundedObject | None = Field(None, description="Kit configuration (at most 64 KiB)")
+    ref: ShortText | None = Field(None, description="Git ref to check out")
+    branch: ShortText | None = Field(None, description="Branch to work on")
+    env: dict[EnvName, EnvValue] | None = Field(
+        None, max_length=200, description="Environment variables for the agent"
+    )
+    maxDurationSeconds: StrictInt | None = Field(None, ge=1, le=7 * 24 * 3600)
+    resources: Resources | None = None
+    resolvedProfile: ResolvedProfile | None = None
+    modelProfile: ModelProfile | None = None
+    mentionContext: Text | None = Field(None, max_length=100_000)
+    parentContext: Text | None = Field(None, max_length=100_000)
+    stagePrompt: Text | None = Field(None, max_length=100_000)
+    stageId: ShortText | None = None
+    stageBudget: BoundedObject | StrictInt | StrictFloat | None = Field(
+        None, description="A number, or an object of named limits"
+    )
+    stageLifecycle: ShortText | None = None
+    stageSourceEventId: ShortText | None = None
+
+    def work_item_fields(self) -> dict[str, Any]:
+        """The fields a poll delivers as they are (providerSessionId has a column)."""
+        given = self.model_dump(exclude_none=True, exclude={"providerSessionId"})
+        return {k: v for k, v in given.items() if k in DispatchFields.model_fields}
+
+
+class SessionCreate(DispatchFields):
     sessionId: Text | None = Field(
         None,
         min_length=1,
@@ -117,6 +211,9 @@ class SessionView(BaseModel):
     claimedAt: str | None
     environmentId: str | None = None
     metadata: dict[str, str] | None = None
+    workItem: dict[str, Any] = Field(
+        description="The AgentFactory work item a worker's poll receives for this session"
+    )
     history: list[StatusChange] | None = None
 
     @classmethod
@@ -149,6 +246,7 @@ class SessionView(BaseModel):
             claimedAt=iso(s.claimed_at),
             environmentId=s.queue if s.queue.startswith("env_") else None,
             metadata=s.metadata,
+            workItem=queued_work(s),
             history=None if history is None else [StatusChange.of(e) for e in history],
         )
 
@@ -229,6 +327,8 @@ def validation_message(errors: list[Any]) -> str:
     loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path")]
     if first.get("type") == "json_invalid":
         return "Invalid JSON body"
+    if not loc and first.get("type") == "value_error":  # a whole-body check (RequestBody)
+        return str(first.get("ctx", {}).get("error", first.get("msg")))
     if not loc:
         return "Request body must be a JSON object"
     return f"{'.'.join(loc)}: {first.get('msg', 'invalid')}"

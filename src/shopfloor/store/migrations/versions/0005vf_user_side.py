@@ -1,7 +1,7 @@
 """Veryfront user side: canonical run fields, conversations, messages, input requests.
 
 Revision ID: 0005vf
-Revises: 0005
+Revises: 0005ms_managed_sessions
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0005vf"
-down_revision = "0005"
+down_revision = "0005ms_managed_sessions"
 branch_labels = None
 depends_on = None
 

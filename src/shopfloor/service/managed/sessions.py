@@ -1,0 +1,289 @@
+"""Managed sessions: made from an agent in a self-hosted environment, talked to with events,
+watched as a stream, ended by archive, delete or an operator stop.
+
+A managed session is a session row (its work item in the environment's queue) plus its
+managed row; its events are the session's timeline. A key limited to one environment sees
+only the sessions of that environment."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shopfloor.clock import Clock
+from shopfloor.ids import new_session_id
+from shopfloor.service.environments import Environments, merge_metadata
+from shopfloor.service.errors import InvalidInput, ManagedSessionNotFound
+from shopfloor.service.managed import events as ev
+from shopfloor.service.managed import state
+from shopfloor.service.managed.agents import Agents
+from shopfloor.service.managed.log import ManagedLog
+from shopfloor.service.managed.state import Input, Step
+from shopfloor.service.notifier import Notifier, cancel_wait
+from shopfloor.store import Store
+from shopfloor.store.managed_records import (
+    IDLE,
+    EventQuery,
+    ManagedFilter,
+    ManagedSessionRecord,
+)
+from shopfloor.store.records import PENDING, SessionEvent, SessionRecord
+
+MANAGED_WORK_TYPE = "managed"
+KEEPALIVE_SECONDS = 15.0
+
+
+class TurnKicker(Protocol):
+    def kick(self, session_id: str) -> None:
+        """Run the session's due model call in this process, if no other runs it."""
+        ...
+
+    def claim_with(self, row: ManagedSessionRecord, step: Step, now: int) -> Step:
+        """`step` with the claim of the model call it makes due, for this process."""
+        ...
+
+    def start_claimed(self, record: ManagedSessionRecord) -> None:
+        """Run the model call whose lease `record` shows this process holding."""
+        ...
+
+
+@dataclass(frozen=True)
+class AgentRef:
+    agent_id: str
+    version: int | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # model, system, tools, …
+
+
+@dataclass(frozen=True)
+class NewManagedSession:
+    environment_id: str
+    agent: AgentRef
+    initial_events: list[Input] = field(default_factory=list)
+    title: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    resources: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    items: list[ManagedSessionRecord]
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class EventPage:
+    items: list[SessionEvent]
+    has_more: bool
+
+
+class ManagedSessions:
+    def __init__(self, store: Store, clock: Clock, notifier: Notifier, turns: TurnKicker) -> None:
+        self.store = store
+        self.clock = clock
+        self.notifier = notifier
+        self.turns = turns
+        self.keepalive_seconds = KEEPALIVE_SECONDS
+        self.log = ManagedLog(store, clock, notifier)
+        self.agents = Agents(store, clock)
+        self.environments = Environments(store, clock)
+
+    # -- reading --
+
+    async def get(self, session_id: str, scope: str | None) -> ManagedSessionRecord:
+        return _visible(await self.store.get_managed_session(session_id), session_id, scope)
+
+    async def list_page(self, flt: ManagedFilter) -> SessionPage:
+        found = await self.store.list_managed_sessions(
+            dataclasses.replace(flt, limit=flt.limit + 1)
+        )
+        return SessionPage(found[: flt.limit], len(found) > flt.limit)
+
+    async def events(self, session_id: str, scope: str | None, query: EventQuery) -> EventPage:
+        await self.get(session_id, scope)
+        found = await self.store.managed_events(
+            session_id, dataclasses.replace(query, limit=query.limit + 1)
+        )
+        return EventPage(found[: query.limit], len(found) > query.limit)
+
+    # -- creating --
+
+    async def create(self, new: NewManagedSession, scope: str | None) -> ManagedSessionRecord:
+        queue = await self.environments.accepting_queue(new.environment_id)
+        agent = await self.agents.get(new.agent.agent_id, scope, new.agent.version)
+        if agent.head.archived_at is not None:
+            raise InvalidInput("agent", f"agent: {agent.head.id} is archived")
+        now = self.clock.now_ms()
+        sid = new_session_id()
+        snapshot = {**agent.snapshot(), **new.agent.overrides}
+        managed = ManagedSessionRecord(
+            session_id=sid,
+            environment_id=queue,
+            agent=snapshot,
+            agent_id=agent.head.id,
+            agent_version=agent.version.version,
+            status=IDLE,
+            title=new.title,
+            metadata=merge_metadata({}, new.metadata),
+            resources=new.resources,
+            created_at=now,
+            updated_at=now,
+        )
+        step = None
+        if new.initial_events:
+            step = state.accept(managed, now, new.initial_events)
+            step = self.turns.claim_with(managed, step, now)
+            managed = dataclasses.replace(managed, **step.changes)
+        session = SessionRecord(
+            id=sid,
+            queue=queue,
+            status=PENDING,
+            priority=3,
+            queued_at=now,
+            created_at=now,
+            updated_at=now,
+            title=new.title,
+            prompt=_first_text(new.initial_events),
+            work_type=MANAGED_WORK_TYPE,
+            agent_id=agent.head.id,
+            metadata=dict(managed.metadata),
+        )
+        created = SessionEvent(
+            session_id=sid,
+            at=now,
+            kind="status",
+            status=PENDING,
+            reason=f"managed session of agent {agent.head.id} v{agent.version.version}",
+        )
+        await self.store.insert_managed_session(
+            session, created, managed, step.events if step else []
+        )
+        await self.notifier.notify(queue)
+        if step is not None:
+            await self._after(managed, step)
+        return managed
+
+    # -- sending --
+
+    async def send(
+        self, session_id: str, scope: str | None, inputs: list[Input]
+    ) -> list[SessionEvent]:
+        def build(row: ManagedSessionRecord, now: int) -> Step:
+            _visible(row, session_id, scope)
+            return self.turns.claim_with(row, state.accept(row, now, inputs), now)
+
+        record, stored, step = await self.log.write(session_id, build)
+        await self._after(record, step)
+        return [e for e in stored if e.kind in ev.SENDABLE]
+
+    async def _after(self, record: ManagedSessionRecord, step: Step) -> None:
+        # Nothing awaited before the call starts: no other kick here can come in between.
+        if step.claimed:
+            self.turns.start_claimed(record)
+        elif step.kick:
+            self.turns.kick(record.session_id)
+        if step.needs_worker:
+            await self.log.ensure_work_item(record.session_id, "new input for the managed session")
+
+    # -- changing and ending --
+
+    async def update(
+        self,
+        session_id: str,
+        scope: str | None,
+        title: str | None,
+        metadata_patch: Mapping[str, str | None] | None,
+    ) -> ManagedSessionRecord:
+        await self.get(session_id, scope)
+
+        def build(row: ManagedSessionRecord, now: int) -> Step:
+            changes: dict[str, Any] = {"updated_at": now}
+            if title is not None:
+                changes["title"] = title
+            if metadata_patch is not None:
+                changes["metadata"] = merge_metadata(row.metadata, metadata_patch)
+            return Step(changes, [])
+
+        record, _, _ = await self.log.write(session_id, build)
+        return record
+
+    async def archive(self, session_id: str, scope: str | None) -> ManagedSessionRecord:
+        await self.get(session_id, scope)
+
+        def build(row: ManagedSessionRecord, now: int) -> Step:
+            step = state.terminate(row, now)
+            step.changes["archived_at"] = row.archived_at or now
+            return step
+
+        record, _, _ = await self.log.write(session_id, build)
+        await self.log.cancel_queued_item(session_id, "session archived")
+        return record
+
+    async def delete(self, session_id: str, scope: str | None) -> None:
+        await self.get(session_id, scope)
+        await self.log.write(session_id, lambda row, now: state.terminate(row, now, deleted=True))
+        await self.log.cancel_queued_item(session_id, "session deleted")
+
+    async def terminate(self, session_id: str) -> bool:
+        """An operator stop of a managed session's row ends the managed session too. False
+        if the session is not a managed one."""
+        if await self.store.get_managed_session(session_id) is None:
+            return False
+        await self.log.write(session_id, lambda row, now: state.terminate(row, now))
+        return True
+
+    # -- watching --
+
+    async def stream(self, session_id: str, scope: str | None) -> AsyncIterator[list[SessionEvent]]:
+        """Every event committed after this call, in batches as they come; an empty batch
+        when nothing came for KEEPALIVE_SECONDS. Ends after a termination or deletion.
+        The starting point is fixed before this returns, so a caller that opens the stream
+        and then reads the history misses nothing in between."""
+        await self.get(session_id, scope)
+        cursor = await self.store.last_event_id(session_id, ev.WIRE_KINDS)
+        return self._follow(session_id, cursor)
+
+    async def _follow(self, session_id: str, cursor: int) -> AsyncIterator[list[SessionEvent]]:
+        topic = ev.topic(session_id)
+        while True:
+            # Listen before reading, so a write between the read and the wait wakes us.
+            waiter = asyncio.ensure_future(self.notifier.wait(topic, self.keepalive_seconds))
+            try:
+                await asyncio.sleep(0)
+                found = await self.store.managed_events(
+                    session_id, EventQuery(kinds=ev.WIRE_KINDS, after_id=cursor, limit=500)
+                )
+                if found:
+                    cursor = found[-1].id or cursor
+                    yield found
+                    if any(e.kind in ev.FINAL_KINDS for e in found):
+                        return
+                    if len(found) == 500:
+                        continue
+                if not await waiter:
+                    yield []
+            finally:
+                if not waiter.done():
+                    await cancel_wait(waiter)
+
+
+def _visible(
+    record: ManagedSessionRecord | None, session_id: str, scope: str | None
+) -> ManagedSessionRecord:
+    """The session, if it exists and the caller's key may see it."""
+    if record is None or record.deleted_at is not None:
+        raise ManagedSessionNotFound(session_id)
+    if scope is not None and record.environment_id != scope:
+        raise ManagedSessionNotFound(session_id)
+    return record
+
+
+def _first_text(inputs: list[Input]) -> str | None:
+    for item in inputs:
+        if item.kind == ev.USER_MESSAGE:
+            texts = [b.get("text", "") for b in item.fields["content"] if b.get("type") == "text"]
+            if texts:
+                return "\n".join(texts)
+    return None
