@@ -9,46 +9,21 @@ SHOPFLOOR_SKIP_NODE_INTEROP=1 to skip them deliberately on a machine without Nod
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from shopfloor.service.runs import project_ref
-from tests.conftest import (
-    ADMIN_KEY,
-    BACKENDS,
-    PG_URL,
-    Backend,
-    _drop_schema,
-    _require_postgres,
-)
-from tests.veryfront.server import Server, serve
+from tests.conftest import BACKENDS
+from tests.veryfront.npm import ADMIN, node_binary, run_script, serve_backend
+from tests.veryfront.npm import project_token as mint_token
+from tests.veryfront.server import Server
 
-INTEROP = Path(__file__).resolve().parents[2] / "interop" / "veryfront"
 PROJECT = "demo"
-ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
-
-
-def _node() -> str:
-    if os.environ.get("SHOPFLOOR_SKIP_NODE_INTEROP") == "1":
-        pytest.skip("SHOPFLOOR_SKIP_NODE_INTEROP=1")
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node (>= 18) is required for the veryfront interop tests")
-    pinned = json.loads((INTEROP / "package.json").read_text())["dependencies"]["veryfront"]
-    installed = INTEROP / "node_modules" / "veryfront" / "package.json"
-    if not installed.is_file():
-        pytest.fail("veryfront is not installed: run `npm ci --prefix interop/veryfront`")
-    version = json.loads(installed.read_text())["version"]
-    assert version == pinned, f"installed veryfront {version}, pinned {pinned}: run npm ci"
-    return node
+_node = node_binary
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -56,28 +31,11 @@ def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
     """One server process per backend for this module (each test uses its own kind/key)."""
-    tmp_path = tmp_path_factory.mktemp(f"npm-{request.param}")
-    if request.param == "sqlite":
-        backend = Backend("sqlite", f"sqlite:///{tmp_path / 'shopfloor.db'}", None)
-    else:
-        _require_postgres()
-        backend = Backend("postgres", PG_URL, f"t_{uuid.uuid4().hex[:12]}")
-    try:
-        with serve(backend, tmp_path, SHOPFLOOR_REAP_INTERVAL_SECONDS="0.2") as srv:
-            yield srv
-    finally:
-        if backend.schema:
-            _drop_schema(backend.schema)
+    yield from serve_backend(request.param, tmp_path_factory, SHOPFLOOR_REAP_INTERVAL_SECONDS="0.2")
 
 
 def project_token(server: Server) -> str:
-    """A registration token scoped to the project: the client's project token."""
-    reply = httpx.post(
-        f"{server.url}/api/v1/registration-tokens", headers=ADMIN, json={"project": PROJECT}
-    )
-    assert reply.status_code == 201, reply.text
-    token: str = reply.json()["token"]
-    return token
+    return mint_token(server, PROJECT)
 
 
 def admit(server: Server, kind: str, worker_key: str, text: str) -> dict[str, Any]:
@@ -107,34 +65,12 @@ def run_node(
     node: str, scenario: str, server: Server, token: str, kind: str, worker_key: str
 ) -> dict[str, Any]:
     env = {
-        **os.environ,
-        "VF_URL": server.url,
         "VF_TOKEN": token,
         "VF_PROJECT": PROJECT,
         "VF_IMPL": kind,
         "VF_WORKER_KEY": worker_key,
     }
-    done = subprocess.run(
-        [node, "worker-flow.mjs", scenario],
-        cwd=INTEROP,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    lines = done.stdout.strip().splitlines()
-    if not lines:
-        pytest.fail(f"node printed nothing (exit {done.returncode}):\n{done.stderr}")
-    report: dict[str, Any] = json.loads(lines[-1])
-    if not report["ok"]:
-        pytest.fail(f"{scenario} failed: {report['error']}\nserver log:\n{server.log.read_text()}")
-    for reply in report["replies"]:  # the client calls response.json() on every 2xx
-        if 200 <= reply["status"] < 300:
-            json.loads(reply["text"])
-        else:
-            assert "detail" in json.loads(reply["text"])
-    result: dict[str, Any] = report["result"]
-    return result
+    return run_script(node, "worker-flow.mjs", scenario, server, env)
 
 
 def get(server: Server, path: str) -> Any:
@@ -190,13 +126,13 @@ def test_worker_lifecycle_with_the_npm_client(server: Server) -> None:
     assert run["status"] == "completed"
     assert run["worker_session"]["session_key"] == out["session"]["session_key"]
     events = get(server, f"/runs/{admitted['run_id']}/events")["data"]
-    assert [e["type"] for e in events] == [
+    assert [e["event_type"] for e in events] == [
         "TEXT_MESSAGE_START",
         "TEXT_MESSAGE_CONTENT",
         "TEXT_MESSAGE_END",
         "CUSTOM",
     ]
-    assert events[1]["event"]["delta"] == "Hello from the interop worker."
+    assert events[1]["payload"]["delta"] == "Hello from the interop worker."
 
 
 def test_lease_loss_with_the_npm_client(server: Server) -> None:
@@ -220,7 +156,7 @@ def test_lease_loss_with_the_npm_client(server: Server) -> None:
     )
     # The refused append wrote nothing: only the second attempt's events are there.
     events = get(server, f"/runs/{admitted['run_id']}/events")["data"]
-    assert [e["event"].get("delta") for e in events] == [None, "second attempt", None]
+    assert [e["payload"].get("delta") for e in events] == [None, "second attempt", None]
     history = get(server, f"/api/v1/sessions/{run['session_id']}")["history"]
     assert [h["reason"] for h in history if h["status"] == "pending"] == [
         "run admitted",

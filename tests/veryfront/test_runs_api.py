@@ -150,8 +150,12 @@ async def test_admission_keeps_conversation_and_target(api: httpx.AsyncClient) -
             "request_snapshot.messages[0].parts must be an array of objects with a string type",
         ),
         (
-            {"project_id": PROJECT, "kind": "agent", "request": {"agent_id": "a"}},
-            "request.implementation_kind is required",
+            {"project_id": PROJECT, "kind": "agent", "request": {"implementation_kind": "a b"}},
+            "request.implementation_kind must be 1-64 characters of A-Z a-z 0-9 _ -",
+        ),
+        (
+            {"project_id": PROJECT, "kind": "job", "request": {}},
+            "kind must be one of: agent, task, workflow, eval",
         ),
     ],
 )
@@ -202,10 +206,13 @@ async def test_append_advances_both_cursors_and_reads_back(api: httpx.AsyncClien
     )
     assert reply.json()["latest_event_id"] == 4
     events = (await api.get(f"/runs/{run['run_id']}/events", headers=ADMIN)).json()
-    assert [e["id"] for e in events["data"]] == [1, 2, 3, 4]
-    assert events["data"][3]["event"] == {"type": "STEP_STARTED", "stepName": "step-1"}
-    page = (await api.get(f"/runs/{run['run_id']}/events?after=2&limit=1", headers=ADMIN)).json()
-    assert ([e["id"] for e in page["data"]], page["has_more"]) == ([3], True)
+    assert [e["event_id"] for e in events["data"]] == [1, 2, 3, 4]
+    assert events["data"][3]["payload"] == {"type": "STEP_STARTED", "stepName": "step-1"}
+    assert events["data"][3]["event_type"] == "STEP_STARTED"
+    path = f"/runs/{run['run_id']}/events?after_event_id=2&limit=1"
+    page = (await api.get(path, headers=ADMIN)).json()
+    assert [e["event_id"] for e in page["data"]] == [3]
+    assert page["page_info"] == {"self": "2", "first": None, "next": "3", "prev": "1"}
     projection = await api.get(
         f"/conversations/{run['conversation_id']}/runs/{run['run_id']}", headers=ADMIN
     )
@@ -267,8 +274,8 @@ async def test_event_text_with_a_nul_character_round_trips(api: httpx.AsyncClien
     event = {"type": "TEXT_MESSAGE_CONTENT", "delta": "a\x00b", "z": 1, "a": 2}
     assert (await append(api, run, [event])).status_code == 200
     stored = (await api.get(f"/runs/{run['run_id']}/events", headers=ADMIN)).json()["data"]
-    assert stored[0]["event"] == event
-    assert list(stored[0]["event"]) == ["type", "delta", "z", "a"]  # key order kept
+    assert stored[0]["payload"] == event
+    assert list(stored[0]["payload"]) == ["type", "delta", "z", "a"]  # key order kept
 
 
 async def test_nul_characters_and_odd_run_ids_are_400_not_500(api: httpx.AsyncClient) -> None:

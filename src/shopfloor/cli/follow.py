@@ -1,4 +1,5 @@
-"""`shopfloor sessions show ID --follow`: print a session's timeline as it grows."""
+"""`shopfloor sessions show ID --follow` and `shopfloor runs show RUN --follow`: print a
+session's timeline, or a run's events, as they grow."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import time
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.markup import escape
 
@@ -60,3 +62,56 @@ def follow_timeline(
                 console.print(f"session {session_id} ended: [bold]{page['status']}[/]")
             return
         time.sleep(interval)
+
+
+# -- `shopfloor runs show RUN --follow`: a Veryfront run's events, over server-sent events --
+
+RECONNECT_ATTEMPTS = 5
+
+
+def describe_run_event(event: dict[str, Any]) -> str:
+    """One line for an AG-UI event of a run."""
+    payload = event.get("payload") or {}
+    kind = event.get("event_type")
+    if kind in ("TEXT_MESSAGE_CONTENT", "REASONING_MESSAGE_CONTENT", "TOOL_CALL_ARGS"):
+        return escape(str(payload.get("delta", "")))
+    if kind == "TOOL_CALL_START":
+        return f"[cyan]{escape(str(payload.get('toolCallName')))}[/] {payload.get('toolCallId')}"
+    if kind == "TOOL_CALL_RESULT":
+        return f"{payload.get('toolCallId')}: " + escape(str(payload.get("content", "")))
+    if kind == "CUSTOM":
+        value = json.dumps(payload.get("value"), sort_keys=True)
+        return f"[yellow]{escape(str(payload.get('name')))}[/] " + escape(value)
+    rest = {k: v for k, v in payload.items() if k != "type"}
+    return escape(json.dumps(rest, sort_keys=True)) if rest else ""
+
+
+def follow_run(client: OperatorClient, run_id: str, as_json: bool) -> str:
+    """Print a run's events as they are appended; return its final status once it ends.
+    A stream the server ends (it bounds their length) or a dropped connection is resumed
+    after the last event printed."""
+    after, failures = 0, 0
+    while True:
+        try:
+            for message in client.stream_run_events(run_id, after):
+                failures = 0
+                data = json.loads(message.get("data") or "null")
+                if message.get("event") == "run.ended":
+                    if as_json:
+                        print(json.dumps(data), flush=True)
+                    else:
+                        console.print(f"run {run_id} ended: [bold]{data['status']}[/]")
+                    return str(data["status"])
+                after = int(message["id"])
+                if as_json:
+                    print(json.dumps(data), flush=True)
+                else:
+                    console.print(
+                        f"[dim]{data['created_at']}[/] [magenta]{data['event_type']:<26}[/] "
+                        + describe_run_event(data)
+                    )
+        except httpx.TransportError:
+            failures += 1
+            if failures >= RECONNECT_ATTEMPTS:
+                raise
+            time.sleep(1.0)

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shopfloor.cli.chat import follow_turn
-from shopfloor.cli.follow import follow_timeline
+from shopfloor.cli.follow import follow_run, follow_timeline
 from shopfloor.client import OperatorClient, OperatorError, find_admin_key
 from shopfloor.config import Settings
 from shopfloor.worker.cli import worker
@@ -785,13 +785,71 @@ def runs_create(
 @runs_app.command("show")
 def runs_show(
     run_id: str,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Print the run's events live (server-sent) until it ends."
+        ),
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --follow: one JSON event per line.")
+    ] = False,
     url: Url = "http://127.0.0.1:8000",
     admin_key: AdminKey = None,
     data_dir: DataDir = Path(".shopfloor"),
 ) -> None:
-    """Show one run as JSON."""
+    """Show one run as JSON; --follow streams its events until it ends."""
     with operator(url, admin_key, data_dir) as client:
+        if follow:
+            follow_run(client, run_id, as_json)
+            return
         print(json.dumps(client.get_run(run_id), indent=2))
+
+
+@runs_app.command("list")
+def runs_list(
+    project: Annotated[str, typer.Option(help="Project UUID or slug.")],
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
+    cursor: Annotated[str | None, typer.Option(help="page_info.next of the page before.")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """A project's runs, newest first."""
+    with operator(url, admin_key, data_dir) as client:
+        page = client.list_runs(project, cursor, limit)
+    if as_json:
+        print(json.dumps(page, indent=2))
+        return
+    table = Table("run", "kind", "status", "owner", "target/agent", "created", "completed")
+    for r in page["data"]:
+        table.add_row(
+            r["run_id"],
+            r["kind"],
+            r["status"] + (f" ({r['waiting_reason']})" if r["waiting_reason"] else ""),
+            f"{r['owner']['kind']}:{r['owner']['id']}",
+            r["target"] or r["agent_id"],
+            r["created_at"],
+            r["completed_at"] or "",
+        )
+    console.print(table)
+    if page["page_info"]["next"]:
+        console.print(f"more: --cursor {page['page_info']['next']}")
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: str,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Cancel a queued or running run (one that has ended is left as it is)."""
+    with operator(url, admin_key, data_dir) as client:
+        reply = client.cancel_run(run_id)
+    done = "cancelled" if reply["cancelled"] else "already ended"
+    console.print(f"{run_id}: {done} ({reply['run']['status']})")
 
 
 @signing_key_app.command("rotate")

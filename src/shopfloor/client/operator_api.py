@@ -4,7 +4,7 @@ scripts and the worker's zero-config start use. Synchronous; one httpx connectio
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,29 @@ class OperatorClient:
         result: dict[str, Any] = self._call("GET", f"/runs/{run_id}")
         return result
 
+    def cancel_run(self, run_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/runs/{run_id}/cancel")
+        return result
+
+    def list_runs(self, project: str, cursor: str | None, limit: int) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        result: dict[str, Any] = self._call("GET", f"/projects/{project}/runs", params=params)
+        return result
+
+    def stream_run_events(self, run_id: str, after_event_id: int) -> Iterator[dict[str, str]]:
+        """The run's events after `after_event_id` as they are appended (server-sent events:
+        each a dict of `event`, `id` and `data`), until the server ends the stream."""
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after_event_id)}
+        timeout = httpx.Timeout(10.0, read=60.0)  # the server sends a keep-alive every 15 s
+        path = f"/runs/{run_id}/events"
+        with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, error_message(response))
+            yield from server_sent_events(response.iter_lines())
+
     # -- managed-agent sessions (the /v1 agents and sessions API) --
 
     def create_agent(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -189,3 +212,23 @@ def _sse_events(response: httpx.Response) -> Iterator[dict[str, Any]]:
             event: dict[str, Any] = json.loads(line.removeprefix("data: "))
             if event.get("type") != "ping":
                 yield event
+
+
+def server_sent_events(lines: Iterable[str]) -> Iterator[dict[str, str]]:
+    """Parse a text/event-stream: one dict of `event`, `id` and `data` per event (comments
+    and `retry` are skipped)."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        if not line:
+            if "data" in fields or "event" in fields:
+                yield fields
+            fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if name == "data" and "data" in fields:
+            fields["data"] += "\n" + value
+        elif name in ("event", "id", "data"):
+            fields[name] = value

@@ -125,6 +125,26 @@ class CursorMismatch(DomainError):
         self.current = current
 
 
+class RunWaitingForTool(DomainError):
+    """An append to a run that waits for a tool's result (an open input request)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__("Run is waiting for a tool result")
+        self.run_id = run_id
+
+
+class ConversationNotFound(DomainError):
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__("Conversation not found")
+        self.conversation_id = conversation_id
+
+
+class InputRequestNotFound(DomainError):
+    def __init__(self, request_id: str) -> None:
+        super().__init__("Input request not found")
+        self.request_id = request_id
+
+
 class AgentNotFound(DomainError):
     def __init__(self, agent_id: str, version: int | None = None) -> None:
         which = agent_id if version is None else f"{agent_id} version {version}"

@@ -17,13 +17,19 @@ from shopfloor.service.auth import digest
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import (
     Conflict,
+    ConversationNotFound,
     CursorMismatch,
+    InvalidInput,
     LeaseNotHeld,
     RunNotFound,
     RunTerminal,
+    RunWaitingForTool,
     WorkerNotFound,
 )
+from shopfloor.service.run_snapshot import snapshot_from_messages
 from shopfloor.store.records import (
+    COMPLETED,
+    FAILED,
     LIVE_STATUSES,
     PENDING,
     STOPPED,
@@ -37,6 +43,7 @@ from shopfloor.store.records import (
 )
 from shopfloor.store.run_records import (
     AgentWorkerRecord,
+    ConversationRecord,
     RunEventRecord,
     RunRecord,
     WorkerSessionRecord,
@@ -47,7 +54,12 @@ ANY_WORKER = "*"  # the worker-key part of the queue of runs any worker of the k
 DEFAULT_RUN_PRIORITY = 3
 WORKER_TOKEN_PREFIX = "vfw_"
 SESSION_TERMINAL = ("completed", "failed", "cancelled")
+# The worker session's status when its run ends with each session status.
+_WORKER_SESSION_END = {COMPLETED: "completed", FAILED: "failed", STOPPED: "cancelled"}
+RUN_KINDS = ("agent", "task", "workflow", "eval")
 QUEUE_MAX_LENGTH = 200
+SNAPSHOT_MAX_MESSAGES = 500  # the newest ones, when a conversation is longer
+SAFE_INTEGER = 2**53 - 1  # token counts are shown to JavaScript clients
 # Slugs map to stable UUIDs, so a project named by slug and by its UUID is one project.
 _PROJECT_NAMESPACE = uuid.UUID("6f1c2a34-52b5-4d0e-9a57-0f9e4b1c7d21")
 
@@ -75,10 +87,20 @@ def run_queue(project_id: str, implementation_kind: str, worker_key: str | None)
     return f"vf:{project_id}:{implementation_kind}:#{digest(worker_key or '')[:32]}"
 
 
+def watch_key(run_id: str) -> str:
+    """The topic a run's followers wait on; it is published whenever the run changes."""
+    return f"veryfront-run:{run_id}"
+
+
 @dataclass(frozen=True)
 class NewRun:
-    project_reference: str
-    implementation_kind: str
+    """A run to admit. Its project is `project_reference`, or for a conversation-owned run
+    the conversation's project; its queue is that of `implementation_kind`, or without one
+    that of its `kind` (workers registered with implementation kind `task` claim task
+    runs, and so on)."""
+
+    project_reference: str | None
+    implementation_kind: str | None = None
     worker_key: str | None = None
     agent_id: str | None = None
     run_id: str | None = None
@@ -88,6 +110,25 @@ class NewRun:
     idempotency_key: str | None = None
     priority: int | None = None
     title: str | None = None
+    kind: str = "agent"
+    owner_kind: str = "project"  # or "conversation" (conversation_id)
+    parent_run_id: str | None = None
+    spec: dict[str, Any] | None = None  # the canonical request's other fields
+
+    @property
+    def queue_kind(self) -> str:
+        return self.implementation_kind or self.kind
+
+
+@dataclass(frozen=True)
+class Completion:
+    """How a run ended, as its worker reported it."""
+
+    status: str  # a session status: completed, failed or stopped
+    terminal_error_code: str | None = None
+    terminal_error_message: str | None = None
+    metadata: dict[str, Any] | None = None  # provider, model, inputTokens, outputTokens, …
+    output: Any = None
 
 
 @dataclass(frozen=True)
@@ -220,8 +261,32 @@ class RunService:
 
     # -- producer side --
 
-    async def admit(self, new: NewRun) -> Admission:
-        project = project_ref(new.project_reference)
+    async def admission_project(
+        self, new: NewRun, default_project: str | None
+    ) -> tuple[ProjectRef, ConversationRecord | None]:
+        """The project a run would be admitted into, read without writing anything: a linked
+        conversation's project, else the named project, else `default_project`."""
+        conversation = None
+        if new.owner_kind == "conversation" and new.conversation_id is not None:
+            conversation = await self.store.get_conversation(new.conversation_id)
+            if conversation is not None and conversation.deleted_at is not None:
+                raise ConversationNotFound(new.conversation_id)
+        if conversation is not None and conversation.project_id is not None:
+            name = conversation.project_name or conversation.project_id
+            return ProjectRef(conversation.project_id, name), conversation
+        reference = new.project_reference or default_project
+        if reference is None:
+            raise InvalidInput("project_id", "project_id is required (a project UUID or slug)")
+        return project_ref(reference), conversation
+
+    async def admit(
+        self, new: NewRun, project: ProjectRef, conversation: ConversationRecord | None = None
+    ) -> Admission:
+        """Queue a run in `project` (from admission_project, after the caller's access to it
+        was checked). A conversation-owned run's conversation is created if it does not exist
+        yet, and linked to the project if it has none."""
+        if new.project_reference and project_ref(new.project_reference).id != project.id:
+            raise Conflict("The conversation belongs to another project")
         if new.idempotency_key:
             existing = await self.store.find_run_by_idempotency(project.id, new.idempotency_key)
             if existing is not None:
@@ -230,9 +295,20 @@ class RunService:
             existing = await self.store.get_run(new.run_id)
             if existing is not None:
                 return await self._duplicate_run_id(existing, project)
+        root = await self._root_of(new.parent_run_id, project)
         now = self.clock.now_ms()
+        conversation_id, message_id = new.conversation_id, new.message_id
+        if new.owner_kind == "conversation":
+            conversation = await self._own_conversation(new, project, conversation, now)
+            conversation_id = conversation.id
+            message_id = message_id or await self._latest_user_message(conversation.id)
         run_id = new.run_id or f"run_{uuid.uuid4()}"
-        queue = run_queue(project.id, new.implementation_kind, new.worker_key)
+        queue = run_queue(project.id, new.queue_kind, new.worker_key)
+        snapshot = new.request_snapshot
+        if snapshot is None and new.kind != "agent":
+            snapshot = _task_snapshot(new)
+        spec = new.spec or {}
+        agent_id = new.agent_id or spec.get("target") or new.queue_kind
         session = SessionRecord(
             id=new_session_id(),
             queue=queue,
@@ -242,25 +318,30 @@ class RunService:
             created_at=now,
             updated_at=now,
             project=project.name,
-            title=new.title,
-            prompt=_first_user_text(new.request_snapshot),
-            work_type=new.implementation_kind,
-            agent_id=new.agent_id or new.implementation_kind,
-            extra={"protocol": PROTOCOL, "runId": run_id},
+            title=new.title or spec.get("name"),
+            prompt=_first_user_text(snapshot) or spec.get("target"),
+            work_type=new.queue_kind,
+            agent_id=agent_id,
+            extra={"protocol": PROTOCOL, "runId": run_id, "runKind": new.kind},
         )
         run = RunRecord(
             run_id=run_id,
             session_id=session.id,
             project_id=project.id,
-            conversation_id=new.conversation_id or str(uuid.uuid4()),
-            message_id=new.message_id or str(uuid.uuid4()),
-            agent_id=new.agent_id or new.implementation_kind,
-            implementation_kind=new.implementation_kind,
+            conversation_id=conversation_id or str(uuid.uuid4()),
+            message_id=message_id or str(uuid.uuid4()),
+            agent_id=agent_id,
+            implementation_kind=new.queue_kind,
             worker_key=new.worker_key,
-            request_snapshot=new.request_snapshot,
+            request_snapshot=snapshot,
             idempotency_key=new.idempotency_key,
             created_at=now,
             updated_at=now,
+            kind=new.kind,
+            owner_kind=new.owner_kind,
+            parent_run_id=new.parent_run_id,
+            root_run_id=root,
+            spec=new.spec,
         )
         created = SessionEvent(
             session_id=session.id, at=now, kind="status", status=PENDING, reason="run admitted"
@@ -277,6 +358,52 @@ class RunService:
             return await self._duplicate_run_id(existing, project)
         await self.dispatcher.notifier.notify(queue)
         return Admission(RunState(run, session), duplicate=False)
+
+    async def _root_of(self, parent_run_id: str | None, project: ProjectRef) -> str | None:
+        if parent_run_id is None:
+            return None
+        parent = await self.store.get_run(parent_run_id)
+        if parent is None or parent.project_id != project.id:
+            raise InvalidInput("parent_run_id", "parent_run_id must name a run of this project")
+        return parent.root_run_id or parent.run_id
+
+    async def _own_conversation(
+        self,
+        new: NewRun,
+        project: ProjectRef,
+        conversation: ConversationRecord | None,
+        now: int,
+    ) -> ConversationRecord:
+        """The run's conversation, created on first use and linked to the run's project."""
+        if conversation is None:
+            conversation = ConversationRecord(
+                id=new.conversation_id or str(uuid.uuid4()),
+                created_at=now,
+                updated_at=now,
+                project_id=project.id,
+                project_name=project.name,
+            )
+            if await self.store.insert_conversation(conversation):
+                return conversation
+            conversation = await self.store.get_conversation(conversation.id)
+            if conversation is None:
+                raise Conflict("The conversation changed concurrently; try again")
+        if conversation.project_id is None:
+            linked = await self.store.update_conversation(
+                conversation.id,
+                {"project_id": project.id, "project_name": project.name, "updated_at": now},
+                unlinked_only=True,
+            )
+            conversation = linked or await self.store.get_conversation(conversation.id)
+            if conversation is None or conversation.deleted_at is not None:
+                raise ConversationNotFound(new.conversation_id or "")
+        if conversation.project_id != project.id:
+            raise Conflict("The conversation belongs to another project")
+        return conversation
+
+    async def _latest_user_message(self, conversation_id: str) -> str | None:
+        found = await self.store.list_messages(conversation_id, limit=1, newest=True, role="user")
+        return found[0].id if found else None
 
     async def _duplicate_run_id(self, existing: RunRecord, project: ProjectRef) -> Admission:
         if existing.project_id != project.id:
@@ -301,8 +428,18 @@ class RunService:
         return RunState(run, session, worker_session)
 
     async def events(self, run_id: str, after_event_id: int, limit: int) -> list[RunEventRecord]:
-        await self.state(run_id)
         return await self.store.list_run_events(run_id, after_event_id, limit)
+
+    async def list_runs(
+        self, project_id: str, before: tuple[int, str] | None, limit: int
+    ) -> list[RunState]:
+        """A project's runs, newest first (without their worker sessions)."""
+        found = await self.store.list_project_runs(project_id, before, limit)
+        return [RunState(run, session) for run, session in found]
+
+    async def changed(self, run_id: str) -> None:
+        """Wake whoever follows the run (its SSE streams, on every server process)."""
+        await self.dispatcher.notifier.publish(watch_key(run_id))
 
     # -- lease holder --
 
@@ -324,10 +461,42 @@ class RunService:
                 run = await self.store.get_run_by_session(claimed[0].id)
                 if run is None:  # a session in a run queue always has a run row
                     raise RunNotFound(claimed[0].id)
+                run = await self._started(run, now)
+                await self.changed(run.run_id)
                 return await self._state_of(run, claimed[0])
         return None
 
-    def _holds(self, session: SessionRecord, worker_id: str | None, now: int) -> bool:
+    async def _started(self, run: RunRecord, now: int) -> RunRecord:
+        """At the first claim: started_at, and for a conversation's run without a request
+        snapshot one built from the conversation's messages (kept for any re-claim)."""
+        if run.started_at is not None:
+            return run
+        changes: dict[str, Any] = {"started_at": now}
+        if run.owner_kind == "conversation" and run.request_snapshot is None:
+            messages = await self._snapshot_messages(run)
+            changes["request_snapshot"] = snapshot_from_messages(messages)
+        started = await self.store.update_run(run.run_id, changes, where_null=("started_at",))
+        return started or await self._run(run.run_id)
+
+    async def _snapshot_messages(self, run: RunRecord) -> list[Any]:
+        """The conversation's messages up to the one the run was admitted for (all of them if
+        that one is not in the conversation), at most the newest SNAPSHOT_MAX_MESSAGES."""
+        trigger = await self.store.get_message(run.conversation_id, run.message_id)
+        return await self.store.list_messages(
+            run.conversation_id,
+            before_seq=None if trigger is None else trigger.seq + 1,
+            limit=SNAPSHOT_MAX_MESSAGES,
+            newest=True,
+        )
+
+    async def _run(self, run_id: str) -> RunRecord:
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+    def holds(self, session: SessionRecord, worker_id: str | None, now: int) -> bool:
+        """Whether the session is leased and unexpired (to `worker_id`, if one is given)."""
         return (
             session.is_live
             and session.lease_expires_at is not None
@@ -341,7 +510,7 @@ class RunService:
         state = await self.state(run_id)
         session = state.session
         now = self.clock.now_ms()
-        if not self._holds(session, worker_id, now):
+        if not self.holds(session, worker_id, now):
             return None
         updated = await self.store.update_session(
             session.id,
@@ -368,10 +537,13 @@ class RunService:
         state = await self.state(run_id)
         session, now = state.session, self.clock.now_ms()
         finished_by_it = session.is_terminal and session.worker_id == worker_id
-        if not (finished_by_it or self._holds(session, worker_id, now)):
+        if not (finished_by_it or self.holds(session, worker_id, now)):
             raise LeaseNotHeld(run_id)
         existing = await self.store.get_worker_session(run_id, worker_id)
         new_status = status or (existing.status if existing else "active")
+        if session.is_terminal and new_status not in SESSION_TERMINAL:
+            # The run has ended, and its sessions with it: they do not become active again.
+            new_status = existing.status if existing else _WORKER_SESSION_END[session.status]
         ended_at = None
         if new_status in SESSION_TERMINAL:
             ended_at = existing.ended_at if existing and existing.ended_at else now
@@ -417,15 +589,19 @@ class RunService:
                 expected_event_id=expected_event_id,
             )
             if run is not None:
+                await self.changed(run_id)
                 return RunState(run, session, state.worker_session)
-            # The lease or a cursor moved between our read and our write: classify again.
+            # The lease, a cursor or the waiting state moved between our read and our write:
+            # classify again.
         raise LeaseNotHeld(run_id)
 
     def _check_appendable(self, state: RunState, worker_id: str | None, now: int) -> None:
         if state.session.is_terminal:
             raise RunTerminal(state.run.run_id)
-        if not self._holds(state.session, worker_id, now):
+        if not self.holds(state.session, worker_id, now):
             raise LeaseNotHeld(state.run.run_id)
+        if state.run.waiting_tool_call_id is not None:
+            raise RunWaitingForTool(state.run.run_id)
 
     @staticmethod
     def _check_cursors(
@@ -443,63 +619,124 @@ class RunService:
         if expected_event_id is not None and expected_event_id != run.latest_event_id:
             raise CursorMismatch("latest_event_id", expected_event_id, run.latest_event_id)
 
-    async def complete(
-        self,
-        run_id: str,
-        status: str,
-        *,
-        terminal_error_code: str | None,
-        terminal_error_message: str | None,
-        metadata: dict[str, Any] | None,
-        worker_id: str | None,
-    ) -> RunState:
+    async def complete(self, run_id: str, done: Completion, worker_id: str | None) -> RunState:
         """Finish a run as completed, failed or stopped (cancelled). Repeating the same
-        terminal status is a no-op; a queued run may only be cancelled, and not by a worker."""
-        if status not in TERMINAL_STATUSES:
-            raise ValueError(status)
+        terminal status is a no-op; a queued run may only be cancelled, and not by a worker.
+        The run's worker session ends with it, and its open input requests are cancelled."""
+        if done.status not in TERMINAL_STATUSES:
+            raise ValueError(done.status)
         for _attempt in range(2):
             state = await self.state(run_id)
             session, now = state.session, self.clock.now_ms()
             if session.is_terminal:
-                if session.status == status:
+                if session.status == done.status:
                     return state
                 raise Conflict("Run is already finished with another status")
-            if session.status == PENDING and status == STOPPED and worker_id is None:
+            if session.status == PENDING and done.status == STOPPED and worker_id is None:
                 expect = Expect(None, session.lease_epoch, (PENDING,))
-            elif self._holds(session, worker_id, now):
+            elif self.holds(session, worker_id, now):
                 expect = Expect(
                     session.worker_id, session.lease_epoch, LIVE_STATUSES, lease_valid_at=now
                 )
             else:
                 raise LeaseNotHeld(run_id)
-            finished = await self.store.finish_run(
-                run_id,
-                session.id,
-                expect,
-                {
-                    "status": status,
-                    "updated_at": now,
-                    "lease_expires_at": None,
-                    "error_message": terminal_error_message,
-                },
-                {
-                    "terminal_error_code": terminal_error_code,
-                    "terminal_error_message": terminal_error_message,
-                    "completion_metadata": metadata,
-                    "updated_at": now,
-                },
-                SessionEvent(
-                    session_id=session.id,
-                    at=now,
-                    kind="status",
-                    status=status,
-                    worker_id=session.worker_id,
-                    reason=terminal_error_code or terminal_error_message,
-                ),
+            finished = await self._finish(state, expect, done, now, done.terminal_error_code)
+            if finished is not None:
+                return finished
+        raise LeaseNotHeld(run_id)
+
+    async def cancel(self, run_id: str) -> tuple[bool, RunState]:
+        """A person cancels a run: a queued or running one ends `cancelled` at once, whoever
+        holds its lease (the holder's writes are refused from then on). (False, run) if it
+        had already ended."""
+        for _attempt in range(3):
+            state = await self.state(run_id)
+            session, now = state.session, self.clock.now_ms()
+            if session.is_terminal:
+                return False, state
+            expect = Expect(session.worker_id, session.lease_epoch, (session.status,))
+            finished = await self._finish(
+                state, expect, Completion(STOPPED), now, "cancelled by user"
             )
             if finished is not None:
-                return await self._state_of(finished[1], finished[0])
-        raise LeaseNotHeld(run_id)
+                return True, finished
+        raise Conflict("The run changed concurrently; try again")
+
+    async def _finish(
+        self, state: RunState, expect: Expect, done: Completion, now: int, reason: str | None
+    ) -> RunState | None:
+        session = state.session
+        finished = await self.store.finish_run(
+            state.run.run_id,
+            session.id,
+            expect,
+            _session_ending(done, now),
+            {
+                "terminal_error_code": done.terminal_error_code,
+                "terminal_error_message": done.terminal_error_message,
+                "completion_metadata": done.metadata,
+                "output": done.output,
+                "waiting_tool_call_id": None,
+                "waiting_tool_name": None,
+                "completed_at": now,
+                "updated_at": now,
+            },
+            SessionEvent(
+                session_id=session.id,
+                at=now,
+                kind="status",
+                status=done.status,
+                worker_id=session.worker_id,
+                reason=reason or done.terminal_error_message,
+            ),
+            worker_session_status=_WORKER_SESSION_END[done.status],
+        )
+        if finished is None:
+            return None
+        await self.changed(state.run.run_id)
+        return await self._state_of(finished[1], finished[0])
+
+
+def _session_ending(done: Completion, now: int) -> dict[str, Any]:
+    """The session row's terminal change: what the operator views show of the ending (the
+    token counts, and provider, model and finish reason as metadata)."""
+    changes: dict[str, Any] = {
+        "status": done.status,
+        "updated_at": now,
+        "lease_expires_at": None,
+        "error_message": done.terminal_error_message,
+    }
+    meta = done.metadata or {}
+    for key, column in (("inputTokens", "input_tokens"), ("outputTokens", "output_tokens")):
+        value = meta.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= SAFE_INTEGER:
+            changes[column] = value
+    shown = {
+        name: str(meta[key])[:200]
+        for key, name in (
+            ("provider", "provider"),
+            ("model", "model"),
+            ("finishReason", "finishReason"),
+        )
+        if isinstance(meta.get(key), str)
+    }
+    if done.terminal_error_code:
+        shown["terminalErrorCode"] = done.terminal_error_code
+    if shown:
+        changes["metadata"] = shown
+    return changes
+
+
+def _task_snapshot(new: NewRun) -> dict[str, Any]:
+    """A task, workflow or eval run's snapshot: no messages, and what to run under
+    forwardedProps.run (the worker client's run schema keeps forwardedProps as it is)."""
+    spec = {k: v for k, v in (new.spec or {}).items() if v is not None}
+    return {
+        "messages": [],
+        "tools": [],
+        "context": [],
+        "forwardedProps": {"run": {"kind": new.kind, **spec}},
+    }
 
 
 def _first_user_text(snapshot: dict[str, Any] | None) -> str | None:

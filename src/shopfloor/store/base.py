@@ -30,6 +30,9 @@ from shopfloor.store.records import (
 )
 from shopfloor.store.run_records import (
     AgentWorkerRecord,
+    ConversationRecord,
+    InputRequestRecord,
+    MessageRecord,
     RunEventRecord,
     RunRecord,
     WorkerSessionRecord,
@@ -77,7 +80,29 @@ class RunStore(Protocol):
         session_changes: Mapping[str, Any],
         run_changes: Mapping[str, Any],
         event: SessionEvent,
-    ) -> tuple[SessionRecord, RunRecord] | None: ...
+        worker_session_status: str | None = None,
+    ) -> tuple[SessionRecord, RunRecord] | None:
+        """The terminal change, with the run's open input requests cancelled and (given a
+        status) its open worker sessions ended, in one transaction."""
+        ...
+
+    async def update_run(
+        self, run_id: str, changes: Mapping[str, Any], *, where_null: Sequence[str] = ()
+    ) -> RunRecord | None: ...
+    async def list_project_runs(
+        self, project_id: str, before: tuple[int, str] | None, limit: int
+    ) -> list[tuple[RunRecord, SessionRecord]]:
+        """Newest first, older than `before` = (created_at, run_id)."""
+        ...
+
+    async def active_conversation_runs(self, conversation_id: str) -> list[RunRecord]: ...
+    async def append_server_event(
+        self, run_id: str, event: Mapping[str, Any], now: int
+    ) -> RunRecord | None:
+        """An event the server produced: latest_event_id advances, the external sequence
+        does not."""
+        ...
+
     async def list_run_events(
         self, run_id: str, after_event_id: int = 0, limit: int = 1000
     ) -> list[RunEventRecord]: ...
@@ -85,6 +110,55 @@ class RunStore(Protocol):
     async def get_worker_session(
         self, run_id: str, worker_id: str
     ) -> WorkerSessionRecord | None: ...
+
+
+class ConversationStore(Protocol):
+    """Veryfront conversations, their messages and input requests."""
+
+    async def insert_conversation(self, conversation: ConversationRecord) -> bool: ...
+    async def get_conversation(self, conversation_id: str) -> ConversationRecord | None: ...
+    async def update_conversation(
+        self, conversation_id: str, changes: Mapping[str, Any], *, unlinked_only: bool = False
+    ) -> ConversationRecord | None: ...
+    async def add_message(self, message: MessageRecord) -> tuple[MessageRecord, bool] | None:
+        """Append as the next seq; (existing, False) for a repeated idempotency key; None if
+        the conversation is missing or deleted."""
+        ...
+
+    async def get_message(self, conversation_id: str, message_id: str) -> MessageRecord | None: ...
+    async def list_messages(
+        self,
+        conversation_id: str,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int,
+        newest: bool = False,
+        role: str | None = None,
+    ) -> list[MessageRecord]: ...
+    async def open_input_request(
+        self,
+        request: InputRequestRecord,
+        session_id: str,
+        expect: Expect,
+        tool_name: str,
+        event: Mapping[str, Any],
+    ) -> InputRequestRecord | None:
+        """Insert the request, put its run into waiting for the tool call and append `event`,
+        together, if the session matches `expect` and the run waits for no other call;
+        DuplicateKey if the run has a request for that call already."""
+        ...
+
+    async def get_input_request(self, request_id: str) -> InputRequestRecord | None: ...
+    async def find_input_request(
+        self, run_id: str, tool_call_id: str
+    ) -> InputRequestRecord | None: ...
+    async def list_input_requests(
+        self, conversation_id: str, status: str | None, limit: int
+    ) -> list[InputRequestRecord]: ...
+    async def settle_input_request(
+        self, request_id: str, changes: Mapping[str, Any], result_event: Mapping[str, Any]
+    ) -> tuple[InputRequestRecord, RunRecord | None] | None: ...
 
 
 class ManagedStore(Protocol):
@@ -148,7 +222,7 @@ class ManagedStore(Protocol):
     async def stranded_turns(self, limit: int = 100) -> list[str]: ...
 
 
-class Store(RunStore, ManagedStore, Protocol):
+class Store(RunStore, ConversationStore, ManagedStore, Protocol):
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str

@@ -43,6 +43,16 @@ class RunRecord:
     terminal_error_code: str | None = None
     terminal_error_message: str | None = None
     completion_metadata: dict[str, Any] | None = None
+    kind: str = "agent"  # agent, task, workflow or eval
+    owner_kind: str = "conversation"  # the owner is the conversation, else the project
+    parent_run_id: str | None = None
+    root_run_id: str | None = None  # None: the run is its own root
+    spec: dict[str, Any] | None = None  # the canonical request's other fields (RUN_SPEC_KEYS)
+    output: Any = None
+    waiting_tool_call_id: str | None = None  # set while the run waits for a tool's result
+    waiting_tool_name: str | None = None
+    started_at: int | None = None  # first claim
+    completed_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -68,3 +78,58 @@ class WorkerSessionRecord:
     updated_at: int
     metadata: Any = None
     ended_at: int | None = None
+
+
+@dataclass(frozen=True)
+class ConversationRecord:
+    """A Veryfront conversation: the message thread that owns agent runs."""
+
+    id: str
+    created_at: int
+    updated_at: int
+    project_id: str | None = None  # a project UUID; None until linked
+    project_name: str | None = None
+    title: str | None = None
+    type: str = "chat"
+    metadata: dict[str, Any] | None = None
+    message_count: int = 0  # also the seq of its newest message
+    deleted_at: int | None = None
+
+
+@dataclass(frozen=True)
+class MessageRecord:
+    id: str
+    conversation_id: str
+    seq: int  # 1, 2, … in the order the conversation received them
+    role: str
+    parts: list[dict[str, Any]]
+    created_at: int
+    updated_at: int
+    status: str = "completed"
+    metadata: dict[str, Any] | None = None
+    parent_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class InputRequestRecord:
+    """A form a run's tool call asks a person to fill in; the run waits for it."""
+
+    id: str
+    conversation_id: str
+    run_id: str
+    tool_call_id: str
+    title: str
+    fields: list[dict[str, Any]]
+    created_at: int
+    updated_at: int
+    kind: str = "form"
+    status: str = "open"  # open, submitted, cancelled or expired
+    requested_responder_type: str = "human"
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+    expires_at: int | None = None
+    submitted_at: int | None = None
+    cancelled_at: int | None = None
+    expired_at: int | None = None
+    response: dict[str, Any] | None = None  # the latest response: id, values, actor, created_at

@@ -305,8 +305,21 @@ runs = sa.Table(
     sa.Column("completion_metadata", JSONType),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+    # The user side (migration 0005vf): canonical kind, owner and lineage, waiting state.
+    sa.Column("kind", sa.String(16), nullable=False, server_default="agent"),
+    sa.Column("owner_kind", sa.String(16), nullable=False, server_default="conversation"),
+    sa.Column("parent_run_id", sa.String(128)),
+    sa.Column("root_run_id", sa.String(128)),
+    sa.Column("spec", JSONType),
+    sa.Column("output", JSONType),
+    sa.Column("waiting_tool_call_id", sa.String(128)),
+    sa.Column("waiting_tool_name", sa.String(128)),
+    sa.Column("started_at", sa.BigInteger),
+    sa.Column("completed_at", sa.BigInteger),
     sa.Index("uq_runs_session", "session_id", unique=True),
     sa.Index("uq_runs_idempotency", "project_id", "idempotency_key", unique=True),
+    sa.Index("ix_runs_project_created", "project_id", "created_at", "run_id"),
+    sa.Index("ix_runs_conversation", "conversation_id"),
 )
 
 # An event's payload is kept as the JSON text it arrived as (key order intact, and a NUL
@@ -335,6 +348,69 @@ run_worker_sessions = sa.Table(
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("ended_at", sa.BigInteger),
     sa.Index("uq_run_worker_sessions_run_worker", "run_id", "worker_id", unique=True),
+)
+
+
+# -- Veryfront conversations, their messages and input requests (migration 0005vf) --
+
+conversations = sa.Table(
+    "conversations",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("project_id", sa.String(36)),
+    sa.Column("project_name", sa.String(200)),
+    sa.Column("title", sa.Text),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("metadata", JSONType),
+    sa.Column("message_count", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", sa.BigInteger),
+)
+
+conversation_messages = sa.Table(
+    "conversation_messages",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("conversation_id", sa.String(36), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("parts", JSONType, nullable=False),
+    sa.Column("metadata", JSONType),
+    sa.Column("parent_id", sa.String(36)),
+    sa.Column("idempotency_key", sa.String(255)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("uq_conversation_messages_seq", "conversation_id", "seq", unique=True),
+    sa.Index(
+        "uq_conversation_messages_idempotency", "conversation_id", "idempotency_key", unique=True
+    ),
+)
+
+input_requests = sa.Table(
+    "input_requests",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("conversation_id", sa.String(36), nullable=False),
+    sa.Column("run_id", sa.String(128), nullable=False),
+    sa.Column("tool_call_id", sa.String(128), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("requested_responder_type", sa.String(16), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("fields", JSONType, nullable=False),
+    sa.Column("metadata", JSONType),
+    sa.Column("response", JSONType),
+    sa.Column("expires_at", sa.BigInteger),
+    sa.Column("submitted_at", sa.BigInteger),
+    sa.Column("cancelled_at", sa.BigInteger),
+    sa.Column("expired_at", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_input_requests_conversation", "conversation_id", "created_at"),
+    sa.Index("uq_input_requests_tool_call", "run_id", "tool_call_id", unique=True),
 )
 
 

@@ -11,7 +11,15 @@ import sqlalchemy as sa
 
 from shopfloor.store import schema as t
 from shopfloor.store.db import Database, DbConnection
-from shopfloor.store.records import Expect, SessionEvent, SessionRecord, WorkerRecord
+from shopfloor.store.records import (
+    LIVE_STATUSES,
+    PENDING,
+    TERMINAL_STATUSES,
+    Expect,
+    SessionEvent,
+    SessionRecord,
+    WorkerRecord,
+)
 from shopfloor.store.run_records import (
     AgentWorkerRecord,
     RunEventRecord,
@@ -158,7 +166,11 @@ class RunsSql:
         r, s = t.runs, t.sessions
         terms, params = fence(expect)
         held = sa.exists().where(s.c.id == r.c.session_id, *terms)
-        where: list[sa.ColumnElement[bool]] = [r.c.run_id == run_id, held]
+        where: list[sa.ColumnElement[bool]] = [
+            r.c.run_id == run_id,
+            r.c.waiting_tool_call_id.is_(None),
+            held,
+        ]
         if expected_external_sequence is not None:
             where.append(r.c.latest_external_event_sequence == expected_external_sequence)
         if expected_event_id is not None:
@@ -205,11 +217,15 @@ class RunsSql:
         session_changes: Mapping[str, Any],
         run_changes: Mapping[str, Any],
         event: SessionEvent,
+        worker_session_status: str | None = None,
     ) -> tuple[SessionRecord, RunRecord] | None:
         """Apply a terminal change to a run's session and run rows together, only if the
-        session still matches `expect`; None otherwise."""
-        r = t.runs
+        session still matches `expect`; None otherwise. In the same transaction the run's
+        open input requests are cancelled and, with `worker_session_status`, its worker
+        sessions still open end with that status."""
+        r, ws, ir = t.runs, t.run_worker_sessions, t.input_requests
         update, params = fenced_update(session_id, expect, session_changes)
+        now = event.at
         async with self.db.begin() as conn:
             srows = await conn.fetch(update, params)
             if not srows:
@@ -221,7 +237,79 @@ class RunsSql:
             ).first()
             assert rrow is not None
             await conn.run(INSERT_EVENT, event_values(event))
+            if worker_session_status is not None:
+                await conn.execute(
+                    ws.update()
+                    .where(ws.c.run_id == run_id, ws.c.ended_at.is_(None))
+                    .values(status=worker_session_status, ended_at=now, updated_at=now)
+                )
+            await conn.execute(
+                ir.update()
+                .where(ir.c.run_id == run_id, ir.c.status == "open")
+                .values(status="cancelled", cancelled_at=now, updated_at=now)
+            )
         return SessionRecord.from_row(srows[0]), RunRecord(**rrow._mapping)
+
+    async def update_run(
+        self, run_id: str, changes: Mapping[str, Any], *, where_null: Sequence[str] = ()
+    ) -> RunRecord | None:
+        """Change a run row, only while the columns named in `where_null` are still NULL
+        (not JSON columns: a JSON null is not SQL NULL)."""
+        r = t.runs
+        where = [r.c.run_id == run_id, *(r.c[name].is_(None) for name in where_null)]
+        async with self.db.begin() as conn:
+            row = (
+                await conn.execute(r.update().where(*where).values(dict(changes)).returning(*r.c))
+            ).first()
+        return None if row is None else RunRecord(**row._mapping)
+
+    async def list_project_runs(
+        self, project_id: str, before: tuple[int, str] | None, limit: int
+    ) -> list[tuple[RunRecord, SessionRecord]]:
+        """A project's runs, newest first, older than `before` (created_at, run_id)."""
+        r, s = t.runs, t.sessions
+        where: list[sa.ColumnElement[bool]] = [r.c.project_id == project_id]
+        if before is not None:
+            where.append(sa.tuple_(r.c.created_at, r.c.run_id) < sa.tuple_(*before))
+        query = (
+            sa.select(r, s)
+            .join(s, s.c.id == r.c.session_id)
+            .where(*where)
+            .order_by(r.c.created_at.desc(), r.c.run_id.desc())
+            .limit(limit)
+        )
+        run_keys = [c.name for c in r.c]
+        session_keys = [c.name for c in s.c]
+        async with self.db.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        found = []
+        for row in rows:
+            values = tuple(row)
+            run = RunRecord(**dict(zip(run_keys, values[: len(run_keys)], strict=True)))
+            session = SessionRecord(**dict(zip(session_keys, values[len(run_keys) :], strict=True)))
+            found.append((run, session))
+        return found
+
+    async def active_conversation_runs(self, conversation_id: str) -> list[RunRecord]:
+        """The runs of a conversation that have not ended."""
+        r, s = t.runs, t.sessions
+        query = (
+            sa.select(r)
+            .join(s, s.c.id == r.c.session_id)
+            .where(
+                r.c.conversation_id == conversation_id,
+                s.c.status.in_([PENDING, *LIVE_STATUSES]),
+            )
+        )
+        async with self.db.connect() as conn:
+            return [RunRecord(**row._mapping) for row in await conn.execute(query)]
+
+    async def append_server_event(
+        self, run_id: str, event: Mapping[str, Any], now: int
+    ) -> RunRecord | None:
+        """Append one event the server produced; None if there is no such run."""
+        async with self.db.begin() as conn:
+            return await server_event(conn, run_id, event, now)
 
     async def list_run_events(
         self, run_id: str, after_event_id: int = 0, limit: int = 1000
@@ -282,3 +370,40 @@ class RunsSql:
                 )
             ).first()
         return None if row is None else WorkerSessionRecord(**row._mapping)
+
+
+async def server_event(
+    conn: DbConnection,
+    run_id: str,
+    event: Mapping[str, Any],
+    now: int,
+    *,
+    waiting_for: str | None = None,
+) -> RunRecord | None:
+    """Append one event the server produced: it advances latest_event_id only, not the
+    external sequence the worker writes against. With `waiting_for`, only while the run
+    (not ended) waits for that tool call, and the wait ends with it. None if the run does
+    not match."""
+    r, s = t.runs, t.sessions
+    where: list[sa.ColumnElement[bool]] = [r.c.run_id == run_id]
+    changes: dict[str, Any] = {"latest_event_id": r.c.latest_event_id + 1, "updated_at": now}
+    if waiting_for is not None:
+        going_on = sa.exists().where(
+            s.c.id == r.c.session_id, s.c.status.notin_(list(TERMINAL_STATUSES))
+        )
+        where += [r.c.waiting_tool_call_id == waiting_for, going_on]
+        changes.update(waiting_tool_call_id=None, waiting_tool_name=None)
+    row = (await conn.execute(r.update().where(*where).values(changes).returning(*r.c))).first()
+    if row is None:
+        return None
+    run = RunRecord(**row._mapping)
+    await conn.execute(
+        t.run_events.insert().values(
+            run_id=run_id,
+            event_id=run.latest_event_id,
+            type=str(event["type"]),
+            at=now,
+            payload=json.dumps(event, separators=(",", ":")),
+        )
+    )
+    return run

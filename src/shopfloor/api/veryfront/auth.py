@@ -30,6 +30,11 @@ class VfCaller:
     registration: ApiKeyRecord | None = None  # set for a registration token
 
     @property
+    def project(self) -> str | None:
+        """The one project of a key limited to exactly one: what a call naming none uses."""
+        return next(iter(self.projects)) if len(self.projects) == 1 else None
+
+    @property
     def worker_id(self) -> str | None:
         return None if self.worker is None else self.worker.worker.id
 

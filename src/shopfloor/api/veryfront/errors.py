@@ -11,19 +11,22 @@ from fastapi.responses import JSONResponse
 
 from shopfloor.service.errors import (
     Conflict,
+    ConversationNotFound,
     CursorMismatch,
     DomainError,
+    InputRequestNotFound,
     InvalidInput,
     InvalidTransition,
     LeaseNotHeld,
     NotOwner,
     RunNotFound,
     RunTerminal,
+    RunWaitingForTool,
     SessionNotFound,
     WorkerNotFound,
 )
 
-PREFIXES = ("/agent-workers", "/runs", "/conversations")
+PREFIXES = ("/agent-workers", "/runs", "/conversations", "/projects")
 
 # Matched verbatim by veryfront/agent (conversation/durable-append-errors.js).
 APPEND_CURSOR_MISMATCH = "External run event cursor mismatch"
@@ -49,7 +52,10 @@ def veryfront_domain_error(exc: DomainError) -> JSONResponse:
         return veryfront_error(400, APPEND_CURSOR_MISMATCH if external else EVENT_CURSOR_MISMATCH)
     if isinstance(exc, RunTerminal):
         return veryfront_error(400, APPEND_TERMINAL)
-    if isinstance(exc, RunNotFound | WorkerNotFound | SessionNotFound):
+    if isinstance(exc, RunWaitingForTool):
+        return veryfront_error(400, APPEND_WAITING_FOR_TOOL)
+    not_found = RunNotFound | WorkerNotFound | SessionNotFound
+    if isinstance(exc, not_found | ConversationNotFound | InputRequestNotFound):
         return veryfront_error(404, exc.message)
     if isinstance(exc, LeaseNotHeld | Conflict | InvalidTransition | NotOwner):
         return veryfront_error(409, exc.message)

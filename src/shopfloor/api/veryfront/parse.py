@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
 from shopfloor.api.envelope import ApiError, is_number, parse_json_object
@@ -22,12 +23,19 @@ def parse_json(raw: bytes, *, empty_ok: bool = False, nul_ok: bool = False) -> d
     return parse_json_object(raw, empty_ok=empty_ok, nul_ok=nul_ok)
 
 
+# What the client's zod `uuid()` accepts: RFC 4122 versions 1-8 with the RFC variant, and
+# the nil and max UUIDs. Ids the client reads back as UUIDs must pass it.
+STRICT_UUID = re.compile(
+    r"^(?:[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+    r"|00000000-0000-0000-0000-000000000000|ffffffff-ffff-ffff-ffff-ffffffffffff)$",
+    re.IGNORECASE,
+)
+
+
 def uuid_param(value: str, name: str) -> str:
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        raise ApiError(400, f"{name} must be a UUID") from None
-    return str(parsed)
+    if not STRICT_UUID.match(value):
+        raise ApiError(400, f"{name} must be a UUID")
+    return value.lower()
 
 
 def run_id_param(value: str, name: str = "run_id") -> str:
@@ -166,3 +174,45 @@ def _check_message(message: Any, field: str) -> None:
 def json_size(value: Any) -> int:
     """Bytes of the compact UTF-8 JSON encoding, as the client measures an event."""
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def query_int(value: str | None, name: str, low: int, high: int, default: int) -> int:
+    """An integer query parameter from `low` to `high`."""
+    if value is None:
+        return default
+    if not value.isdigit() or len(value) > 20 or not low <= int(value) <= high:
+        raise ApiError(400, f"{name} must be an integer from {low} to {high}")
+    return int(value)
+
+
+def opt_int(body: dict[str, Any], name: str, low: int, high: int, *, label: str = "") -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    integral = is_number(value) and (isinstance(value, int) or float(value).is_integer())
+    if not integral or not low <= value <= high:
+        raise ApiError(400, f"{label or name} must be an integer from {low} to {high}")
+    return int(value)
+
+
+def opt_choice(
+    body: dict[str, Any], name: str, choices: tuple[str, ...], *, label: str = ""
+) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if value not in choices:
+        raise ApiError(400, f"{label or name} must be one of: " + ", ".join(choices))
+    return str(value)
+
+
+def iso_time(value: Any, name: str) -> int:
+    """An ISO 8601 date-time with a time zone, as epoch milliseconds."""
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return int(moment.timestamp() * 1000)
+    raise ApiError(400, f"{name} must be an ISO 8601 date-time with a time zone")

@@ -1,30 +1,40 @@
-"""Veryfront agent-workers protocol: `/agent-workers/*`, `/conversations/*`, `/runs/*`.
+"""Veryfront agent-workers protocol: `/agent-workers/*`, the durable-run routes a worker
+writes through (`/conversations/{c}/runs/*`, `/runs/{run}/complete`), and (included from
+run_routes and conversation_routes) the user side: runs, conversations, input requests.
 
-Shapes follow shared/protocols/veryfront-and-environments.md part 1 and what the npm client
-`veryfront/agent` (createExternalAgentWorkerClient and the durable-run helpers) parses."""
+Shapes follow shared/protocols/veryfront-and-environments.md part 1, sessions-and-veryfront-
+runs.md part B, and what the npm client `veryfront` (createExternalAgentWorkerClient, the
+durable-run helpers, `veryfront/runs`) parses."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from shopfloor.api.envelope import INT64_MAX, ApiError
+from shopfloor.api.envelope import ApiError
 from shopfloor.api.limits import MIB, body_limit
 from shopfloor.api.openapi import errors, json_body, ok, security
 from shopfloor.api.veryfront import parse
 from shopfloor.api.veryfront import schemas as vs
 from shopfloor.api.veryfront.auth import VfCaller, run_service, vf_caller
+from shopfloor.api.veryfront.conversation_routes import router as conversation_router
+from shopfloor.api.veryfront.run_routes import router as run_router
 from shopfloor.api.veryfront.wire import (
     TERMINAL_FROM_WIRE,
-    event_view,
     run_status,
     run_view,
     worker_session_view,
     worker_view,
 )
-from shopfloor.service.runs import AgentWorker, NewRun, RunService, project_ref
+from shopfloor.service.runs import (
+    SAFE_INTEGER,
+    AgentWorker,
+    Completion,
+    RunService,
+    project_ref,
+)
 
 router = APIRouter(tags=[vs.VERYFRONT], responses=errors(vs.VeryfrontError, 400, 401, 403, 413))
 Caller = Annotated[VfCaller, Depends(vf_caller)]
@@ -243,133 +253,7 @@ async def read_conversation_run(
     return run_view(state)
 
 
-# -- runs: admission, read-back, completion --
-
-
-@router.post(
-    "/runs",
-    status_code=202,
-    responses=ok(vs.RunAdmitted, 202) | _errors(409),
-    openapi_extra=json_body(vs.RunAdmission, vs.CanonicalRunAdmission)
-    | security(*vs.PROJECT_TOKENS),
-)
-async def create_run(request: Request, caller: Caller) -> JSONResponse:
-    if caller.worker is not None:
-        raise ApiError(403, "Admit runs with a project token")
-    body = parse.parse_json(await request.body())
-    new = _admission(body, caller, request.headers.get("idempotency-key"))
-    caller.require_project(project_ref(new.project_reference).id)
-    admitted = await run_service(request).admit(new)
-    view = run_view(admitted.state)
-    return JSONResponse(
-        {
-            "id": view["run_id"],
-            "run_id": view["run_id"],
-            "status": view["status"],
-            "accepted": True,
-            "duplicate": admitted.duplicate,
-            "run": view,
-        },
-        status_code=202,
-    )
-
-
-def _admission(body: dict[str, Any], caller: VfCaller, idempotency_key: str | None) -> NewRun:
-    """Either the documented form (`config.agent_admission`) or the canonical one
-    (`kind`, `owner`, `public_id`, `request`)."""
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
-        raise ApiError(400, "Idempotency-Key must be 1-255 characters")
-    config = parse.opt_object(body, "config")
-    request = parse.opt_object(body, "request")
-    if config is not None and "agent_admission" in config:
-        admission = parse.opt_object(config, "agent_admission", label="config.agent_admission")
-        if admission is None:
-            raise ApiError(400, "config.agent_admission must be an object")
-        if admission.get("mode") != "worker":
-            raise ApiError(400, 'config.agent_admission.mode must be "worker"')
-        prefix = "config.agent_admission."
-        kind = parse.pattern_field(admission, "implementation_kind", prefix)
-        key: str | None = parse.pattern_field(admission, "worker_key", prefix)
-        target = parse.opt_object(body, "target") or {}
-        if target.get("type", "agent") != "agent":
-            raise ApiError(400, 'target.type must be "agent"')
-        agent_id = parse.opt_text(target, "id", 200, label="target.id")
-        conversation_id = parse.opt_uuid(body, "conversation_id")
-        snapshot_value = body.get("request_snapshot", body.get("input"))
-        snapshot_field = "request_snapshot" if "request_snapshot" in body else "input"
-    elif request is not None:
-        kind = parse.pattern_field(request, "implementation_kind", "request.")
-        key = None
-        if request.get("worker_key") is not None:
-            key = parse.pattern_field(request, "worker_key", "request.")
-        agent_id = parse.opt_text(request, "agent_id", 200, label="request.agent_id")
-        owner = parse.opt_object(body, "owner") or {}
-        conversation_id = parse.opt_uuid(owner, "id", label="owner.id")
-        snapshot_value = request.get("request_snapshot", request.get("input", body.get("input")))
-        snapshot_field = "request.request_snapshot"
-    else:
-        raise ApiError(400, "config.agent_admission is required")
-    project = body.get("project_id", (request or {}).get("project_id"))
-    if project is None and len(caller.projects) == 1:
-        (project,) = caller.projects  # a key of one project admits to it by default
-    if not isinstance(project, str):
-        raise ApiError(400, "project_id is required (a project UUID or slug)")
-    parse.project_reference(project)
-    run_id = body.get("run_id", body.get("public_id"))
-    if run_id is not None:
-        if not isinstance(run_id, str):
-            raise ApiError(400, "run_id must be 1-128 characters of A-Z a-z 0-9 _ . : -")
-        parse.run_id_param(run_id)
-    priority = body.get("priority")
-    if priority is not None and (not isinstance(priority, int) or not 1 <= priority <= 9):
-        raise ApiError(400, "priority must be an integer from 1 to 9")
-    return NewRun(
-        project_reference=project,
-        implementation_kind=kind,
-        worker_key=key,
-        agent_id=agent_id,
-        run_id=run_id,
-        conversation_id=conversation_id,
-        message_id=parse.opt_uuid(body, "message_id"),
-        request_snapshot=(
-            None
-            if snapshot_value is None
-            else parse.request_snapshot(snapshot_value, snapshot_field)
-        ),
-        idempotency_key=idempotency_key,
-        priority=priority,
-        title=parse.opt_text(body, "title", 500),
-    )
-
-
-@router.get("/runs/{run_id}", response_model=None, responses=ok(vs.RunView) | _errors(404))
-async def read_run(run_id: str, request: Request, caller: Caller) -> dict[str, Any]:
-    state = await run_service(request).state(parse.run_id_param(run_id))
-    caller.require_project(state.run.project_id)
-    return run_view(state)
-
-
-@router.get(
-    "/runs/{run_id}/events", response_model=None, responses=ok(vs.RunEventPage) | _errors(404)
-)
-async def read_run_events(
-    run_id: str,
-    request: Request,
-    caller: Caller,
-    after: Annotated[
-        int, Query(ge=0, le=INT64_MAX, description="Return events after this event id")
-    ] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
-    runs = run_service(request)
-    state = await runs.state(parse.run_id_param(run_id))
-    caller.require_project(state.run.project_id)
-    events = await runs.events(run_id, after, limit + 1)
-    return {
-        "data": [event_view(e) for e in events[:limit]],
-        "has_more": len(events) > limit,
-        "latest_event_id": state.run.latest_event_id,
-    }
+# -- runs: completion (the user-side run routes are in run_routes) --
 
 
 @router.post(
@@ -384,19 +268,39 @@ async def complete_run(run_id: str, request: Request, caller: Caller) -> dict[st
     status = body.get("status")
     if not isinstance(status, str) or status not in TERMINAL_FROM_WIRE:
         raise ApiError(400, "status must be one of: completed, failed, cancelled")
-    code = parse.opt_text(body, "terminal_error_code", 200)
-    message = parse.opt_text(body, "terminal_error_message", 10_000)
-    metadata = parse.opt_object(body, "metadata")
+    done = Completion(
+        TERMINAL_FROM_WIRE[status],
+        terminal_error_code=parse.opt_text(body, "terminal_error_code", 200),
+        terminal_error_message=parse.opt_text(body, "terminal_error_message", 10_000),
+        metadata=_completion_metadata(body),
+        output=body.get("output"),
+    )
     runs = run_service(request)
     current = await runs.state(run_id)
     caller.require_project(current.run.project_id)
-    state = await runs.complete(
-        run_id,
-        TERMINAL_FROM_WIRE[status],
-        terminal_error_code=code,
-        terminal_error_message=message,
-        metadata=metadata,
-        worker_id=caller.worker_id,
-    )
+    state = await runs.complete(run_id, done, caller.worker_id)
     view = run_view(state)
     return {"completed": True, "run": view, "status": run_status(state.session)}
+
+
+_TOKEN_COUNTS = ("inputTokens", "outputTokens", "cachedInputTokens", "reasoningTokens")
+_METADATA_TEXTS = ("provider", "model", "finishReason", "providerRequestId")
+
+
+def _completion_metadata(body: dict[str, Any]) -> dict[str, Any] | None:
+    """`metadata` (provider, model, token counts, finish reason); kept as sent once its known
+    keys have their types."""
+    metadata = parse.opt_object(body, "metadata")
+    if metadata is None:
+        return None
+    for key in _TOKEN_COUNTS:
+        if key in metadata:
+            parse.opt_int(metadata, key, 0, SAFE_INTEGER, label=f"metadata.{key}")
+    for key in _METADATA_TEXTS:
+        if key in metadata:
+            parse.opt_text(metadata, key, 500, label=f"metadata.{key}")
+    return metadata
+
+
+router.include_router(run_router)
+router.include_router(conversation_router)

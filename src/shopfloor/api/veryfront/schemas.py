@@ -20,7 +20,6 @@ from shopfloor.api.veryfront.parse import (
     IMPLEMENTATION_KIND,
     LEASE_MAX,
     LEASE_MIN,
-    RUN_ID,
 )
 from shopfloor.api.veryfront.parse import (
     WORKER_KEY as WORKER_KEY_PATTERN,
@@ -80,76 +79,6 @@ class EventAppend(BaseModel):
     expected_previous_event_id: int | None = Field(
         None, ge=0, description="Must equal the run's current latest_event_id"
     )
-
-
-class WorkerAdmission(BaseModel):
-    mode: Literal["worker"]
-    implementation_kind: str = Field(pattern=IMPLEMENTATION_KIND.pattern)
-    worker_key: str = Field(pattern=WORKER_KEY_PATTERN.pattern)
-
-
-class AdmissionConfig(BaseModel):
-    agent_admission: WorkerAdmission
-
-
-class AgentTarget(BaseModel):
-    type: Literal["agent"] | None = None
-    id: str | None = Field(None, min_length=1, max_length=200)
-
-
-class RequestSnapshot(BaseModel):
-    """Messages, tools, context and forwardedProps, as the worker client reads them."""
-
-    messages: list[dict[str, Any]]
-    tools: list[Any] | None = None
-    context: list[Any] | None = None
-    forwardedProps: dict[str, Any] | None = None
-
-
-class RunAdmission(BaseModel):
-    """The documented form: `config.agent_admission`."""
-
-    config: AdmissionConfig
-    project_id: str | None = Field(
-        None, description="A project UUID or slug; a project-scoped token's own by default"
-    )
-    run_id: str | None = Field(None, pattern=RUN_ID.pattern)
-    conversation_id: str | None = Field(None, description="A UUID")
-    message_id: str | None = Field(None, description="A UUID")
-    target: AgentTarget | None = None
-    request_snapshot: RequestSnapshot | str | None = None
-    input: RequestSnapshot | str | None = Field(
-        None, description="A string becomes one user message"
-    )
-    priority: int | None = Field(None, ge=1, le=9)
-    title: str | None = Field(None, min_length=1, max_length=500)
-
-
-class AdmissionRequest(BaseModel):
-    implementation_kind: str = Field(pattern=IMPLEMENTATION_KIND.pattern)
-    worker_key: str | None = Field(None, pattern=WORKER_KEY_PATTERN.pattern)
-    agent_id: str | None = Field(None, min_length=1, max_length=200)
-    project_id: str | None = None
-    request_snapshot: RequestSnapshot | str | None = None
-    input: RequestSnapshot | str | None = None
-
-
-class Owner(BaseModel):
-    id: str | None = Field(None, description="The conversation's UUID")
-
-
-class CanonicalRunAdmission(BaseModel):
-    """The canonical form: `kind`, `owner`, `public_id`, `request`."""
-
-    request: AdmissionRequest
-    kind: str | None = None
-    owner: Owner | None = None
-    public_id: str | None = Field(None, pattern=RUN_ID.pattern)
-    project_id: str | None = None
-    message_id: str | None = None
-    input: RequestSnapshot | str | None = None
-    priority: int | None = Field(None, ge=1, le=9)
-    title: str | None = Field(None, min_length=1, max_length=500)
 
 
 class RunCompletion(BaseModel):
@@ -251,28 +180,6 @@ class EventsAppended(BaseModel):
     latest_external_event_sequence: int
     appended_count: int
     appended: bool
-
-
-class RunAdmitted(BaseModel):
-    id: str
-    run_id: str
-    status: RunStatus
-    accepted: bool
-    duplicate: bool = Field(description="true: an earlier admission with this Idempotency-Key")
-    run: RunView
-
-
-class RunEvent(BaseModel):
-    id: int
-    type: str
-    created_at: str | None
-    event: dict[str, Any]
-
-
-class RunEventPage(BaseModel):
-    data: list[RunEvent]
-    has_more: bool
-    latest_event_id: int
 
 
 class RunCompleted(BaseModel):
