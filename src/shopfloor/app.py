@@ -24,7 +24,7 @@ from shopfloor.api.environments import errors as env_errors
 from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
 from shopfloor.api.fastlane import FastLane, lanes
 from shopfloor.api.limits import BodyLimit, BodyLimits
-from shopfloor.api.managed.routes import router as managed_router
+from shopfloor.api.managed.routes import managed_router
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
@@ -151,7 +151,8 @@ def create_app(
         operator_router,
         operator_channel_router,
         veryfront_router,
-        managed_router,
+        managed_router(QODER),
+        managed_router(ANTHROPIC),
     ]
     for router in routers:
         app.include_router(router)
