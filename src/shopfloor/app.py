@@ -111,7 +111,9 @@ def create_app(
             dispatcher,
             credentials,
             WorkQueue(dispatcher, settings.work_lease_ttl_seconds),
-            ManagedSessions(store, clock, notifier, turns),
+            ManagedSessions(
+                store, clock, notifier, turns, keepalive_seconds=settings.stream_keepalive_seconds
+            ),
             turns,
         )
         upkeep: list[asyncio.Task[None]] = []

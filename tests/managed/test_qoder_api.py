@@ -460,3 +460,14 @@ async def test_every_route_keeps_tenants_apart(
     threads = (await mapi.get(f"{s}/threads", headers=key_a)).json()["data"]
     assert [t["id"] for t in threads] == [tid]
     assert (await mapi.get(f"{prefix}/agents/{aid}", headers=key_a)).json()["name"] == "q"
+
+
+def test_the_stream_keepalive_is_a_setting() -> None:
+    """SHOPFLOOR_STREAM_KEEPALIVE_SECONDS: qoder-agent-sdk's query() returns only once its
+    stream's next frame arrives after the turn, so an operator may want pings sooner."""
+    from shopfloor.config import Settings
+
+    assert Settings().stream_keepalive_seconds == 15.0
+    settings = Settings.from_env({"SHOPFLOOR_STREAM_KEEPALIVE_SECONDS": "1.5"})
+    assert settings.stream_keepalive_seconds == 1.5
+    assert settings.to_env()["SHOPFLOOR_STREAM_KEEPALIVE_SECONDS"] == "1.5"

@@ -82,12 +82,19 @@ class EventPage:
 
 
 class ManagedSessions:
-    def __init__(self, store: Store, clock: Clock, notifier: Notifier, turns: TurnKicker) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        notifier: Notifier,
+        turns: TurnKicker,
+        keepalive_seconds: float = KEEPALIVE_SECONDS,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.notifier = notifier
         self.turns = turns
-        self.keepalive_seconds = KEEPALIVE_SECONDS
+        self.keepalive_seconds = keepalive_seconds
         self.log = ManagedLog(store, clock, notifier)
         self.agents = Agents(store, clock)
         self.environments = Environments(store, clock)
