@@ -471,3 +471,38 @@ def test_the_stream_keepalive_is_a_setting() -> None:
     settings = Settings.from_env({"SHOPFLOOR_STREAM_KEEPALIVE_SECONDS": "1.5"})
     assert settings.stream_keepalive_seconds == 1.5
     assert settings.to_env()["SHOPFLOOR_STREAM_KEEPALIVE_SECONDS"] == "1.5"
+
+
+async def test_the_qoder_routes_and_the_new_ones_declare_their_schemas(
+    mapi: httpx.AsyncClient,
+) -> None:
+    doc = (await mapi.get("/openapi.json")).json()
+    paths = doc["paths"]
+    for prefix in (Q, A):
+        for path, fields in (
+            ("/agents", {"name", "model", "tools"}),
+            ("/sessions", {"agent", "environment_id", "initial_events"}),
+            ("/sessions/{session_id}/events", {"events"}),
+        ):
+            op = paths[prefix + path]["post"]
+            schema = op["requestBody"]["content"]["application/json"]["schema"]
+            assert fields <= set(schema["properties"]), (prefix, path)
+        for path, method, status, ref in (
+            ("/sessions/{session_id}", "get", "200", "SessionObject"),
+            ("/sessions/{session_id}/cancel", "post", "202", "SessionCanceled"),
+            ("/sessions/{session_id}/cancel", "post", "200", "SessionCanceled"),
+            ("/sessions/{session_id}/threads", "get", "200", "ThreadList"),
+            ("/sessions/{session_id}/threads/{thread_id}", "get", "200", "ThreadObject"),
+            ("/sessions/{session_id}/threads/{thread_id}/events", "get", "200", "EventList"),
+        ):
+            answer = paths[prefix + path][method]["responses"][status]
+            assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/" + ref)
+        for path in (
+            "/sessions/{session_id}/events/stream",
+            "/sessions/{session_id}/threads/{thread_id}/stream",
+        ):
+            stream = paths[prefix + path]["get"]
+            assert "text/event-stream" in stream["responses"]["200"]["content"]
+            assert "after_id" in [p["name"] for p in stream["parameters"]]
+    event = doc["components"]["schemas"]["EventObject"]["properties"]
+    assert "turn_id" in event
