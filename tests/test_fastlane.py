@@ -187,6 +187,20 @@ async def _script(api: httpx.AsyncClient) -> list[tuple[int, str, str]]:
         ),
         ("GET", events, ADMIN | RID, None),
     ]
+    # The same route under Qoder's prefix: Bearer only, the same envelope.
+    qoder = f"/api/v1/cloud/sessions/{work['MANAGED']}/events"
+    x_api_key = {"x-api-key": ADMIN["Authorization"].removeprefix("Bearer ")}
+    steps += [
+        ("POST", qoder, x_api_key | RID, {"events": [{"type": "user.interrupt"}]}),
+        ("POST", qoder, ADMIN | RID, {"events": [{"type": "user.tool_result"}]}),
+        (
+            "POST",
+            "/api/v1/cloud/sessions/sess_nope/events",
+            ADMIN | RID,
+            {"events": [{"type": "user.interrupt"}]},
+        ),
+        ("POST", qoder, ADMIN | RID, {"events": []}),
+    ]
     transcript = []
     for method, url, headers, body in steps:
         content = body if isinstance(body, str) else None if body is None else json.dumps(body)
