@@ -280,7 +280,7 @@ class ManagedSessions:
     ) -> AsyncIterator[list[SessionEvent]]:
         """Every event committed after this call (or, resuming, after the event
         `after_event`, a 400 naming `name` if unknown), in batches as they come; an empty
-        batch when nothing came for KEEPALIVE_SECONDS. Ends after a termination or deletion.
+        batch when nothing came for `keepalive_seconds`. Ends after a termination or deletion.
         The starting point is fixed before this returns, so a caller that opens the stream
         and then reads the history misses nothing in between."""
         await self.get(session_id, scope)
