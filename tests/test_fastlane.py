@@ -52,11 +52,17 @@ def test_the_hot_routes_are_in_the_lane() -> None:
 
 
 def test_a_managed_sessions_tool_results_take_the_lane() -> None:
-    """The SDK's worker posts every tool result to POST /v1/sessions/{id}/events."""
-    from shopfloor.api.managed.routes import router as managed_router
+    """The SDK's worker posts every tool result to POST /v1/sessions/{id}/events (and a
+    Qoder worker to the same route under /api/v1/cloud)."""
+    from shopfloor.api.environments.routes import ANTHROPIC, QODER
+    from shopfloor.api.managed.routes import managed_router
 
-    served = [(sorted(lane.methods), lane.route.path) for lane in lanes([managed_router])]
-    assert served == [(["POST"], "/v1/sessions/{session_id}/events")]
+    routers = [managed_router(ANTHROPIC), managed_router(QODER)]
+    served = [(sorted(lane.methods), lane.route.path) for lane in lanes(routers)]
+    assert served == [
+        (["POST"], "/v1/sessions/{session_id}/events"),
+        (["POST"], "/api/v1/cloud/sessions/{session_id}/events"),
+    ]
 
 
 def test_a_hot_endpoint_with_an_unsupported_parameter_is_refused() -> None:
@@ -180,6 +186,20 @@ async def _script(api: httpx.AsyncClient) -> list[tuple[int, str, str]]:
             {"events": [{"type": "user.interrupt"}]},
         ),
         ("GET", events, ADMIN | RID, None),
+    ]
+    # The same route under Qoder's prefix: Bearer only, the same envelope.
+    qoder = f"/api/v1/cloud/sessions/{work['MANAGED']}/events"
+    x_api_key = {"x-api-key": ADMIN["Authorization"].removeprefix("Bearer ")}
+    steps += [
+        ("POST", qoder, x_api_key | RID, {"events": [{"type": "user.interrupt"}]}),
+        ("POST", qoder, ADMIN | RID, {"events": [{"type": "user.tool_result"}]}),
+        (
+            "POST",
+            "/api/v1/cloud/sessions/sess_nope/events",
+            ADMIN | RID,
+            {"events": [{"type": "user.interrupt"}]},
+        ),
+        ("POST", qoder, ADMIN | RID, {"events": []}),
     ]
     transcript = []
     for method, url, headers, body in steps:

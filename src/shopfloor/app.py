@@ -25,7 +25,7 @@ from shopfloor.api.environments import errors as env_errors
 from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
 from shopfloor.api.fastlane import FastLane, lanes
 from shopfloor.api.limits import BodyLimit, BodyLimits
-from shopfloor.api.managed.routes import router as managed_router
+from shopfloor.api.managed.routes import managed_router
 from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
@@ -114,7 +114,9 @@ def create_app(
             dispatcher,
             credentials,
             WorkQueue(dispatcher, settings.work_lease_ttl_seconds),
-            ManagedSessions(store, clock, notifier, turns),
+            ManagedSessions(
+                store, clock, notifier, turns, keepalive_seconds=settings.stream_keepalive_seconds
+            ),
             turns,
             Orgs(store, clock),
         )
@@ -157,7 +159,8 @@ def create_app(
         operator_router,
         operator_channel_router,
         veryfront_router,
-        managed_router,
+        managed_router(QODER),
+        managed_router(ANTHROPIC),
     ]
     for router in routers:
         app.include_router(router)

@@ -51,6 +51,8 @@ class Settings:
     turn_lease_seconds: float = 30.0
     # The lease of an environment work item whose worker asks for no TTL of its own.
     work_lease_ttl_seconds: int = 60
+    # A managed session's event stream sends a ping after this long without an event.
+    stream_keepalive_seconds: float = 15.0
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -107,6 +109,7 @@ _FLOATS = {
     "file_lock_ttl_seconds",
     "model_timeout_seconds",
     "turn_lease_seconds",
+    "stream_keepalive_seconds",
 }
 _INTS = {
     "port",

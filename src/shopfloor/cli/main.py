@@ -290,6 +290,14 @@ def serve(
             help="Lease of an environment work item whose worker asks for no TTL (10-600).",
         ),
     ] = 60,
+    stream_keepalive: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_STREAM_KEEPALIVE_SECONDS",
+            help="Seconds without an event after which a session's event stream sends a ping.",
+            min=0.1,
+        ),
+    ] = 15.0,
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -323,6 +331,7 @@ def serve(
         model_max_tokens=model_max_tokens,
         turn_lease_seconds=turn_lease,
         work_lease_ttl_seconds=work_lease_ttl,
+        stream_keepalive_seconds=stream_keepalive,
     )
     url = settings.resolved_database_url()
     try:

@@ -164,3 +164,17 @@ class SessionTerminated(DomainError):
     def __init__(self, session_id: str) -> None:
         super().__init__(f"Session {session_id} is terminated; it takes no more input")
         self.session_id = session_id
+
+
+class SessionBusy(Conflict):
+    """A user message to a managed session whose turn is running, where the protocol refuses
+    it instead of answering it in the same turn (Qoder's; its agent SDK retries on exactly
+    this message)."""
+
+    MESSAGE = (
+        "Session is currently processing a turn. Cancel the current turn or wait for completion."
+    )
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(self.MESSAGE)
+        self.session_id = session_id

@@ -218,6 +218,13 @@ class ManagedStore(Protocol):
         later has a larger id."""
         ...
 
+    async def event_position(
+        self, session_id: str, event_id: str, kinds: Sequence[str]
+    ) -> int | None:
+        """The id (position) of the session's event of these kinds whose wire id (its data's
+        `id`) is `event_id`; None if it has none."""
+        ...
+
     async def due_turns(self, now: int, limit: int = 100) -> list[str]: ...
     async def stranded_turns(self, limit: int = 100) -> list[str]: ...
 

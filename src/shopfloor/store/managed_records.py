@@ -55,6 +55,7 @@ class ManagedSessionRecord:
     turn_owner: str | None = None
     turn_epoch: int = 0
     turn_expires_at: int | None = None
+    turn_id: str | None = None  # the turn the session is in; None between turns
     rev: int = 0
     archived_at: int | None = None
     deleted_at: int | None = None
@@ -78,6 +79,8 @@ class ManagedFilter:
 class EventQuery:
     kinds: tuple[str, ...]
     after_id: int | None = None  # page cursor (in the order asked)
+    above: int | None = None  # id > this, whatever the order
+    below: int | None = None  # id < this, whatever the order
     descending: bool = False
     at_after: int | None = None  # at > this
     at_before: int | None = None  # at < this

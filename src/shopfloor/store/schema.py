@@ -460,6 +460,8 @@ managed_sessions = sa.Table(
     sa.Column("turn_owner", sa.String(64)),
     sa.Column("turn_epoch", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("turn_expires_at", sa.BigInteger),
+    # The turn the session is in (migration 0006qm), stamped on each of its events.
+    sa.Column("turn_id", sa.String(64)),
     # Bumped by every write: writes are compare-and-set on it.
     sa.Column("rev", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("created_at", sa.BigInteger, nullable=False),

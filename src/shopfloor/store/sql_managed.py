@@ -54,7 +54,13 @@ def _update_managed(columns: tuple[str, ...]) -> Prepared:
 
 @functools.lru_cache(maxsize=128)
 def _events_query(
-    kinds: tuple[str, ...], descending: bool, after: bool, at_after: bool, at_before: bool
+    kinds: tuple[str, ...],
+    descending: bool,
+    after: bool,
+    at_after: bool,
+    at_before: bool,
+    above: bool = False,
+    below: bool = False,
 ) -> Prepared:
     """A session's events of these kinds (literals, so the statement is one per kind set),
     in id order, with the optional bounds as parameters (`b_*`)."""
@@ -67,6 +73,10 @@ def _events_query(
     if after:
         cursor = sa.bindparam("b_after", type_=sa.BigInteger)
         where.append(_e.c.id < cursor if descending else _e.c.id > cursor)
+    if above:
+        where.append(_e.c.id > sa.bindparam("b_above", type_=sa.BigInteger))
+    if below:
+        where.append(_e.c.id < sa.bindparam("b_below", type_=sa.BigInteger))
     if at_after:
         where.append(_e.c.at > sa.bindparam("b_at_after", type_=sa.BigInteger))
     if at_before:
@@ -282,10 +292,14 @@ class ManagedSql:
             query.after_id is not None,
             query.at_after is not None,
             query.at_before is not None,
+            query.above is not None,
+            query.below is not None,
         )
         params = {
             "b_session": session_id,
             "b_after": query.after_id,
+            "b_above": query.above,
+            "b_below": query.below,
             "b_at_after": query.at_after,
             "b_at_before": query.at_before,
             "b_limit": query.limit,
@@ -301,6 +315,19 @@ class ManagedSql:
         async with self.db.connect() as conn:
             found = await conn.scalar(query)
         return int(found or 0)
+
+    async def event_position(
+        self, session_id: str, event_id: str, kinds: Sequence[str]
+    ) -> int | None:
+        e = t.session_events
+        query = sa.select(e.c.id).where(
+            e.c.session_id == session_id,
+            e.c.kind.in_(list(kinds)),
+            e.c.data["id"].as_string() == event_id,
+        )
+        async with self.db.connect() as conn:
+            found = await conn.scalar(query.limit(1))
+        return None if found is None else int(found)
 
     async def due_turns(self, now: int, limit: int = 100) -> list[str]:
         """Sessions whose model call is due and whose turn lease is free or ran out."""

@@ -61,15 +61,38 @@ CreatedAtLte = Annotated[
 
 @dataclass(frozen=True)
 class Dialect:
+    """What differs between the two vendors' paths (the environment work API here, and the
+    managed-agents API over the same prefixes in api/managed/routes.py)."""
+
     prefix: str
     tag: str
     worker_header: str
     accept_x_api_key: bool  # Anthropic SDK 1.x authenticates with x-api-key
     empty_string_deletes: bool  # Anthropic: a metadata value of "" deletes the key
+    sessions_tag: str
+    # Qoder: a user message while a turn runs is a 409 (its agent SDK retries on it);
+    # Anthropic: it is answered in the same turn.
+    refuse_busy_input: bool
 
 
-QODER = Dialect("/api/v1/cloud", "Qoder environments", "Worker-ID", False, False)
-ANTHROPIC = Dialect("/v1", "Anthropic environments", "Anthropic-Worker-ID", True, True)
+QODER = Dialect(
+    prefix="/api/v1/cloud",
+    tag="Qoder environments",
+    worker_header="Worker-ID",
+    accept_x_api_key=False,
+    empty_string_deletes=False,
+    sessions_tag="Qoder managed agents",
+    refuse_busy_input=True,
+)
+ANTHROPIC = Dialect(
+    prefix="/v1",
+    tag="Anthropic environments",
+    worker_header="Anthropic-Worker-ID",
+    accept_x_api_key=True,
+    empty_string_deletes=True,
+    sessions_tag="Managed agents",
+    refuse_busy_input=False,
+)
 
 
 def _errors(*codes: int) -> dict[int | str, Any]:

@@ -132,12 +132,24 @@ def model(value: Any, name: str = "model") -> dict[str, Any]:
     if isinstance(value, str):
         return {"id": string(value, name, maximum=NAME_MAX)}
     config = _obj(value, name)
-    only(config, ("id", "effort", "speed", "inference_geo"), f"{name}.")
-    out = {"id": string(config.get("id"), f"{name}.id", maximum=NAME_MAX)}
-    for key in ("effort", "speed", "inference_geo"):
+    only(config, ("id", "effort", "speed", "inference_geo", "context_window"), f"{name}.")
+    out: dict[str, Any] = {"id": string(config.get("id"), f"{name}.id", maximum=NAME_MAX)}
+    for key in ("speed", "inference_geo"):
         if config.get(key) is not None:
             out[key] = string(config[key], f"{name}.{key}", maximum=64)
+    if config.get("effort") is not None:
+        out["effort"] = _effort(config["effort"], f"{name}.effort")
+    if config.get("context_window") is not None:
+        out["context_window"] = _int(config["context_window"], f"{name}.context_window", 1)
     return out
+
+
+def _effort(value: Any, name: str) -> str | dict[str, str]:
+    """A level's name, or qca's `{"type": <level>}`."""
+    if isinstance(value, dict):
+        only(value, ("type",), f"{name}.")
+        return {"type": string(value.get("type"), f"{name}.type", maximum=64)}
+    return string(value, name, maximum=64)
 
 
 def tools(value: Any, name: str = "tools") -> list[dict[str, Any]]:
@@ -157,7 +169,11 @@ def tools(value: Any, name: str = "tools") -> list[dict[str, Any]]:
 def _tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
     kind = tool.get("type")
     if kind == TOOLSET:
-        only(tool, ("type", "configs", "default_config"), f"{where}.")
+        only(
+            tool,
+            ("type", "configs", "default_config", "enabled_tools", "disallowed_tools"),
+            f"{where}.",
+        )
         out: dict[str, Any] = {"type": TOOLSET, "configs": [], "default_config": None}
         for i, config in enumerate(_list(tool.get("configs") or [], f"{where}.configs", 16)):
             out["configs"].append(_tool_config(config, f"{where}.configs[{i}]", named=True))
@@ -165,6 +181,10 @@ def _tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
             out["default_config"] = _tool_config(
                 tool["default_config"], f"{where}.default_config", named=False
             )
+        # qca's shorthand: the toolset's tools to offer, or to withhold.
+        for key in ("enabled_tools", "disallowed_tools"):
+            if tool.get(key) is not None:
+                out[key] = _tool_names(tool[key], f"{where}.{key}")
         return out
     if kind == CUSTOM:
         only(tool, ("type", "name", "description", "input_schema"), f"{where}.")
@@ -185,18 +205,32 @@ def _tool(tool: dict[str, Any], where: str) -> dict[str, Any]:
     raise ApiError(400, f"{where}.type: must be {TOOLSET}, {CUSTOM} or {MCP_TOOLSET}")
 
 
+def _tool_names(value: Any, where: str) -> list[str]:
+    names = _list(value, where, len(ALL_TOOLSET_NAMES))
+    for i, name in enumerate(names):
+        if name not in ALL_TOOLSET_NAMES:
+            raise ApiError(400, f"{where}[{i}]: must be one of {', '.join(ALL_TOOLSET_NAMES)}")
+    return list(names)
+
+
 def _tool_config(value: Any, where: str, *, named: bool) -> dict[str, Any]:
     config = _obj(value, where)
     only(
         config,
-        ("name", "enabled", "permission_policy") if named else ("enabled", "permission_policy"),
+        ("name", "type", "enabled", "permission_policy")
+        if named
+        else ("enabled", "permission_policy"),
         f"{where}.",
     )
     out: dict[str, Any] = {}
     if named:
-        if config.get("name") not in ALL_TOOLSET_NAMES:
+        # qca's tool configs name the tool in `type` too (`{"type": "bash", "name": "bash"}`).
+        name = config.get("name", config.get("type"))
+        if name not in ALL_TOOLSET_NAMES:
             raise ApiError(400, f"{where}.name: must be one of {', '.join(ALL_TOOLSET_NAMES)}")
-        out["name"] = config["name"]
+        if config.get("type") is not None and config["type"] != name:
+            raise ApiError(400, f"{where}.type: must be the tool's name, {name}")
+        out["name"] = name
     if config.get("enabled") is not None:
         out["enabled"] = _bool(config["enabled"], f"{where}.enabled")
     if config.get("permission_policy") is not None:
@@ -308,6 +342,16 @@ SESSION_FIELDS = (
     "title",
     "vault_ids",
     "budget",
+    "environment_variables",  # qca
+    "memory_store_ids",  # qoder-agent-sdk
+)
+SESSION_UPDATE_FIELDS = (
+    "title",
+    "metadata",
+    "agent",
+    "vault_ids",
+    "budget",
+    "environment_variables",
 )
 
 
@@ -353,6 +397,14 @@ def session_extras(obj: dict[str, Any]) -> None:
         raise ApiError(400, "vault_ids: vaults are not supported; send an empty list")
     if obj.get("budget") is not None:
         raise ApiError(400, "budget: budgets are not supported; send null")
+    if obj.get("memory_store_ids"):
+        raise ApiError(400, "memory_store_ids: memory stores are not supported; send none")
+    if obj.get("environment_variables"):
+        raise ApiError(
+            400,
+            "environment_variables: a session's environment variables are not supported "
+            "(the worker's environment is its own); send none",
+        )
 
 
 def title(value: Any) -> str | None:

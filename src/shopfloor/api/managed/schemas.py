@@ -112,6 +112,31 @@ class SessionList(_Doc):
     next_page: str | None
 
 
+class SessionCanceled(_Doc):
+    id: str
+    type: Literal["session"]
+    status: Literal["canceling"]
+
+
+class ThreadObject(_Doc):
+    id: str = Field(description="sthr_ + the session id's hex: the session's primary thread")
+    type: Literal["session_thread"]
+    session_id: str
+    parent_thread_id: None
+    agent: dict[str, Any]
+    status: Literal["idle", "running", "rescheduling", "terminated"]
+    stats: dict[str, Any]
+    usage: dict[str, int]
+    created_at: str
+    updated_at: str
+    archived_at: str | None
+
+
+class ThreadList(_Doc):
+    data: list[ThreadObject]
+    next_page: str | None
+
+
 class DeletedSession(_Doc):
     id: str
     type: Literal["session_deleted"]
@@ -121,6 +146,9 @@ class EventObject(_Doc):
     id: str
     type: str
     processed_at: str
+    turn_id: str | None = Field(
+        None, description="The turn the event belongs to (absent between turns)"
+    )
 
 
 class EventList(_Doc):

@@ -63,6 +63,30 @@ def session(m: ManagedSessionRecord) -> dict[str, Any]:
         "vault_ids": [],
         "budget": None,
         "deployment_id": None,
+        "environment_variables": {},
+    }
+
+
+def thread_id(session_id: str) -> str:
+    """The id of a session's primary thread (shopfloor runs one thread per session)."""
+    return "sthr_" + session_id.removeprefix("sess_")
+
+
+def thread(m: ManagedSessionRecord) -> dict[str, Any]:
+    """The session's primary thread: its agent, status, usage and times are the session's."""
+    return {
+        "id": thread_id(m.session_id),
+        "type": "session_thread",
+        "session_id": m.session_id,
+        "parent_thread_id": None,
+        "agent": session_agent(m.agent),
+        "status": m.status,
+        "stats": {},
+        "usage": m.usage,
+        "created_at": ts(m.created_at),
+        "updated_at": ts(m.updated_at),
+        "archived_at": ts(m.archived_at),
+        "workflow_run_id": None,
     }
 
 
@@ -71,10 +95,11 @@ def event(e: SessionEvent) -> dict[str, Any]:
 
 
 def sse_frame(e: SessionEvent) -> bytes:
-    """One server-sent event: the `event:` line (the SDK drops frames without one) names
-    the event type; the data is the event."""
+    """One server-sent event: the `event:` line (the anthropic SDK drops frames without one)
+    names the event type, the `id:` line is the event's id (what a client resumes from, as
+    `Last-Event-ID` or `after_id`); the data is the event."""
     data = json.dumps(event(e), separators=(",", ":"))
-    return f"event: {e.kind}\ndata: {data}\n\n".encode()
+    return f"event: {e.kind}\nid: {e.data['id']}\ndata: {data}\n\n".encode()
 
 
 PING = b'event: ping\ndata: {"type":"ping"}\n\n'
@@ -95,14 +120,24 @@ def page(data: list[dict[str, Any]], next_cursor: str | None) -> dict[str, Any]:
 # -- query parameters --
 
 
-def event_cursor(raw: str | None) -> int | None:
-    """An events page cursor: `ev_<n>`, n the position of the page's last event."""
+def event_cursor(raw: str | None) -> tuple[int, int | None] | None:
+    """An events page cursor: `ev_<n>`, n the position of the page's last event, or
+    `ev_<n>_<m>` where the listing stops at position m (a before_id, or an after_id read
+    newest first, that later pages keep)."""
     if raw is None:
         return None
-    number = raw.removeprefix("ev_")
-    if not raw.startswith("ev_") or not number.isdigit() or len(number) > 18:
+    parts = raw.removeprefix("ev_").split("_")
+    if (
+        not raw.startswith("ev_")
+        or len(parts) > 2
+        or not all(p.isdigit() and len(p) <= 18 for p in parts)
+    ):
         raise ApiError(400, "page: is not a valid cursor")
-    return int(number)
+    return int(parts[0]), int(parts[1]) if len(parts) == 2 else None
+
+
+def next_event_cursor(last: int, bound: int | None) -> str:
+    return f"ev_{last}" if bound is None else f"ev_{last}_{bound}"
 
 
 def time_bound(raw: str | None, name: str) -> int | None:

@@ -69,6 +69,10 @@ def new_event_id() -> str:
     return "sevt_" + uuid7_hex()
 
 
+def new_turn_id() -> str:
+    return "turn_" + uuid7_hex()
+
+
 def wire_event(session_id: str, at: int, kind: str, **fields: Any) -> SessionEvent:
     """A wire event with a new id; `fields` are its other wire fields."""
     return SessionEvent(

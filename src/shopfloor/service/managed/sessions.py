@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id
 from shopfloor.service.environments import Environments, merge_metadata
-from shopfloor.service.errors import InvalidInput, ManagedSessionNotFound
+from shopfloor.service.errors import InvalidInput, ManagedSessionNotFound, SessionTerminated
 from shopfloor.service.managed import events as ev
 from shopfloor.service.managed import state
 from shopfloor.service.managed.agents import Agents
@@ -26,6 +26,8 @@ from shopfloor.service.notifier import Notifier, cancel_wait
 from shopfloor.store import Store
 from shopfloor.store.managed_records import (
     IDLE,
+    TERMINATED,
+    TURN_IDLE,
     EventQuery,
     ManagedFilter,
     ManagedSessionRecord,
@@ -80,12 +82,19 @@ class EventPage:
 
 
 class ManagedSessions:
-    def __init__(self, store: Store, clock: Clock, notifier: Notifier, turns: TurnKicker) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        notifier: Notifier,
+        turns: TurnKicker,
+        keepalive_seconds: float = KEEPALIVE_SECONDS,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.notifier = notifier
         self.turns = turns
-        self.keepalive_seconds = KEEPALIVE_SECONDS
+        self.keepalive_seconds = keepalive_seconds
         self.log = ManagedLog(store, clock, notifier)
         self.agents = Agents(store, clock)
         self.environments = Environments(store, clock)
@@ -168,11 +177,20 @@ class ManagedSessions:
     # -- sending --
 
     async def send(
-        self, session_id: str, scope: str | None, inputs: list[Input]
+        self,
+        session_id: str,
+        scope: str | None,
+        inputs: list[Input],
+        *,
+        refuse_busy: bool = False,
     ) -> list[SessionEvent]:
+        """Store a client's events and act on them. `refuse_busy`: a user message while the
+        turn runs is a SessionBusy conflict instead of input for the same turn."""
+
         def build(row: ManagedSessionRecord, now: int) -> Step:
             _visible(row, session_id, scope)
-            return self.turns.claim_with(row, state.accept(row, now, inputs), now)
+            step = state.accept(row, now, inputs, refuse_busy=refuse_busy)
+            return self.turns.claim_with(row, step, now)
 
         record, stored, step = await self.log.write(session_id, build)
         await self._after(record, step)
@@ -186,6 +204,17 @@ class ManagedSessions:
             self.turns.kick(record.session_id)
         if step.needs_worker:
             await self.log.ensure_work_item(record.session_id, "new input for the managed session")
+
+    async def cancel(self, session_id: str, scope: str | None) -> bool:
+        """End the running turn as an interrupt does; False (nothing written) if the session
+        is between turns."""
+        row = await self.get(session_id, scope)
+        if row.status == TERMINATED:
+            raise SessionTerminated(session_id)
+        if row.turn == TURN_IDLE:
+            return False
+        await self.send(session_id, scope, [Input(ev.USER_INTERRUPT, {})])
+        return True
 
     # -- changing and ending --
 
@@ -236,13 +265,29 @@ class ManagedSessions:
 
     # -- watching --
 
-    async def stream(self, session_id: str, scope: str | None) -> AsyncIterator[list[SessionEvent]]:
-        """Every event committed after this call, in batches as they come; an empty batch
-        when nothing came for KEEPALIVE_SECONDS. Ends after a termination or deletion.
+    async def position(self, session_id: str, event_id: str, name: str) -> int:
+        """Where the session's event `event_id` is in its log (a cursor for `events` and
+        `stream`); a 400 naming `name` if the session has no such event."""
+        found = None
+        if event_id.startswith("sevt_") and len(event_id) <= 64:
+            found = await self.store.event_position(session_id, event_id, ev.WIRE_KINDS)
+        if found is None:
+            raise InvalidInput(name, f"{name}: {event_id} is not an event of session {session_id}")
+        return found
+
+    async def stream(
+        self, session_id: str, scope: str | None, after_event: str | None = None, name: str = ""
+    ) -> AsyncIterator[list[SessionEvent]]:
+        """Every event committed after this call (or, resuming, after the event
+        `after_event`, a 400 naming `name` if unknown), in batches as they come; an empty
+        batch when nothing came for `keepalive_seconds`. Ends after a termination or deletion.
         The starting point is fixed before this returns, so a caller that opens the stream
         and then reads the history misses nothing in between."""
         await self.get(session_id, scope)
-        cursor = await self.store.last_event_id(session_id, ev.WIRE_KINDS)
+        if after_event is not None:
+            cursor = await self.position(session_id, after_event, name)
+        else:
+            cursor = await self.store.last_event_id(session_id, ev.WIRE_KINDS)
         return self._follow(session_id, cursor)
 
     async def _follow(self, session_id: str, cursor: int) -> AsyncIterator[list[SessionEvent]]:

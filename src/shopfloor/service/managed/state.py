@@ -6,7 +6,11 @@ The turn: `idle`; `model` once user input (or the last tool result) makes a mode
 run by the process that holds the turn lease (owner, epoch, expiry); `tools` while the
 calls of the model's last reply wait for results or confirmations. `unfed` holds user
 content that has not been sent to the model yet; a claim of the turn moves it into the
-transcript (`turn.input`)."""
+transcript (`turn.input`).
+
+A turn has an id (`turn_id`), from the user message that starts it to the idle that ends it
+(anything but `requires_action`), stamped on every event of the turn; events between turns
+carry none."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from shopfloor.service.errors import InvalidInput, SessionTerminated
+from shopfloor.service.errors import InvalidInput, SessionBusy, SessionTerminated
 from shopfloor.service.managed import events as ev
 from shopfloor.service.managed.model import ModelError, ModelReply
 from shopfloor.service.managed.tools import Toolbox
@@ -64,6 +68,7 @@ class _State:
     turn_owner: str | None
     turn_epoch: int
     turn_expires_at: int | None
+    turn_id: str | None
     events: list[SessionEvent] = field(default_factory=list)
     kick: bool = False
     needs_worker: bool = False
@@ -78,6 +83,7 @@ class _State:
             r.turn_owner,
             r.turn_epoch,
             r.turn_expires_at,
+            r.turn_id,
         )
 
     def step(self, now: int, **extra: Any) -> Step:
@@ -89,6 +95,7 @@ class _State:
             "turn_owner": self.turn_owner,
             "turn_epoch": self.turn_epoch,
             "turn_expires_at": self.turn_expires_at,
+            "turn_id": self.turn_id,
             "updated_at": now,
             **extra,
         }
@@ -98,10 +105,15 @@ class _State:
 # -- client input --
 
 
-def accept(record: ManagedSessionRecord, now: int, inputs: list[Input]) -> Step:
-    """Apply the events of one send, all or none."""
+def accept(
+    record: ManagedSessionRecord, now: int, inputs: list[Input], *, refuse_busy: bool = False
+) -> Step:
+    """Apply the events of one send, all or none. With `refuse_busy`, a user message while
+    the turn runs (status `running`) is refused rather than answered in the same turn."""
     if record.status == TERMINATED:
         raise SessionTerminated(record.session_id)
+    if refuse_busy and record.status == RUNNING and any(i.kind == ev.USER_MESSAGE for i in inputs):
+        raise SessionBusy(record.session_id)
     st = _State.of(record)
     sid = record.session_id
     for item in inputs:
@@ -112,6 +124,8 @@ def accept(record: ManagedSessionRecord, now: int, inputs: list[Input]) -> Step:
 
 
 def _emit(st: _State, sid: str, now: int, kind: str, **fields: Any) -> SessionEvent:
+    if st.turn_id is not None:
+        fields["turn_id"] = st.turn_id
     event = ev.wire_event(sid, now, kind, **fields)
     st.events.append(event)
     return event
@@ -122,6 +136,8 @@ def _store_only(st: _State, sid: str, now: int, item: Input) -> None:
 
 
 def _user_message(st: _State, sid: str, now: int, item: Input) -> None:
+    if st.turn == TURN_IDLE:
+        st.turn_id = ev.new_turn_id()
     _emit(st, sid, now, ev.USER_MESSAGE, **item.fields)
     st.unfed.extend(copy.deepcopy(item.fields["content"]))
     st.needs_worker = True
@@ -190,6 +206,7 @@ def _interrupt(st: _State, sid: str, now: int, item: Input) -> None:
     _release_turn(st, fence=True)
     st.status = IDLE
     _emit(st, sid, now, ev.STATUS_IDLE, stop_reason={"type": "end_turn"})
+    st.turn_id = None
 
 
 _HANDLERS = {
@@ -311,6 +328,7 @@ def finish(
         }
         _emit(st, sid, now, ev.SESSION_ERROR, error=error)
         _emit(st, sid, now, ev.STATUS_IDLE, stop_reason={"type": "retries_exhausted"})
+        st.turn_id = None
         return st.step(now)
     st.events.append(
         ev.internal_event(
@@ -351,6 +369,7 @@ def finish(
         st.status = IDLE
         reason = "refusal" if outcome.stop_reason == "refusal" else "end_turn"
         _emit(st, sid, now, ev.STATUS_IDLE, stop_reason={"type": reason})
+        st.turn_id = None
     return st.step(now, usage=usage)
 
 
@@ -420,6 +439,7 @@ def terminate(record: ManagedSessionRecord, now: int, *, deleted: bool = False) 
         st.pending = []
         st.status = TERMINATED
         _emit(st, sid, now, ev.STATUS_TERMINATED)
+        st.turn_id = None
     if deleted and record.deleted_at is None:
         _emit(st, sid, now, ev.SESSION_DELETED)
     return st.step(now, **extra)

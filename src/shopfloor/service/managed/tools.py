@@ -111,15 +111,19 @@ def toolbox(agent: dict[str, Any]) -> Toolbox:
 
 
 def _toolset(tool: dict[str, Any]) -> dict[str, str]:
+    """The worker tools the toolset offers. `enabled_tools` (when given) lists the only ones
+    on by default; `disallowed_tools` are off whatever a config says."""
     default = tool.get("default_config") or {}
     configs = {c["name"]: c for c in tool.get("configs") or []}
+    listed = tool.get("enabled_tools")
+    withheld = set(tool.get("disallowed_tools") or ())
     enabled: dict[str, str] = {}
     for name in WORKER_TOOLS:
         config = configs.get(name, {})
         on = config.get("enabled")
         if on is None:
-            on = default.get("enabled", True)
-        if not on:
+            on = default.get("enabled", True) if listed is None else name in listed
+        if not on or name in withheld:
             continue
         policy = config.get("permission_policy") or default.get("permission_policy") or {}
         enabled[name] = "ask" if policy.get("type") == "always_ask" else "allow"

@@ -10,7 +10,7 @@ clients, and the organisation of every session, worker and project.
   existing rows).
 
 Revision ID: 0007
-Revises: 0005vf
+Revises: 0006qm_managed_turn_id
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0007"
-down_revision = "0005vf"
+down_revision = "0006qm_managed_turn_id"
 branch_labels = None
 depends_on = None
 
