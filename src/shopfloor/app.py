@@ -30,6 +30,8 @@ from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
+from shopfloor.api.platform.oauth import router as oauth_router
+from shopfloor.api.platform.routes import router as platform_router
 from shopfloor.api.state import Services
 from shopfloor.api.veryfront.errors import (
     is_veryfront_path,
@@ -158,6 +160,8 @@ def create_app(
         issue_proxy_router,
         operator_router,
         operator_channel_router,
+        platform_router,
+        oauth_router,
         veryfront_router,
         managed_router(QODER),
         managed_router(ANTHROPIC),

@@ -32,6 +32,8 @@ ENVELOPES = {
     "Operator API": {"ErrorBody"},
     "Operator API: session channel": {"ErrorBody"},
     "Veryfront agent-workers": {"VeryfrontError"},
+    "Rensei platform: authentication": {"ErrorBody"},
+    "OAuth 2.0": {"OAuthError", "ErrorBody"},
 }
 # POST/PUT routes that take no body (the rest must declare theirs).
 BODILESS = {

@@ -18,6 +18,7 @@ from shopfloor.service.errors import (
     InvalidInput,
     InvalidTransition,
     NotOwner,
+    NotPermitted,
     OrgNotFound,
     SessionNotFound,
     WorkerNotFound,
@@ -41,7 +42,7 @@ def error_response(
 def domain_status(exc: DomainError) -> int:
     if isinstance(exc, WorkerNotFound | SessionNotFound | EnvironmentNotFound | OrgNotFound):
         return 404
-    if isinstance(exc, NotOwner):
+    if isinstance(exc, NotOwner | NotPermitted):
         return 403
     if isinstance(exc, InvalidTransition | Conflict):
         return 409

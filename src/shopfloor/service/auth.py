@@ -68,6 +68,10 @@ class InvalidClient(Exception):
     """client_credentials that name no usable client, or the wrong secret."""
 
 
+class InvalidScope(Exception):
+    """An access token asked for a scope its client does not have."""
+
+
 class TokenExpired(Exception):
     pass
 
@@ -304,16 +308,24 @@ class Credentials:
         await self._store.insert_m2m_client(client)
         return client, secret
 
-    async def issue_access_token(self, client_id: str, secret: str) -> tuple[str, int]:
-        """An access token for a client's credentials, and its lifetime in seconds. Raises
-        InvalidClient for an unknown or revoked client or a wrong secret (one answer for all,
-        compared in constant time)."""
+    async def issue_access_token(
+        self, client_id: str, secret: str, scopes: list[str] | None = None
+    ) -> tuple[str, int, list[str]]:
+        """An access token for a client's credentials, its lifetime in seconds and its
+        scopes (the client's, or the subset `scopes` asks for). Raises InvalidClient for an
+        unknown or revoked client or a wrong secret (one answer for all, compared in constant
+        time), InvalidScope for a scope the client lacks."""
         client = await self._store.get_m2m_client(client_id)
         expected = client.secret_hash if client is not None else digest(uuid.uuid4().hex)
         if not same_secret(digest(secret), expected) or client is None:
-            raise InvalidClient()
+            raise InvalidClient("Unknown client or wrong secret")
         if client.revoked_at is not None:
-            raise InvalidClient()
+            raise InvalidClient("The client was revoked")
+        granted = client.scopes if scopes is None else scopes
+        if not set(granted) <= set(client.scopes) and "*" not in client.scopes:
+            raise InvalidScope(
+                f"The client has no scope {sorted(set(granted) - set(client.scopes))[0]}"
+            )
         now_s = self._clock.now_ms() // 1000
         claims = {
             "iss": ACCESS_TOKEN_ISSUER,
@@ -321,12 +333,12 @@ class Credentials:
             "sub": client.id,
             "org_id": client.org_id,
             "workspace_id": client.org_id,
-            "scopes": client.scopes,
+            "scopes": granted,
             "jti": uuid.uuid4().hex,
             "iat": now_s,
             "exp": now_s + ACCESS_TOKEN_TTL_SECONDS,
         }
-        return self._sign(claims), ACCESS_TOKEN_TTL_SECONDS
+        return self._sign(claims), ACCESS_TOKEN_TTL_SECONDS, granted
 
     def access_token_principal(self, token: str) -> Principal | None:
         """Who an access token speaks for; None for one that is not a valid, live access

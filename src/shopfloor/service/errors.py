@@ -42,6 +42,10 @@ class Conflict(DomainError):
     pass
 
 
+class NotPermitted(DomainError):
+    """The credential may not do this (its scopes or projects do not reach)."""
+
+
 class InvalidInput(DomainError):
     """Input the domain rejects, naming the offending field."""
 
