@@ -304,3 +304,57 @@ async def test_m2m_clients_of_another_organisation_are_out_of_reach(
         "/api/admin/m2m-clients", json={"name": "x", "scopes": ["*"]}, headers=project_key
     )
     assert refused.status_code == 403
+
+
+async def test_environments_belong_to_an_organisation(api: httpx.AsyncClient) -> None:
+    await new_org(api, "a")
+    await new_org(api, "b")
+    manager_a, manager_b = await key(api, "a"), await key(api, "b")
+    made = await api.post("/v1/environments", json={"name": "farm-a"}, headers=manager_a)
+    assert made.status_code == 200, made.text
+    env_a = made.json()["id"]
+    assert (await api.get("/v1/environments", headers=manager_b)).json()["data"] == []
+    for method, path in [
+        ("GET", f"/v1/environments/{env_a}"),
+        ("POST", f"/v1/environments/{env_a}/archive"),
+        ("DELETE", f"/v1/environments/{env_a}"),
+    ]:
+        reply = await api.request(method, path, headers=manager_b)
+        assert reply.status_code == 404, (method, path)
+    tokens_b = await api.post("/api/v1/registration-tokens", json={}, headers=manager_b)
+    worker_b = bearer(tokens_b.json()["token"])  # organisation-wide, of b
+    poll = await api.get(f"/v1/environments/{env_a}/work/poll", headers=worker_b)
+    assert poll.status_code == 403
+    # A key naming a's environment as its project is still b's: refused.
+    smuggled = await mint(
+        api, "b", headers=manager_b, projects=[env_a], keyType="worker_registration"
+    )
+    poll = await api.get(
+        f"/v1/environments/{env_a}/work/poll", headers=bearer(smuggled.json()["key"]["fullKey"])
+    )
+    assert poll.status_code == 403
+    tokens_a = await api.post("/api/v1/registration-tokens", json={}, headers=manager_a)
+    poll = await api.get(
+        f"/v1/environments/{env_a}/work/poll", headers=bearer(tokens_a.json()["token"])
+    )
+    assert poll.status_code == 200
+    # The admin key still sees every organisation's environments.
+    listed = (await api.get("/v1/environments", headers=ADMIN)).json()["data"]
+    assert env_a in [e["id"] for e in listed]
+
+
+async def test_surfaces_not_yet_kept_apart_refuse_other_organisations(
+    api: httpx.AsyncClient,
+) -> None:
+    """Managed sessions and the Veryfront routes serve the default organisation only, until
+    they keep organisations apart: another organisation's key is refused outright."""
+    await new_org(api, "b")
+    manager_b = await key(api, "b")
+    assert (await api.get("/v1/sessions", headers=manager_b)).status_code == 403
+    assert (await api.get("/v1/agents", headers=manager_b)).status_code == 403
+    reply = await api.post(
+        "/agent-workers/projects/demo/workers",
+        json={"implementation_kind": "k", "worker_key": "w"},
+        headers=manager_b,
+    )
+    assert reply.status_code == 403

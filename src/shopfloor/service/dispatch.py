@@ -161,6 +161,7 @@ class Dispatcher:
         # to the queue: this recovers a claim whose poll reply never reached the worker.
         self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
         self._worker_orgs: dict[str, str] = {}
+        self._project_orgs: dict[str, str] = {}
         self.channel = SessionChannel(
             store,
             clock,
@@ -276,6 +277,17 @@ class Dispatcher:
             if worker is None:
                 return None
             org = self._worker_orgs[worker_id] = worker.org_id
+        return org
+
+    async def project_org(self, project_id: str) -> str | None:
+        """A project's (an environment's) organisation, None for an unknown one; remembered
+        like worker_org."""
+        org = self._project_orgs.get(project_id)
+        if org is None:
+            project = await self.store.get_project(project_id)
+            if project is None:
+                return None
+            org = self._project_orgs[project_id] = project.org_id
         return org
 
     async def active_worker(self, worker_id: str) -> WorkerRecord:

@@ -17,6 +17,7 @@ from shopfloor.service.errors import (
 )
 from shopfloor.store import Store
 from shopfloor.store.records import PROJECT_ENVIRONMENT, ProjectRecord
+from shopfloor.store.tenancy_records import DEFAULT_ORG
 
 METADATA_MAX_PAIRS = 16
 UPDATE_ATTEMPTS = 5
@@ -57,7 +58,7 @@ class Environments:
         self.store = store
         self.clock = clock
 
-    async def create(self, new: NewEnvironment) -> ProjectRecord:
+    async def create(self, new: NewEnvironment, org_id: str = DEFAULT_ORG) -> ProjectRecord:
         now = self.clock.now_ms()
         project = ProjectRecord(
             id=new_environment_id(),
@@ -69,13 +70,18 @@ class Environments:
             scope=new.scope,
             created_at=now,
             updated_at=now,
+            org_id=org_id,
         )
         await self.store.insert_project(project)
         return project
 
-    async def get(self, environment_id: str) -> ProjectRecord:
+    async def get(self, environment_id: str, org_id: str | None = None) -> ProjectRecord:
+        """The environment, if it is one of `org_id`'s (None: any organisation's); to another
+        organisation it does not exist."""
         project = await self.store.get_project(environment_id)
         if project is None or project.kind != PROJECT_ENVIRONMENT:
+            raise EnvironmentNotFound(environment_id)
+        if org_id is not None and project.org_id != org_id:
             raise EnvironmentNotFound(environment_id)
         return project
 
@@ -87,6 +93,7 @@ class Environments:
         limit: int,
         created_from: int | None = None,
         created_until: int | None = None,
+        org_id: str | None = None,
     ) -> Page:
         """Environments in id order; `created_from`/`created_until` bound their creation time
         (epoch ms, both inclusive)."""
@@ -97,6 +104,7 @@ class Environments:
             limit=limit + 1,
             created_from=created_from,
             created_until=created_until,
+            org_id=org_id,
         )
         return Page(found[:limit], len(found) > limit)
 
@@ -105,10 +113,11 @@ class Environments:
         environment_id: str,
         changes: Mapping[str, Any],
         metadata_patch: Mapping[str, str | None] | None,
+        org_id: str | None = None,
     ) -> ProjectRecord:
         """Set the given fields (name, description, config, scope) and merge the metadata."""
         for _ in range(UPDATE_ATTEMPTS):
-            project = await self.get(environment_id)
+            project = await self.get(environment_id, org_id)
             if project.archived_at is not None:
                 raise EnvironmentArchived(environment_id)
             values = dict(changes)
@@ -120,9 +129,9 @@ class Environments:
                 return updated
         raise WorkConflict(f"Environment {environment_id} is being changed concurrently")
 
-    async def archive(self, environment_id: str) -> ProjectRecord:
+    async def archive(self, environment_id: str, org_id: str | None = None) -> ProjectRecord:
         for _ in range(UPDATE_ATTEMPTS):
-            project = await self.get(environment_id)
+            project = await self.get(environment_id, org_id)
             if project.archived_at is not None:
                 return project
             now = max(self.clock.now_ms(), project.updated_at + 1)
@@ -133,9 +142,9 @@ class Environments:
                 return updated
         raise WorkConflict(f"Environment {environment_id} is being changed concurrently")
 
-    async def delete(self, environment_id: str) -> None:
+    async def delete(self, environment_id: str, org_id: str | None = None) -> None:
         """Delete an environment whose work is all finished (nothing is dropped silently)."""
-        await self.get(environment_id)
+        await self.get(environment_id, org_id)
         unfinished = await self.store.count_unfinished(environment_id)
         if unfinished:
             raise WorkConflict(
@@ -147,9 +156,7 @@ class Environments:
     async def accepting_queue(self, environment_id: str, org_id: str | None = None) -> str:
         """The queue for new sessions in this environment; refuses an archived one, and one
         of another organisation than `org_id` (None: any)."""
-        project = await self.get(environment_id)
-        if org_id is not None and project.org_id != org_id:
-            raise EnvironmentNotFound(environment_id)
+        project = await self.get(environment_id, org_id)
         if project.archived_at is not None:
             raise EnvironmentArchived(environment_id)
         return project.id

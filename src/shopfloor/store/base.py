@@ -478,9 +478,11 @@ class Store(RunStore, ConversationStore, ManagedStore, Protocol):
         limit: int,
         created_from: int | None = None,
         created_until: int | None = None,
+        org_id: str | None = None,
     ) -> list[ProjectRecord]:
         """Projects of `kind` in id order, after `after_id`, created within
-        [`created_from`, `created_until`] (epoch ms, either bound optional)."""
+        [`created_from`, `created_until`] (epoch ms, either bound optional), of `org_id`'s
+        organisation (None: any)."""
         ...
 
     async def update_project(

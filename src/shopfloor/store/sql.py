@@ -846,9 +846,12 @@ class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql):
         limit: int,
         created_from: int | None = None,
         created_until: int | None = None,
+        org_id: str | None = None,
     ) -> list[ProjectRecord]:
         p = t.projects
         query = sa.select(p).where(p.c.kind == kind).order_by(p.c.id).limit(limit)
+        if org_id is not None:
+            query = query.where(p.c.org_id == org_id)
         if not include_archived:
             query = query.where(p.c.archived_at.is_(None))
         if after_id is not None:

@@ -46,6 +46,7 @@ from shopfloor.api.openapi import (
 from shopfloor.api.state import services
 from shopfloor.service.environments import Environments, NewEnvironment
 from shopfloor.service.work import DEFAULT_RECLAIM_MS, WorkQueue
+from shopfloor.store.tenancy_records import DEFAULT_ORG
 
 WORKER_ID_MAX = 255
 # Qoder's environment list filters (sent by qca's `environments.list(created_at_gte=…)`).
@@ -125,7 +126,7 @@ def environments_router(d: Dialect) -> APIRouter:
         if environment_id is None:
             require_admin(who)
         else:
-            require_environment(who, environment_id)
+            await require_environment(request, who, environment_id)
         return who
 
     def worker_id(request: Request) -> str | None:
@@ -153,7 +154,7 @@ def environments_router(d: Dialect) -> APIRouter:
         openapi_extra=json_body(EnvironmentCreate) | admin_only,
     )
     async def create_environment(request: Request) -> dict[str, Any]:
-        await caller(request)
+        who = await caller(request)
         body = await json_object(request)
         patch = wire.metadata_patch(body, empty_deletes=False, allow_null=False)
         project = await envs(request).create(
@@ -163,7 +164,8 @@ def environments_router(d: Dialect) -> APIRouter:
                 config=wire.config(body),
                 metadata={k: v for k, v in (patch or {}).items() if v is not None},
                 scope=wire.scope(body),
-            )
+            ),
+            who.org_id or DEFAULT_ORG,
         )
         return wire.environment(project)
 
@@ -182,8 +184,9 @@ def environments_router(d: Dialect) -> APIRouter:
         created_at_gte: CreatedAtGte = None,
         created_at_lte: CreatedAtLte = None,
     ) -> dict[str, Any]:
-        await caller(request)
+        who = await caller(request)
         found = await envs(request).list_page(
+            org_id=who.scope_org,
             include_archived=bool(wire.query_bool(include_archived, "include_archived")),
             after_id=wire.cursor(page, "page", wire.ENV_ID),
             limit=wire.list_limit(limit),
@@ -200,8 +203,8 @@ def environments_router(d: Dialect) -> APIRouter:
         openapi_extra=admin_only,
     )
     async def get_environment(environment_id: str, request: Request) -> dict[str, Any]:
-        await caller(request)
-        return wire.environment(await envs(request).get(environment_id))
+        who = await caller(request)
+        return wire.environment(await envs(request).get(environment_id, who.scope_org))
 
     @router.post(
         "/{environment_id}",
@@ -211,7 +214,7 @@ def environments_router(d: Dialect) -> APIRouter:
         openapi_extra=json_body(EnvironmentUpdate, required=False) | admin_only,
     )
     async def update_environment(environment_id: str, request: Request) -> dict[str, Any]:
-        await caller(request)
+        who = await caller(request)
         body = await json_object(request, empty_ok=True)
         changes: dict[str, Any] = {}
         if body.get("name") is not None:
@@ -223,7 +226,7 @@ def environments_router(d: Dialect) -> APIRouter:
         if body.get("scope") is not None:
             changes["scope"] = wire.scope(body)
         patch = wire.metadata_patch(body, empty_deletes=d.empty_string_deletes)
-        project = await envs(request).update(environment_id, changes, patch)
+        project = await envs(request).update(environment_id, changes, patch, who.scope_org)
         return wire.environment(project)
 
     @router.delete(
@@ -234,8 +237,8 @@ def environments_router(d: Dialect) -> APIRouter:
         openapi_extra=admin_only,
     )
     async def delete_environment(environment_id: str, request: Request) -> dict[str, Any]:
-        await caller(request)
-        await envs(request).delete(environment_id)
+        who = await caller(request)
+        await envs(request).delete(environment_id, who.scope_org)
         return {"id": environment_id, "type": "environment_deleted"}
 
     @router.post(
@@ -246,8 +249,8 @@ def environments_router(d: Dialect) -> APIRouter:
         openapi_extra=admin_only,
     )
     async def archive_environment(environment_id: str, request: Request) -> dict[str, Any]:
-        await caller(request)
-        return wire.environment(await envs(request).archive(environment_id))
+        who = await caller(request)
+        return wire.environment(await envs(request).archive(environment_id, who.scope_org))
 
     # -- work (poll and stats before /work/{work_id}, which would match them) --
 

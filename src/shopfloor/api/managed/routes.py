@@ -28,6 +28,7 @@ from shopfloor.service.managed.agents import Agent
 from shopfloor.service.managed.sessions import ManagedSessions, NewManagedSession
 from shopfloor.store.managed_records import EventQuery, ManagedFilter, ManagedSessionRecord
 from shopfloor.store.records import SessionEvent
+from shopfloor.store.tenancy_records import DEFAULT_ORG
 
 STATUSES = ("idle", "running", "rescheduling", "terminated")
 EVENT_TYPE = re.compile(r"^[a-z_]{1,32}\.[a-z_]{1,64}$")
@@ -50,7 +51,12 @@ def managed_router(d: Dialect) -> APIRouter:
     router = APIRouter(prefix=d.prefix, tags=[d.sessions_tag])
 
     async def _caller(request: Request) -> Caller:
-        return await authenticate(request, d.accept_x_api_key)
+        who = await authenticate(request, d.accept_x_api_key)
+        if who.scope_org not in (None, DEFAULT_ORG):
+            # Managed sessions are not yet kept apart by organisation: only the default
+            # organisation's keys (and the admin key) reach them.
+            raise ApiError(403, "This key's organisation may not use managed sessions yet.")
+        return who
 
     # -- agents --
 
@@ -145,7 +151,7 @@ def managed_router(d: Dialect) -> APIRouter:
         if obj.get("agent") is None:
             raise ApiError(400, "agent: is required")
         environment_id = parse.string(obj.get("environment_id"), "environment_id", maximum=64)
-        require_environment(who, environment_id)
+        await require_environment(request, who, environment_id)
         parse.session_extras(obj)
         new = NewManagedSession(
             environment_id=environment_id,

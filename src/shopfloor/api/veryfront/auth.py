@@ -11,7 +11,7 @@ from fastapi import Request
 from shopfloor.api.envelope import ApiError, bearer
 from shopfloor.api.state import services
 from shopfloor.service.runs import AgentWorker, RunService, project_ref
-from shopfloor.store.tenancy_records import ApiKeyRecord
+from shopfloor.store.tenancy_records import DEFAULT_ORG, ApiKeyRecord
 
 UNAUTHORIZED = "Invalid or missing API key"
 WRONG_PROJECT = "Token is not valid for this project"
@@ -64,6 +64,10 @@ async def vf_caller(request: Request) -> VfCaller:
         return VfCaller(all_projects=True)
     record = await creds.registration_token(token)
     if record is not None:
+        if record.org_id != DEFAULT_ORG:
+            # Veryfront projects are not yet kept apart by organisation: only the default
+            # organisation's keys reach them.
+            raise ApiError(403, "This key's organisation may not use the Veryfront routes yet")
         return VfCaller(
             all_projects=record.projects is None,
             projects=frozenset(record.projects or ()),

@@ -1,0 +1,69 @@
+"""Migration 0007 moves every registration token into api_keys, as a worker registration key
+of the organisation its free-text `org` named (made if need be), and nothing is lost: the
+token's secret still works, its revocation stays."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from shopfloor.service.auth import WORKER_SCOPES, digest
+from shopfloor.store import open_store
+from shopfloor.store.sql import _MIGRATIONS, SqlStore
+from shopfloor.store.tenancy_records import DEFAULT_ORG, REGISTRATION_KEY
+from tests.conftest import Backend
+
+BEFORE = "0006qm_managed_turn_id"
+
+
+def upgrade_to(revision: str) -> Any:
+    def run(conn: sa.Connection) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", _MIGRATIONS)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+    return run
+
+
+async def test_registration_tokens_become_keys_of_their_organisation(backend: Backend) -> None:
+    store = await open_store(backend.url, schema=backend.schema, migrate=False)
+    assert isinstance(store, SqlStore)
+    try:
+        async with store.db.begin() as conn:
+            if backend.schema:
+                await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{backend.schema}"'))
+            await conn.run_sync(upgrade_to(BEFORE))
+        async with store.db.begin() as conn:
+            rows = [
+                ("reg_a", "rsp", digest("rsp_live_a"), "web", "Acme Corp", "ci", 1, None),
+                ("reg_b", "rsk", digest("rsk_live_b"), None, None, None, 2, 9),
+            ]
+            for row in rows:
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO registration_tokens (id, kind, token_hash, project, org, "
+                        "label, created_at, revoked_at) VALUES (:i, :k, :h, :p, :o, :l, :c, :r)"
+                    ),
+                    dict(zip("ikhpolcr", row, strict=True)),
+                )
+        await store.migrate()
+        acme = await store.get_org("acme-corp")
+        assert acme is not None and acme.name == "Acme Corp"
+        a = await store.find_api_key(digest("rsp_live_a"))
+        assert a is not None
+        assert (a.id, a.org_id, a.key_type, a.kind) == ("reg_a", acme.id, REGISTRATION_KEY, "rsp")
+        assert (a.projects, a.scopes, a.name, a.revoked_at) == (
+            ["web"],
+            list(WORKER_SCOPES),
+            "ci",
+            None,
+        )
+        b = await store.get_api_key("reg_b")
+        assert b is not None and (b.org_id, b.projects, b.revoked_at) == (DEFAULT_ORG, None, 9)
+        assert await store.revoked_credential_ids() == {"reg_b"}
+    finally:
+        await store.close()
