@@ -33,12 +33,14 @@ from shopfloor.api.operator.schemas import validation_message
 from shopfloor.api.platform.oauth import router as oauth_router
 from shopfloor.api.platform.routes import router as platform_router
 from shopfloor.api.state import Services
+from shopfloor.api.veryfront.conversation_routes import router as conversation_router
 from shopfloor.api.veryfront.errors import (
     is_veryfront_path,
     veryfront_domain_error,
     veryfront_error,
 )
 from shopfloor.api.veryfront.routes import router as veryfront_router
+from shopfloor.api.veryfront.run_routes import router as run_router
 from shopfloor.clock import Clock, SystemClock
 from shopfloor.config import Settings
 from shopfloor.outbound.messages import MessagesClient
@@ -163,6 +165,8 @@ def create_app(
         platform_router,
         oauth_router,
         veryfront_router,
+        run_router,
+        conversation_router,
         managed_router(QODER),
         managed_router(ANTHROPIC),
     ]

@@ -19,9 +19,18 @@ from shopfloor.api.envelope import ApiError
 from shopfloor.api.environments import wire as env_wire
 from shopfloor.api.environments.auth import Caller, authenticate, require_environment
 from shopfloor.api.environments.routes import Dialect
+from shopfloor.api.environments.schemas import EnvironmentError
 from shopfloor.api.fastlane import hot
 from shopfloor.api.limits import body_limit
 from shopfloor.api.managed import parse, schemas, wire
+from shopfloor.api.openapi import (
+    ADMIN_KEY,
+    API_KEY_HEADER,
+    REGISTRATION_TOKEN,
+    errors,
+    json_body,
+    tag,
+)
 from shopfloor.api.state import services
 from shopfloor.service.managed import events as ev
 from shopfloor.service.managed.agents import Agent
@@ -35,7 +44,11 @@ EVENT_TYPE = re.compile(r"^[a-z_]{1,32}\.[a-z_]{1,64}$")
 EVENTS_LIMIT_MAX = 1000
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 SSE_DOC: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": "event: <type> / id: frames"}
+    200: {
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "description": "`event: <type>` / `id:` / `data: <event object>` frames",
+    },
+    **errors(EnvironmentError, 404),
 }
 
 
@@ -43,12 +56,33 @@ def _sessions(request: Request) -> ManagedSessions:
     return services(request).managed
 
 
-def _doc(model: type[Any]) -> dict[int | str, dict[str, Any]]:
-    return {200: {"model": model}}
+def _doc(model: type[Any], *error_codes: int) -> dict[int | str, dict[str, Any]]:
+    """The reply's model and the errors beyond the router's (400, 401, 403, 413)."""
+    return {200: {"model": model}, **errors(EnvironmentError, *error_codes)}
+
+
+def _tag(d: Dialect) -> str:
+    keys = (API_KEY_HEADER,) if d.accept_x_api_key else ()
+    return tag(
+        d.sessions_tag,
+        f"Managed-agent sessions on {d.prefix}: agents (versioned), sessions, their events "
+        "(history, a live server-sent stream, send) and threads; the agent loop runs on the "
+        "server, calling the model through the Messages API, and the environment's workers "
+        "run the tools. The admin key or a registration token (`rsp_live_…` only in its own "
+        f"environment){'; the key may also come in `x-api-key`' if keys else ''}. Errors are "
+        "the environment API's envelope.",
+        ADMIN_KEY,
+        REGISTRATION_TOKEN,
+        *keys,
+    )
 
 
 def managed_router(d: Dialect) -> APIRouter:
-    router = APIRouter(prefix=d.prefix, tags=[d.sessions_tag])
+    router = APIRouter(
+        prefix=d.prefix,
+        tags=[_tag(d)],
+        responses=errors(EnvironmentError, 400, 401, 403, 413),
+    )
 
     async def _caller(request: Request) -> Caller:
         who = await authenticate(request, d.accept_x_api_key)
@@ -64,7 +98,7 @@ def managed_router(d: Dialect) -> APIRouter:
         "/agents",
         summary="Create an agent (version 1)",
         responses=_doc(schemas.AgentObject),
-        openapi_extra=schemas.request_body(schemas.AgentCreate),
+        openapi_extra=json_body(schemas.AgentCreate),
     )
     async def create_agent(request: Request) -> dict[str, Any]:
         who = await _caller(request)
@@ -91,7 +125,9 @@ def managed_router(d: Dialect) -> APIRouter:
         data = [wire.agent(a) for a in found.items]
         return wire.page(data, data[-1]["id"] if found.has_more and data else None)
 
-    @router.get("/agents/{agent_id}", summary="Get an agent", responses=_doc(schemas.AgentObject))
+    @router.get(
+        "/agents/{agent_id}", summary="Get an agent", responses=_doc(schemas.AgentObject, 404)
+    )
     async def get_agent(
         agent_id: str, request: Request, version: str | None = None
     ) -> dict[str, Any]:
@@ -102,8 +138,8 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.post(
         "/agents/{agent_id}",
         summary="Update an agent (makes a new version)",
-        responses=_doc(schemas.AgentObject),
-        openapi_extra=schemas.request_body(schemas.AgentUpdate),
+        responses=_doc(schemas.AgentObject, 404, 409),
+        openapi_extra=json_body(schemas.AgentUpdate),
     )
     async def update_agent(agent_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
@@ -114,7 +150,7 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.get(
         "/agents/{agent_id}/versions",
         summary="List an agent's versions",
-        responses=_doc(schemas.AgentList),
+        responses=_doc(schemas.AgentList, 404),
     )
     async def list_agent_versions(
         agent_id: str, request: Request, limit: str | None = None, page: str | None = None
@@ -130,7 +166,7 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.post(
         "/agents/{agent_id}/archive",
         summary="Archive an agent",
-        responses=_doc(schemas.AgentObject),
+        responses=_doc(schemas.AgentObject, 404, 409),
     )
     async def archive_agent(agent_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
@@ -141,8 +177,8 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.post(
         "/sessions",
         summary="Create a session (queues its work item in the environment)",
-        responses=_doc(schemas.SessionObject),
-        openapi_extra=schemas.request_body(schemas.SessionCreate),
+        responses=_doc(schemas.SessionObject, 404),
+        openapi_extra=json_body(schemas.ManagedSessionCreate),
     )
     async def create_session(request: Request) -> dict[str, Any]:
         who = await _caller(request)
@@ -197,7 +233,9 @@ def managed_router(d: Dialect) -> APIRouter:
         return wire.page(data, data[-1]["id"] if found.has_more and data else None)
 
     @router.get(
-        "/sessions/{session_id}", summary="Get a session", responses=_doc(schemas.SessionObject)
+        "/sessions/{session_id}",
+        summary="Get a session",
+        responses=_doc(schemas.SessionObject, 404),
     )
     async def get_session(session_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
@@ -206,8 +244,8 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.post(
         "/sessions/{session_id}",
         summary="Update a session's title or metadata",
-        responses=_doc(schemas.SessionObject),
-        openapi_extra=schemas.request_body(schemas.SessionUpdate),
+        responses=_doc(schemas.SessionObject, 404, 409),
+        openapi_extra=json_body(schemas.ManagedSessionUpdate),
     )
     async def update_session(session_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
@@ -227,7 +265,7 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.delete(
         "/sessions/{session_id}",
         summary="Delete a session",
-        responses=_doc(schemas.DeletedSession),
+        responses=_doc(schemas.DeletedSession, 404, 409),
     )
     async def delete_session(session_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
@@ -237,7 +275,7 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.post(
         "/sessions/{session_id}/archive",
         summary="Archive a session (terminates it)",
-        responses=_doc(schemas.SessionObject),
+        responses=_doc(schemas.SessionObject, 404, 409),
     )
     async def archive_session(session_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
@@ -249,6 +287,7 @@ def managed_router(d: Dialect) -> APIRouter:
         responses={
             200: {"model": schemas.SessionCanceled},
             202: {"model": schemas.SessionCanceled},
+            **errors(EnvironmentError, 404, 409),
         },
     )
     async def cancel_session(session_id: str, request: Request) -> JSONResponse:
@@ -262,7 +301,7 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.get(
         "/sessions/{session_id}/events",
         summary="A session's events, oldest first",
-        responses=_doc(schemas.EventList),
+        responses=_doc(schemas.EventList, 404),
     )
     async def list_events(
         session_id: str,
@@ -279,8 +318,8 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.post(
         "/sessions/{session_id}/events",
         summary="Send events (user messages, tool results, confirmations, interrupts)",
-        responses=_doc(schemas.EventsSent),
-        openapi_extra=schemas.request_body(schemas.EventsSend),
+        responses=_doc(schemas.EventsSent, 404, 409),
+        openapi_extra=json_body(schemas.EventsSend),
     )
     @hot  # the worker posts every tool result here
     @body_limit(parse.EVENTS_BODY_MAX)
@@ -310,7 +349,7 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.get(
         "/sessions/{session_id}/threads",
         summary="A session's threads (its primary thread)",
-        responses=_doc(schemas.ThreadList),
+        responses=_doc(schemas.ThreadList, 404),
     )
     async def list_threads(
         session_id: str, request: Request, limit: str | None = None, page: str | None = None
@@ -326,7 +365,7 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.get(
         "/sessions/{session_id}/threads/{thread_id}",
         summary="Get a thread",
-        responses=_doc(schemas.ThreadObject),
+        responses=_doc(schemas.ThreadObject, 404),
     )
     async def get_thread(session_id: str, thread_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
@@ -335,7 +374,7 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.post(
         "/sessions/{session_id}/threads/{thread_id}/archive",
         summary="Archive a thread (the primary thread ends only with its session)",
-        responses=_doc(schemas.ThreadObject),
+        responses=_doc(schemas.ThreadObject, 404),
     )
     async def archive_thread(session_id: str, thread_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
@@ -349,7 +388,7 @@ def managed_router(d: Dialect) -> APIRouter:
     @router.get(
         "/sessions/{session_id}/threads/{thread_id}/events",
         summary="A thread's events, oldest first",
-        responses=_doc(schemas.EventList),
+        responses=_doc(schemas.EventList, 404),
     )
     async def list_thread_events(
         session_id: str,

@@ -19,9 +19,13 @@ class ModelConfig(_Doc):
     effort: str | None = None
 
 
+class ModelChoice(ModelConfig):
+    """A model as a request names it (the reply's ModelConfig has the same fields)."""
+
+
 class AgentCreate(_Doc):
     name: str
-    model: str | ModelConfig
+    model: str | ModelChoice
     system: str | None = None
     description: str | None = None
     tools: list[dict[str, Any]] = Field(
@@ -39,7 +43,7 @@ class AgentCreate(_Doc):
 class AgentUpdate(_Doc):
     version: int | None = Field(None, description="Fail with 409 unless this is current")
     name: str | None = None
-    model: str | ModelConfig | None = None
+    model: str | ModelChoice | None = None
     system: str | None = None
     description: str | None = None
     tools: list[dict[str, Any]] | None = None
@@ -70,7 +74,7 @@ class AgentList(_Doc):
     next_page: str | None
 
 
-class SessionCreate(_Doc):
+class ManagedSessionCreate(_Doc):
     agent: str | dict[str, Any] = Field(
         description='An agent id (latest version), {"type":"agent","id","version"} or '
         '{"type":"agent_with_overrides","id","version","model","system","tools",…}'
@@ -84,7 +88,7 @@ class SessionCreate(_Doc):
     title: str | None = None
 
 
-class SessionUpdate(_Doc):
+class ManagedSessionUpdate(_Doc):
     title: str | None = None
     metadata: dict[str, str | None] | None = Field(None, description="Merge patch")
 
@@ -165,10 +169,3 @@ class EventsSend(_Doc):
 
 class EventsSent(_Doc):
     data: list[EventObject]
-
-
-def request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` declaring a JSON request body of this shape."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

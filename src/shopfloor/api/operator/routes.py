@@ -110,7 +110,7 @@ async def _acting_org(svc: Services, who: Principal, asked: str | None) -> str:
     return DEFAULT_ORG if asked is None else (await svc.orgs.get(asked)).id
 
 
-@router.get("/sessions", response_model=SessionPage)
+@router.get("/sessions", response_model=SessionPage, responses=af_errors(404))
 async def list_sessions(
     request: Request,
     who: SessionsRead,
@@ -170,7 +170,9 @@ async def list_workers(
 # -- registration tokens: worker registration keys of an organisation --
 
 
-@router.post("/registration-tokens", status_code=201, response_model=TokenView)
+@router.post(
+    "/registration-tokens", status_code=201, response_model=TokenView, responses=af_errors(404)
+)
 async def create_token(body: TokenCreate, request: Request, who: KeysWrite) -> TokenView:
     svc = services(request)
     org_id = await _acting_org(svc, who, body.org)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
 from shopfloor.api.envelope import INT64_MAX, ApiError
+from shopfloor.api.openapi import json_body
 from shopfloor.api.veryfront import content, parse
 from shopfloor.api.veryfront.auth import WRONG_PROJECT, VfCaller, run_service, vf_caller
 from shopfloor.api.veryfront.conversation_wire import (
@@ -19,6 +20,8 @@ from shopfloor.api.veryfront.conversation_wire import (
 )
 from shopfloor.api.veryfront.run_routes import user_only
 from shopfloor.api.veryfront.user_schemas import (
+    USER_ERRORS,
+    VERYFRONT_USER,
     Conversation,
     ConversationCreate,
     ConversationPatch,
@@ -31,7 +34,6 @@ from shopfloor.api.veryfront.user_schemas import (
     MessageCreate,
     MessageList,
     reply,
-    request_body,
 )
 from shopfloor.api.veryfront.wire import page_info
 from shopfloor.service.conversations import (
@@ -43,7 +45,7 @@ from shopfloor.service.conversations import (
 from shopfloor.service.runs import ProjectRef, project_ref
 from shopfloor.store.run_records import ConversationRecord
 
-router = APIRouter(tags=["Veryfront conversations"])
+router = APIRouter(tags=[VERYFRONT_USER], responses=USER_ERRORS)
 Caller = Annotated[VfCaller, Depends(vf_caller)]
 
 CONVERSATION_TYPES = ("chat", "agent_task", "support", "channel", "project_agent")
@@ -90,8 +92,8 @@ def _project(body: dict[str, Any], caller: VfCaller) -> ProjectRef | None:
     "/conversations",
     status_code=201,
     response_model=None,
-    responses=reply(Conversation, 201),
-    openapi_extra=request_body(ConversationCreate),
+    responses=reply(Conversation, 201, 409),
+    openapi_extra=json_body(ConversationCreate),
 )
 async def create_conversation(request: Request, caller: Caller) -> JSONResponse:
     """Start a conversation, in the named project or the token's own."""
@@ -120,8 +122,8 @@ async def read_conversation(
 @router.patch(
     "/conversations/{conversation_id}",
     response_model=None,
-    responses=reply(Conversation),
-    openapi_extra=request_body(ConversationPatch),
+    responses=reply(Conversation, 200, 409),
+    openapi_extra=json_body(ConversationPatch),
 )
 async def update_conversation(
     conversation_id: str, request: Request, caller: Caller
@@ -140,7 +142,9 @@ async def update_conversation(
 
 
 @router.delete(
-    "/conversations/{conversation_id}", response_model=None, responses=reply(DeletedConversation)
+    "/conversations/{conversation_id}",
+    response_model=None,
+    responses=reply(DeletedConversation, 200, 409),
 )
 async def delete_conversation(
     conversation_id: str, request: Request, caller: Caller
@@ -163,8 +167,8 @@ async def delete_conversation(
     "/conversations/{conversation_id}/messages",
     status_code=201,
     response_model=None,
-    responses=reply(Message, 201),
-    openapi_extra=request_body(MessageCreate),
+    responses=reply(Message, 201, 409),
+    openapi_extra=json_body(MessageCreate),
 )
 async def post_message(conversation_id: str, request: Request, caller: Caller) -> JSONResponse:
     """Add a message; the same idempotency_key again returns the first one (200)."""
@@ -227,8 +231,8 @@ async def list_messages(
     "/conversations/{conversation_id}/input-requests",
     status_code=201,
     response_model=None,
-    responses=reply(InputRequest, 201),
-    openapi_extra=request_body(InputRequestCreate),
+    responses=reply(InputRequest, 201, 409),
+    openapi_extra=json_body(InputRequestCreate),
 )
 async def create_input_request(
     conversation_id: str, request: Request, caller: Caller
@@ -304,7 +308,7 @@ async def read_input_request(
     "/conversations/{conversation_id}/input-requests/{request_id}/responses",
     response_model=None,
     responses=reply(InputRequest),
-    openapi_extra=request_body(InputResponseCreate),
+    openapi_extra=json_body(InputResponseCreate),
 )
 async def respond_to_input_request(
     conversation_id: str, request_id: str, request: Request, caller: Caller

@@ -1,6 +1,6 @@
 """Veryfront agent-workers protocol: `/agent-workers/*`, the durable-run routes a worker
-writes through (`/conversations/{c}/runs/*`, `/runs/{run}/complete`), and (included from
-run_routes and conversation_routes) the user side: runs, conversations, input requests.
+writes through (`/conversations/{c}/runs/*`, `/runs/{run}/complete`). The user side (runs,
+conversations, input requests) is in run_routes and conversation_routes.
 
 Shapes follow shared/protocols/veryfront-and-environments.md part 1, sessions-and-veryfront-
 runs.md part B, and what the npm client `veryfront` (createExternalAgentWorkerClient, the
@@ -19,8 +19,6 @@ from shopfloor.api.openapi import errors, json_body, ok, security
 from shopfloor.api.veryfront import parse
 from shopfloor.api.veryfront import schemas as vs
 from shopfloor.api.veryfront.auth import VfCaller, run_service, vf_caller
-from shopfloor.api.veryfront.conversation_routes import router as conversation_router
-from shopfloor.api.veryfront.run_routes import router as run_router
 from shopfloor.api.veryfront.wire import (
     TERMINAL_FROM_WIRE,
     run_status,
@@ -300,7 +298,3 @@ def _completion_metadata(body: dict[str, Any]) -> dict[str, Any] | None:
         if key in metadata:
             parse.opt_text(metadata, key, 500, label=f"metadata.{key}")
     return metadata
-
-
-router.include_router(run_router)
-router.include_router(conversation_router)

@@ -15,10 +15,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from shopfloor.api.envelope import INT64_MAX, ApiError
+from shopfloor.api.openapi import json_body
 from shopfloor.api.veryfront import parse
 from shopfloor.api.veryfront.admission import admission
 from shopfloor.api.veryfront.auth import VfCaller, run_service, vf_caller
 from shopfloor.api.veryfront.user_schemas import (
+    USER_ERRORS,
+    VERYFRONT_USER,
     CancelRunResponse,
     CreateRunRequest,
     CreateRunResponse,
@@ -26,13 +29,12 @@ from shopfloor.api.veryfront.user_schemas import (
     RunEventList,
     RunList,
     reply,
-    request_body,
 )
 from shopfloor.api.veryfront.wire import canonical_run_view, event_view, page_info
 from shopfloor.service.notifier import cancel_wait
 from shopfloor.service.runs import RunService, RunState, project_ref, watch_key
 
-router = APIRouter(tags=["Veryfront runs"])
+router = APIRouter(tags=[VERYFRONT_USER], responses=USER_ERRORS)
 Caller = Annotated[VfCaller, Depends(vf_caller)]
 
 EVENTS_DEFAULT, EVENTS_MAX = 100, 1000
@@ -54,7 +56,7 @@ def user_only(caller: VfCaller, what: str) -> None:
     status_code=202,
     response_model=None,
     responses=reply(CreateRunResponse, 202),
-    openapi_extra=request_body(CreateRunRequest),
+    openapi_extra=json_body(CreateRunRequest),
 )
 async def create_run(request: Request, caller: Caller) -> JSONResponse:
     """Queue a run: an agent run for a conversation or a project, or a task, workflow or
@@ -92,7 +94,9 @@ async def read_run(run_id: str, request: Request, caller: Caller) -> dict[str, A
     return canonical_run_view(await _readable(request, run_id, caller))
 
 
-@router.post("/runs/{run_id}/cancel", response_model=None, responses=reply(CancelRunResponse))
+@router.post(
+    "/runs/{run_id}/cancel", response_model=None, responses=reply(CancelRunResponse, 200, 409)
+)
 async def cancel_run(run_id: str, request: Request, caller: Caller) -> dict[str, Any]:
     """Cancel a queued or running run; one that has ended is left as it is
     (`cancelled: false`)."""
@@ -106,7 +110,6 @@ async def cancel_run(run_id: str, request: Request, caller: Caller) -> dict[str,
     "/runs/{run_id}/events",
     response_model=None,
     responses={
-        "4XX": reply(RunEventList)["4XX"],
         200: {
             "model": RunEventList,
             "content": {"text/event-stream": {"schema": {"type": "string"}}},

@@ -10,6 +10,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shopfloor.api.openapi import (
+    ADMIN_KEY,
+    API_KEY_HEADER,
+    REGISTRATION_TOKEN,
+    VERYFRONT_WORKER_TOKEN,
+    WORKER_KEY,
+    errors,
+    ok,
+    tag,
+)
 from shopfloor.api.veryfront.schemas import VeryfrontError
 
 Json = Any
@@ -249,30 +259,25 @@ class InputResponseCreate(BaseModel):
     values: dict[str, str | bool | float | None]
 
 
-def request_body(model: type[BaseModel]) -> dict[str, Any]:
-    """`openapi_extra` declaring a JSON request body of this shape (its definitions inlined,
-    as the document's components do not hold them)."""
-    schema = model.model_json_schema()
-    defs = schema.pop("$defs", {})
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _inline(schema, defs)}},
-        }
-    }
+VERYFRONT_USER = tag(
+    "Veryfront runs and conversations",
+    "The user side of the Veryfront protocol (`veryfront/runs`, the conversation and "
+    "human-input helpers of `veryfront/agent`): runs (create, read, events as JSON pages or a "
+    "live server-sent stream, cancel), conversations, messages and input requests. Project "
+    "tokens: the admin key, the static worker key or a registration token (`rsp_live_…` only "
+    "for its project); a `vfw_…` worker token reads only its own runs. Any of them may come "
+    'in `x-api-key`. Errors are `{"detail", "error"}`.',
+    ADMIN_KEY,
+    WORKER_KEY,
+    REGISTRATION_TOKEN,
+    VERYFRONT_WORKER_TOKEN,
+    API_KEY_HEADER,
+)
+# Every user-side route: bad input, no key, another project's key, an unknown run or
+# conversation, a body over the limit.
+USER_ERRORS = errors(VeryfrontError, 400, 401, 403, 404, 413)
 
 
-def _inline(node: Any, defs: dict[str, Any]) -> Any:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            return _inline(defs[ref.removeprefix("#/$defs/")], defs)
-        return {k: _inline(v, defs) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_inline(v, defs) for v in node]
-    return node
-
-
-def reply(model: type[BaseModel], status: int = 200) -> dict[int | str, dict[str, Any]]:
-    """`responses` documenting a reply of this shape and the Veryfront error body."""
-    return {status: {"model": model}, "4XX": {"model": VeryfrontError}}
+def reply(model: type[BaseModel], status: int = 200, *codes: int) -> dict[int | str, Any]:
+    """`responses` of a reply of this shape, and the errors beyond USER_ERRORS."""
+    return {**ok(model, status), **errors(VeryfrontError, *codes)}
