@@ -57,6 +57,7 @@ from shopfloor.service.notifier import (
 )
 from shopfloor.service.orgs import Orgs
 from shopfloor.service.reaper import run_reaper
+from shopfloor.service.secret_box import SecretBox
 from shopfloor.service.work import WorkQueue
 from shopfloor.store import Store, open_store
 from shopfloor.store.pg_notify import PgNotifyChannel
@@ -75,6 +76,8 @@ def create_app(
         store = await open_store(settings.resolved_database_url(), schema=settings.database_schema)
         credentials = Credentials(settings, store, clock)
         new_admin_key = await credentials.load()
+        secrets = SecretBox(settings.secret_key_path)
+        secrets.load_or_create(clock.now_ms())
         if new_admin_key:
             print(
                 f"shopfloor: generated admin API key (shown once): {new_admin_key}\n"
@@ -123,6 +126,7 @@ def create_app(
             ),
             turns,
             Orgs(store, clock),
+            secrets,
         )
         upkeep: list[asyncio.Task[None]] = []
         if run_upkeep and settings.reap_interval_seconds > 0:
