@@ -28,6 +28,7 @@ from shopfloor.api.limits import BodyLimit, BodyLimits
 from shopfloor.api.managed.routes import managed_router
 from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
+from shopfloor.api.operator.git_routes import router as operator_git_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
 from shopfloor.api.platform.oauth import router as oauth_router
@@ -45,8 +46,10 @@ from shopfloor.clock import Clock, SystemClock
 from shopfloor.config import Settings
 from shopfloor.outbound.messages import MessagesClient
 from shopfloor.service.auth import Credentials
+from shopfloor.service.batch import BatchWork
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import DomainError
+from shopfloor.service.git_credentials import GitCredentials
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.notifier import (
@@ -127,6 +130,8 @@ def create_app(
             turns,
             Orgs(store, clock),
             secrets,
+            GitCredentials(store, clock, secrets, settings.github_api_url),
+            BatchWork(store, clock, settings.batch_lease_seconds),
         )
         upkeep: list[asyncio.Task[None]] = []
         if run_upkeep and settings.reap_interval_seconds > 0:
@@ -165,6 +170,7 @@ def create_app(
         channel_router,
         issue_proxy_router,
         operator_router,
+        operator_git_router,
         operator_channel_router,
         platform_router,
         oauth_router,

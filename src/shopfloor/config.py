@@ -55,6 +55,10 @@ class Settings:
     work_lease_ttl_seconds: int = 60
     # A managed session's event stream sends a ping after this long without an event.
     stream_keepalive_seconds: float = 15.0
+    # GitHub's REST API, for GitHub App installation tokens (GitHub Enterprise: its /api/v3).
+    github_api_url: str = "https://api.github.com"
+    # A batch item leased to a worker is leased again after this long without its result.
+    batch_lease_seconds: float = 600.0
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -116,6 +120,7 @@ _FLOATS = {
     "model_timeout_seconds",
     "turn_lease_seconds",
     "stream_keepalive_seconds",
+    "batch_lease_seconds",
 }
 _INTS = {
     "port",

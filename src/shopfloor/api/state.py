@@ -9,7 +9,9 @@ from fastapi import Request
 from shopfloor.clock import Clock
 from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
+from shopfloor.service.batch import BatchWork
 from shopfloor.service.dispatch import Dispatcher
+from shopfloor.service.git_credentials import GitCredentials
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.orgs import Orgs
@@ -28,6 +30,8 @@ class Services:
     turns: TurnRunner  # this process's runner of managed sessions' model calls
     orgs: Orgs
     secrets: SecretBox  # seals stored secrets under keys outside the database
+    git: GitCredentials
+    batch: BatchWork
 
 
 def services(request: Request) -> Services:

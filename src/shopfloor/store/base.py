@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from shopfloor.store.git_records import BatchItemRecord, GitSourceRecord, RepositoryRecord
 from shopfloor.store.managed_records import (
     AgentRecord,
     AgentVersionRecord,
@@ -229,7 +230,55 @@ class ManagedStore(Protocol):
     async def stranded_turns(self, limit: int = 100) -> list[str]: ...
 
 
-class Store(RunStore, ConversationStore, ManagedStore, Protocol):
+class GitStore(Protocol):
+    """Repositories, their git credential sources, and batch work items (leased like
+    sessions: one holder at a time, an epoch per lease, taken again once a lease runs out)."""
+
+    async def insert_repository(self, repo: RepositoryRecord) -> None:
+        """Raises DuplicateKey if the organisation has a repository of that key."""
+        ...
+
+    async def get_repository(self, repo_id: str) -> RepositoryRecord | None: ...
+    async def list_repositories(
+        self, org_id: str, keys: Sequence[str] | None = None
+    ) -> list[RepositoryRecord]: ...
+    async def delete_repository(self, repo_id: str) -> bool: ...
+    async def insert_git_source(self, source: GitSourceRecord) -> None:
+        """A source made the organisation's default replaces the previous default."""
+        ...
+
+    async def get_git_source(self, source_id: str) -> GitSourceRecord | None: ...
+    async def list_git_sources(self, org_id: str) -> list[GitSourceRecord]: ...
+    async def delete_git_source(self, source_id: str) -> bool: ...
+    async def record_git_source_error(self, source_id: str, error: str | None, at: int) -> None: ...
+
+    async def insert_batch_item(self, item: BatchItemRecord) -> None: ...
+    async def get_batch_item(self, item_id: str) -> BatchItemRecord | None: ...
+    async def list_batch_items(
+        self, org_id: str | None, status: str | None, limit: int
+    ) -> list[BatchItemRecord]: ...
+    async def lease_batch_items(
+        self,
+        org_id: str,
+        capabilities: Sequence[str],
+        projects: Sequence[str] | None,
+        worker_id: str,
+        now: int,
+        lease_until: int,
+        limit: int,
+    ) -> list[BatchItemRecord]: ...
+    async def finish_batch_item(
+        self,
+        item_id: str,
+        worker_id: str,
+        epoch: int,
+        now: int,
+        status: str,
+        result: dict[str, Any] | None,
+    ) -> BatchItemRecord | None: ...
+
+
+class Store(RunStore, ConversationStore, ManagedStore, GitStore, Protocol):
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str

@@ -57,6 +57,59 @@ m2m_clients = sa.Table(
     sa.Index("ix_m2m_clients_org", "org_id", "id"),
 )
 
+# Repositories, their credential sources and batch work (migration 0008gc).
+repositories = sa.Table(
+    "repositories",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("url", sa.String(500), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("project", sa.String(200)),
+    sa.Column("source_id", sa.String(64)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("uq_repositories_key", "org_id", "key", unique=True),
+)
+
+git_sources = sa.Table(
+    "git_sources",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("sealed_secret", sa.Text, nullable=False),
+    sa.Column("org_default", sa.Boolean, nullable=False),
+    sa.Column("app_id", sa.String(64)),
+    sa.Column("installation_id", sa.String(64)),
+    sa.Column("expires_at", sa.BigInteger),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("last_error_at", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_git_sources_org", "org_id", "id"),
+)
+
+batch_items = sa.Table(
+    "batch_items",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("capability", sa.String(64), nullable=False),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("project", sa.String(200)),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("lease_epoch", sa.Integer, nullable=False),
+    sa.Column("lease_expires_at", sa.BigInteger),
+    sa.Column("result", JSONType),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.Index("ix_batch_items_queue", "org_id", "capability", "status", "created_at"),
+)
+
 workers = sa.Table(
     "workers",
     metadata,
