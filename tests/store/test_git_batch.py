@@ -129,3 +129,12 @@ async def test_racing_leases_hand_each_item_to_one_worker(store: Store) -> None:
     assert sorted(taken) == sorted(f"bat_{n:04d}" for n in range(40))  # each once, none lost
     listed = await store.list_batch_items("org_a", BATCH_LEASED, 100)
     assert len(listed) == 40
+
+
+async def test_a_lease_takes_at_most_its_limit_oldest_first(store: Store) -> None:
+    for n in range(7):
+        await store.insert_batch_item(item(n))
+    first = await store.lease_batch_items("org_a", [SCAN], None, "w1", 10, 100, 5)
+    second = await store.lease_batch_items("org_a", [SCAN], None, "w2", 10, 100, 5)
+    assert [i.id for i in first] == [f"bat_{n:04d}" for n in range(5)]
+    assert [i.id for i in second] == ["bat_0005", "bat_0006"]

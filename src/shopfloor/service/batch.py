@@ -10,12 +10,12 @@ and the sessions whose code to look for; result: see README)."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shopfloor.clock import Clock
+from shopfloor.ids import uuid7_hex
 from shopfloor.service.errors import Conflict, InvalidInput, ResourceNotFound
 from shopfloor.store import Store
 from shopfloor.store.git_records import (
@@ -73,7 +73,7 @@ class BatchWork:
         if new.kind == CODE_SURVIVAL_SCAN:
             _check_scan_payload(new.payload)
         item = BatchItemRecord(
-            id=f"bat_{secrets.token_hex(16)}",
+            id=f"bat_{uuid7_hex()}",  # time-ordered: id order is creation order
             org_id=org_id,
             kind=new.kind,
             capability=new.capability,

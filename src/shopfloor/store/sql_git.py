@@ -138,12 +138,15 @@ class GitSql:
         ]
         if projects is not None:
             where.append(sa.or_(b.c.project.is_(None), b.c.project.in_(list(projects))))
-        picked = sa.select(b.c.id).where(*where).order_by(b.c.created_at, b.c.id).limit(limit)
+        picking = sa.select(b.c.id).where(*where).order_by(b.c.created_at, b.c.id).limit(limit)
         if self.dialect == "postgresql":
-            picked = picked.with_for_update(skip_locked=True)
+            picking = picking.with_for_update(skip_locked=True)
+        # A CTE, evaluated once: Postgres may run a LIMIT subquery inside IN (…) again for
+        # each row it updates, which would lease more than `limit`.
+        picked = picking.cte("picked")
         lease = (
             b.update()
-            .where(b.c.id.in_(picked.scalar_subquery()), due)
+            .where(b.c.id.in_(sa.select(picked.c.id)), due)
             .values(
                 status=BATCH_LEASED,
                 worker_id=worker_id,
