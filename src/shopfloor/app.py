@@ -29,6 +29,7 @@ from shopfloor.api.managed.routes import managed_router
 from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.git_routes import router as operator_git_router
+from shopfloor.api.operator.project_routes import router as operator_project_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
 from shopfloor.api.platform.oauth import router as oauth_router
@@ -171,6 +172,7 @@ def create_app(
         issue_proxy_router,
         operator_router,
         operator_git_router,
+        operator_project_router,
         operator_channel_router,
         platform_router,
         oauth_router,

@@ -174,6 +174,7 @@ class Dispatcher:
 
     async def create_session(self, new: NewSession) -> SessionRecord:
         now = self.clock.now_ms()
+        extra = await self._with_project_defaults(new)
         issue_id = new.issue_id or new.issue_identifier
         session = SessionRecord(
             id=new.session_id or new_session_id(),
@@ -192,7 +193,7 @@ class Dispatcher:
             work_type=new.work_type,
             repository=new.repository,
             agent_id=new.agent_id,
-            extra=new.extra,
+            extra=extra,
             metadata=new.metadata,
             provider_session_id=new.provider_session_id,
             org_id=new.org_id,
@@ -212,6 +213,16 @@ class Dispatcher:
         if session.status == PENDING:
             await self.notifier.notify(session.queue)
         return session
+
+    async def _with_project_defaults(self, new: NewSession) -> dict[str, Any]:
+        """The session's work-item fields, with its project's defaults for those it leaves
+        unset (the agent a Go daemon runs, chosen once per project)."""
+        if new.project is None:
+            return new.extra
+        defaults = await self.store.get_project_defaults(new.org_id, new.project)
+        if defaults is None:
+            return new.extra
+        return {**defaults.fields, **new.extra}
 
     async def get_session(self, session_id: str) -> SessionRecord:
         session = await self.store.get_session(session_id)

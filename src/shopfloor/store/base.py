@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from shopfloor.store.git_records import BatchItemRecord, GitSourceRecord, RepositoryRecord
+from shopfloor.store.git_records import (
+    BatchItemRecord,
+    GitSourceRecord,
+    ProjectDefaultsRecord,
+    RepositoryRecord,
+)
 from shopfloor.store.managed_records import (
     AgentRecord,
     AgentVersionRecord,
@@ -276,6 +281,13 @@ class GitStore(Protocol):
         status: str,
         result: dict[str, Any] | None,
     ) -> BatchItemRecord | None: ...
+    async def put_project_defaults(self, record: ProjectDefaultsRecord) -> None:
+        """Set (replace) a project's defaults; empty `fields` removes them."""
+        ...
+
+    async def get_project_defaults(
+        self, org_id: str, project: str
+    ) -> ProjectDefaultsRecord | None: ...
 
 
 class Store(RunStore, ConversationStore, ManagedStore, GitStore, Protocol):

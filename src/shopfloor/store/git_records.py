@@ -1,4 +1,5 @@
-"""Records of repositories, the sources of their git credentials, and batch work items."""
+"""Records of repositories, the sources of their git credentials, batch work items, and the
+work-item fields a project's sessions get by default."""
 
 from __future__ import annotations
 
@@ -61,3 +62,11 @@ class BatchItemRecord:
     lease_expires_at: int | None = None
     result: dict[str, Any] | None = None
     finished_at: int | None = None
+
+
+@dataclass(frozen=True)
+class ProjectDefaultsRecord:
+    org_id: str
+    project: str
+    fields: dict[str, Any]  # work-item fields by their wire name (resolvedProfile, modelProfile)
+    updated_at: int

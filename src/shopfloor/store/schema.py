@@ -110,6 +110,16 @@ batch_items = sa.Table(
     sa.Index("ix_batch_items_queue", "org_id", "capability", "status", "created_at"),
 )
 
+# Work-item fields a project's sessions get unless they set their own (migration 0008pd).
+project_defaults = sa.Table(
+    "project_defaults",
+    metadata,
+    sa.Column("org_id", sa.String(64), primary_key=True),
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("fields", JSONType, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
 workers = sa.Table(
     "workers",
     metadata,

@@ -17,6 +17,7 @@ from shopfloor.store.git_records import (
     BATCH_QUEUED,
     BatchItemRecord,
     GitSourceRecord,
+    ProjectDefaultsRecord,
     RepositoryRecord,
 )
 
@@ -188,6 +189,28 @@ class GitSql:
         async with self.db.begin() as conn:
             row = (await conn.execute(update)).first()
         return None if row is None else BatchItemRecord(**row._mapping)
+
+    # -- a project's default work-item fields --
+
+    async def put_project_defaults(self, record: ProjectDefaultsRecord) -> None:
+        d = t.project_defaults
+        where = (d.c.org_id == record.org_id, d.c.project == record.project)
+        async with self.db.begin() as conn:
+            if not record.fields:
+                await conn.execute(d.delete().where(*where))
+                return
+            done = await conn.execute(
+                d.update().where(*where).values(fields=record.fields, updated_at=record.updated_at)
+            )
+            if done.rowcount == 0:
+                await conn.execute(d.insert().values(dataclasses.asdict(record)))
+
+    async def get_project_defaults(self, org_id: str, project: str) -> ProjectDefaultsRecord | None:
+        d = t.project_defaults
+        query = sa.select(d).where(d.c.org_id == org_id, d.c.project == project)
+        async with self.db.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else ProjectDefaultsRecord(**row._mapping)
 
     async def _select(self, table: sa.Table, *where: sa.ColumnElement[bool]) -> list[Any]:
         query = sa.select(table).where(*where).order_by(table.c.created_at, table.c.id)
