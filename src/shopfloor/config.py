@@ -53,6 +53,10 @@ class Settings:
     work_lease_ttl_seconds: int = 60
     # A managed session's event stream sends a ping after this long without an event.
     stream_keepalive_seconds: float = 15.0
+    # /metrics: a bearer token a scraper may present (the admin key always may), or open to
+    # anyone who can reach the port.
+    metrics_token: str | None = None
+    metrics_public: bool = False
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -122,6 +126,9 @@ _INTS = {
     "work_lease_ttl_seconds",
 }
 
+_BOOLS = {"metrics_public"}
+_TRUTH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
 
 def _coerce(name: str, raw: str) -> object:
     try:
@@ -131,6 +138,10 @@ def _coerce(name: str, raw: str) -> object:
             return int(raw)
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a number, got {raw!r}") from exc
+    if name in _BOOLS:
+        if raw.lower() not in _TRUTH:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, got {raw!r}")
+        return _TRUTH[raw.lower()]
     if name in ("data_dir", "signing_key_file"):
         return Path(raw)
     return raw

@@ -10,6 +10,7 @@ from shopfloor.clock import Clock
 from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
+from shopfloor.service.fleet import Fleet
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.orgs import Orgs
@@ -26,6 +27,10 @@ class Services:
     managed: ManagedSessions
     turns: TurnRunner  # this process's runner of managed sessions' model calls
     orgs: Orgs
+
+    @property
+    def fleet(self) -> Fleet:
+        return Fleet(self.dispatcher)
 
 
 def services(request: Request) -> Services:

@@ -298,6 +298,19 @@ def serve(
             min=0.1,
         ),
     ] = 15.0,
+    metrics_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHOPFLOOR_METRICS_TOKEN",
+            help="Bearer token a Prometheus scraper presents for /metrics (or the admin key).",
+        ),
+    ] = None,
+    metrics_public: Annotated[
+        bool,
+        typer.Option(
+            envvar="SHOPFLOOR_METRICS_PUBLIC", help="Serve /metrics to anyone, without a token."
+        ),
+    ] = False,
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -332,6 +345,8 @@ def serve(
         turn_lease_seconds=turn_lease,
         work_lease_ttl_seconds=work_lease_ttl,
         stream_keepalive_seconds=stream_keepalive,
+        metrics_token=metrics_token or None,
+        metrics_public=metrics_public,
     )
     url = settings.resolved_database_url()
     try:
@@ -351,6 +366,7 @@ def serve(
     console.print(
         f"shopfloor on http://{host}:{port}  database: {make_url(url).render_as_string()}"
     )
+    console.print(f"console: http://{host}:{port}/  metrics: http://{host}:{port}/metrics")
     if processes > 1:
         os.environ.update(settings.to_env())
         uvicorn.run(

@@ -37,6 +37,7 @@ from shopfloor.store.run_records import (
     RunRecord,
     WorkerSessionRecord,
 )
+from shopfloor.store.stats_records import SessionCount, StatsScope, WorkerCount
 from shopfloor.store.tenancy_records import ApiKeyRecord, M2MClientRecord, OrgRecord
 
 
@@ -527,4 +528,15 @@ class Store(RunStore, ConversationStore, ManagedStore, Protocol):
     ) -> list[SessionRecord]:
         """Up to `limit` sessions of `queue` in ascending id order: the first ones after
         `after_id`, or the last ones before `before_id`."""
+        ...
+
+    # -- totals (metrics, console) --
+    async def session_counts(self, scope: StatsScope) -> list[SessionCount]:
+        """Sessions in `scope` counted by organisation, queue, project and status, with the
+        oldest queued_at of each group."""
+        ...
+
+    async def worker_counts(self, org_id: str | None) -> list[WorkerCount]:
+        """Workers (of one organisation, or all) counted by organisation, protocol and
+        status, with their summed capacity and reported active count."""
         ...

@@ -1,0 +1,91 @@
+"""The whole-server gauges and the engine's counters, built at each scrape from what the
+service layer reads: nothing is kept between scrapes, so every figure is the database's (or,
+for the counters, this process's) at the moment of the scrape."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from shopfloor.service.counters import REQUEUE_CAUSES, EngineCounters
+from shopfloor.store.records import PENDING, WORKER_ACTIVE
+from shopfloor.store.stats_records import SessionCount, WorkerCount
+
+QUEUE_LABELS = ("org", "queue", "project")
+
+
+def session_families(counts: Iterable[SessionCount], now_ms: int) -> list[Metric]:
+    by_status = GaugeMetricFamily(
+        "shopfloor_sessions",
+        "Sessions by organisation, queue, project and status (finished ones included)",
+        labels=(*QUEUE_LABELS, "status"),
+    )
+    depth = GaugeMetricFamily(
+        "shopfloor_queue_depth", "Sessions waiting to be claimed (pending)", labels=QUEUE_LABELS
+    )
+    oldest = GaugeMetricFamily(
+        "shopfloor_queue_oldest_age_seconds",
+        "How long the longest-waiting pending session has waited",
+        labels=QUEUE_LABELS,
+    )
+    for c in counts:
+        where = (c.org_id, c.queue, c.project or "")
+        by_status.add_metric([*where, c.status], c.count)
+        if c.status == PENDING:
+            depth.add_metric(list(where), c.count)
+            if c.oldest_queued_at is not None:
+                oldest.add_metric(list(where), max(0, now_ms - c.oldest_queued_at) / 1000)
+    return [by_status, depth, oldest]
+
+
+def worker_families(counts: Iterable[WorkerCount]) -> list[Metric]:
+    workers = GaugeMetricFamily(
+        "shopfloor_workers",
+        "Registered workers by organisation, protocol and status",
+        labels=("org", "protocol", "status"),
+    )
+    capacity: dict[tuple[str, str], int] = defaultdict(int)
+    active: dict[tuple[str, str], int] = defaultdict(int)
+    for c in counts:
+        workers.add_metric([c.org_id, c.protocol, c.status], c.count)
+        if c.status == WORKER_ACTIVE:
+            capacity[c.org_id, c.protocol] += c.capacity
+            active[c.org_id, c.protocol] += c.active
+    capacity_family = GaugeMetricFamily(
+        "shopfloor_worker_capacity",
+        "Summed capacity (concurrent sessions) of the live workers",
+        labels=("org", "protocol"),
+    )
+    active_family = GaugeMetricFamily(
+        "shopfloor_worker_active_sessions",
+        "Sessions the live workers report running, summed (their last heartbeats)",
+        labels=("org", "protocol"),
+    )
+    for key, value in capacity.items():
+        capacity_family.add_metric(list(key), value)
+        active_family.add_metric(list(key), active[key])
+    return [workers, capacity_family, active_family]
+
+
+def engine_families(counters: EngineCounters, waiting: int) -> list[Metric]:
+    requeued = CounterMetricFamily(
+        "shopfloor_sessions_requeued",
+        "Live sessions taken back from their worker and queued again, by cause "
+        "(lease_expired is a lease expiry; this server process's count since it started)",
+        labels=("cause",),
+    )
+    for cause in REQUEUE_CAUSES:
+        requeued.add_metric([cause], counters.requeued[cause])
+    dead = CounterMetricFamily(
+        "shopfloor_workers_declared_dead",
+        "Workers this server process declared dead after their TTL of silence",
+    )
+    dead.add_metric([], counters.workers_declared_dead)
+    held = GaugeMetricFamily(
+        "shopfloor_waiting_requests",
+        "Held polls and open streams waiting for a wake-up in this server process",
+    )
+    held.add_metric([], waiting)
+    return [requeued, dead, held]
