@@ -45,6 +45,7 @@ from shopfloor.api.veryfront.routes import router as veryfront_router
 from shopfloor.api.veryfront.run_routes import router as run_router
 from shopfloor.clock import Clock, SystemClock
 from shopfloor.config import Settings
+from shopfloor.console.routes import install_console
 from shopfloor.outbound.messages import MessagesClient
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
@@ -181,6 +182,7 @@ def create_app(
     app.body_limits = BodyLimits(routers, settings.max_body_bytes)
     app.http_metrics = HttpMetrics()
     app.include_router(metrics_router)
+    install_console(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -9,6 +9,7 @@ from fastapi import Request
 from shopfloor.clock import Clock
 from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
+from shopfloor.service.console_logins import ConsoleLogins
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.fleet import Fleet
 from shopfloor.service.managed.sessions import ManagedSessions
@@ -31,6 +32,10 @@ class Services:
     @property
     def fleet(self) -> Fleet:
         return Fleet(self.dispatcher)
+
+    @property
+    def console_logins(self) -> ConsoleLogins:
+        return ConsoleLogins(self.credentials, self.dispatcher.store, self.clock)
 
 
 def services(request: Request) -> Services:
