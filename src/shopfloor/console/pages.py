@@ -11,7 +11,6 @@ from fastapi.responses import RedirectResponse, Response
 from shopfloor.api.state import services
 from shopfloor.console.auth import current_login
 from shopfloor.console.render import age, page
-from shopfloor.console.timeline import entry
 from shopfloor.console.views import fleet_rows, queue_rows
 from shopfloor.service.console_logins import ConsoleLogin
 from shopfloor.service.errors import SessionNotFound
@@ -116,13 +115,11 @@ async def session_page(request: Request, session_id: str, notice: Filter = None)
     session = await visible(request, login, session_id)
     if session is None:
         return page("error.html", 404, login=login, message="No such session.")
-    dispatcher = services(request).dispatcher
-    history = await dispatcher.history(session_id)
+    # The status history is the timeline's status entries: the page's stream sends them.
     return page(
         "session.html",
         login=login,
         session=session,
-        history=[entry(ev) for ev in history if ev.kind == "status"],
         notice=notice,
         may_act=login.who.may("sessions:write"),
     )
