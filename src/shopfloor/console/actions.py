@@ -23,7 +23,7 @@ from shopfloor.console.render import page
 from shopfloor.service.console_logins import ConsoleLogin
 from shopfloor.service.errors import DomainError
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages, not API
 CONSOLE_USER = "console"
 MAX_PROMPT = 100_000
 MAX_REASON = 2_000

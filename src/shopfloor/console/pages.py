@@ -16,7 +16,7 @@ from shopfloor.service.console_logins import ConsoleLogin
 from shopfloor.service.errors import SessionNotFound
 from shopfloor.store.records import ALL_STATUSES, SessionFilter, SessionRecord
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages, not API
 PAGE_SIZE = 50
 WORKERS_SHOWN = 200
 Filter = Annotated[str | None, Query(max_length=200)]

@@ -19,7 +19,7 @@ from shopfloor.console.auth import current_login
 from shopfloor.console.pages import visible
 from shopfloor.console.timeline import entry
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False)  # pages, not API
 LOOK_EVERY_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
 STREAM_SECONDS = 300.0

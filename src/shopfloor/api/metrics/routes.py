@@ -19,7 +19,7 @@ from shopfloor.service.actors import OPERATOR
 from shopfloor.service.auth import same_secret
 
 UNAUTHORIZED = "/metrics needs the admin key or the metrics token (SHOPFLOOR_METRICS_TOKEN)"
-router = APIRouter()
+router = APIRouter(include_in_schema=False)
 
 
 class _Snapshot(Collector):
