@@ -26,7 +26,7 @@ from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_rou
 from shopfloor.api.fastlane import FastLane, lanes
 from shopfloor.api.limits import BodyLimit, BodyLimits
 from shopfloor.api.managed.routes import managed_router
-from shopfloor.api.metrics.http import HttpMetrics
+from shopfloor.api.metrics.process import ProcessMetrics
 from shopfloor.api.metrics.routes import router as metrics_router
 from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
@@ -115,6 +115,8 @@ def create_app(
             lease_seconds=settings.turn_lease_seconds,
             max_tokens=settings.model_max_tokens,
         )
+        if isinstance(app, ShopfloorApp) and app.metrics is not None:
+            app.metrics.watch(dispatcher.counters)
         app.state.services = Services(
             settings,
             clock,
@@ -180,7 +182,7 @@ def create_app(
     install_openapi(app)
     app.fast_lane = FastLane(lanes(routers), app.exception_handlers)
     app.body_limits = BodyLimits(routers, settings.max_body_bytes)
-    app.http_metrics = HttpMetrics()
+    app.metrics = ProcessMetrics()
     app.include_router(metrics_router)
     install_console(app)
 
@@ -264,11 +266,11 @@ class ShopfloorApp(FastAPI):
 
     fast_lane: FastLane | None = None
     body_limits: BodyLimits | None = None
-    http_metrics: HttpMetrics | None = None
+    metrics: ProcessMetrics | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.http_metrics is not None:
-            await self.http_metrics.measure(self._serve_http, scope, receive, send)
+        if scope["type"] == "http" and self.metrics is not None:
+            await self.metrics.measure(self._serve_http, scope, receive, send)
             return
         if scope["type"] == "http":
             await self._serve_http(scope, receive, send)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -369,17 +371,8 @@ def serve(
     console.print(f"console: http://{host}:{port}/  metrics: http://{host}:{port}/metrics")
     if processes > 1:
         os.environ.update(settings.to_env())
-        uvicorn.run(
-            "shopfloor.app:served_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=processes,
-            log_level=log_level,
-            loop="uvloop",
-            http="httptools",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        )
+        with shared_metrics_dir():
+            _run_processes(processes, host, port, log_level)
         return
     from shopfloor.app import served_app
 
@@ -982,3 +975,35 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _run_processes(processes: int, host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "shopfloor.app:served_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        log_level=log_level,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+@contextmanager
+def shared_metrics_dir() -> Iterator[None]:
+    """Server processes share their metrics through files in a fresh private folder (removed
+    when they stop), unless PROMETHEUS_MULTIPROC_DIR already names one."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="shopfloor-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -1,10 +1,12 @@
-"""What the queue engine has done since this process started, counted as it happens: the
-recoveries (sessions taken back from a worker and queued again) and the workers declared
-dead. Read by /metrics as Prometheus counters; per process, as counters are."""
+"""What the queue engine has done, told as it happens: the recoveries (sessions taken back
+from a worker and queued again) and the workers declared dead. Kept here as plain counts, and
+passed to whoever watches (the /metrics adapter keeps them as Prometheus counters, shared
+between server processes)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 # Why a live session went back to the queue.
@@ -26,5 +28,17 @@ REQUEUE_CAUSES = (
 
 @dataclass
 class EngineCounters:
-    requeued: Counter[str] = field(default_factory=Counter)  # by cause
+    requeued: Counter[str] = field(default_factory=Counter)  # by cause, in this process
     workers_declared_dead: int = 0
+    on_requeue: list[Callable[[str], None]] = field(default_factory=list)
+    on_worker_dead: list[Callable[[], None]] = field(default_factory=list)
+
+    def count_requeue(self, cause: str) -> None:
+        self.requeued[cause] += 1
+        for tell in self.on_requeue:
+            tell(cause)
+
+    def count_worker_dead(self) -> None:
+        self.workers_declared_dead += 1
+        for tell in self.on_worker_dead:
+            tell()

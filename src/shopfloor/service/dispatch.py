@@ -634,7 +634,7 @@ class Dispatcher:
             if not await self.store.end_worker(worker_id, WORKER_DEAD, now, silent_since=cutoff):
                 continue
             report.dead_workers.append(worker_id)
-            self.counters.workers_declared_dead += 1
+            self.counters.count_worker_dead()
             reason = f"worker {worker_id} sent no heartbeat for {self.worker_ttl_ms // 1000}s"
             report.requeued.extend(await self._requeue_all(worker_id, reason, BY_WORKER_DEAD))
         for session in await self.store.expired_leases(now):
@@ -725,7 +725,7 @@ class Dispatcher:
             ),
         )
         if requeued is not None:
-            self.counters.requeued[cause] += 1
+            self.counters.count_requeue(cause)
             await self.channel.keep_issue_lock(requeued)
             if packet is not None:
                 await self.store.insert_recovery_packet(packet)

@@ -1,10 +1,9 @@
-"""What an operator looks at: totals of sessions and workers, the workers themselves, and the
-engine's counters, each kept to what the caller may see (its organisation, its projects)."""
+"""What an operator looks at: totals of sessions and workers, and the workers themselves, each
+kept to what the caller may see (its organisation, its projects)."""
 
 from __future__ import annotations
 
 from shopfloor.service.actors import Principal
-from shopfloor.service.counters import EngineCounters
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.store.records import WorkerRecord
 from shopfloor.store.stats_records import SessionCount, StatsScope, WorkerCount
@@ -25,11 +24,6 @@ class Fleet:
         """The workers of the caller's organisation (every one for the admin key), newest
         first; as the operator API's worker list shows them."""
         return await self._store.list_workers(status, who.org_id)
-
-    @property
-    def counters(self) -> EngineCounters:
-        """This process's engine counters (whole-server figures: the admin key's to read)."""
-        return self._dispatcher.counters
 
     def held_polls(self) -> int:
         """Long polls this process holds open, waiting for work."""

@@ -1,15 +1,14 @@
-"""The whole-server gauges and the engine's counters, built at each scrape from what the
-service layer reads: nothing is kept between scrapes, so every figure is the database's (or,
-for the counters, this process's) at the moment of the scrape."""
+"""The whole-server gauges, built at each scrape from what the service layer reads: nothing is
+kept between scrapes, so every figure is the database's at the moment of the scrape, whichever
+server process answers."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
-from shopfloor.service.counters import REQUEUE_CAUSES, EngineCounters
 from shopfloor.store.records import PENDING, WORKER_ACTIVE
 from shopfloor.store.stats_records import SessionCount, WorkerCount
 
@@ -69,23 +68,11 @@ def worker_families(counts: Iterable[WorkerCount]) -> list[Metric]:
     return [workers, capacity_family, active_family]
 
 
-def engine_families(counters: EngineCounters, waiting: int) -> list[Metric]:
-    requeued = CounterMetricFamily(
-        "shopfloor_sessions_requeued",
-        "Live sessions taken back from their worker and queued again, by cause "
-        "(lease_expired is a lease expiry; this server process's count since it started)",
-        labels=("cause",),
-    )
-    for cause in REQUEUE_CAUSES:
-        requeued.add_metric([cause], counters.requeued[cause])
-    dead = CounterMetricFamily(
-        "shopfloor_workers_declared_dead",
-        "Workers this server process declared dead after their TTL of silence",
-    )
-    dead.add_metric([], counters.workers_declared_dead)
+def waiting_family(waiting: int) -> Metric:
     held = GaugeMetricFamily(
         "shopfloor_waiting_requests",
-        "Held polls and open streams waiting for a wake-up in this server process",
+        "Held polls and open streams waiting for a wake-up in the server process that "
+        "answered this scrape",
     )
     held.add_metric([], waiting)
-    return [requeued, dead, held]
+    return held

@@ -13,7 +13,8 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from shopfloor.api.envelope import ApiError, bearer
-from shopfloor.api.metrics.families import engine_families, session_families, worker_families
+from shopfloor.api.metrics.families import session_families, waiting_family, worker_families
+from shopfloor.api.metrics.process import ProcessMetrics
 from shopfloor.api.state import Services, services
 from shopfloor.service.actors import OPERATOR
 from shopfloor.service.auth import same_secret
@@ -38,14 +39,14 @@ async def metrics(request: Request) -> Response:
     families = [
         *session_families(await fleet.session_counts(OPERATOR), svc.clock.now_ms()),
         *worker_families(await fleet.worker_counts(OPERATOR)),
-        *engine_families(fleet.counters, fleet.held_polls()),
+        waiting_family(fleet.held_polls()),
     ]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(families))
     body = generate_latest(registry)
-    http = getattr(request.app, "http_metrics", None)
-    if http is not None:
-        body += generate_latest(http.registry)
+    process = getattr(request.app, "metrics", None)
+    if isinstance(process, ProcessMetrics):
+        body += process.exposition()
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
