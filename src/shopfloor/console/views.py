@@ -1,12 +1,12 @@
-"""What the overview shows, gathered from the service layer: queues (sessions grouped by
-organisation, queue and project) and the fleet (workers grouped by protocol)."""
+"""What the overview shows, gathered from the service layer: queues (open sessions grouped by
+organisation, queue and project) and the fleet (active workers grouped by protocol)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from shopfloor.store.records import LIVE_STATUSES, PARKED, PENDING, TERMINAL_STATUSES
+from shopfloor.store.records import LIVE_STATUSES, PARKED, PENDING
 from shopfloor.store.stats_records import SessionCount, WorkerCount
 
 
@@ -18,15 +18,14 @@ class QueueRow:
     pending: int = 0
     parked: int = 0
     live: int = 0
-    finished: int = 0
     oldest_pending_at: int | None = None
 
 
 @dataclass
 class FleetRow:
     protocol: str
-    by_status: dict[str, int] = field(default_factory=dict)
-    capacity: int = 0  # of the active workers
+    workers: int = 0  # active ones
+    capacity: int = 0
     active: int = 0
 
 
@@ -42,8 +41,6 @@ def queue_rows(counts: list[SessionCount]) -> list[QueueRow]:
             row.parked += c.count
         elif c.status in LIVE_STATUSES:
             row.live += c.count
-        elif c.status in TERMINAL_STATUSES:
-            row.finished += c.count
     return sorted(rows.values(), key=lambda r: (-r.pending, -r.live, r.queue, r.project))
 
 
@@ -52,8 +49,7 @@ def fleet_rows(counts: list[WorkerCount]) -> list[FleetRow]:
     for c in counts:
         row = rows[c.protocol]
         row.protocol = c.protocol
-        row.by_status[c.status] = row.by_status.get(c.status, 0) + c.count
-        if c.status == "active":
-            row.capacity += c.capacity
-            row.active += c.active
+        row.workers += c.count
+        row.capacity += c.capacity
+        row.active += c.active
     return sorted(rows.values(), key=lambda r: r.protocol)

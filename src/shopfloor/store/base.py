@@ -532,11 +532,12 @@ class Store(RunStore, ConversationStore, ManagedStore, Protocol):
 
     # -- totals (metrics, console) --
     async def session_counts(self, scope: StatsScope) -> list[SessionCount]:
-        """Sessions in `scope` counted by organisation, queue, project and status, with the
-        oldest queued_at of each group."""
+        """Open sessions (pending, parked, claimed, running, finalizing) in `scope`, counted
+        by organisation, queue, project and status, with the oldest queued_at of each group.
+        Finished ones are not counted: their number grows with the whole history."""
         ...
 
     async def worker_counts(self, org_id: str | None) -> list[WorkerCount]:
-        """Workers (of one organisation, or all) counted by organisation, protocol and
-        status, with their summed capacity and reported active count."""
+        """Active workers (of one organisation, or all) counted by organisation and protocol,
+        with their summed capacity and reported active count."""
         ...

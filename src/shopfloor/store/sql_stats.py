@@ -1,5 +1,9 @@
 """Totals of sessions and workers, grouped, for metrics and the console (SqlStore mixes it in).
-One grouped scan each: what a scrape or a console page reads, never the rows themselves."""
+
+Only the open sessions (queued, parked, live) and the active workers are counted, each through
+its status index: those sets are as large as the work in hand, where the finished sessions and
+the ended workers grow with the server's whole history, and on SQLite a statement holds the
+event loop (and so every worker's request) for as long as it runs."""
 
 from __future__ import annotations
 
@@ -7,7 +11,10 @@ import sqlalchemy as sa
 
 from shopfloor.store import schema as t
 from shopfloor.store.db import Database
+from shopfloor.store.records import LIVE_STATUSES, PARKED, PENDING, WORKER_ACTIVE
 from shopfloor.store.stats_records import SessionCount, StatsScope, WorkerCount
+
+OPEN_STATUSES = (PENDING, PARKED, *LIVE_STATUSES)
 
 
 class StatsSql:
@@ -22,7 +29,8 @@ class StatsSql:
             s.c.status,
             sa.func.count().label("n"),
             sa.func.min(s.c.queued_at).label("oldest"),
-        ).group_by(s.c.org_id, s.c.queue, s.c.project, s.c.status)
+        ).where(s.c.status.in_(OPEN_STATUSES))
+        query = query.group_by(s.c.org_id, s.c.queue, s.c.project, s.c.status)
         if scope.org_id is not None:
             query = query.where(s.c.org_id == scope.org_id)
         if scope.projects is not None:
@@ -50,7 +58,8 @@ class StatsSql:
             sa.func.count().label("n"),
             sa.func.coalesce(sa.func.sum(w.c.capacity), 0).label("capacity"),
             sa.func.coalesce(sa.func.sum(w.c.active_count), 0).label("active"),
-        ).group_by(w.c.org_id, w.c.protocol, w.c.status)
+        ).where(w.c.status == WORKER_ACTIVE)
+        query = query.group_by(w.c.org_id, w.c.protocol, w.c.status)
         if org_id is not None:
             query = query.where(w.c.org_id == org_id)
         async with self.db.connect() as conn:

@@ -18,7 +18,8 @@ QUEUE_LABELS = ("org", "queue", "project")
 def session_families(counts: Iterable[SessionCount], now_ms: int) -> list[Metric]:
     by_status = GaugeMetricFamily(
         "shopfloor_sessions",
-        "Sessions by organisation, queue, project and status (finished ones included)",
+        "Open sessions (pending, parked, claimed, running, finalizing) by organisation, "
+        "queue, project and status",
         labels=(*QUEUE_LABELS, "status"),
     )
     depth = GaugeMetricFamily(
@@ -42,7 +43,7 @@ def session_families(counts: Iterable[SessionCount], now_ms: int) -> list[Metric
 def worker_families(counts: Iterable[WorkerCount]) -> list[Metric]:
     workers = GaugeMetricFamily(
         "shopfloor_workers",
-        "Registered workers by organisation, protocol and status",
+        "Active workers by organisation, protocol and status",
         labels=("org", "protocol", "status"),
     )
     capacity: dict[tuple[str, str], int] = defaultdict(int)
