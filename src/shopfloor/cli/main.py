@@ -543,7 +543,8 @@ def sessions_show(
         ),
     ] = False,
     interval: Annotated[
-        float, typer.Option(min=0.1, help="Seconds between reads with --follow.")
+        float,
+        typer.Option(min=0.1, help="Seconds before --follow reconnects a stream that ended."),
     ] = 1.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     url: Url = "http://127.0.0.1:8000",
