@@ -26,6 +26,8 @@ from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_rou
 from shopfloor.api.fastlane import FastLane, lanes
 from shopfloor.api.limits import BodyLimit, BodyLimits
 from shopfloor.api.managed.routes import managed_router
+from shopfloor.api.metrics.process import ProcessMetrics
+from shopfloor.api.metrics.routes import router as metrics_router
 from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.git_routes import router as operator_git_router
@@ -45,6 +47,7 @@ from shopfloor.api.veryfront.routes import router as veryfront_router
 from shopfloor.api.veryfront.run_routes import router as run_router
 from shopfloor.clock import Clock, SystemClock
 from shopfloor.config import Settings
+from shopfloor.console.routes import install_console
 from shopfloor.outbound.messages import MessagesClient
 from shopfloor.service.auth import Credentials
 from shopfloor.service.batch import BatchWork
@@ -119,6 +122,8 @@ def create_app(
             lease_seconds=settings.turn_lease_seconds,
             max_tokens=settings.model_max_tokens,
         )
+        if isinstance(app, ShopfloorApp) and app.metrics is not None:
+            app.metrics.watch(dispatcher.counters)
         app.state.services = Services(
             settings,
             clock,
@@ -189,6 +194,9 @@ def create_app(
     install_openapi(app)
     app.fast_lane = FastLane(lanes(routers), app.exception_handlers)
     app.body_limits = BodyLimits(routers, settings.max_body_bytes)
+    app.metrics = ProcessMetrics()
+    app.include_router(metrics_router)
+    install_console(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -270,24 +278,34 @@ class ShopfloorApp(FastAPI):
 
     fast_lane: FastLane | None = None
     body_limits: BodyLimits | None = None
+    metrics: ProcessMetrics | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.metrics is not None:
+            await self.metrics.measure(self._serve_http, scope, receive, send)
+            return
         if scope["type"] == "http":
-            if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
-                await _refuse_nul(scope, receive, send)
+            await self._serve_http(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+            await _refuse_nul(scope, receive, send)
+            return
+        if self.body_limits is not None:
+            over, receive = self.body_limits.guard(scope, receive)
+            if over is not None:
+                await _refuse_body(over, scope, receive, send)
                 return
-            if self.body_limits is not None:
-                over, receive = self.body_limits.guard(scope, receive)
-                if over is not None:
-                    await _refuse_body(over, scope, receive, send)
-                    return
-            lane = self.fast_lane
-            unprefixed = not (self.root_path or scope.get("root_path"))
-            found = lane.find(scope) if lane is not None and unprefixed else None
-            if lane is not None and found is not None and not _telemetry_on(self):
-                scope["app"] = self
-                await lane.serve(*found, scope, receive, send)
-                return
+        lane = self.fast_lane
+        unprefixed = not (self.root_path or scope.get("root_path"))
+        found = lane.find(scope) if lane is not None and unprefixed else None
+        if lane is not None and found is not None and not _telemetry_on(self):
+            scope["app"] = self
+            scope["route"] = found[0].route
+            await lane.serve(*found, scope, receive, send)
+            return
         await super().__call__(scope, receive, send)
 
 

@@ -59,6 +59,10 @@ class Settings:
     github_api_url: str = "https://api.github.com"
     # A batch item leased to a worker is leased again after this long without its result.
     batch_lease_seconds: float = 600.0
+    # /metrics: a bearer token a scraper may present (the admin key always may), or open to
+    # anyone who can reach the port.
+    metrics_token: str | None = None
+    metrics_public: bool = False
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -133,6 +137,9 @@ _INTS = {
     "work_lease_ttl_seconds",
 }
 
+_BOOLS = {"metrics_public"}
+_TRUTH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
 
 def _coerce(name: str, raw: str) -> object:
     try:
@@ -142,6 +149,10 @@ def _coerce(name: str, raw: str) -> object:
             return int(raw)
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a number, got {raw!r}") from exc
+    if name in _BOOLS:
+        if raw.lower() not in _TRUTH:
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, got {raw!r}")
+        return _TRUTH[raw.lower()]
     if name in ("data_dir", "signing_key_file", "secret_key_file"):
         return Path(raw)
     return raw

@@ -10,7 +10,9 @@ from shopfloor.clock import Clock
 from shopfloor.config import Settings
 from shopfloor.service.auth import Credentials
 from shopfloor.service.batch import BatchWork
+from shopfloor.service.console_logins import ConsoleLogins
 from shopfloor.service.dispatch import Dispatcher
+from shopfloor.service.fleet import Fleet
 from shopfloor.service.git_credentials import GitCredentials
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
@@ -32,6 +34,14 @@ class Services:
     secrets: SecretBox  # seals stored secrets under keys outside the database
     git: GitCredentials
     batch: BatchWork
+
+    @property
+    def fleet(self) -> Fleet:
+        return Fleet(self.dispatcher)
+
+    @property
+    def console_logins(self) -> ConsoleLogins:
+        return ConsoleLogins(self.credentials, self.dispatcher.store, self.clock)
 
 
 def services(request: Request) -> Services:

@@ -13,7 +13,7 @@ from rich.markup import escape
 
 from shopfloor.client import OperatorClient
 
-TERMINAL = ("completed", "failed", "stopped")
+RECONNECT_ATTEMPTS = 5
 console = Console(highlight=False)
 
 
@@ -44,29 +44,35 @@ def describe(entry: dict[str, Any]) -> str:
 def follow_timeline(
     client: OperatorClient, session_id: str, interval: float, as_json: bool
 ) -> None:
-    """Print every new timeline entry; return once the session has ended and its last
-    entries are printed."""
-    cursor = 0
+    """Print every timeline entry as the server streams it (GET /api/v1/sessions/{id}/events);
+    return once the session has ended and its last entries are printed. A stream the server
+    ends (it bounds their length) or a dropped connection is resumed after the last entry
+    printed, `interval` seconds later."""
+    after, failures = 0, 0
     while True:
-        page = client.session_activity(session_id, after=cursor)
-        for entry in page["activities"]:
-            if as_json:
-                print(json.dumps(entry), flush=True)
-            else:
-                console.print(
-                    f"[dim]{entry['at']}[/] [magenta]{entry['type']:<14}[/] {describe(entry)}"
-                )
-        cursor = page["nextCursor"]
-        if page["status"] in TERMINAL and not page["activities"]:
-            if not as_json:
-                console.print(f"session {session_id} ended: [bold]{page['status']}[/]")
-            return
+        try:
+            for message in client.stream_session_events(session_id, after):
+                failures = 0
+                data = json.loads(message.get("data") or "null")
+                if message.get("event") == "end":
+                    if not as_json:
+                        console.print(f"session {session_id} ended: [bold]{data['status']}[/]")
+                    return
+                after = int(message["id"])
+                if as_json:
+                    print(json.dumps(data), flush=True)
+                else:
+                    console.print(
+                        f"[dim]{data['at']}[/] [magenta]{data['type']:<14}[/] {describe(data)}"
+                    )
+        except httpx.TransportError:
+            failures += 1
+            if failures >= RECONNECT_ATTEMPTS:
+                raise
         time.sleep(interval)
 
 
 # -- `shopfloor runs show RUN --follow`: a Veryfront run's events, over server-sent events --
-
-RECONNECT_ATTEMPTS = 5
 
 
 def describe_run_event(event: dict[str, Any]) -> str:

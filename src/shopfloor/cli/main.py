@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -304,6 +308,19 @@ def serve(
             min=1.0,
         ),
     ] = 600.0,
+    metrics_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="SHOPFLOOR_METRICS_TOKEN",
+            help="Bearer token a Prometheus scraper presents for /metrics (or the admin key).",
+        ),
+    ] = None,
+    metrics_public: Annotated[
+        bool,
+        typer.Option(
+            envvar="SHOPFLOOR_METRICS_PUBLIC", help="Serve /metrics to anyone, without a token."
+        ),
+    ] = False,
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -341,6 +358,8 @@ def serve(
         secret_key_file=secret_key_file,
         github_api_url=github_api_url,
         batch_lease_seconds=batch_lease,
+        metrics_token=metrics_token or None,
+        metrics_public=metrics_public,
     )
     url = settings.resolved_database_url()
     try:
@@ -360,19 +379,11 @@ def serve(
     console.print(
         f"shopfloor on http://{host}:{port}  database: {make_url(url).render_as_string()}"
     )
+    console.print(f"console: http://{host}:{port}/  metrics: http://{host}:{port}/metrics")
     if processes > 1:
         os.environ.update(settings.to_env())
-        uvicorn.run(
-            "shopfloor.app:served_app",
-            factory=True,
-            host=host,
-            port=port,
-            workers=processes,
-            log_level=log_level,
-            loop="uvloop",
-            http="httptools",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-        )
+        with shared_metrics_dir():
+            _run_processes(processes, host, port, log_level)
         return
     from shopfloor.app import served_app
 
@@ -526,7 +537,8 @@ def sessions_show(
         ),
     ] = False,
     interval: Annotated[
-        float, typer.Option(min=0.1, help="Seconds between reads with --follow.")
+        float,
+        typer.Option(min=0.1, help="Seconds before --follow reconnects a stream that ended."),
     ] = 1.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     url: Url = "http://127.0.0.1:8000",
@@ -958,3 +970,35 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _run_processes(processes: int, host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "shopfloor.app:served_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        log_level=log_level,
+        loop="uvloop",
+        http="httptools",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+    )
+
+
+@contextmanager
+def shared_metrics_dir() -> Iterator[None]:
+    """Server processes share their metrics through files in a fresh private folder (removed
+    when they stop), unless PROMETHEUS_MULTIPROC_DIR already names one."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield
+        return
+    folder = tempfile.mkdtemp(prefix="shopfloor-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

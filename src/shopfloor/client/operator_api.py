@@ -81,6 +81,18 @@ class OperatorClient:
         )
         return result
 
+    def stream_session_events(self, session_id: str, after: int) -> Iterator[dict[str, str]]:
+        """The session's timeline entries after `after` as they are written (server-sent
+        events: each a dict of `event`, `id` and `data`), until the server ends the stream."""
+        headers = {"Accept": "text/event-stream", "Last-Event-ID": str(after)}
+        timeout = httpx.Timeout(10.0, read=60.0)  # the server sends a keep-alive every 15 s
+        path = f"/api/v1/sessions/{session_id}/events"
+        with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise ApiError(response.status_code, error_message(response))
+            yield from server_sent_events(response.iter_lines())
+
     def session_recovery(self, session_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/api/v1/sessions/{session_id}/recovery")
         return result

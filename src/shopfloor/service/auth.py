@@ -139,6 +139,13 @@ class Credentials:
 
     # -- operator --
 
+    def admin_binding(self) -> str | None:
+        """A fingerprint of the current admin key (not the key, not its stored digest): a
+        console login made with it ends when the admin key changes."""
+        if self._admin_hash is None:
+            return None
+        return digest("console-login:" + self._admin_hash)[:32]
+
     def is_admin(self, presented: str | None) -> bool:
         if not presented or self._admin_hash is None:
             return False

@@ -11,6 +11,15 @@ from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id, new_worker_id
 from shopfloor.service.actors import ANYONE, Actor
 from shopfloor.service.channel import MESSAGES_PER_LANE, SessionChannel, by_session
+from shopfloor.service.counters import (
+    BY_HEARTBEAT_UNDERCOUNT,
+    BY_LEASE_EXPIRED,
+    BY_NACKED,
+    BY_REGISTRATION_REVOKED,
+    BY_WORKER_DEAD,
+    BY_WORKER_DEREGISTERED,
+    EngineCounters,
+)
 from shopfloor.service.errors import (
     Conflict,
     InvalidTransition,
@@ -160,6 +169,7 @@ class Dispatcher:
         # A pre-claimed session must be reported `running` within this time, or it goes back
         # to the queue: this recovers a claim whose poll reply never reached the worker.
         self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
+        self.counters = EngineCounters()
         self._worker_orgs: dict[str, str] = {}
         self._project_orgs: dict[str, str] = {}
         self.channel = SessionChannel(
@@ -349,7 +359,7 @@ class Dispatcher:
         requeued = []
         for last_sign, session in silent[:missing]:
             why = f"{reason} {(now - last_sign) // 1000}s"
-            if await self._requeue_or_none(session, why) is not None:
+            if await self._requeue_or_none(session, why, BY_HEARTBEAT_UNDERCOUNT) is not None:
                 requeued.append(session.id)
         await self.store.mark_undercount(worker.id, None)
         return requeued
@@ -547,9 +557,8 @@ class Dispatcher:
         session = await self.owned_session(session_id, worker_id)
         if session.status != CLAIMED:
             raise Conflict(f"Session is {session.status}; only a claimed session can be nacked")
-        return await self._requeue(
-            session, f"nacked by {worker_id}: {reason or 'no reason'}", keep_place=True
-        )
+        why = f"nacked by {worker_id}: {reason or 'no reason'}"
+        return await self._requeue(session, why, BY_NACKED, keep_place=True)
 
     async def transfer(
         self, session_id: str, old_worker: str, new_worker: str, actor: Actor = ANYONE
@@ -612,14 +621,15 @@ class Dispatcher:
         for worker_id in await self.store.workers_of_registration(registration_id):
             if await self.store.end_worker(worker_id, WORKER_DEAD, now):
                 reason = f"worker {worker_id}'s registration token was revoked"
-                requeued.extend(await self._requeue_all(worker_id, reason))
+                requeued.extend(await self._requeue_all(worker_id, reason, BY_REGISTRATION_REVOKED))
         return requeued
 
     async def deregister(self, worker_id: str) -> list[str]:
         """End a worker at its own request; its live sessions go back to the queue at once."""
         if not await self.store.end_worker(worker_id, WORKER_DEREGISTERED, self.clock.now_ms()):
             raise WorkerNotFound(worker_id)
-        return await self._requeue_all(worker_id, f"worker {worker_id} deregistered")
+        reason = f"worker {worker_id} deregistered"
+        return await self._requeue_all(worker_id, reason, BY_WORKER_DEREGISTERED)
 
     # -- upkeep --
 
@@ -635,12 +645,16 @@ class Dispatcher:
             if not await self.store.end_worker(worker_id, WORKER_DEAD, now, silent_since=cutoff):
                 continue
             report.dead_workers.append(worker_id)
+            self.counters.count_worker_dead()
             reason = f"worker {worker_id} sent no heartbeat for {self.worker_ttl_ms // 1000}s"
-            report.requeued.extend(await self._requeue_all(worker_id, reason))
+            report.requeued.extend(await self._requeue_all(worker_id, reason, BY_WORKER_DEAD))
         for session in await self.store.expired_leases(now):
             # Fenced by owner, epoch and expiry: if another replica requeued it first, or its
             # holder renewed the lease since our read, this changes nothing.
-            if await self._requeue_or_none(session, "lease expired", expired_by=now) is not None:
+            expired = await self._requeue_or_none(
+                session, "lease expired", BY_LEASE_EXPIRED, expired_by=now
+            )
+            if expired is not None:
                 report.requeued.append(session.id)
         report.promoted.extend(await self.channel.reap_issue_locks())
         return report
@@ -657,17 +671,17 @@ class Dispatcher:
         ]
         return min(due) if due else None
 
-    async def _requeue_all(self, worker_id: str, reason: str) -> list[str]:
+    async def _requeue_all(self, worker_id: str, reason: str, cause: str) -> list[str]:
         requeued = []
         for session in await self.store.live_sessions_of(worker_id):
-            if await self._requeue_or_none(session, reason) is not None:
+            if await self._requeue_or_none(session, reason, cause) is not None:
                 requeued.append(session.id)
         return requeued
 
     async def _requeue(
-        self, session: SessionRecord, reason: str, *, keep_place: bool
+        self, session: SessionRecord, reason: str, cause: str, *, keep_place: bool
     ) -> SessionRecord:
-        updated = await self._requeue_or_none(session, reason, keep_place=keep_place)
+        updated = await self._requeue_or_none(session, reason, cause, keep_place=keep_place)
         if updated is None:
             raise NotOwner(session.id)
         return updated
@@ -676,6 +690,7 @@ class Dispatcher:
         self,
         session: SessionRecord,
         reason: str,
+        cause: str,
         *,
         keep_place: bool = False,
         expired_by: int | None = None,
@@ -721,6 +736,7 @@ class Dispatcher:
             ),
         )
         if requeued is not None:
+            self.counters.count_requeue(cause)
             await self.channel.keep_issue_lock(requeued)
             if packet is not None:
                 await self.store.insert_recovery_packet(packet)

@@ -36,6 +36,10 @@ class Notifier(Protocol):
         signals may have been missed (a lost connection)."""
         ...
 
+    def waiting_total(self) -> int:
+        """How many waiters wait in this process, on every queue and topic."""
+        ...
+
 
 async def cancel_wait(task: asyncio.Future[Any]) -> None:
     """Cancel a wait (or any task) and let it finish unwinding."""
@@ -108,6 +112,9 @@ class LocalNotifier:
     def waiting(self, queue: str) -> int:
         """How many waiters wait on `queue` in this process."""
         return len(self._waiters.get(queue, ()))
+
+    def waiting_total(self) -> int:
+        return sum(len(events) for events in self._waiters.values())
 
     def wake_all(self) -> None:
         """Every listener, and every waiter on every queue (after a lost connection,

@@ -43,6 +43,7 @@ from shopfloor.store.run_records import (
     RunRecord,
     WorkerSessionRecord,
 )
+from shopfloor.store.stats_records import SessionCount, StatsScope, WorkerCount
 from shopfloor.store.tenancy_records import ApiKeyRecord, M2MClientRecord, OrgRecord
 
 
@@ -588,4 +589,16 @@ class Store(RunStore, ConversationStore, ManagedStore, GitStore, Protocol):
     ) -> list[SessionRecord]:
         """Up to `limit` sessions of `queue` in ascending id order: the first ones after
         `after_id`, or the last ones before `before_id`."""
+        ...
+
+    # -- totals (metrics, console) --
+    async def session_counts(self, scope: StatsScope) -> list[SessionCount]:
+        """Open sessions (pending, parked, claimed, running, finalizing) in `scope`, counted
+        by organisation, queue, project and status, with the oldest queued_at of each group.
+        Finished ones are not counted: their number grows with the whole history."""
+        ...
+
+    async def worker_counts(self, org_id: str | None) -> list[WorkerCount]:
+        """Active workers (of one organisation, or all) counted by organisation and protocol,
+        with their summed capacity and reported active count."""
         ...

@@ -56,6 +56,7 @@ from shopfloor.store.sql_conversations import ConversationsSql
 from shopfloor.store.sql_git import GitSql
 from shopfloor.store.sql_managed import ManagedSql
 from shopfloor.store.sql_runs import RunsSql
+from shopfloor.store.sql_stats import StatsSql
 from shopfloor.store.sql_tenancy import TenancySql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
@@ -374,7 +375,7 @@ def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
     return WorkerRecord(**row._mapping)
 
 
-class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, GitSql):
+class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, GitSql, StatsSql):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema

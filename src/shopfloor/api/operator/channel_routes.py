@@ -3,12 +3,15 @@ its inbox and its crash-recovery chain."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, StrictStr
 
-from shopfloor.api.envelope import INT64_MAX
+from shopfloor.api.envelope import INT64_MAX, ApiError
 from shopfloor.api.openapi import ADMIN_KEY, OAUTH2, ORG_API_KEY, af_errors, tag
 from shopfloor.api.operator.auth import scoped
 from shopfloor.api.operator.routes import visible_session
@@ -17,6 +20,7 @@ from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.service.actors import Principal
 from shopfloor.service.channel import SessionChannel
+from shopfloor.service.timeline_follow import Ended, Quiet, follow
 from shopfloor.store.records import InboxMessage, RecoveryPacket, SessionEvent
 
 OPERATOR_CHANNEL = tag(
@@ -212,6 +216,66 @@ async def session_activity(
         activities=[TimelineEntry.of(e) for e in events],
         nextCursor=events[-1].id or after if events else after,
     )
+
+
+STREAM_SECONDS = 600.0
+STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": Timeline,
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "description": "With `Accept: text/event-stream`: `id: <entry id>` / `event: timeline` / "
+        "`data: <TimelineEntry>` frames, oldest first, then each new one; a last `event: end` "
+        'with `{"sessionId", "status"}` once the session has ended. Resume with '
+        "`Last-Event-ID` (or `after`); a stream ends on its own after 10 minutes. Without "
+        "that Accept: one page, as `/activity` answers it.",
+    }
+}
+
+
+@router.get(
+    "/sessions/{session_id}/events",
+    response_model=None,
+    responses=STREAM_DOC,
+    summary="Follow a session's timeline (server-sent events)",
+)
+async def session_events(
+    session_id: str,
+    request: Request,
+    who: SessionsRead,
+    after: Annotated[
+        int, Query(ge=0, le=INT64_MAX, description="Only entries with a larger id")
+    ] = 0,
+) -> Timeline | StreamingResponse:
+    if "text/event-stream" not in request.headers.get("accept", ""):
+        return await session_activity(session_id, request, who, after)
+    await visible_session(request, who, session_id)
+    last = request.headers.get("last-event-id")
+    if last is not None:
+        if not (last.strip().isdigit() and int(last) <= INT64_MAX):
+            raise ApiError(400, "Last-Event-ID: must be a non-negative integer")
+        after = int(last)
+    frames = _timeline_frames(request, session_id, after)
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    return StreamingResponse(frames, media_type="text/event-stream", headers=headers)
+
+
+async def _timeline_frames(request: Request, session_id: str, after: int) -> AsyncIterator[str]:
+    followed = follow(
+        _channel(request),
+        session_id,
+        after,
+        gone=request.is_disconnected,
+        lifetime_seconds=STREAM_SECONDS,
+    )
+    async for item in followed:
+        if isinstance(item, Ended):
+            end = {"sessionId": session_id, "status": item.status}
+            yield f"event: end\ndata: {json.dumps(end)}\n\n"
+        elif isinstance(item, Quiet):
+            yield ": keepalive\n\n"
+        else:
+            data = TimelineEntry.of(item).model_dump_json()
+            yield f"id: {item.id}\nevent: timeline\ndata: {data}\n\n"
 
 
 @router.get("/sessions/{session_id}/recovery", response_model=RecoveryChain)

@@ -1,0 +1,44 @@
+"""What the queue engine has done, told as it happens: the recoveries (sessions taken back
+from a worker and queued again) and the workers declared dead. Kept here as plain counts, and
+passed to whoever watches (the /metrics adapter keeps them as Prometheus counters, shared
+between server processes)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Why a live session went back to the queue.
+BY_LEASE_EXPIRED = "lease_expired"  # a claim not reported running, a work lease: ran out
+BY_WORKER_DEAD = "worker_dead"  # its worker fell silent for the worker TTL
+BY_WORKER_DEREGISTERED = "worker_deregistered"
+BY_REGISTRATION_REVOKED = "registration_revoked"  # its worker's registration token was revoked
+BY_HEARTBEAT_UNDERCOUNT = "heartbeat_undercount"  # the worker's heartbeats stopped counting it
+BY_NACKED = "nacked"  # its worker handed it back
+REQUEUE_CAUSES = (
+    BY_LEASE_EXPIRED,
+    BY_WORKER_DEAD,
+    BY_WORKER_DEREGISTERED,
+    BY_REGISTRATION_REVOKED,
+    BY_HEARTBEAT_UNDERCOUNT,
+    BY_NACKED,
+)
+
+
+@dataclass
+class EngineCounters:
+    requeued: Counter[str] = field(default_factory=Counter)  # by cause, in this process
+    workers_declared_dead: int = 0
+    on_requeue: list[Callable[[str], None]] = field(default_factory=list)
+    on_worker_dead: list[Callable[[], None]] = field(default_factory=list)
+
+    def count_requeue(self, cause: str) -> None:
+        self.requeued[cause] += 1
+        for tell in self.on_requeue:
+            tell(cause)
+
+    def count_worker_dead(self) -> None:
+        self.workers_declared_dead += 1
+        for tell in self.on_worker_dead:
+            tell()

@@ -1,0 +1,141 @@
+"""GET /metrics: who may scrape it, and that its figures move with what the queue does
+(parsed with prometheus-client's own parser, on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from shopfloor.clock import ManualClock
+from tests.agentfactory.helpers import ADMIN, WORKER, enqueue, poll, register, status
+from tests.conftest import Backend, make_settings, running_app
+from tests.platform.test_tenancy import key, new_org
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(api: httpx.AsyncClient, headers: dict[str, str] = ADMIN) -> Samples:
+    r = await api.get("/metrics", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+QUEUE = {"org": "org_default", "queue": "agentfactory", "project": ""}
+
+
+async def test_the_figures_follow_the_queue(api: httpx.AsyncClient, clock: ManualClock) -> None:
+    for _ in range(4):
+        await enqueue(api)
+    clock.advance(30)
+    before = await scrape(api)
+    assert value(before, "shopfloor_queue_depth", **QUEUE) == 4
+    assert value(before, "shopfloor_sessions", **QUEUE, status="pending") == 4
+    assert value(before, "shopfloor_queue_oldest_age_seconds", **QUEUE) == 30
+    assert (
+        value(
+            before, "shopfloor_workers", org="org_default", protocol="agentfactory", status="active"
+        )
+        == 0
+    )
+
+    worker = await register(api, capacity=3)
+    claimed = [w["sessionId"] for w in (await poll(api, worker))["work"]]
+    assert len(claimed) == 3
+    assert (await status(api, claimed[0], worker, "running")).status_code == 200
+    assert (await status(api, claimed[1], worker, "running")).status_code == 200
+    assert (await status(api, claimed[1], worker, "completed")).status_code == 200
+    after = await scrape(api)
+    assert value(after, "shopfloor_queue_depth", **QUEUE) == 1
+    assert value(after, "shopfloor_sessions", **QUEUE, status="claimed") == 1
+    assert value(after, "shopfloor_sessions", **QUEUE, status="running") == 1
+    assert value(after, "shopfloor_sessions", **QUEUE, status="completed") == 0  # not counted
+    fleet = {"org": "org_default", "protocol": "agentfactory"}
+    assert value(after, "shopfloor_workers", **fleet, status="active") == 1
+    assert value(after, "shopfloor_worker_capacity", **fleet) == 3
+
+    # The claimed one is never reported running: its claim lease runs out and the reaper
+    # takes it back; then the worker falls silent and takes the running one with it.
+    services = api.app.state.services  # type: ignore[attr-defined]
+    clock.advance(61)
+    await _heartbeat(api, worker)
+    clock.advance(60)
+    await _heartbeat(api, worker)
+    await services.dispatcher.reap()
+    expired = await scrape(api)
+    assert value(expired, "shopfloor_sessions_requeued_total", cause="lease_expired") == 1
+    assert value(expired, "shopfloor_queue_depth", **QUEUE) == 2
+    clock.advance(services.settings.worker_ttl + 1)
+    await services.dispatcher.reap()
+    dead = await scrape(api)
+    assert value(dead, "shopfloor_sessions_requeued_total", cause="worker_dead") == 1
+    assert value(dead, "shopfloor_workers_declared_dead_total") == 1
+    assert value(dead, "shopfloor_workers", **fleet, status="active") == 0
+    assert value(dead, "shopfloor_worker_capacity", **fleet) == 0
+    assert value(dead, "shopfloor_queue_depth", **QUEUE) == 3
+
+
+async def test_requests_are_counted_by_route_template_and_status(api: httpx.AsyncClient) -> None:
+    worker = await register(api)
+    for _ in range(3):
+        await poll(api, worker)  # the fast lane serves these
+    assert (await api.get("/api/workers/wkr_nobody/poll", headers=WORKER)).status_code == 404
+    for n in range(5):
+        assert (await api.get(f"/no/such/path/{n}")).status_code == 404
+    samples = await scrape(api)
+    name = "shopfloor_http_request_duration_seconds_count"
+    route = "/api/workers/{worker_id}/poll"
+    assert value(samples, name, method="GET", route=route, status="200") == 3
+    assert value(samples, name, method="GET", route=route, status="404") == 1
+    assert value(samples, name, method="GET", route="(unmatched)", status="404") == 5
+    register_route = {"method": "POST", "route": "/api/workers/register", "status": "201"}
+    assert value(samples, name, **register_route) == 1
+    bucket = "shopfloor_http_request_duration_seconds_bucket"
+    assert value(samples, bucket, method="GET", route=route, status="200", le="+Inf") == 3
+
+
+async def test_metrics_need_the_admin_key_or_the_metrics_token(
+    backend: Backend, tmp_path: Path, clock: ManualClock
+) -> None:
+    settings = make_settings(backend, tmp_path, metrics_token="scrape-me")
+    async with running_app(settings, clock) as api:
+        org_key = await _org_key(api)
+        for headers in (
+            {},
+            WORKER,
+            {"Authorization": f"Bearer {org_key}"},
+            {"Authorization": "Bearer scrape-me-not"},
+        ):
+            r = await api.get("/metrics", headers=headers)
+            assert r.status_code == 401, headers
+            assert "SHOPFLOOR_METRICS_TOKEN" in r.json()["message"]
+        await scrape(api, {"Authorization": "Bearer scrape-me"})
+        await scrape(api, ADMIN)
+
+
+async def test_public_metrics_need_no_key(
+    backend: Backend, tmp_path: Path, clock: ManualClock
+) -> None:
+    async with running_app(make_settings(backend, tmp_path, metrics_public=True), clock) as api:
+        await scrape(api, {})
+
+
+async def _heartbeat(api: httpx.AsyncClient, worker: str) -> None:
+    path = f"/api/workers/{worker}/heartbeat"
+    r = await api.post(path, json={"activeCount": 1}, headers=WORKER)
+    assert r.status_code == 200, r.text
+
+
+async def _org_key(api: httpx.AsyncClient) -> str:
+    await new_org(api, "acme")
+    return (await key(api, "acme", scopes=["*"]))["Authorization"].removeprefix("Bearer ")
