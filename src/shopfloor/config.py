@@ -53,6 +53,23 @@ class Settings:
     work_lease_ttl_seconds: int = 60
     # A managed session's event stream sends a ping after this long without an event.
     stream_keepalive_seconds: float = 15.0
+    # Webhooks (README "Integrations"): the default organisation's secret per provider;
+    # other organisations set theirs through the API (stored encrypted with the key file).
+    webhook_secret_linear: str | None = None
+    webhook_secret_github: str | None = None
+    webhook_secret_github_actions: str | None = None
+    webhook_secret_vercel: str | None = None
+    # Development only: accept the default organisation's unsigned deliveries when no
+    # secret is configured (otherwise they are refused 503).
+    webhook_skip_verification: bool = False
+    # A Linear delivery whose webhookTimestamp is further than this from now is refused.
+    webhook_timestamp_tolerance_seconds: float = 60.0
+    # Linear projects whose agent sessions are queued (comma-separated; unset: all).
+    linear_allowed_projects: str | None = None
+    # The key that encrypts stored webhook secrets (default: webhook-secrets.key in the data
+    # dir), and the audit log's signing seeds (default: audit-keys.json in the data dir).
+    webhook_key_file: Path | None = None
+    audit_key_file: Path | None = None
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -77,6 +94,27 @@ class Settings:
     @property
     def signing_key_path(self) -> Path:
         return self.signing_key_file or self.data_dir / "signing-keys.json"
+
+    @property
+    def webhook_key_path(self) -> Path:
+        return self.webhook_key_file or self.data_dir / "webhook-secrets.key"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit-keys.json"
+
+    def webhook_secrets(self) -> dict[str, str | None]:
+        return {
+            "linear": self.webhook_secret_linear,
+            "github": self.webhook_secret_github,
+            "github-actions": self.webhook_secret_github_actions,
+            "vercel": self.webhook_secret_vercel,
+        }
+
+    def allowed_linear_projects(self) -> frozenset[str] | None:
+        if not self.linear_allowed_projects:
+            return None
+        return frozenset(p.strip() for p in self.linear_allowed_projects.split(",") if p.strip())
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -110,6 +148,7 @@ _FLOATS = {
     "model_timeout_seconds",
     "turn_lease_seconds",
     "stream_keepalive_seconds",
+    "webhook_timestamp_tolerance_seconds",
 }
 _INTS = {
     "port",
@@ -131,6 +170,10 @@ def _coerce(name: str, raw: str) -> object:
             return int(raw)
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a number, got {raw!r}") from exc
-    if name in ("data_dir", "signing_key_file"):
+    if name in ("data_dir", "signing_key_file", "webhook_key_file", "audit_key_file"):
         return Path(raw)
+    if name == "webhook_skip_verification":
+        if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, got {raw!r}")
+        return raw.lower() in ("1", "true", "yes")
     return raw

@@ -8,11 +8,13 @@ from fastapi import Request
 
 from shopfloor.clock import Clock
 from shopfloor.config import Settings
+from shopfloor.service.audit import AuditLog
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.orgs import Orgs
+from shopfloor.service.webhooks import Webhooks
 from shopfloor.service.work import WorkQueue
 
 
@@ -26,6 +28,8 @@ class Services:
     managed: ManagedSessions
     turns: TurnRunner  # this process's runner of managed sessions' model calls
     orgs: Orgs
+    audit: AuditLog
+    webhooks: Webhooks
 
 
 def services(request: Request) -> Services:

@@ -10,6 +10,7 @@ from typing import Any
 from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id, new_worker_id
 from shopfloor.service.actors import ANYONE, Actor
+from shopfloor.service.audit import SESSION_CREATED, SESSION_TRANSFERRED, SYSTEM, AuditLog, Who
 from shopfloor.service.channel import MESSAGES_PER_LANE, SessionChannel, by_session
 from shopfloor.service.errors import (
     Conflict,
@@ -98,6 +99,7 @@ class NewSession:
     metadata: dict[str, str] | None = None
     provider_session_id: str | None = None  # a provider session the worker should resume
     org_id: str = DEFAULT_ORG
+    created_by: Who | None = None  # who the audit log names (None: the server itself)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ class Dispatcher:
         # A pre-claimed session must be reported `running` within this time, or it goes back
         # to the queue: this recovers a claim whose poll reply never reached the worker.
         self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
+        # Set by the app: where session creations and transfers are recorded.
+        self.audit: AuditLog | None = None
         self._worker_orgs: dict[str, str] = {}
         self._project_orgs: dict[str, str] = {}
         self.channel = SessionChannel(
@@ -211,6 +215,19 @@ class Dispatcher:
         await self.channel.sync_issue(session, new.labels)
         if session.status == PENDING:
             await self.notifier.notify(session.queue)
+        if self.audit is not None:
+            details = {
+                "queue": session.queue,
+                "issueId": session.issue_id,
+                "status": session.status,
+            }
+            await self.audit.record(
+                session.org_id,
+                SESSION_CREATED,
+                new.created_by or SYSTEM,
+                ("session", session.id),
+                details,
+            )
         return session
 
     async def get_session(self, session_id: str) -> SessionRecord:
@@ -580,6 +597,14 @@ class Dispatcher:
         )
         if updated is None:
             return TransferOutcome(False, reason="Session ownership changed concurrently")
+        if self.audit is not None:
+            await self.audit.record(
+                session.org_id,
+                SESSION_TRANSFERRED,
+                Who(actor.worker_id or actor.registration_id or "worker-key", "worker"),
+                ("session", session.id),
+                {"from": old_worker, "to": new_worker},
+            )
         return TransferOutcome(True, updated)
 
     async def _speaks_for_holder(self, actor: Actor, holder_id: str) -> bool:

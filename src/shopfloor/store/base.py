@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from shopfloor.store.integration_records import (
+    AuditQuery,
+    AuditRecord,
+    WebhookDelivery,
+    WebhookSecretRecord,
+)
 from shopfloor.store.managed_records import (
     AgentRecord,
     AgentVersionRecord,
@@ -229,7 +235,45 @@ class ManagedStore(Protocol):
     async def stranded_turns(self, limit: int = 100) -> list[str]: ...
 
 
-class Store(RunStore, ConversationStore, ManagedStore, Protocol):
+class IntegrationStore(Protocol):
+    """Webhook deliveries and secrets, and the audit log (store/sql_integrations.py)."""
+
+    async def insert_delivery(self, delivery: WebhookDelivery) -> WebhookDelivery | None:
+        """None if a delivery with the same (org, provider, delivery id) is stored."""
+        ...
+
+    async def find_delivery(
+        self, org_id: str, provider: str, delivery_id: str
+    ) -> WebhookDelivery | None: ...
+    async def get_delivery(self, event_id: str) -> WebhookDelivery | None: ...
+    async def lease_delivery(
+        self, event_id: str, owner: str, now: int, expires_at: int
+    ) -> WebhookDelivery | None: ...
+    async def finish_delivery(
+        self,
+        event_id: str,
+        owner: str,
+        status: str,
+        reason: str | None,
+        result: dict[str, Any],
+        now: int,
+    ) -> bool: ...
+    async def due_deliveries(self, now: int, limit: int = 100) -> list[str]: ...
+    async def put_webhook_secret(self, record: WebhookSecretRecord) -> None: ...
+    async def get_webhook_secret(
+        self, org_id: str, provider: str
+    ) -> WebhookSecretRecord | None: ...
+    async def delete_webhook_secret(self, org_id: str, provider: str) -> bool: ...
+    async def append_audit(
+        self, org_id: str, build: Callable[[int, str], AuditRecord]
+    ) -> AuditRecord:
+        """Append `build(next sequence, previous entry hash)`; never forks the chain."""
+        ...
+
+    async def audit_entries(self, query: AuditQuery) -> list[AuditRecord]: ...
+
+
+class Store(RunStore, ConversationStore, ManagedStore, IntegrationStore, Protocol):
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str

@@ -1,0 +1,234 @@
+"""Webhook intake (issue 21): deliveries signed as Linear and GitHub sign them, posted to the
+real app on both databases. A Linear agent session created queues a session on its issue; a
+prompt reaches the running session as a directive; a redelivery changes nothing; a bad
+signature is 401 and changes nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from shopfloor.clock import ManualClock
+from tests.agentfactory.helpers import ADMIN
+from tests.integrations.helpers import (
+    LINEAR_SECRET,
+    linear_body,
+    post_github,
+    post_linear,
+    sessions,
+    settle,
+)
+from tests.platform.test_tenancy import key, new_org
+
+
+def services(api: httpx.AsyncClient) -> Any:
+    return api.app.state.services  # type: ignore[attr-defined]
+
+
+async def test_agent_session_created_queues_a_session(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    body = linear_body("created", "lin-s1", clock.now_ms(), promptContext="please fix it")
+    reply = await post_linear(api, body)
+    assert reply.status_code == 200, reply.text
+    answer = reply.json()
+    assert answer["ok"] is True and answer["eventId"] and answer["correlationId"]
+    assert "duplicate" not in answer
+    await settle(api)
+    [session] = await sessions(api)
+    assert session["sessionId"] == "lin-s1" and session["status"] == "pending"
+    assert session["issueIdentifier"] == "ENG-42" and session["prompt"] == "please fix it"
+    assert session["workType"] == "development"
+
+
+async def test_a_redelivery_is_a_duplicate_and_creates_nothing(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    body = linear_body("created", "lin-s2", clock.now_ms())
+    first = await post_linear(api, body, delivery="d-1")
+    again = await post_linear(api, body, delivery="d-1")
+    await settle(api)
+    assert again.status_code == 200 and again.json()["duplicate"] is True
+    assert again.json()["eventId"] == first.json()["eventId"]
+    assert [s["sessionId"] for s in await sessions(api)] == ["lin-s2"]
+    # The same session delivered again under a new delivery id: stored, skipped.
+    other = await post_linear(api, body, delivery="d-2")
+    await settle(api)
+    found = await services(api).dispatcher.store.get_delivery(other.json()["eventId"])
+    assert found.status == "skipped" and found.reason == "session_already_exists"
+    assert len(await sessions(api)) == 1
+
+
+async def test_a_bad_signature_is_refused_and_changes_nothing(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    body = linear_body("created", "lin-s3", clock.now_ms())
+    wrong = await post_linear(api, body, secret="not-the-secret-at-all")
+    assert wrong.status_code == 401 and wrong.json()["error"] == "Invalid signature"
+    raw = json.dumps(body).encode()
+    unsigned = await api.post("/api/webhooks/ingest/linear", content=raw)
+    assert unsigned.status_code == 401
+    tampered = await api.post(
+        "/api/webhooks/ingest/linear",
+        content=raw.replace(b"lin-s3", b"lin-s4"),
+        headers={"linear-signature": (await _signature(raw))},
+    )
+    assert tampered.status_code == 401
+    stale = linear_body("created", "lin-s5", clock.now_ms() - 120_000)
+    assert (await post_linear(api, stale)).status_code == 401
+    await settle(api)
+    assert await sessions(api) == []
+    assert await services(api).dispatcher.store.due_deliveries(clock.now_ms()) == []
+    audit = (await api.get("/api/audit", headers=ADMIN)).json()["events"]
+    assert all(e["eventType"] != "webhook.ingest" for e in audit)
+
+
+async def _signature(raw: bytes) -> str:
+    from shopfloor.service.webhook_signatures import sign
+
+    return sign("linear", LINEAR_SECRET, raw)["linear-signature"]
+
+
+async def test_the_reference_header_name_is_accepted(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    body = linear_body("created", "lin-x", clock.now_ms())
+    reply = await post_linear(api, body, header="x-linear-signature")
+    assert reply.status_code == 200, reply.text
+
+
+async def test_a_prompt_reaches_the_running_session_as_a_directive(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    await post_linear(api, linear_body("created", "lin-s6", clock.now_ms()))
+    await settle(api)
+    prompt = linear_body(
+        "prompted",
+        "lin-s6",
+        clock.now_ms(),
+        agentActivity={"content": {"type": "prompt", "body": "also check Firefox"}},
+    )
+    first = await post_linear(api, prompt, delivery="p-1")
+    await post_linear(api, prompt, delivery="p-1")  # redelivered: one directive only
+    await settle(api)
+    inbox = await services(api).dispatcher.store.list_inbox("lin-s6")
+    assert [(m.type, m.payload) for m in inbox] == [("directive", "also check Firefox")]
+    delivery = await services(api).dispatcher.store.get_delivery(first.json()["eventId"])
+    assert delivery.status == "processed" and delivery.result["action"] == "prompted"
+
+
+async def test_a_prompt_after_the_end_queues_again_at_priority_2(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    await post_linear(api, linear_body("created", "lin-s7", clock.now_ms()))
+    await settle(api)
+    stop = linear_body("prompted", "lin-s7", clock.now_ms(), agentActivity={"signal": "stop"})
+    await post_linear(api, stop)
+    await settle(api)
+    again = linear_body(
+        "prompted", "lin-s7", clock.now_ms(), agentActivity={"content": {"body": "go on"}}
+    )
+    await post_linear(api, again)
+    await settle(api)
+    found = {s["sessionId"]: s for s in await sessions(api)}
+    assert found["lin-s7"]["status"] == "stopped"
+    [requeued] = [s for s in found.values() if s["sessionId"] != "lin-s7"]
+    assert requeued["priority"] == 2 and requeued["prompt"] == "go on"
+    assert requeued["status"] == "pending"
+
+
+async def test_a_created_delivery_without_its_issue_is_a_400(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    body = linear_body("created", "lin-s8", clock.now_ms())
+    del body["agentSession"]["issue"]
+    reply = await post_linear(api, body)
+    assert reply.status_code == 400 and "agentSession.issue.id" in reply.json()["message"]
+    not_json = await api.post(
+        "/api/webhooks/ingest/linear",
+        content=b"[1, 2",
+        headers={"linear-signature": await _signature(b"[1, 2")},
+    )
+    assert not_json.status_code == 400
+    await settle(api)
+    assert await sessions(api) == []
+
+
+async def test_github_deliveries_are_stored_and_skipped_with_a_reason(
+    api: httpx.AsyncClient,
+) -> None:
+    for path in ("/api/webhooks/ingest/github", "/api/webhook/github"):
+        reply = await post_github(api, "push", {"ref": "refs/heads/main"}, path=path)
+        assert reply.status_code == 200, reply.text
+        await settle(api)
+        found = await services(api).dispatcher.store.get_delivery(reply.json()["eventId"])
+        assert found.event_type == "github.push"
+        assert found.status == "skipped" and found.reason == "no_trigger_rule"
+    bad = await post_github(api, "push", {"ref": "x"}, secret="wrong-secret-0123456789")
+    assert bad.status_code == 401
+
+
+async def test_no_secret_is_503_and_an_unknown_provider_404(api: httpx.AsyncClient) -> None:
+    reply = await api.post("/api/webhooks/ingest/vercel", json={"id": "x"})
+    assert reply.status_code == 503
+    assert reply.json()["message"] == "Webhook signature verification not configured"
+    assert (await api.post("/api/webhooks/ingest/gitlab", json={})).status_code == 404
+
+
+async def test_an_organisation_has_its_own_secret(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    a = await new_org(api, "a")
+    await new_org(api, "b")
+    key_a, key_b = await key(api, "a"), await key(api, "b")
+    secret = "org-a-linear-secret-0123"
+    # B's key can neither set nor delete A's secret.
+    for headers in (key_b,):
+        refused = await api.put(
+            f"/api/org/{a}/webhooks/linear", json={"secret": secret}, headers=headers
+        )
+        assert refused.status_code == 403
+        assert (
+            await api.delete(f"/api/org/{a}/webhooks/linear", headers=headers)
+        ).status_code == 403
+    set_ = await api.put(f"/api/org/{a}/webhooks/linear", json={"secret": secret}, headers=key_a)
+    assert set_.status_code == 200 and set_.json()["ingestUrl"].endswith(f"?org={a}")
+    stored = await services(api).dispatcher.store.get_webhook_secret(a, "linear")
+    assert secret not in stored.ciphertext
+    body = linear_body("created", "lin-a1", clock.now_ms())
+    # The server's own secret is not A's; A's secret is not the server's.
+    assert (await post_linear(api, body, org="a")).status_code == 401
+    assert (await post_linear(api, body, org="nope", secret=secret)).status_code == 401
+    reply = await post_linear(api, body, org="a", secret=secret)
+    assert reply.status_code == 200, reply.text
+    await settle(api)
+    [session] = await sessions(api, key_a)
+    assert session["orgId"] == a
+    assert await sessions(api, key_b) == []
+    deleted = await api.delete(f"/api/org/{a}/webhooks/linear", headers=key_a)
+    assert deleted.status_code == 200 and deleted.json()["configured"] is False
+    assert (await post_linear(api, body, org="a", secret=secret)).status_code == 503
+
+
+async def test_a_delivery_left_unprocessed_is_taken_over(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    """A process that stored a delivery and died before processing it: the upkeep of any
+    process takes it over once its lease lapses, and processes it once."""
+    webhooks = services(api).webhooks
+    webhooks._start = lambda event_id: None  # this process "dies" right after answering
+    reply = await post_linear(api, linear_body("created", "lin-s9", clock.now_ms()))
+    event_id = reply.json()["eventId"]
+    store = services(api).dispatcher.store
+    taken = await store.lease_delivery(
+        event_id, "dead-process", clock.now_ms(), clock.now_ms() + 30_000
+    )
+    assert taken is not None
+    assert await webhooks.process_due() == 0  # the lease still holds
+    clock.advance(31)
+    assert await webhooks.process_due() == 1
+    assert await webhooks.process_due() == 0
+    assert [s["sessionId"] for s in await sessions(api)] == ["lin-s9"]
+    assert not await store.finish_delivery(event_id, "dead-process", "processed", None, {}, 0)
