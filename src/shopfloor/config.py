@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 ENV_PREFIX = "SHOPFLOOR_"
@@ -116,6 +116,12 @@ class Settings:
             return None
         return frozenset(p.strip() for p in self.linear_allowed_projects.split(",") if p.strip())
 
+    def with_integrations_from_env(self) -> Settings:
+        """These settings, with the webhook and audit settings read from the environment
+        (`shopfloor serve` takes them from there only, not as flags)."""
+        found = Settings.from_env()
+        return replace(self, **{name: getattr(found, name) for name in INTEGRATION_SETTINGS})
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         env = dict(os.environ if environ is None else environ)
@@ -138,6 +144,18 @@ class Settings:
             out[ENV_PREFIX + f.name.upper()] = str(value)
         return out
 
+
+INTEGRATION_SETTINGS = (
+    "webhook_secret_linear",
+    "webhook_secret_github",
+    "webhook_secret_github_actions",
+    "webhook_secret_vercel",
+    "webhook_skip_verification",
+    "webhook_timestamp_tolerance_seconds",
+    "linear_allowed_projects",
+    "webhook_key_file",
+    "audit_key_file",
+)
 
 _FLOATS = {
     "worker_ttl_seconds",

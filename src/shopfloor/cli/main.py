@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shopfloor.cli.audit import audit_app
 from shopfloor.cli.chat import follow_turn
 from shopfloor.cli.follow import follow_run, follow_timeline
 from shopfloor.client import OperatorClient, OperatorError, find_admin_key
@@ -54,6 +55,7 @@ agents_app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 app.add_typer(signing_key_app, name="signing-key")
 app.add_typer(agents_app, name="agents")
+app.add_typer(audit_app, name="audit")
 app.command("worker")(worker)
 
 console = Console()
@@ -332,7 +334,7 @@ def serve(
         turn_lease_seconds=turn_lease,
         work_lease_ttl_seconds=work_lease_ttl,
         stream_keepalive_seconds=stream_keepalive,
-    )
+    ).with_integrations_from_env()
     url = settings.resolved_database_url()
     try:
         async_url(url)
