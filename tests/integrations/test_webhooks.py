@@ -170,11 +170,14 @@ async def test_github_deliveries_are_stored_and_skipped_with_a_reason(
     assert bad.status_code == 401
 
 
-async def test_no_secret_is_503_and_an_unknown_provider_404(api: httpx.AsyncClient) -> None:
-    reply = await api.post("/api/webhooks/ingest/vercel", json={"id": "x"})
+async def test_no_secret_is_503_and_an_unknown_provider_401(api: httpx.AsyncClient) -> None:
+    signed = {"x-vercel-signature": "0" * 40}
+    reply = await api.post("/api/webhooks/ingest/vercel", json={"id": "x"}, headers=signed)
     assert reply.status_code == 503
     assert reply.json()["message"] == "Webhook signature verification not configured"
-    assert (await api.post("/api/webhooks/ingest/gitlab", json={})).status_code == 404
+    unsigned = await api.post("/api/webhooks/ingest/vercel", json={"id": "x"})
+    assert unsigned.status_code == 401
+    assert (await api.post("/api/webhooks/ingest/gitlab", json={})).status_code == 401
 
 
 async def test_an_organisation_has_its_own_secret(
@@ -210,6 +213,7 @@ async def test_an_organisation_has_its_own_secret(
     deleted = await api.delete(f"/api/org/{a}/webhooks/linear", headers=key_a)
     assert deleted.status_code == 200 and deleted.json()["configured"] is False
     assert (await post_linear(api, body, org="a", secret=secret)).status_code == 503
+    assert (await api.post("/api/webhooks/ingest/linear?org=a", json=body)).status_code == 401
 
 
 async def test_a_delivery_left_unprocessed_is_taken_over(

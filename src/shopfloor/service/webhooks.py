@@ -87,10 +87,14 @@ class Webhooks:
     ) -> str:
         """The organisation a correctly signed delivery is for. The default organisation's
         secret is in the settings; another organisation (named by `?org=`) has its own."""
+        if provider not in SCHEMES:
+            raise BadSignature("provider: must be one of " + ", ".join(SCHEMES))
         org_id, secret = await self._secret(provider, org_ref)
+        if secret is None and self.settings.skip_verification and org_id == DEFAULT_ORG:
+            return org_id
+        if not any(h in headers for h in SCHEMES[provider].headers):
+            raise BadSignature("The delivery carries no signature")
         if secret is None:
-            if self.settings.skip_verification and org_id == DEFAULT_ORG:
-                return org_id
             raise NotConfigured("Webhook signature verification not configured")
         if not signature_valid(provider, secret, body, headers):
             raise BadSignature("Invalid signature")

@@ -117,8 +117,11 @@ async def verify_audit(request: Request, who: Caller) -> dict[str, Any]:
     response_model=None,
     responses={
         200: {
+            "model": AuditJwks,
             "description": "The organisation's keys, active and revoked (none if unknown)",
-            "content": {"application/jwk-set+json": {"schema": AuditJwks.model_json_schema()}},
+            "content": {
+                "application/jwk-set+json": {"schema": {"$ref": "#/components/schemas/AuditJwks"}}
+            },
         },
         304: {"description": "Not modified (If-None-Match)"},
     },
