@@ -235,7 +235,7 @@ def make_integrations(
         secrets=settings.webhook_secrets(),
         skip_verification=settings.webhook_skip_verification,
         timestamp_tolerance_ms=int(settings.webhook_timestamp_tolerance_seconds * 1000),
-        lease_ms=int(max(settings.reap_interval_seconds * 6, 30) * 1000),
+        lease_ms=int(settings.turn_lease_seconds * 1000),
         allowed_projects=settings.allowed_linear_projects(),
     )
     linear = LinearEvents(dispatcher, webhook_settings.allowed_projects)
