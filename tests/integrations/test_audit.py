@@ -23,7 +23,7 @@ from shopfloor.service import audit_chain
 from shopfloor.service.audit import AuditLog, Who
 from shopfloor.service.audit_keys import AuditKeys, rotate
 from shopfloor.store import open_store
-from tests.agentfactory.helpers import ADMIN
+from tests.agentfactory.helpers import ADMIN, register
 from tests.conftest import Backend
 from tests.integrations.helpers import linear_body, post_linear, settle
 from tests.platform.test_tenancy import key, mint, new_org, queue
@@ -246,3 +246,14 @@ async def test_concurrent_writers_never_fork_the_chain(
     finally:
         for store in stores:
             await store.close()
+
+
+async def test_workers_registered_and_declared_dead_are_recorded(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    worker_id = await register(api)
+    clock.advance(3600)
+    await services(api).dispatcher.reap()
+    log = await entries(api, ADMIN, entityId=worker_id)
+    assert [e["eventType"] for e in log] == ["worker.registered", "worker.declared_dead"]
+    assert log[0]["actorId"] == "worker-key" and log[1]["actorType"] == "system"

@@ -10,7 +10,15 @@ from typing import Any
 from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id, new_worker_id
 from shopfloor.service.actors import ANYONE, Actor
-from shopfloor.service.audit import SESSION_CREATED, SESSION_TRANSFERRED, SYSTEM, AuditLog, Who
+from shopfloor.service.audit import (
+    SESSION_CREATED,
+    SESSION_TRANSFERRED,
+    SYSTEM,
+    WORKER_DECLARED_DEAD,
+    WORKER_REGISTERED,
+    AuditLog,
+    Who,
+)
 from shopfloor.service.channel import MESSAGES_PER_LANE, SessionChannel, by_session
 from shopfloor.service.errors import (
     Conflict,
@@ -283,6 +291,12 @@ class Dispatcher:
             org_id=registration.org_id if registration else DEFAULT_ORG,
         )
         await self.store.insert_worker(worker)
+        if self.audit is not None:
+            by = Who(registration.id, "api_key") if registration else Who("worker-key", "worker")
+            details = {"hostname": hostname, "protocol": protocol, "projects": projects}
+            await self.audit.record(
+                worker.org_id, WORKER_REGISTERED, by, ("worker", worker.id), details
+            )
         return worker
 
     async def worker_org(self, worker_id: str) -> str | None:
@@ -650,6 +664,7 @@ class Dispatcher:
                 continue
             report.dead_workers.append(worker_id)
             reason = f"worker {worker_id} sent no heartbeat for {self.worker_ttl_ms // 1000}s"
+            await self._audit_worker_end(worker_id, WORKER_DECLARED_DEAD, reason)
             report.requeued.extend(await self._requeue_all(worker_id, reason))
         for session in await self.store.expired_leases(now):
             # Fenced by owner, epoch and expiry: if another replica requeued it first, or its
@@ -658,6 +673,11 @@ class Dispatcher:
                 report.requeued.append(session.id)
         report.promoted.extend(await self.channel.reap_issue_locks())
         return report
+
+    async def _audit_worker_end(self, worker_id: str, event: str, reason: str) -> None:
+        org = await self.worker_org(worker_id)
+        if self.audit is not None and org is not None:
+            await self.audit.record(org, event, SYSTEM, ("worker", worker_id), {"reason": reason})
 
     async def next_reap_at(self) -> int | None:
         """When the next lease runs out or the next worker falls silent for its TTL (epoch
