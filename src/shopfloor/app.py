@@ -33,6 +33,7 @@ from shopfloor.api.operator.schemas import validation_message
 from shopfloor.api.platform.audit_routes import router as audit_router
 from shopfloor.api.platform.oauth import router as oauth_router
 from shopfloor.api.platform.routes import router as platform_router
+from shopfloor.api.platform.trigger_routes import router as trigger_router
 from shopfloor.api.platform.webhook_routes import router as webhook_router
 from shopfloor.api.state import Services
 from shopfloor.api.veryfront.conversation_routes import router as conversation_router
@@ -63,6 +64,7 @@ from shopfloor.service.notifier import (
 from shopfloor.service.orgs import Orgs
 from shopfloor.service.reaper import run_reaper
 from shopfloor.service.secret_box import SecretBox
+from shopfloor.service.triggers import Triggers
 from shopfloor.service.webhooks import Webhooks, WebhookSettings
 from shopfloor.service.work import WorkQueue
 from shopfloor.store import Store, open_store
@@ -180,6 +182,7 @@ def create_app(
         platform_router,
         oauth_router,
         webhook_router,
+        trigger_router,
         audit_router,
         veryfront_router,
         run_router,
@@ -239,7 +242,8 @@ def make_integrations(
         allowed_projects=settings.allowed_linear_projects(),
     )
     linear = LinearEvents(dispatcher, webhook_settings.allowed_projects)
-    return audit, Webhooks(store, clock, audit, linear, box, webhook_settings)
+    triggers = Triggers(dispatcher, clock, audit)
+    return audit, Webhooks(store, clock, audit, linear, triggers, box, webhook_settings)
 
 
 def make_notifier(store: Store, settings: Settings) -> Notifier:

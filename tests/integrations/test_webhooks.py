@@ -156,7 +156,7 @@ async def test_a_created_delivery_without_its_issue_is_a_400(
     assert await sessions(api) == []
 
 
-async def test_github_deliveries_are_stored_and_skipped_with_a_reason(
+async def test_github_deliveries_without_a_rule_are_skipped_with_a_reason(
     api: httpx.AsyncClient,
 ) -> None:
     for path in ("/api/webhooks/ingest/github", "/api/webhook/github"):
@@ -236,3 +236,62 @@ async def test_a_delivery_left_unprocessed_is_taken_over(
     assert await webhooks.process_due() == 0
     assert [s["sessionId"] for s in await sessions(api)] == ["lin-s9"]
     assert not await store.finish_delivery(event_id, "dead-process", "processed", None, {}, 0)
+
+
+async def test_a_trigger_rule_queues_a_session_for_matching_github_deliveries(
+    api: httpx.AsyncClient,
+) -> None:
+    a = await new_org(api, "a")
+    await new_org(api, "b")
+    key_a, key_b = await key(api, "a"), await key(api, "b")
+    rule = {
+        "provider": "github",
+        "eventType": "github.pull_request.opened",
+        "match": {"repository.full_name": "acme/web"},
+        "prompt": "Review PR #{{pull_request.number}}: {{pull_request.title}}",
+        "workType": "qa",
+    }
+    # B's key can neither create, list nor delete A's rules.
+    assert (
+        await api.post(f"/api/org/{a}/webhook-triggers", json=rule, headers=key_b)
+    ).status_code == 403
+    assert (await api.get(f"/api/org/{a}/webhook-triggers", headers=key_b)).status_code == 403
+    made = await api.post(f"/api/org/{a}/webhook-triggers", json=rule, headers=key_a)
+    assert made.status_code == 201, made.text
+    trigger = made.json()["id"]
+    assert (
+        await api.delete(f"/api/org/{a}/webhook-triggers/{trigger}", headers=key_b)
+    ).status_code == 403
+    bad = await api.post(
+        f"/api/org/{a}/webhook-triggers", json={**rule, "eventType": "push"}, headers=key_a
+    )
+    assert bad.status_code == 400 and "eventType" in bad.json()["message"]
+    secret = "org-a-github-secret-0123"
+    await api.put(f"/api/org/{a}/webhooks/github", json={"secret": secret}, headers=key_a)
+    pr = {
+        "action": "opened",
+        "repository": {"full_name": "acme/web"},
+        "pull_request": {"number": 7, "title": "Add dark mode"},
+    }
+    path = f"/api/webhooks/ingest/github?org={a}"
+    reply = await post_github(api, "pull_request", pr, secret=secret, path=path)
+    other = {**pr, "repository": {"full_name": "acme/api"}}
+    unmatched = await post_github(api, "pull_request", other, secret=secret, path=path)
+    await settle(api)
+    [session] = await sessions(api, key_a)
+    assert session["prompt"] == "Review PR #7: Add dark mode" and session["workType"] == "qa"
+    store = services(api).dispatcher.store
+    done = await store.get_delivery(reply.json()["eventId"])
+    assert done.status == "processed" and done.result["sessionIds"] == [session["sessionId"]]
+    skipped = await store.get_delivery(unmatched.json()["eventId"])
+    assert skipped.status == "skipped" and skipped.reason == "no_trigger_rule"
+    # Processing the delivery again (a lapsed lease) queues nothing new.
+    assert await services(api).webhooks.triggers.handle(done) is not None
+    assert len(await sessions(api, key_a)) == 1
+    listed = (await api.get(f"/api/org/{a}/webhook-triggers", headers=key_a)).json()
+    assert [t["id"] for t in listed["triggers"]] == [trigger]
+    gone = await api.delete(f"/api/org/{a}/webhook-triggers/{trigger}", headers=key_a)
+    assert gone.status_code == 200
+    assert (await api.get(f"/api/org/{a}/webhook-triggers", headers=key_a)).json() == {
+        "triggers": []
+    }

@@ -11,6 +11,7 @@ from shopfloor.store import Store
 from shopfloor.store.integration_records import (
     AuditQuery,
     AuditRecord,
+    TriggerRule,
     WebhookDelivery,
     WebhookSecretRecord,
 )
@@ -126,3 +127,14 @@ async def test_an_append_that_loses_its_sequence_number_retries(store: Store) ->
 
     made = await store.append_audit("org_a", racing)
     assert made.sequence_number == 2 and calls == [2, 2]
+
+
+async def test_trigger_rules_are_per_organisation(store: Store) -> None:
+    rule = TriggerRule("trg_1", "org_a", "github", "github.push", "p", 1, {"ref": "x"})
+    await store.insert_trigger(rule)
+    await store.insert_trigger(dataclasses.replace(rule, id="trg_2", event_type="github.x"))
+    assert await store.list_triggers("org_a", "github", "github.push") == [rule]
+    assert len(await store.list_triggers("org_a")) == 2
+    assert await store.list_triggers("org_b") == []
+    assert not await store.delete_trigger("org_b", "trg_1")
+    assert await store.delete_trigger("org_a", "trg_1")

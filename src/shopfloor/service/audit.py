@@ -35,6 +35,8 @@ WEBHOOK_INGEST = "webhook.ingest"
 WEBHOOK_PROCESSED = "webhook.processed"
 WEBHOOK_SECRET_SET = "webhook_secret.set"
 WEBHOOK_SECRET_DELETED = "webhook_secret.deleted"
+TRIGGER_CREATED = "trigger.created"
+TRIGGER_DELETED = "trigger.deleted"
 
 VERIFY_PAGE = 500
 

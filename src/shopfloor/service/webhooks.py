@@ -25,9 +25,10 @@ from shopfloor.service.audit import (
     Who,
 )
 from shopfloor.service.errors import DomainError, InvalidInput
-from shopfloor.service.linear_events import LinearEvents, Outcome, missing_field, skip
+from shopfloor.service.linear_events import LinearEvents, Outcome, missing_field
 from shopfloor.service.notifier import cancel_wait
 from shopfloor.service.secret_box import SecretBox
+from shopfloor.service.triggers import Triggers
 from shopfloor.service.webhook_signatures import LINEAR, SCHEMES, signature_valid
 from shopfloor.store import Store
 from shopfloor.store.integration_records import WebhookDelivery, WebhookSecretRecord
@@ -68,6 +69,7 @@ class Webhooks:
         clock: Clock,
         audit: AuditLog,
         linear: LinearEvents,
+        triggers: Triggers,
         box: SecretBox,
         settings: WebhookSettings,
     ) -> None:
@@ -75,6 +77,7 @@ class Webhooks:
         self.clock = clock
         self.audit = audit
         self.linear = linear
+        self.triggers = triggers
         self.box = box
         self.settings = settings
         self.owner = "p_" + uuid.uuid4().hex[:16]
@@ -210,11 +213,10 @@ class Webhooks:
         return done
 
     async def _outcome(self, delivery: WebhookDelivery) -> Outcome:
-        if delivery.provider == LINEAR:
+        if delivery.provider == LINEAR and delivery.body.get("type") == "AgentSessionEvent":
             return await self.linear.handle(delivery)
-        # GitHub, GitHub Actions and Vercel deliveries are stored and audited; what they
-        # trigger is not fixed by the platform (trigger rules are not built yet).
-        return skip("no_trigger_rule")
+        # Everything else does what the organisation's trigger rules say.
+        return await self.triggers.handle(delivery)
 
     async def process_due(self) -> int:
         """Process the deliveries no live lease covers; how many this call finished."""

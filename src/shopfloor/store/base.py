@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from shopfloor.store.integration_records import (
     AuditQuery,
     AuditRecord,
+    TriggerRule,
     WebhookDelivery,
     WebhookSecretRecord,
 )
@@ -264,6 +265,11 @@ class IntegrationStore(Protocol):
         self, org_id: str, provider: str
     ) -> WebhookSecretRecord | None: ...
     async def delete_webhook_secret(self, org_id: str, provider: str) -> bool: ...
+    async def insert_trigger(self, rule: TriggerRule) -> None: ...
+    async def list_triggers(
+        self, org_id: str, provider: str | None = None, event_type: str | None = None
+    ) -> list[TriggerRule]: ...
+    async def delete_trigger(self, org_id: str, trigger_id: str) -> bool: ...
     async def append_audit(
         self, org_id: str, build: Callable[[int, str], AuditRecord]
     ) -> AuditRecord:

@@ -40,6 +40,24 @@ class WebhookSecretRecord:
 
 
 @dataclass(frozen=True)
+class TriggerRule:
+    """An operator's rule: a delivery of `provider` whose event type is `event_type` and
+    whose body matches `match` (dotted path -> value, all equal) queues a session with the
+    prompt `prompt_template` renders (`{{dotted.path}}` replaced by the body's value)."""
+
+    id: str
+    org_id: str
+    provider: str
+    event_type: str
+    prompt_template: str
+    created_at: int
+    match: dict[str, Any] = field(default_factory=dict)
+    work_type: str | None = None
+    project: str | None = None
+    priority: int | None = None
+
+
+@dataclass(frozen=True)
 class AuditRecord:
     id: str
     org_id: str

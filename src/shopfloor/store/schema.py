@@ -519,6 +519,22 @@ webhook_secrets = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+webhook_triggers = sa.Table(
+    "webhook_triggers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("event_type", sa.String(200), nullable=False),
+    sa.Column("prompt_template", sa.Text, nullable=False),
+    sa.Column("match", JSONType, nullable=False),
+    sa.Column("work_type", sa.String(64)),
+    sa.Column("project", sa.String(200)),
+    sa.Column("priority", sa.Integer),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_webhook_triggers_org", "org_id", "provider", "event_type"),
+)
+
 # The audit log: per organisation, a hash chain with strictly increasing sequence numbers
 # (the unique constraint is what keeps two writers from forking it).
 audit_events = sa.Table(

@@ -17,6 +17,7 @@ from shopfloor.store.integration_records import (
     DELIVERY_PENDING,
     AuditQuery,
     AuditRecord,
+    TriggerRule,
     WebhookDelivery,
     WebhookSecretRecord,
 )
@@ -147,6 +148,30 @@ class IntegrationsSql:
             done = await conn.execute(
                 s.delete().where(s.c.org_id == org_id, s.c.provider == provider)
             )
+        return done.rowcount > 0
+
+    # -- trigger rules --
+
+    async def insert_trigger(self, rule: TriggerRule) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(t.webhook_triggers.insert().values(dataclasses.asdict(rule)))
+
+    async def list_triggers(
+        self, org_id: str, provider: str | None = None, event_type: str | None = None
+    ) -> list[TriggerRule]:
+        r = t.webhook_triggers
+        query = sa.select(r).where(r.c.org_id == org_id).order_by(r.c.created_at, r.c.id)
+        if provider is not None:
+            query = query.where(r.c.provider == provider)
+        if event_type is not None:
+            query = query.where(r.c.event_type == event_type)
+        async with self.db.connect() as conn:
+            return [TriggerRule(**row._mapping) for row in await conn.execute(query)]
+
+    async def delete_trigger(self, org_id: str, trigger_id: str) -> bool:
+        r = t.webhook_triggers
+        async with self.db.begin() as conn:
+            done = await conn.execute(r.delete().where(r.c.org_id == org_id, r.c.id == trigger_id))
         return done.rowcount > 0
 
     # -- the audit log --

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shopfloor.service import audit_chain
-from shopfloor.store.integration_records import AuditRecord
+from shopfloor.store.integration_records import AuditRecord, TriggerRule
 
 
 class WebhookPayload(BaseModel):
@@ -34,6 +34,58 @@ class WebhookSecretView(BaseModel):
     provider: str
     configured: bool
     ingestUrl: str = Field(description="Where to point the provider: this path, on this server")
+
+
+class TriggerCreate(BaseModel):
+    provider: Literal["linear", "github", "github-actions", "vercel"]
+    eventType: str = Field(
+        max_length=200, description="e.g. github.pull_request.opened, github.push"
+    )
+    match: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Dotted paths the body must hold, e.g. {"repository.full_name": "acme/web"}',
+    )
+    prompt: str = Field(max_length=20_000, description="{{dotted.path}} takes the body's value")
+    workType: str | None = Field(None, max_length=64)
+    projectName: str | None = Field(None, max_length=200)
+    priority: int | None = Field(None, ge=0, le=10)
+
+
+class TriggerView(BaseModel):
+    id: str
+    orgId: str
+    provider: str
+    eventType: str
+    match: dict[str, Any]
+    prompt: str
+    workType: str | None
+    projectName: str | None
+    priority: int | None
+    createdAt: str
+
+
+class TriggerList(BaseModel):
+    triggers: list[TriggerView]
+
+
+class TriggerDeleted(BaseModel):
+    deleted: bool
+    id: str
+
+
+def trigger_view(rule: TriggerRule) -> dict[str, Any]:
+    return {
+        "id": rule.id,
+        "orgId": rule.org_id,
+        "provider": rule.provider,
+        "eventType": rule.event_type,
+        "match": rule.match,
+        "prompt": rule.prompt_template,
+        "workType": rule.work_type,
+        "projectName": rule.project,
+        "priority": rule.priority,
+        "createdAt": audit_chain.iso(rule.created_at),
+    }
 
 
 class AuditEvent(BaseModel):

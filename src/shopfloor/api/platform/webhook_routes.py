@@ -146,11 +146,16 @@ async def delete_secret(
 async def _managed_org(svc: Services, who: Principal, named: str, provider: str) -> str:
     if provider not in PROVIDERS:
         raise ApiError(404, "provider: must be one of " + ", ".join(PROVIDERS))
+    return await managed_org(svc, who, named)
+
+
+async def managed_org(svc: Services, who: Principal, named: str) -> str:
+    """The organisation `named`, if the caller may manage its integrations."""
     org = (await svc.orgs.get(named)).id
     if who.org_id is not None and who.org_id != org:
         raise ApiError(403, "orgId: this key acts in its own organisation only")
     if who.projects is not None or not who.may("org_keys:write"):
-        raise ApiError(403, "Webhook secrets need an organisation-wide key with org_keys:write")
+        raise ApiError(403, "Integrations need an organisation-wide key with org_keys:write")
     return org
 
 

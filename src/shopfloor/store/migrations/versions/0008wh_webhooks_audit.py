@@ -1,4 +1,5 @@
-"""Webhook deliveries, per-organisation webhook secrets (encrypted) and the audit log.
+"""Webhook deliveries, per-organisation webhook secrets (encrypted) and trigger rules, and
+the audit log.
 
 Revision ID: 0008wh_webhooks_audit
 Revises: 0007
@@ -53,6 +54,22 @@ def upgrade() -> None:
         sa.Column("created_at", sa.BigInteger, nullable=False),
     )
     op.create_table(
+        "webhook_triggers",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("org_id", sa.String(64), nullable=False),
+        sa.Column("provider", sa.String(32), nullable=False),
+        sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("prompt_template", sa.Text, nullable=False),
+        sa.Column("match", JSONType, nullable=False),
+        sa.Column("work_type", sa.String(64)),
+        sa.Column("project", sa.String(200)),
+        sa.Column("priority", sa.Integer),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    op.create_index(
+        "ix_webhook_triggers_org", "webhook_triggers", ["org_id", "provider", "event_type"]
+    )
+    op.create_table(
         "audit_events",
         sa.Column("id", sa.String(64), primary_key=True),
         sa.Column("org_id", sa.String(64), nullable=False),
@@ -80,6 +97,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("audit_events")
+    op.drop_table("webhook_triggers")
     op.drop_table("webhook_secrets")
     op.drop_index("ix_webhook_deliveries_pending", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
