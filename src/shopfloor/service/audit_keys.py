@@ -87,6 +87,7 @@ class AuditKeys:
         self.path = path
         self._seeds: list[AuditSeed] = []
         self._mtime_ns = -1
+        self._derived: dict[tuple[str, str], Ed25519PrivateKey] = {}
 
     def load_or_create(self, now_ms: int) -> None:
         if not self.path.exists():
@@ -107,7 +108,12 @@ class AuditKeys:
         """The kid and private key that sign the organisation's next entry."""
         self.reload_if_changed()
         seed = self._seeds[0]
-        return seed.kid, org_key(seed, org_id)
+        key = self._derived.get((seed.kid, org_id))
+        if key is None:
+            if len(self._derived) > 10_000:
+                self._derived.clear()
+            key = self._derived[(seed.kid, org_id)] = org_key(seed, org_id)
+        return seed.kid, key
 
     def jwks(self, org_id: str) -> dict[str, Any]:
         """The organisation's public keys, active and revoked, as a JWK set."""

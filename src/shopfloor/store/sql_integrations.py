@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
 from shopfloor.store import schema as t
-from shopfloor.store.db import Database
+from shopfloor.store.db import Database, Prepared
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.integration_records import (
     DELIVERY_PENDING,
@@ -23,9 +25,30 @@ from shopfloor.store.integration_records import (
 )
 
 GENESIS_HASH = "0" * 64
+# Prepared statements reach the caller as the driver raised them (store/db.py).
+_DRIVER_INTEGRITY: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    asyncpg.UniqueViolationError,
+)
 # How often an append retries after losing a race for the next sequence number (only a
 # writer outside this server's own serialisation can make it lose: another SQLite process).
 _APPEND_ATTEMPTS = 20
+
+
+_a = t.audit_events
+# Built once: an append is one per audited action, on the hot path of session creation.
+_AUDIT_HEAD = Prepared(
+    sa.select(_a.c.sequence_number, _a.c.entry_hash)
+    .where(_a.c.org_id == sa.bindparam("b_org"))
+    .order_by(_a.c.sequence_number.desc())
+    .limit(1)
+)
+_AUDIT_INSERT = Prepared(
+    _a.insert().values({c.name: sa.bindparam(c.name, type_=c.type) for c in _a.columns})
+)
+_AUDIT_LOCK = Prepared(
+    sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("b_key", type_=sa.BigInteger)))
+)
 
 
 def _lock_key(org_id: str) -> int:
@@ -183,31 +206,22 @@ class IntegrationsSql:
         in one transaction with the read of the chain's head. On PostgreSQL an advisory lock
         per organisation makes concurrent appenders (of any process) take turns; the unique
         (org, sequence) constraint refuses a fork whatever happens, and the loser retries."""
-        a = t.audit_events
-        head = (
-            sa.select(a.c.sequence_number, a.c.entry_hash)
-            .where(a.c.org_id == org_id)
-            .order_by(a.c.sequence_number.desc())
-            .limit(1)
-        )
         for _ in range(_APPEND_ATTEMPTS):
             try:
                 async with self.db.begin() as conn:
                     if self.dialect == "postgresql":
-                        await conn.execute(
-                            sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(org_id)}
-                        )
-                    last = (await conn.execute(head)).first()
+                        await conn.fetch(_AUDIT_LOCK, {"b_key": _lock_key(org_id)})
+                    last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
                     seq, prev = 1, GENESIS_HASH
-                    if last is not None:
-                        seq, prev = (
-                            int(last._mapping["sequence_number"]) + 1,
-                            str(last._mapping["entry_hash"]),
-                        )
+                    if last:
+                        seq = int(last[0]["sequence_number"]) + 1
+                        prev = str(last[0]["entry_hash"])
                     record = build(seq, prev)
-                    await conn.execute(a.insert().values(dataclasses.asdict(record)))
+                    await conn.run(_AUDIT_INSERT, dataclasses.asdict(record))
                 return record
             except sa.exc.IntegrityError:
+                continue
+            except _DRIVER_INTEGRITY:
                 continue
         raise DuplicateKey(f"audit chain of {org_id}: no free sequence number")
 
