@@ -6,12 +6,14 @@ signature is 401 and changes nothing."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from shopfloor.clock import ManualClock
 from tests.agentfactory.helpers import ADMIN
+from tests.conftest import Backend, make_settings, running_app
 from tests.integrations.helpers import (
     LINEAR_SECRET,
     linear_body,
@@ -295,3 +297,55 @@ async def test_a_trigger_rule_queues_a_session_for_matching_github_deliveries(
     assert (await api.get(f"/api/org/{a}/webhook-triggers", headers=key_a)).json() == {
         "triggers": []
     }
+
+
+async def test_an_oversized_delivery_is_refused_unread(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    from shopfloor.api.platform.webhook_routes import WEBHOOK_MAX_BYTES
+
+    body = linear_body("created", "lin-big", clock.now_ms(), promptContext="x" * WEBHOOK_MAX_BYTES)
+    reply = await post_linear(api, body)
+    assert reply.status_code == 413
+    await settle(api)
+    assert await sessions(api) == []
+
+
+async def test_secrets_and_keys_live_in_private_files(api: httpx.AsyncClient) -> None:
+    settings = services(api).settings
+    for path in (settings.webhook_key_path, settings.audit_key_path):
+        assert path.is_file() and path.stat().st_mode & 0o777 == 0o600, path
+
+
+async def test_the_development_switch_accepts_unsigned_deliveries(
+    backend: Backend, tmp_path: Path, clock: ManualClock
+) -> None:
+    settings = make_settings(backend, tmp_path, webhook_skip_verification=True)
+    async with running_app(settings, clock) as client:
+        body = linear_body("created", "lin-dev", clock.now_ms())
+        reply = await client.post("/api/webhooks/ingest/linear", json=body)
+        assert reply.status_code == 200, reply.text
+        await settle(client)
+        assert [s["sessionId"] for s in await sessions(client)] == ["lin-dev"]
+        # Only for the server's own organisation: another's deliveries still need a secret.
+        await new_org(client, "a")
+        other = await client.post("/api/webhooks/ingest/linear?org=a", json=body)
+        assert other.status_code == 401
+
+
+async def test_a_delivery_that_keeps_failing_is_given_up(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    webhooks = services(api).webhooks
+    webhooks._start = lambda event_id: None
+    reply = await post_linear(api, linear_body("created", "lin-poison", clock.now_ms()))
+    event_id = reply.json()["eventId"]
+    store = services(api).dispatcher.store
+    for _ in range(5):  # five processes that died mid-way
+        now = clock.now_ms()
+        assert await store.lease_delivery(event_id, "dying", now, now + 1000) is not None
+        clock.advance(2)
+    assert await webhooks.process(event_id)
+    found = await store.get_delivery(event_id)
+    assert found.status == "skipped" and found.reason == "failed after 5 attempts"
+    assert await sessions(api) == []

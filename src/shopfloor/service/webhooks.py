@@ -25,7 +25,7 @@ from shopfloor.service.audit import (
     Who,
 )
 from shopfloor.service.errors import DomainError, InvalidInput
-from shopfloor.service.linear_events import LinearEvents, Outcome, missing_field
+from shopfloor.service.linear_events import LinearEvents, Outcome, missing_field, skip
 from shopfloor.service.notifier import cancel_wait
 from shopfloor.service.secret_box import SecretBox
 from shopfloor.service.triggers import Triggers
@@ -36,6 +36,9 @@ from shopfloor.store.tenancy_records import DEFAULT_ORG
 
 log = logging.getLogger("shopfloor.webhooks")
 MAX_SECRET_LENGTH = 512
+# A delivery whose processing failed this many times (each retried after its lease lapsed)
+# is given up, skipped with the reason `failed`, instead of being retried for ever.
+MAX_ATTEMPTS = 5
 
 
 class BadSignature(DomainError):
@@ -193,7 +196,10 @@ class Webhooks:
         )
         if delivery is None:
             return False
-        outcome = await self._outcome(delivery)
+        if delivery.attempts > MAX_ATTEMPTS:
+            outcome = skip(f"failed after {MAX_ATTEMPTS} attempts")
+        else:
+            outcome = await self._outcome(delivery)
         done = await self.store.finish_delivery(
             event_id,
             self.owner,
