@@ -241,7 +241,9 @@ def make_integrations(
         lease_ms=int(settings.turn_lease_seconds * 1000),
         allowed_projects=settings.allowed_linear_projects(),
     )
-    linear = LinearEvents(dispatcher, webhook_settings.allowed_projects)
+    linear = LinearEvents(
+        dispatcher, webhook_settings.allowed_projects, settings.linear_session_cap
+    )
     triggers = Triggers(dispatcher, clock, audit)
     return audit, Webhooks(store, clock, audit, linear, triggers, box, webhook_settings)
 

@@ -66,6 +66,9 @@ class Settings:
     webhook_timestamp_tolerance_seconds: float = 60.0
     # Linear projects whose agent sessions are queued (comma-separated; unset: all).
     linear_allowed_projects: str | None = None
+    # A Linear agent session is skipped (`session_hard_cap`) while the organisation's queue
+    # holds this many unfinished sessions (0: no cap).
+    linear_session_cap: int = 0
     # The key that encrypts stored webhook secrets (default: webhook-secrets.key in the data
     # dir), and the audit log's signing seeds (default: audit-keys.json in the data dir).
     webhook_key_file: Path | None = None
@@ -153,6 +156,7 @@ INTEGRATION_SETTINGS = (
     "webhook_skip_verification",
     "webhook_timestamp_tolerance_seconds",
     "linear_allowed_projects",
+    "linear_session_cap",
     "webhook_key_file",
     "audit_key_file",
 )
@@ -177,6 +181,7 @@ _INTS = {
     "max_body_bytes",
     "model_max_tokens",
     "work_lease_ttl_seconds",
+    "linear_session_cap",
 }
 
 

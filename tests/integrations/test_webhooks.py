@@ -6,6 +6,7 @@ signature is 401 and changes nothing."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +350,35 @@ async def test_a_delivery_that_keeps_failing_is_given_up(
     found = await store.get_delivery(event_id)
     assert found.status == "skipped" and found.reason == "failed after 5 attempts"
     assert await sessions(api) == []
+
+
+async def test_linear_skips_follow_the_receivers_rules(
+    backend: Backend, tmp_path: Path, clock: ManualClock
+) -> None:
+    settings = make_settings(
+        backend,
+        tmp_path,
+        webhook_secret_linear=LINEAR_SECRET,
+        linear_allowed_projects="web, api",
+        linear_session_cap=1,
+    )
+    async with running_app(settings, clock) as client:
+
+        def issue(**fields: Any) -> dict[str, Any]:
+            body = linear_body("created", f"lin-{uuid.uuid4().hex[:8]}", clock.now_ms())
+            body["agentSession"]["issue"].update({"project": {"name": "web"}, **fields})
+            return body
+
+        cases = [
+            (issue(parentId="iss-parent"), "sub_issue_managed_by_parent"),
+            (issue(state={"name": "Done", "type": "completed"}), "terminal_state"),
+            (issue(project={"name": "mobile"}), "project_not_allowed"),
+            (issue(), None),
+            (issue(), "session_hard_cap"),
+        ]
+        for body, reason in cases:
+            reply = await post_linear(client, body)
+            await settle(client)
+            found = await services(client).dispatcher.store.get_delivery(reply.json()["eventId"])
+            assert found.reason == reason, (body, found)
+        assert len(await sessions(client)) == 1

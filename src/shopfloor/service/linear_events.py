@@ -96,9 +96,15 @@ def work_type(prompt: str | None, state_name: str | None) -> str:
 
 
 class LinearEvents:
-    def __init__(self, dispatcher: Dispatcher, allowed_projects: frozenset[str] | None) -> None:
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        allowed_projects: frozenset[str] | None,
+        session_cap: int = 0,
+    ) -> None:
         self.dispatcher = dispatcher
         self.allowed_projects = allowed_projects
+        self.session_cap = session_cap
 
     async def handle(self, delivery: WebhookDelivery) -> Outcome:
         body = delivery.body
@@ -125,11 +131,14 @@ class LinearEvents:
         project = _dig(issue, "project", "name")
         if self.allowed_projects is not None and project not in self.allowed_projects:
             return skip("project_not_allowed")
+        queue = af_queue(delivery.org_id)
+        if self.session_cap and await self._unfinished(queue) >= self.session_cap:
+            return skip("session_hard_cap")
         prompt = _text(body.get("promptContext")) or _text(_dig(session, "comment", "body"))
         try:
             created = await self.dispatcher.create_session(
                 NewSession(
-                    queue=af_queue(delivery.org_id),
+                    queue=queue,
                     session_id=session["id"],
                     issue_id=_issue_id(session),
                     issue_identifier=_text(issue.get("identifier")),
@@ -145,6 +154,9 @@ class LinearEvents:
         except Conflict:
             return skip("session_already_exists")
         return Outcome(PROCESSED, result={"action": "queued", "sessionId": created.id})
+
+    async def _unfinished(self, queue: str) -> int:
+        return await self.dispatcher.store.count_unfinished(queue)
 
     async def _prompted(self, delivery: WebhookDelivery) -> Outcome:
         body = delivery.body
