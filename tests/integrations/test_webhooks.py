@@ -382,3 +382,45 @@ async def test_linear_skips_follow_the_receivers_rules(
             found = await services(client).dispatcher.store.get_delivery(reply.json()["eventId"])
             assert found.reason == reason, (body, found)
         assert len(await sessions(client)) == 1
+
+
+async def test_an_issue_status_transition_queues_follow_up_work_with_a_cooldown(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    """Issue status transitions (Finished -> QA) as the operator's rule on Linear's Issue
+    deliveries: one live session per issue, none again within the cooldown."""
+    rule = {
+        "provider": "linear",
+        "eventType": "linear.issue.update",
+        "match": {"data.state.name": "Finished"},
+        "prompt": "QA {{data.identifier}}",
+        "workType": "qa",
+        "issue": "{{data.id}}",
+        "cooldownSeconds": 600,
+    }
+    made = await api.post("/api/org/org_default/webhook-triggers", json=rule, headers=ADMIN)
+    assert made.status_code == 201, made.text
+
+    def finished() -> dict[str, Any]:
+        return {
+            "type": "Issue",
+            "action": "update",
+            "webhookTimestamp": clock.now_ms(),
+            "data": {"id": "iss-9", "identifier": "ENG-9", "state": {"name": "Finished"}},
+            "updatedFrom": {"stateId": "started"},
+        }
+
+    store = services(api).dispatcher.store
+    first = await post_linear(api, finished())
+    await settle(api)
+    again = await post_linear(api, finished())
+    await settle(api)
+    assert (await store.get_delivery(first.json()["eventId"])).status == "processed"
+    assert (await store.get_delivery(again.json()["eventId"])).reason == "cooldown"
+    [session] = await sessions(api)
+    assert session["prompt"] == "QA ENG-9" and session["issueId"] == "iss-9"
+    clock.advance(601)
+    later = await post_linear(api, finished())
+    await settle(api)
+    assert (await store.get_delivery(later.json()["eventId"])).status == "processed"
+    assert len(await sessions(api)) == 2

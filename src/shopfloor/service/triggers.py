@@ -22,6 +22,7 @@ from shopfloor.service.errors import Conflict, InvalidInput
 from shopfloor.service.linear_events import PROCESSED, Outcome, skip
 from shopfloor.service.webhook_signatures import PROVIDERS
 from shopfloor.store.integration_records import TriggerRule, WebhookDelivery
+from shopfloor.store.records import SessionFilter
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
 MAX_TEMPLATE = 20_000
@@ -87,18 +88,34 @@ class Triggers:
         rules = await self.store.list_triggers(
             delivery.org_id, delivery.provider, delivery.event_type
         )
-        queued = []
-        for rule in rules:
-            if not matches(rule, delivery.body):
-                continue
-            queued.append(await self._queue(rule, delivery))
-        if not queued:
+        matching = [rule for rule in rules if matches(rule, delivery.body)]
+        if not matching:
             return skip("no_trigger_rule")
+        queued = [s for s in [await self._queue(r, delivery) for r in matching] if s]
+        if not queued:
+            return skip("cooldown")
         return Outcome(PROCESSED, result={"action": "queued", "sessionIds": queued})
 
-    async def _queue(self, rule: TriggerRule, delivery: WebhookDelivery) -> str:
+    async def _cooling(self, rule: TriggerRule, issue: str, session_id: str) -> bool:
+        if not rule.cooldown_seconds:
+            return False
+        since = self.clock.now_ms() - rule.cooldown_seconds * 1000
+        recent = await self.store.list_sessions(
+            SessionFilter(issue_id=issue, org_id=rule.org_id, limit=100)
+        )
+        return any(
+            s.extra.get("triggerId") == rule.id and s.created_at > since and s.id != session_id
+            for s in recent
+        )
+
+    async def _queue(self, rule: TriggerRule, delivery: WebhookDelivery) -> str | None:
+        """The session queued (or queued before, by an earlier attempt at this delivery), or
+        None when the rule's cooldown for the issue has not passed."""
         seed = f"{delivery.id}:{rule.id}".encode()
         session_id = "sess_" + hashlib.sha256(seed).hexdigest()[:32]
+        issue = render(rule.issue_template, delivery.body)[:200] if rule.issue_template else None
+        if issue and await self._cooling(rule, issue, session_id):
+            return None
         with contextlib.suppress(Conflict):  # Conflict: queued by an earlier attempt
             await self.dispatcher.create_session(
                 NewSession(
@@ -108,6 +125,7 @@ class Triggers:
                     work_type=rule.work_type,
                     priority=rule.priority,
                     project=rule.project,
+                    issue_id=issue or None,
                     extra={
                         "source": f"{delivery.provider}-webhook",
                         "webhookEventId": delivery.id,
@@ -128,5 +146,7 @@ def _check(rule: TriggerRule) -> None:
         raise InvalidInput("eventType", f"eventType must start with {rule.provider}.")
     if not rule.prompt_template.strip() or len(rule.prompt_template) > MAX_TEMPLATE:
         raise InvalidInput("prompt", f"prompt must be 1-{MAX_TEMPLATE} characters")
+    if rule.issue_template is not None and not 0 < len(rule.issue_template) <= 1000:
+        raise InvalidInput("issue", "issue must be a template of 1-1000 characters")
     if len(rule.match) > MAX_MATCHES or any(len(k) > 200 for k in rule.match):
         raise InvalidInput("match", f"match takes at most {MAX_MATCHES} paths of 200 characters")

@@ -55,6 +55,10 @@ class TriggerRule:
     work_type: str | None = None
     project: str | None = None
     priority: int | None = None
+    # The issue a queued session is for (a template, e.g. `{{data.id}}`): one live session
+    # per issue, and no second session of this rule for it within `cooldown_seconds`.
+    issue_template: str | None = None
+    cooldown_seconds: int | None = None
 
 
 @dataclass(frozen=True)

@@ -531,6 +531,8 @@ webhook_triggers = sa.Table(
     sa.Column("work_type", sa.String(64)),
     sa.Column("project", sa.String(200)),
     sa.Column("priority", sa.Integer),
+    sa.Column("issue_template", sa.Text),
+    sa.Column("cooldown_seconds", sa.Integer),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Index("ix_webhook_triggers_org", "org_id", "provider", "event_type"),
 )

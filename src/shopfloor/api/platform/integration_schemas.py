@@ -49,6 +49,12 @@ class TriggerCreate(BaseModel):
     workType: str | None = Field(None, max_length=64)
     projectName: str | None = Field(None, max_length=200)
     priority: int | None = Field(None, ge=0, le=10)
+    issue: str | None = Field(
+        None, max_length=1000, description="The issue of the session, e.g. {{data.id}}"
+    )
+    cooldownSeconds: int | None = Field(
+        None, ge=0, le=30 * 86400, description="No second session for the issue before"
+    )
 
 
 class TriggerView(BaseModel):
@@ -61,6 +67,8 @@ class TriggerView(BaseModel):
     workType: str | None
     projectName: str | None
     priority: int | None
+    issue: str | None
+    cooldownSeconds: int | None
     createdAt: str
 
 
@@ -84,6 +92,8 @@ def trigger_view(rule: TriggerRule) -> dict[str, Any]:
         "workType": rule.work_type,
         "projectName": rule.project,
         "priority": rule.priority,
+        "issue": rule.issue_template,
+        "cooldownSeconds": rule.cooldown_seconds,
         "createdAt": audit_chain.iso(rule.created_at),
     }
 

@@ -83,12 +83,9 @@ def _rule(org_id: str, body: dict[str, Any]) -> TriggerRule:
     match = body.get("match", {})
     if not isinstance(match, dict):
         raise ApiError(400, "match must be an object of dotted paths and values")
-    priority = body.get("priority")
-    if priority is not None and (
-        not isinstance(priority, int) or isinstance(priority, bool) or not 0 <= priority <= 10
-    ):
-        raise ApiError(400, "priority must be an integer from 0 to 10")
-    extras = {"workType": 64, "projectName": 200}
+    priority = _bounded_int(body, "priority", 10)
+    cooldown = _bounded_int(body, "cooldownSeconds", 30 * 86400)
+    extras = {"workType": 64, "projectName": 200, "issue": 1000}
     for name, limit in extras.items():
         value = body.get(name)
         if value is not None and (not isinstance(value, str) or len(value) > limit):
@@ -104,4 +101,15 @@ def _rule(org_id: str, body: dict[str, Any]) -> TriggerRule:
         work_type=body.get("workType"),
         project=body.get("projectName"),
         priority=priority,
+        issue_template=body.get("issue"),
+        cooldown_seconds=cooldown,
     )
+
+
+def _bounded_int(body: dict[str, Any], name: str, top: int) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= top:
+        raise ApiError(400, f"{name} must be an integer from 0 to {top}")
+    return value

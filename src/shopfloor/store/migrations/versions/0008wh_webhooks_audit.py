@@ -64,6 +64,8 @@ def upgrade() -> None:
         sa.Column("work_type", sa.String(64)),
         sa.Column("project", sa.String(200)),
         sa.Column("priority", sa.Integer),
+        sa.Column("issue_template", sa.Text),
+        sa.Column("cooldown_seconds", sa.Integer),
         sa.Column("created_at", sa.BigInteger, nullable=False),
     )
     op.create_index(
