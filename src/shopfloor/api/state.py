@@ -8,6 +8,7 @@ from fastapi import Request
 
 from shopfloor.clock import Clock
 from shopfloor.config import Settings
+from shopfloor.service.audit import AuditLog
 from shopfloor.service.auth import Credentials
 from shopfloor.service.batch import BatchWork
 from shopfloor.service.console_logins import ConsoleLogins
@@ -18,6 +19,7 @@ from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.orgs import Orgs
 from shopfloor.service.secret_box import SecretBox
+from shopfloor.service.webhooks import Webhooks
 from shopfloor.service.work import WorkQueue
 
 
@@ -42,6 +44,9 @@ class Services:
     @property
     def console_logins(self) -> ConsoleLogins:
         return ConsoleLogins(self.credentials, self.dispatcher.store, self.clock)
+
+    audit: AuditLog
+    webhooks: Webhooks
 
 
 def services(request: Request) -> Services:

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from shopfloor.cli.audit import audit_app
 from shopfloor.cli.chat import follow_turn
 from shopfloor.cli.follow import follow_run, follow_timeline
 from shopfloor.cli.git import batch_app, git_sources_app, repos_app
@@ -67,6 +68,7 @@ app.add_typer(agents_app, name="agents")
 app.add_typer(repos_app, name="repos")
 app.add_typer(git_sources_app, name="git-sources")
 app.add_typer(batch_app, name="batch")
+app.add_typer(audit_app, name="audit")
 app.command("worker")(worker)
 
 # At a shutdown, responses still open after this long are cancelled: a session's event
@@ -360,7 +362,7 @@ def serve(
         batch_lease_seconds=batch_lease,
         metrics_token=metrics_token or None,
         metrics_public=metrics_public,
-    )
+    ).with_integrations_from_env()
     url = settings.resolved_database_url()
     try:
         async_url(url)

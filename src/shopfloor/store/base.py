@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from shopfloor.store.git_records import (
@@ -10,6 +10,13 @@ from shopfloor.store.git_records import (
     GitSourceRecord,
     ProjectDefaultsRecord,
     RepositoryRecord,
+)
+from shopfloor.store.integration_records import (
+    AuditQuery,
+    AuditRecord,
+    TriggerRule,
+    WebhookDelivery,
+    WebhookSecretRecord,
 )
 from shopfloor.store.managed_records import (
     AgentRecord,
@@ -291,7 +298,50 @@ class GitStore(Protocol):
     ) -> ProjectDefaultsRecord | None: ...
 
 
-class Store(RunStore, ConversationStore, ManagedStore, GitStore, Protocol):
+class IntegrationStore(Protocol):
+    """Webhook deliveries and secrets, and the audit log (store/sql_integrations.py)."""
+
+    async def insert_delivery(self, delivery: WebhookDelivery) -> WebhookDelivery | None:
+        """None if a delivery with the same (org, provider, delivery id) is stored."""
+        ...
+
+    async def find_delivery(
+        self, org_id: str, provider: str, delivery_id: str
+    ) -> WebhookDelivery | None: ...
+    async def get_delivery(self, event_id: str) -> WebhookDelivery | None: ...
+    async def lease_delivery(
+        self, event_id: str, owner: str, now: int, expires_at: int
+    ) -> WebhookDelivery | None: ...
+    async def finish_delivery(
+        self,
+        event_id: str,
+        owner: str,
+        status: str,
+        reason: str | None,
+        result: dict[str, Any],
+        now: int,
+    ) -> bool: ...
+    async def due_deliveries(self, now: int, limit: int = 100) -> list[str]: ...
+    async def put_webhook_secret(self, record: WebhookSecretRecord) -> None: ...
+    async def get_webhook_secret(
+        self, org_id: str, provider: str
+    ) -> WebhookSecretRecord | None: ...
+    async def delete_webhook_secret(self, org_id: str, provider: str) -> bool: ...
+    async def insert_trigger(self, rule: TriggerRule) -> None: ...
+    async def list_triggers(
+        self, org_id: str, provider: str | None = None, event_type: str | None = None
+    ) -> list[TriggerRule]: ...
+    async def delete_trigger(self, org_id: str, trigger_id: str) -> bool: ...
+    async def append_audit(
+        self, org_id: str, build: Callable[[int, str], AuditRecord]
+    ) -> AuditRecord:
+        """Append `build(next sequence, previous entry hash)`; never forks the chain."""
+        ...
+
+    async def audit_entries(self, query: AuditQuery) -> list[AuditRecord]: ...
+
+
+class Store(RunStore, ConversationStore, ManagedStore, GitStore, IntegrationStore, Protocol):
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str

@@ -24,6 +24,7 @@ from shopfloor.api.operator.schemas import (
 )
 from shopfloor.api.state import Services, services
 from shopfloor.service.actors import Principal
+from shopfloor.service.audit import principal_actor
 from shopfloor.service.dispatch import NewSession, af_queue
 from shopfloor.service.environments import Environments
 from shopfloor.service.errors import SessionNotFound
@@ -93,6 +94,7 @@ async def create_session(body: SessionCreate, request: Request, who: SessionsWri
             extra=body.work_item_fields(),
             provider_session_id=body.providerSessionId,
             org_id=org_id,
+            created_by=principal_actor(who.identity),
         )
     )
     return SessionView.of(session, await dispatcher.history(session.id))
