@@ -26,6 +26,7 @@ from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_rou
 from shopfloor.api.fastlane import FastLane, lanes
 from shopfloor.api.limits import BodyLimit, BodyLimits
 from shopfloor.api.managed.routes import managed_router
+from shopfloor.api.mcp.routes import router as mcp_router
 from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
@@ -49,6 +50,7 @@ from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import DomainError
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
+from shopfloor.service.memory import Memory
 from shopfloor.service.notifier import (
     BroadcastNotifier,
     LocalNotifier,
@@ -123,6 +125,7 @@ def create_app(
             ),
             turns,
             Orgs(store, clock),
+            Memory(store, clock),
         )
         upkeep: list[asyncio.Task[None]] = []
         if run_upkeep and settings.reap_interval_seconds > 0:
@@ -169,6 +172,7 @@ def create_app(
         conversation_router,
         managed_router(QODER),
         managed_router(ANTHROPIC),
+        mcp_router,
     ]
     for router in routers:
         app.include_router(router)

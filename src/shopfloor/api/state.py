@@ -12,6 +12,7 @@ from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
+from shopfloor.service.memory import Memory
 from shopfloor.service.orgs import Orgs
 from shopfloor.service.work import WorkQueue
 
@@ -26,6 +27,7 @@ class Services:
     managed: ManagedSessions
     turns: TurnRunner  # this process's runner of managed sessions' model calls
     orgs: Orgs
+    memory: Memory  # agents' memory behind the MCP memory tools
 
 
 def services(request: Request) -> Services:

@@ -12,6 +12,7 @@ from shopfloor.store.managed_records import (
     ManagedFilter,
     ManagedSessionRecord,
 )
+from shopfloor.store.memory_records import MemoryHit, MemoryQuery, MemoryRecord
 from shopfloor.store.records import (
     Delivery,
     Expect,
@@ -229,7 +230,21 @@ class ManagedStore(Protocol):
     async def stranded_turns(self, limit: int = 100) -> list[str]: ...
 
 
-class Store(RunStore, ConversationStore, ManagedStore, Protocol):
+class MemoryStore(Protocol):
+    """Agent memory (the MCP memory tools), kept per organisation and project."""
+
+    async def insert_memory(self, memory: MemoryRecord) -> None: ...
+    async def search_memories(self, query: MemoryQuery) -> list[MemoryHit]:
+        """The memories of the query's organisation and project (and scope, if given) that
+        match any of its words, best first, at most `limit`."""
+        ...
+
+    async def delete_memory(self, org_id: str, project: str, memory_id: str) -> bool:
+        """False if no memory of that id is in that organisation and project."""
+        ...
+
+
+class Store(RunStore, ConversationStore, ManagedStore, MemoryStore, Protocol):
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str

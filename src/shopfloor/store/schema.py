@@ -479,3 +479,23 @@ managed_sessions = sa.Table(
         postgresql_where=sa.text("turn <> 'idle'"),
     ),
 )
+
+# What agents remember (migration 0008mc). The full-text index is each database's own and
+# is not declared here: PostgreSQL's generated `search` tsvector column, SQLite's FTS5 table
+# memories_fts (memory_id, content); see store/sql_memory.py.
+memories = sa.Table(
+    "memories",
+    metadata,
+    sa.Column("id", sa.String(160), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("agent_id", sa.String(200)),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("tags", JSONType, nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_memories_tenant", "org_id", "project", "created_at"),
+)

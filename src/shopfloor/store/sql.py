@@ -54,6 +54,7 @@ from shopfloor.store.sql_common import (
 )
 from shopfloor.store.sql_conversations import ConversationsSql
 from shopfloor.store.sql_managed import ManagedSql
+from shopfloor.store.sql_memory import MemorySql
 from shopfloor.store.sql_runs import RunsSql
 from shopfloor.store.sql_tenancy import TenancySql
 
@@ -373,7 +374,7 @@ def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
     return WorkerRecord(**row._mapping)
 
 
-class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql):
+class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, MemorySql):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema
