@@ -16,6 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from shopfloor import __version__
+from shopfloor.api import jsonrpc
+from shopfloor.api.a2a.card import router as a2a_card_router
+from shopfloor.api.a2a.routes import router as a2a_router
 from shopfloor.api.agentfactory.channel_routes import router as channel_router
 from shopfloor.api.agentfactory.issue_proxy import router as issue_proxy_router
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
@@ -173,6 +176,8 @@ def create_app(
         managed_router(QODER),
         managed_router(ANTHROPIC),
         mcp_router,
+        a2a_card_router,
+        a2a_router,
     ]
     for router in routers:
         app.include_router(router)
@@ -241,7 +246,18 @@ VERYFRONT = Envelope(
     error=lambda _req, status, message, headers: veryfront_error(status, message, headers),
     domain_error=lambda _req, exc: veryfront_domain_error(exc),
 )
-ENVELOPES = (ENVIRONMENTS, VERYFRONT, AGENTFACTORY)  # first owner wins
+# The A2A endpoint answers even HTTP-level refusals (401, 405, 413) in the JSON-RPC envelope.
+_A2A_CODES = {401: -32000, 403: -32000, 404: -32601, 405: -32601, 500: -32603}
+A2A = Envelope(
+    owns=lambda path: path == "/api/a2a",
+    error=lambda _req, status, message, headers: jsonrpc.error_reply(
+        status, _A2A_CODES.get(status, jsonrpc.INVALID_REQUEST), message, headers
+    ),
+    domain_error=lambda _req, exc: jsonrpc.error_reply(
+        domain_status(exc), jsonrpc.INVALID_PARAMS, exc.message
+    ),
+)
+ENVELOPES = (ENVIRONMENTS, VERYFRONT, A2A, AGENTFACTORY)  # first owner wins
 
 
 def envelope_for(request: Request) -> Envelope:

@@ -54,8 +54,10 @@ def error_body(request_id: RequestId, code: int, message: str, data: Any = None)
     return {"jsonrpc": "2.0", "id": request_id, "error": error}
 
 
-def error_reply(status: int, code: int, message: str) -> JSONResponse:
-    return JSONResponse(error_body(None, code, message), status_code=status)
+def error_reply(
+    status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(None, code, message), status_code=status, headers=headers)
 
 
 async def serve(raw: bytes, handle: Handler) -> Response:
