@@ -1,0 +1,68 @@
+"""A2A end to end: the a2a-sdk client fetches the agent card of a real server and sends a
+message, which becomes a session that a real `shopfloor worker` (running the fake Claude
+Code) completes; the client follows the task to `completed`, and cancels another."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from a2a.client import A2ACardResolver, ClientConfig, ClientFactory
+from a2a.types import Message, Part, Role, Task, TaskIdParams, TaskQueryParams, TaskState, TextPart
+
+from shopfloor.client import OperatorClient
+from tests.conftest import ADMIN_KEY
+from tests.processes.server import ServerProcess
+from tests.worker.conftest import Workers, agent_runs, wait_for
+
+pytestmark = pytest.mark.slow
+
+
+def message(text: str, **metadata: str) -> Message:
+    return Message(
+        role=Role.user,
+        parts=[Part(root=TextPart(text=text))],
+        message_id=uuid.uuid4().hex,
+        metadata=metadata or None,
+    )
+
+
+async def test_a2a_message_becomes_a_session_a_worker_completes(
+    server: ServerProcess, workers: Workers, operator: OperatorClient
+) -> None:
+    worker = workers.start(agent="claude")
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(headers=auth, timeout=30) as http:
+        card = await A2ACardResolver(http, server.url).get_agent_card()
+        assert card.url == server.url + "/api/a2a"
+        assert "development" in [s.id for s in card.skills]
+        client = ClientFactory(ClientConfig(httpx_client=http, streaming=False)).create(card)
+        events = [e async for e in client.send_message(message("Fix the login form"))]
+        assert len(events) == 1 and isinstance(events[0], tuple)
+        task = events[0][0]
+        assert isinstance(task, Task) and task.status.state == TaskState.submitted
+
+        async def state() -> TaskState:
+            return (await client.get_task(TaskQueryParams(id=task.id))).status.state
+
+        done = None
+        for _ in range(600):
+            done = await state()
+            if done == TaskState.completed:
+                break
+            await asyncio.sleep(0.1)
+        assert done == TaskState.completed, worker.log()
+        runs = agent_runs(worker.agent_log, task.id)
+        assert runs and runs[0]["prompts"] == ["Fix the login form"]
+        assert operator.get_session(task.id)["status"] == "completed"
+
+        worker.stop()
+        other = [e async for e in client.send_message(message("Never mind", workType="qa"))]
+        queued = other[0][0]
+        assert isinstance(queued, Task)
+        canceled = await client.cancel_task(TaskIdParams(id=queued.id))
+        assert canceled.status.state == TaskState.canceled
+        wait_for(lambda: operator.get_session(queued.id)["status"] == "stopped")
+        await client.close()
