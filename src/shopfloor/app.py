@@ -29,6 +29,7 @@ from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_rou
 from shopfloor.api.fastlane import FastLane, lanes
 from shopfloor.api.limits import BodyLimit, BodyLimits
 from shopfloor.api.managed.routes import managed_router
+from shopfloor.api.mcp.fleet_routes import router as fleet_router
 from shopfloor.api.mcp.routes import router as mcp_router
 from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
@@ -175,6 +176,7 @@ def create_app(
         conversation_router,
         managed_router(QODER),
         managed_router(ANTHROPIC),
+        fleet_router,  # before /api/mcp/{sessionId}
         mcp_router,
         a2a_card_router,
         a2a_router,

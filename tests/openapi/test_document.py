@@ -37,6 +37,7 @@ ENVELOPES = {
     "Managed agents": {"EnvironmentError"},
     "Rensei platform: authentication": {"ErrorBody"},
     "OAuth 2.0": {"OAuthError", "ErrorBody"},
+    "Rensei platform: fleet": {"ErrorBody"},
 }
 # POST/PUT routes that take no body (the rest must declare theirs).
 BODILESS = {

@@ -19,22 +19,30 @@ OTHER_TENANT = "This credential may not use sessions of that organisation or pro
 NOT_HOLDER = "Only the worker holding the session may use its MCP endpoint"
 
 
-async def session_for_caller(request: Request, session_id: str) -> SessionRecord:
+async def session_for_caller(request: Request, session_id: str) -> tuple[SessionRecord, str]:
+    """The session, and who the caller is (a worker id, a key id or "admin")."""
     token = bearer(request)
     if token is None:
         raise ApiError(401, UNAUTHORIZED)
     claims = _runtime_claims(request, token)
-    who = None if claims is not None else await principal(request)
+    if claims is None:
+        who = await principal(request)
+        session = await _session(request, session_id)
+        if not who.may_touch(session.org_id, session.project):
+            raise ApiError(403, OTHER_TENANT)
+        return session, who.identity
+    session = await _session(request, session_id)
+    if claims.org_id != session.org_id or not _in_projects(claims, session):
+        raise ApiError(403, OTHER_TENANT)
+    if session.worker_id != claims.worker_id or not session.is_live:
+        raise ApiError(403, NOT_HOLDER)
+    return session, claims.worker_id
+
+
+async def _session(request: Request, session_id: str) -> SessionRecord:
     session = await services(request).dispatcher.store.get_session(session_id)
     if session is None:
         raise ApiError(404, "Session not found")
-    if claims is not None:
-        if claims.org_id != session.org_id or not _in_projects(claims, session):
-            raise ApiError(403, OTHER_TENANT)
-        if session.worker_id != claims.worker_id or not session.is_live:
-            raise ApiError(403, NOT_HOLDER)
-    elif who is not None and not who.may_touch(session.org_id, session.project):
-        raise ApiError(403, OTHER_TENANT)
     return session
 
 

@@ -20,8 +20,9 @@ from mcp import types
 from shopfloor.api import jsonrpc
 from shopfloor.api.jsonrpc import Call, RpcError
 from shopfloor.api.mcp.auth import session_for_caller
-from shopfloor.api.mcp.tools import TOOLS, call_tool
+from shopfloor.api.mcp.tools import TOOLS, ToolEnv, call_tool
 from shopfloor.api.state import services
+from shopfloor.service.fleet import Fleet, FleetScope
 from shopfloor.service.memory import MemoryContext
 
 router = APIRouter()
@@ -34,9 +35,15 @@ SERVER_INFO = types.Implementation(name="rensei-platform", version="0.1.0")
 
 @router.post("/api/mcp/{session_id}", include_in_schema=False)
 async def mcp_endpoint(session_id: str, request: Request) -> Response:
-    session = await session_for_caller(request, session_id)
-    ctx = MemoryContext.of(session)
-    memory = services(request).memory
+    session, sender = await session_for_caller(request, session_id)
+    svc = services(request)
+    env = ToolEnv(
+        memory=svc.memory,
+        ctx=MemoryContext.of(session),
+        fleet=Fleet(svc.dispatcher),
+        scope=FleetScope(session.org_id, frozenset([session.project]) if session.project else None),
+        sender=sender,
+    )
 
     async def handle(call: Call) -> Any:
         if call.method == "initialize":
@@ -46,7 +53,7 @@ async def mcp_endpoint(session_id: str, request: Request) -> Response:
         if call.method == "tools/list":
             return {"tools": [tool.listed() for tool in TOOLS.values()]}
         if call.method == "tools/call":
-            return await call_tool(memory, ctx, call.params)
+            return await call_tool(env, call.params)
         if call.method.startswith("notifications/"):
             return None
         raise RpcError(jsonrpc.METHOD_NOT_FOUND, f"Method not found: {call.method}")

@@ -13,12 +13,27 @@ from typing import Any
 from mcp import types
 
 from shopfloor.api.jsonrpc import INVALID_PARAMS, METHOD_NOT_FOUND, RpcError
+from shopfloor.api.mcp.fleet_ops import OPS, FleetCall
+from shopfloor.api.mcp.fleet_tools import FLEET
 from shopfloor.service import memory as limits
-from shopfloor.service.errors import InvalidInput
+from shopfloor.service.errors import DomainError, InvalidInput
+from shopfloor.service.fleet import Fleet, FleetScope
 from shopfloor.service.memory import Memory, MemoryContext
 from shopfloor.store.memory_records import MemoryHit
 
-Run = Callable[[Memory, MemoryContext, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+@dataclass(frozen=True)
+class ToolEnv:
+    """What a tool call of one session works with."""
+
+    memory: Memory
+    ctx: MemoryContext
+    fleet: Fleet
+    scope: FleetScope
+    sender: str
+
+
+Run = Callable[[ToolEnv, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 _TAGS = {
     "type": "array",
@@ -50,24 +65,34 @@ class Tool:
         return tool.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
-async def _remember(memory: Memory, ctx: MemoryContext, args: dict[str, Any]) -> dict[str, Any]:
+async def _remember(env: ToolEnv, args: dict[str, Any]) -> dict[str, Any]:
     content = _text(args, "content", required=True) or ""
-    record = await memory.remember(ctx, content, _strings(args, "tags"), _text(args, "scope"))
+    tags, scope = _strings(args, "tags"), _text(args, "scope")
+    record = await env.memory.remember(env.ctx, content, tags, scope)
     return {"stored": True, "id": record.id, "content": record.content}
 
 
-async def _recall(memory: Memory, ctx: MemoryContext, args: dict[str, Any]) -> dict[str, Any]:
+async def _recall(env: ToolEnv, args: dict[str, Any]) -> dict[str, Any]:
     query = _text(args, "query", required=True) or ""
     count = args.get("max_results", limits.DEFAULT_RESULTS)
     if type(count) is not int:
         raise RpcError(INVALID_PARAMS, "Invalid params: max_results must be an integer")
-    hits = await memory.recall(ctx, query, _strings(args, "tags"), _text(args, "scope"), count)
+    tags, scope = _strings(args, "tags"), _text(args, "scope")
+    hits = await env.memory.recall(env.ctx, query, tags, scope, count)
     return {"results": [_hit(h) for h in hits], "total": len(hits)}
 
 
-async def _forget(memory: Memory, ctx: MemoryContext, args: dict[str, Any]) -> dict[str, Any]:
+async def _forget(env: ToolEnv, args: dict[str, Any]) -> dict[str, Any]:
     memory_id = _text(args, "id", required=True) or ""
-    return {"deleted": await memory.forget(ctx, memory_id), "id": memory_id}
+    return {"deleted": await env.memory.forget(env.ctx, memory_id), "id": memory_id}
+
+
+def _fleet_op(name: str) -> Run:
+    async def run(env: ToolEnv, args: dict[str, Any]) -> dict[str, Any]:
+        call = FleetCall(env.fleet, env.scope, env.ctx.org_id, env.sender, args)
+        return await OPS[name](call)
+
+    return run
 
 
 def _hit(hit: MemoryHit) -> dict[str, Any]:
@@ -142,13 +167,15 @@ TOOLS = {
             },
             _forget,
         ),
+        *(Tool(name, description, schema, _fleet_op(name)) for name, description, schema in FLEET),
     )
 }
 
 
-async def call_tool(memory: Memory, ctx: MemoryContext, params: dict[str, Any]) -> dict[str, Any]:
+async def call_tool(env: ToolEnv, params: dict[str, Any]) -> dict[str, Any]:
     """tools/call: the tool's result, or the JSON-RPC error for an unknown tool or bad
-    arguments."""
+    arguments; a task that is not found or not in a state for the call is a tool error
+    (`isError`), which the agent reads as the tool's answer."""
     name = params.get("name")
     if not isinstance(name, str):
         raise RpcError(INVALID_PARAMS, "Invalid params: name is required")
@@ -159,12 +186,17 @@ async def call_tool(memory: Memory, ctx: MemoryContext, params: dict[str, Any]) 
     if not isinstance(args, dict):
         raise RpcError(INVALID_PARAMS, "Invalid params: arguments must be an object")
     try:
-        payload = await tool.run(memory, ctx, args)
+        payload = await tool.run(env, args)
     except InvalidInput as exc:
         raise RpcError(INVALID_PARAMS, f"Invalid params: {exc.message}") from None
-    result = types.CallToolResult(
-        content=[types.TextContent(type="text", text=json.dumps(payload))], isError=False
-    )
+    except DomainError as exc:
+        return _result(exc.message, is_error=True)
+    return _result(json.dumps(payload))
+
+
+def _result(text: str, *, is_error: bool = False) -> dict[str, Any]:
+    content = types.TextContent(type="text", text=text)
+    result = types.CallToolResult(content=[content], isError=is_error)
     return result.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
