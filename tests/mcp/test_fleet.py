@@ -102,6 +102,7 @@ async def test_bad_input_names_the_field_and_queues_nothing(api: httpx.AsyncClie
         ({"issueId": "E-1", "priority": 9}, "priority"),
         ({"issueId": "E-1", "priority": "high"}, "priority"),
         ({"issueId": 5}, "issueId"),
+        ({"issueId": "E-1", "workType": "w" * 65}, "workType"),
     ):
         reply = await api.post("/api/mcp/submit-task", json=body, headers=a.key)
         assert reply.status_code == 400 and reply.json()["message"].startswith(field), reply.text

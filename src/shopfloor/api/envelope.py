@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from shopfloor.service.errors import (
+    A2aAgentNotFound,
     Conflict,
     DomainError,
     EnvironmentNotFound,
@@ -40,7 +41,10 @@ def error_response(
 
 
 def domain_status(exc: DomainError) -> int:
-    if isinstance(exc, WorkerNotFound | SessionNotFound | EnvironmentNotFound | OrgNotFound):
+    if isinstance(
+        exc,
+        WorkerNotFound | SessionNotFound | EnvironmentNotFound | OrgNotFound | A2aAgentNotFound,
+    ):
         return 404
     if isinstance(exc, NotOwner | NotPermitted):
         return 403

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from shopfloor.store.a2a_records import A2aAgentRecord, A2aDispatchRecord, DispatchFilter
 from shopfloor.store.managed_records import (
     AgentRecord,
     AgentVersionRecord,
@@ -244,7 +245,27 @@ class MemoryStore(Protocol):
         ...
 
 
-class Store(RunStore, ConversationStore, ManagedStore, MemoryStore, Protocol):
+class A2aStore(Protocol):
+    """The A2A registry: remote agents per organisation, and the dispatches made to them."""
+
+    async def insert_a2a_agent(self, agent: A2aAgentRecord) -> None:
+        """Raises DuplicateKey if the organisation registered that URL already."""
+        ...
+
+    async def get_a2a_agent(self, org_id: str, agent_id: str) -> A2aAgentRecord | None: ...
+    async def list_a2a_agents(self, org_id: str) -> list[A2aAgentRecord]: ...
+    async def update_a2a_agent(
+        self, org_id: str, agent_id: str, changes: Mapping[str, Any]
+    ) -> A2aAgentRecord | None: ...
+    async def delete_a2a_agent(self, org_id: str, agent_id: str) -> bool: ...
+    async def insert_a2a_dispatch(self, dispatch: A2aDispatchRecord) -> None: ...
+    async def update_a2a_dispatch(self, dispatch_id: str, changes: Mapping[str, Any]) -> None: ...
+    async def list_a2a_dispatches(self, flt: DispatchFilter) -> list[A2aDispatchRecord]:
+        """Newest first."""
+        ...
+
+
+class Store(RunStore, ConversationStore, ManagedStore, MemoryStore, A2aStore, Protocol):
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str

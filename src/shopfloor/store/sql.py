@@ -44,6 +44,7 @@ from shopfloor.store.records import (
     WorkerPoll,
     WorkerRecord,
 )
+from shopfloor.store.sql_a2a import A2aSql
 from shopfloor.store.sql_channel import ChannelSql, has_unacked_inbox, unacked_inbox
 from shopfloor.store.sql_common import (
     EVENT_COLUMNS,
@@ -374,7 +375,7 @@ def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
     return WorkerRecord(**row._mapping)
 
 
-class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, MemorySql):
+class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, MemorySql, A2aSql):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema

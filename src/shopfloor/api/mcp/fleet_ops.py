@@ -13,6 +13,7 @@ from shopfloor.service.fleet import DEFAULT_LIST, Fleet, FleetScope, TaskRequest
 
 MAX_TEXT = 100_000
 MAX_NAME = 200
+MAX_WORK_TYPE = 64  # the sessions table's work_type column
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ async def submit_task(c: FleetCall) -> dict[str, Any]:
     task = TaskRequest(
         issue_id=_text(c.args, "issueId", MAX_NAME, required=True) or "",
         description=_text(c.args, "description", MAX_TEXT),
-        work_type=_text(c.args, "workType", MAX_NAME),
+        work_type=_text(c.args, "workType", MAX_WORK_TYPE),
         priority=priority,
         project=_text(c.args, "projectName", MAX_NAME) or _only(c.scope),
     )

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 class SubmitTask(BaseModel):
     issueId: str = Field(min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=100_000)
-    workType: str | None = Field(default=None, max_length=200)
+    workType: str | None = Field(default=None, max_length=64)
     priority: int = Field(default=3, ge=1, le=5)
     projectName: str | None = Field(default=None, max_length=200)
 

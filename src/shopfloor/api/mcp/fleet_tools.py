@@ -23,7 +23,7 @@ FLEET: tuple[tuple[str, str, dict[str, Any]], ...] = (
             {
                 "issueId": {"type": "string", "minLength": 1, "maxLength": 200},
                 "description": {"type": "string", "maxLength": 100_000},
-                "workType": {"type": "string", "maxLength": 200},
+                "workType": {"type": "string", "maxLength": 64},
                 "priority": {"type": "integer", "minimum": 1, "maximum": 5, "default": 3},
             },
             "issueId",
