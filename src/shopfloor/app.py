@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from shopfloor import __version__
 from shopfloor.api import jsonrpc
 from shopfloor.api.a2a.card import router as a2a_card_router
+from shopfloor.api.a2a.registry_routes import router as a2a_registry_router
 from shopfloor.api.a2a.routes import router as a2a_router
 from shopfloor.api.agentfactory.channel_routes import router as channel_router
 from shopfloor.api.agentfactory.issue_proxy import router as issue_proxy_router
@@ -48,7 +49,9 @@ from shopfloor.api.veryfront.routes import router as veryfront_router
 from shopfloor.api.veryfront.run_routes import router as run_router
 from shopfloor.clock import Clock, SystemClock
 from shopfloor.config import Settings
+from shopfloor.outbound.a2a_peers import A2aPeers
 from shopfloor.outbound.messages import MessagesClient
+from shopfloor.service.a2a_registry import A2aRegistry
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import DomainError
@@ -110,6 +113,9 @@ def create_app(
             api_key=settings.resolved_model_api_key(),
             timeout_seconds=settings.model_timeout_seconds,
         )
+        peers = A2aPeers(
+            timeout_seconds=settings.a2a_timeout_seconds, allowed_hosts=settings.a2a_hosts()
+        )
         turns = TurnRunner(
             store,
             clock,
@@ -130,6 +136,7 @@ def create_app(
             turns,
             Orgs(store, clock),
             Memory(store, clock),
+            A2aRegistry(store, clock, peers),
         )
         upkeep: list[asyncio.Task[None]] = []
         if run_upkeep and settings.reap_interval_seconds > 0:
@@ -148,6 +155,7 @@ def create_app(
                 await cancel_wait(task)
             await turns.close()
             await model.close()
+            await peers.close()
             await notifier.close()
             await store.close()
             print("shopfloor: stopped cleanly", flush=True)
@@ -180,6 +188,7 @@ def create_app(
         mcp_router,
         a2a_card_router,
         a2a_router,
+        a2a_registry_router,
     ]
     for router in routers:
         app.include_router(router)

@@ -53,6 +53,15 @@ class Settings:
     work_lease_ttl_seconds: int = 60
     # A managed session's event stream sends a ping after this long without an event.
     stream_keepalive_seconds: float = 15.0
+    # Remote A2A agents: the hosts the server may fetch cards from and send messages to
+    # (comma-separated; unset: any), and the timeout of one such request.
+    a2a_allowed_hosts: str | None = None
+    a2a_timeout_seconds: float = 10.0
+
+    def a2a_hosts(self) -> frozenset[str] | None:
+        if not self.a2a_allowed_hosts:
+            return None
+        return frozenset(h.strip() for h in self.a2a_allowed_hosts.split(",") if h.strip())
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -110,6 +119,7 @@ _FLOATS = {
     "model_timeout_seconds",
     "turn_lease_seconds",
     "stream_keepalive_seconds",
+    "a2a_timeout_seconds",
 }
 _INTS = {
     "port",

@@ -38,6 +38,7 @@ ENVELOPES = {
     "Rensei platform: authentication": {"ErrorBody"},
     "OAuth 2.0": {"OAuthError", "ErrorBody"},
     "Rensei platform: fleet": {"ErrorBody"},
+    "Rensei platform: A2A registry": {"ErrorBody"},
 }
 # POST/PUT routes that take no body (the rest must declare theirs).
 BODILESS = {
@@ -48,6 +49,7 @@ BODILESS = {
     ("POST", "/v1/environments/{environment_id}/work/{work_id}/ack"),
     ("POST", "/agent-workers/workers/{worker_id}/heartbeat"),
     ("POST", "/runs/{run_id}/cancel"),
+    ("POST", "/api/a2a/agents/{agent_id}/refetch"),
     ("POST", "/conversations/{conversation_id}/input-requests/{request_id}/cancel"),
     *(
         ("POST", prefix + path)

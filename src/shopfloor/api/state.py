@@ -8,6 +8,7 @@ from fastapi import Request
 
 from shopfloor.clock import Clock
 from shopfloor.config import Settings
+from shopfloor.service.a2a_registry import A2aRegistry
 from shopfloor.service.auth import Credentials
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.managed.sessions import ManagedSessions
@@ -28,6 +29,7 @@ class Services:
     turns: TurnRunner  # this process's runner of managed sessions' model calls
     orgs: Orgs
     memory: Memory  # agents' memory behind the MCP memory tools
+    a2a: A2aRegistry  # remote A2A agents and dispatches to them
 
 
 def services(request: Request) -> Services:

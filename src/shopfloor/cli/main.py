@@ -298,6 +298,21 @@ def serve(
             min=0.1,
         ),
     ] = 15.0,
+    a2a_allowed_hosts: Annotated[
+        str,
+        typer.Option(
+            envvar="SHOPFLOOR_A2A_ALLOWED_HOSTS",
+            help="Hosts of remote A2A agents the server may call (comma-separated; empty: any).",
+        ),
+    ] = "",
+    a2a_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_A2A_TIMEOUT_SECONDS",
+            help="Timeout of one request to a remote A2A agent.",
+            min=0.1,
+        ),
+    ] = 10.0,
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -332,6 +347,8 @@ def serve(
         turn_lease_seconds=turn_lease,
         work_lease_ttl_seconds=work_lease_ttl,
         stream_keepalive_seconds=stream_keepalive,
+        a2a_allowed_hosts=a2a_allowed_hosts or None,
+        a2a_timeout_seconds=a2a_timeout,
     )
     url = settings.resolved_database_url()
     try:

@@ -19,6 +19,7 @@ from mcp import types
 
 from shopfloor.api import jsonrpc
 from shopfloor.api.jsonrpc import Call, RpcError
+from shopfloor.api.mcp import peer_tools
 from shopfloor.api.mcp.auth import session_for_caller
 from shopfloor.api.mcp.tools import TOOLS, ToolEnv, call_tool
 from shopfloor.api.state import services
@@ -45,15 +46,25 @@ async def mcp_endpoint(session_id: str, request: Request) -> Response:
         sender=sender,
     )
 
+    async def _call(params: dict[str, Any]) -> Any:
+        name = params.get("name")
+        if isinstance(name, str) and name not in TOOLS:
+            peer = peer_tools.find(await svc.a2a.list_agents(session.org_id), name)
+            args = params.get("arguments", {})
+            if peer is not None and isinstance(args, dict):
+                return await peer_tools.call_peer(svc.a2a, *peer, args, session.id)
+        return await call_tool(env, params)
+
     async def handle(call: Call) -> Any:
         if call.method == "initialize":
             return _initialize(call.params)
         if call.method == "ping":
             return {}
         if call.method == "tools/list":
-            return {"tools": [tool.listed() for tool in TOOLS.values()]}
+            peers = peer_tools.listed(await svc.a2a.list_agents(session.org_id))
+            return {"tools": [tool.listed() for tool in TOOLS.values()] + peers}
         if call.method == "tools/call":
-            return await call_tool(env, call.params)
+            return await _call(call.params)
         if call.method.startswith("notifications/"):
             return None
         raise RpcError(jsonrpc.METHOD_NOT_FOUND, f"Method not found: {call.method}")
