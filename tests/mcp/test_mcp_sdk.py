@@ -17,6 +17,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import McpError
 
+from tests.a2a.fake_agent import fake_agent
 from tests.conftest import ADMIN_KEY, BACKENDS, PG_URL, Backend, _drop_schema, _require_postgres
 from tests.processes.server import ServerProcess, server_env, start_server, stop_cleanly
 
@@ -81,7 +82,8 @@ async def use_tools(url: str, auth: dict[str, str], *calls: tuple[str, dict[str,
         for name, arguments in calls:
             result = await session.call_tool(name, arguments)
             assert not result.isError, result
-            results.append(json.loads(result.content[0].text))  # type: ignore[union-attr]
+            text = result.content[0].text  # type: ignore[union-attr]
+            results.append(json.loads(text) if text.startswith("{") else text)
         return [t.name for t in tools.tools], results
 
 
@@ -97,6 +99,28 @@ async def test_an_agent_remembers_across_sessions_of_its_project(server: ServerP
     recall = ("af_memory_recall", {"query": "how do I run the migrations?"})
     _, [found] = await use_tools(f"{server.url}/api/mcp/{second}", worker.auth, recall)
     assert [r["id"] for r in found["results"]] == [stored["id"]]
+
+
+async def test_a_registered_a2a_agent_is_a_peer_tool(server: ServerProcess) -> None:
+    slug = f"o{uuid.uuid4().hex[:8]}"
+    with httpx.Client(base_url=server.url, timeout=30) as api:
+        worker = worker_of(api, slug)
+        session = held_session(api, worker, slug)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as api:
+        minted = await api.post(f"/api/org/{slug}/keys", json={"name": "k"}, headers=ADMIN)
+        key = {"Authorization": f"Bearer {minted.json()['key']['fullKey']}"}
+        with fake_agent("Vercel Ops") as peer:
+            registered = await api.post("/api/a2a/agents", json={"url": peer.url}, headers=key)
+            assert registered.status_code == 200, registered.text
+            deploy = ("vercel_ops.deploy", {"text": "the docs site"})
+            url = f"{server.url}/api/mcp/{session}"
+            names, [answer] = await use_tools(url, worker.auth, deploy)
+        assert "vercel_ops.deploy" in names and "a2a_vercel_ops_deploy" in names
+        assert answer == "done: the docs site"
+        dispatches = (await api.get("/api/a2a/dispatches", headers=key)).json()["dispatches"]
+        assert [(d["status"], d["dispatchType"]) for d in dispatches] == [
+            ("completed", "transparent")
+        ]
 
 
 async def test_another_organisations_worker_is_refused(server: ServerProcess) -> None:
