@@ -32,6 +32,7 @@ from shopfloor.api.limits import BodyLimit, BodyLimits
 from shopfloor.api.managed.routes import managed_router
 from shopfloor.api.mcp.fleet_routes import router as fleet_router
 from shopfloor.api.mcp.routes import router as mcp_router
+from shopfloor.api.mcp.token_routes import router as mcp_token_router
 from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
@@ -186,6 +187,7 @@ def create_app(
         managed_router(ANTHROPIC),
         fleet_router,  # before /api/mcp/{sessionId}
         mcp_router,
+        mcp_token_router,
         a2a_card_router,
         a2a_router,
         a2a_registry_router,

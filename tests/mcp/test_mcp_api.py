@@ -218,3 +218,34 @@ async def test_get_and_an_oversized_body_are_refused(api: httpx.AsyncClient) -> 
     big = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + b"x" * 2_000_000 + b'"}}'
     reply = await api.post(f"/api/mcp/{session}", content=big, headers=a.worker)
     assert reply.status_code == 413
+
+
+async def test_a_session_token_reaches_only_its_session_while_held(
+    api: httpx.AsyncClient,
+) -> None:
+    a, b = await tenant(api, "a"), await tenant(api, "b")
+    session, other = await held_session(api, a), await held_session(api, a)
+    minted = await api.post(f"/api/sessions/{session}/mcp-token", headers=a.worker)
+    assert minted.status_code == 200, minted.text
+    found = minted.json()
+    assert found["url"] == f"http://shopfloor/api/mcp/{session}"
+    agent = {"Authorization": f"Bearer {found['token']}"}
+    assert (await post(api, session, rpc("ping"), agent)).status_code == 200
+    # Not another session's endpoint, and no worker or operator route.
+    assert (await post(api, other, rpc("ping"), agent)).status_code == 403
+    assert (await api.get(f"/api/workers/{a.worker_id}/poll", headers=agent)).status_code == 401
+    assert (await api.get("/api/v1/sessions", headers=agent)).status_code == 401
+    # Only the holder mints one: another organisation's worker, the admin key, no key.
+    theirs = await api.post(f"/api/sessions/{session}/mcp-token", headers=b.worker)
+    assert theirs.status_code == 404
+    assert (await api.post(f"/api/sessions/{session}/mcp-token", headers=ADMIN)).status_code == 401
+    assert (await api.post(f"/api/sessions/{session}/mcp-token")).status_code == 401
+    # When the session ends, the token stops working.
+    await api.post(
+        f"/api/sessions/{session}/status",
+        json={"workerId": a.worker_id, "status": "completed"},
+        headers=a.worker,
+    )
+    assert (await post(api, session, rpc("ping"), agent)).status_code == 403
+    ended = await api.post(f"/api/sessions/{session}/mcp-token", headers=a.worker)
+    assert ended.status_code == 403
