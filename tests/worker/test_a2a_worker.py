@@ -1,10 +1,12 @@
-"""A2A end to end: the a2a-sdk client fetches the agent card of a real server and sends a
-message, which becomes a session that a real `shopfloor worker` (running the fake Claude
-Code) completes; the client follows the task to `completed`, and cancels another."""
+"""Agents talk back, end to end with a real `shopfloor worker` running the fake Claude Code.
+A2A: the a2a-sdk client fetches the agent card of a real server and sends a message, which
+becomes a session the worker completes; the client follows the task to `completed`, and
+cancels another. MCP: the worker hands its agent the session's MCP endpoint and token."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import httpx
@@ -15,7 +17,7 @@ from a2a.types import Message, Part, Role, Task, TaskIdParams, TaskQueryParams, 
 from shopfloor.client import OperatorClient
 from tests.conftest import ADMIN_KEY
 from tests.processes.server import ServerProcess
-from tests.worker.conftest import Workers, agent_runs, wait_for
+from tests.worker.conftest import Workers, agent_runs, create, wait_ended, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -66,3 +68,34 @@ async def test_a2a_message_becomes_a_session_a_worker_completes(
         assert canceled.status.state == TaskState.canceled
         wait_for(lambda: operator.get_session(queued.id)["status"] == "stopped")
         await client.close()
+
+
+def test_the_worker_hands_its_agent_the_sessions_mcp_endpoint(
+    server: ServerProcess, workers: Workers, operator: OperatorClient
+) -> None:
+    """The agent gets $SHOPFLOOR_MCP_URL and $SHOPFLOOR_MCP_TOKEN (never the worker's key)
+    and remembers something; a later session of the project recalls it."""
+    worker = workers.start(agent="claude")
+    first = create(operator, "remember:deploys-go-through-ops.sh", projectName="web")
+    assert wait_ended(operator, first)["status"] == "completed", worker.log()
+    run = next(r for r in agent_runs(worker.agent_log, first) if "mcp" in r)
+    stored = json.loads(run["mcp"]["result"]["content"][0]["text"])
+    assert stored["stored"] is True and stored["content"] == "deploys-go-through-ops.sh"
+    assert run["leaked"] == []
+    second = create(operator, "sleep:30", projectName="web")
+    wait_for(lambda: operator.get_session(second)["status"] == "running")
+    recall = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "af_memory_recall", "arguments": {"query": "deploys"}},
+    }
+    reply = httpx.post(
+        f"{server.url}/api/mcp/{second}",
+        json=recall,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+        timeout=30,
+    )
+    found = json.loads(reply.json()["result"]["content"][0]["text"])
+    assert [r["sessionId"] for r in found["results"]] == [first]
+    operator.stop_session(second)
