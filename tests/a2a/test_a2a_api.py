@@ -3,6 +3,7 @@ becomes a queued session whose task state follows it; every method across organi
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -41,7 +42,7 @@ async def test_the_card_lists_a_skill_per_work_type(api: httpx.AsyncClient) -> N
     card = reply.json()
     assert card["@type"] == "AgentCard" and card["url"] == "http://shopfloor/api/a2a"
     assert "development" in [s["id"] for s in card["skills"]]
-    assert card["capabilities"]["streaming"] is False
+    assert card["capabilities"]["streaming"] is True
     await api.post("/api/v1/orgs", json={"slug": "acme", "name": "Acme"}, headers=ADMIN)
     org_card = (await api.get("/.well-known/agent-card.json?org=acme")).json()
     assert org_card["name"] == "shopfloor: Acme"
@@ -69,6 +70,24 @@ async def test_a_message_becomes_a_session_the_task_follows(api: httpx.AsyncClie
     assert got["result"]["status"]["state"] == "completed"
     again = await rpc(api, method("tasks/cancel", id=task["id"]), a.key)
     assert again["error"] == {"code": -32002, "message": "Task cannot be canceled"}
+
+
+async def test_resubscribing_to_an_ended_task_streams_it_once(api: httpx.AsyncClient) -> None:
+    a, b = await tenant(api, "a"), await tenant(api, "b")
+    task = (await rpc(api, send("do it"), a.key))["result"]
+    await rpc(api, method("tasks/cancel", id=task["id"]), a.key)
+    reply = await api.post(
+        "/api/a2a", json=method("tasks/resubscribe", id=task["id"]), headers=a.key
+    )
+    assert reply.headers["content-type"].startswith("text/event-stream")
+    frames = [line for line in reply.text.splitlines() if line.startswith("data: ")]
+    assert len(frames) == 1
+    assert json.loads(frames[0][6:])["result"]["status"]["state"] == "canceled"
+    # Another organisation gets the JSON-RPC error, not a stream.
+    theirs = await api.post(
+        "/api/a2a", json=method("tasks/resubscribe", id=task["id"]), headers=b.key
+    )
+    assert theirs.json()["error"]["code"] == -32001
 
 
 async def test_cancel_stops_the_session(api: httpx.AsyncClient) -> None:
@@ -129,7 +148,9 @@ async def test_bad_calls_get_json_rpc_errors_and_change_nothing(api: httpx.Async
     }
     for why, body in errors.items():
         assert (await rpc(api, body, a.key))["error"]["code"] == -32602, why
-    assert (await rpc(api, method("tasks/resubscribe"), a.key))["error"]["code"] == -32601
+    assert (await rpc(api, method("tasks/pushNotificationConfig/set"), a.key))["error"][
+        "code"
+    ] == -32601
     bad = await api.post("/api/a2a", content=b"[", headers=a.key)
     assert bad.status_code == 400 and bad.json()["error"]["code"] == -32700
     listed = (await api.get("/api/v1/sessions", headers=a.key)).json()

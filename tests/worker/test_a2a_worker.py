@@ -70,6 +70,30 @@ async def test_a2a_message_becomes_a_session_a_worker_completes(
         await client.close()
 
 
+async def test_a2a_streaming_follows_the_task_to_completion(
+    server: ServerProcess, workers: Workers
+) -> None:
+    """The a2a-sdk client in its default streaming mode (message/stream): the task, then its
+    status updates as the worker claims and completes it, the last one final."""
+    worker = workers.start(agent="claude")
+    auth = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    async with httpx.AsyncClient(headers=auth, timeout=60) as http:
+        card = await A2ACardResolver(http, server.url).get_agent_card()
+        assert card.capabilities.streaming is True
+        client = ClientFactory(ClientConfig(httpx_client=http)).create(card)
+        states = []
+        async for event in client.send_message(message("Tidy the notes")):
+            assert isinstance(event, tuple)
+            task, update = event
+            states.append(task.status.state)
+            if update is not None and update.final:
+                break
+        await client.close()
+    assert states[0] == TaskState.submitted, worker.log()
+    assert states[-1] == TaskState.completed, worker.log()
+    assert TaskState.working in states
+
+
 def test_the_worker_hands_its_agent_the_sessions_mcp_endpoint(
     server: ServerProcess, workers: Workers, operator: OperatorClient
 ) -> None:

@@ -47,7 +47,7 @@ def card(name: str, description: str, endpoint: str) -> dict[str, Any]:
         "protocolVersion": "0.3.0",
         "preferredTransport": "JSONRPC",
         "capabilities": {
-            "streaming": False,
+            "streaming": True,
             "pushNotifications": False,
             "stateTransitionHistory": False,
         },

@@ -1,9 +1,10 @@
 """A2A dispatch (rensei-platform.md §4.4): JSON-RPC 2.0 at `POST /api/a2a`, the endpoint the
 agent card names. `message/send` queues a session for the organisation's workers and answers
-its task; `tasks/get` follows it; `tasks/cancel` stops it. Auth: an organisation's key (or an
-M2M access token, or the admin key) as a Bearer token; without one, HTTP 401 with the
-JSON-RPC error -32000. A task of another organisation, or of a project the key does not
-reach, does not exist for it (-32001).
+its task; `tasks/get` follows it; `tasks/cancel` stops it; `message/stream` and
+`tasks/resubscribe` answer the task and then its status updates as server-sent events.
+Auth: an organisation's key (or an M2M access token, or the admin key) as a Bearer token;
+without one, HTTP 401 with the JSON-RPC error -32000. A task of another organisation, or of
+a project the key does not reach, does not exist for it (-32001).
 
 Left out of the OpenAPI document, as the MCP endpoint: one POST carries every method, and
 notifications are answered 202 with no body."""
@@ -13,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from shopfloor.api import jsonrpc
+from shopfloor.api.a2a import stream
 from shopfloor.api.a2a.tasks import CONTEXT_KEY, MESSAGE_KEY, task_view
 from shopfloor.api.envelope import ApiError
 from shopfloor.api.jsonrpc import INVALID_PARAMS, Call, RpcError
@@ -43,19 +45,38 @@ async def a2a_endpoint(request: Request) -> Response:
         return jsonrpc.error_reply(401, UNAUTHORIZED, "Unauthorized")
     svc = services(request)
 
+    raw = await request.body()
+    streamed = stream.streamed_call(raw)
+    if streamed is not None:
+        return await _stream(request, svc, who, streamed)
+
     async def handle(call: Call) -> Any:
         if call.method == "message/send":
-            return await _send(svc, who, call.params)
+            return task_view(await _send(svc, who, call.params))
         if call.method == "tasks/get":
             return task_view(await _task(svc, who, call.params, "sessions:read"))
         if call.method == "tasks/cancel":
             return await _cancel(svc, who, call.params)
         raise RpcError(jsonrpc.METHOD_NOT_FOUND, f"Method not found: {call.method}")
 
-    return await jsonrpc.serve(await request.body(), handle)
+    return await jsonrpc.serve(raw, handle)
 
 
-async def _send(svc: Services, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
+async def _stream(request: Request, svc: Services, who: Principal, call: Call) -> Response:
+    """`message/stream` and `tasks/resubscribe`: the task, then its status updates, as
+    server-sent events; an error before the stream starts is a plain JSON-RPC reply."""
+    try:
+        if call.method == "message/stream":
+            session = await _send(svc, who, call.params)
+        else:
+            session = await _task(svc, who, call.params, "sessions:read")
+    except RpcError as exc:
+        return JSONResponse(jsonrpc.error_body(call.id, exc.code, exc.message))
+    events = stream.task_events(request, svc.dispatcher.store, call.id, session)
+    return StreamingResponse(events, media_type="text/event-stream", headers=stream.HEADERS)
+
+
+async def _send(svc: Services, who: Principal, params: dict[str, Any]) -> SessionRecord:
     message = jsonrpc.require(params, "message", dict)
     text = _text_of(message)
     meta = {**_object(params, "metadata"), **_object(message, "metadata")}
@@ -65,7 +86,7 @@ async def _send(svc: Services, who: Principal, params: dict[str, Any]) -> dict[s
         if session.is_terminal:
             raise RpcError(INVALID_PARAMS, f"Invalid params: task {session.id} has ended")
         await svc.dispatcher.channel.send(session.id, "directive", text, user_id=who.identity)
-        return task_view(await svc.dispatcher.get_session(session.id))
+        return await svc.dispatcher.get_session(session.id)
     project = _optional_str(meta, "projectName")
     work_type = _optional_str(meta, "workType") or _optional_str(meta, "skill")
     if work_type is not None and work_type not in WORK_TYPES:
@@ -85,7 +106,7 @@ async def _send(svc: Services, who: Principal, params: dict[str, Any]) -> dict[s
             org_id=org_id,
         )
     )
-    return task_view(session)
+    return session
 
 
 async def _cancel(svc: Services, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
