@@ -44,6 +44,13 @@ async def test_recall_ranks_the_best_match_first_and_stems(store: Store) -> None
     assert hits[0].memory == best
 
 
+async def test_words_inside_paths_and_names_are_found(store: Store) -> None:
+    found = memory("Run it with ops/deploy.sh or make release.prod")
+    await store.insert_memory(found)
+    for word in ("deploy", "prod", "ops"):
+        assert [h.memory.id for h in await store.search_memories(query(word))] == [found.id]
+
+
 async def test_recall_never_crosses_organisation_or_project(store: Store) -> None:
     ours = memory("the secret launch codes are in the vault")
     await store.insert_memory(ours)

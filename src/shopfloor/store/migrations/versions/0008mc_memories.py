@@ -37,9 +37,11 @@ def upgrade() -> None:
     )
     op.create_index("ix_memories_tenant", "memories", ["org_id", "project", "created_at"])
     if op.get_bind().dialect.name == "postgresql":
+        # Words split at every non-alphanumeric, as SQLite's tokenizer does: the english
+        # parser would keep `ops/deploy.sh` or `a.b` as one token that no query word matches.
         op.execute(
             "ALTER TABLE memories ADD COLUMN search tsvector GENERATED ALWAYS AS "
-            "(to_tsvector('english', content)) STORED"
+            "(to_tsvector('english', regexp_replace(content, '[^[:alnum:]]+', ' ', 'g'))) STORED"
         )
         op.execute("CREATE INDEX ix_memories_search ON memories USING GIN (search)")
     else:
