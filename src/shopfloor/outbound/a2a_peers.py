@@ -1,8 +1,9 @@
 """Outbound calls to remote A2A agents: fetch an agent card, send a message. Bounded in time
 (one timeout per request) and size (a reply is read as a stream and given up past a limit);
-redirects are followed only within the same origin (at most 3), never to another host; only
-http(s) URLs, and only to the hosts SHOPFLOOR_A2A_ALLOWED_HOSTS names, if set. Every failure
-is a PeerError whose message says what went wrong."""
+redirects are followed only within the same origin (at most 3), never to another host; a card
+fetch is tried twice after a lost connection, a message is sent once; only http(s) URLs, and
+only to the hosts SHOPFLOOR_A2A_ALLOWED_HOSTS names, if set. Every failure is a PeerError
+whose message says what went wrong."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ MAX_CARD_BYTES = 256 * 1024
 MAX_REPLY_BYTES = 1024 * 1024
 MAX_REDIRECTS = 3
 MAX_SKILLS = 100
+# A card fetch (a GET) is tried again once after a lost connection; a message is sent once
+# (message/send is not idempotent: a retry could queue the task twice).
+CARD_ATTEMPTS = 2
 
 
 class PeerError(Exception):
@@ -44,7 +48,7 @@ class A2aPeers:
         problem = "no agent card"
         for candidate in tried:
             try:
-                return card_of(await self._request("GET", candidate, None, MAX_CARD_BYTES))
+                return card_of(await self._get_card(candidate))
             except PeerError as exc:
                 problem = exc.message
         raise PeerError(f"url: no valid agent card at {url} ({problem})")
@@ -77,6 +81,15 @@ class A2aPeers:
         if not isinstance(result, dict):
             raise PeerError("the agent's reply has no result")
         return result
+
+    async def _get_card(self, url: str) -> Any:
+        for attempt in range(CARD_ATTEMPTS):
+            try:
+                return await self._request("GET", url, None, MAX_CARD_BYTES)
+            except PeerError as exc:
+                if not exc.message.startswith("unreachable") or attempt + 1 == CARD_ATTEMPTS:
+                    raise
+        raise PeerError("unreachable")
 
     def _check(self, url: str) -> None:
         parts = urlsplit(url)
