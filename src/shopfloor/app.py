@@ -16,6 +16,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Receive, Scope, Send
 
 from shopfloor import __version__
+from shopfloor.api import jsonrpc
+from shopfloor.api.a2a.card import router as a2a_card_router
+from shopfloor.api.a2a.registry_routes import router as a2a_registry_router
+from shopfloor.api.a2a.routes import router as a2a_router
 from shopfloor.api.agentfactory.channel_routes import router as channel_router
 from shopfloor.api.agentfactory.issue_proxy import router as issue_proxy_router
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
@@ -26,6 +30,9 @@ from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_rou
 from shopfloor.api.fastlane import FastLane, lanes
 from shopfloor.api.limits import BodyLimit, BodyLimits
 from shopfloor.api.managed.routes import managed_router
+from shopfloor.api.mcp.fleet_routes import router as fleet_router
+from shopfloor.api.mcp.routes import router as mcp_router
+from shopfloor.api.mcp.token_routes import router as mcp_token_router
 from shopfloor.api.metrics.process import ProcessMetrics
 from shopfloor.api.metrics.routes import router as metrics_router
 from shopfloor.api.openapi import install_openapi
@@ -51,7 +58,9 @@ from shopfloor.api.veryfront.run_routes import router as run_router
 from shopfloor.clock import Clock, SystemClock
 from shopfloor.config import Settings
 from shopfloor.console.routes import install_console
+from shopfloor.outbound.a2a_peers import A2aPeers
 from shopfloor.outbound.messages import MessagesClient
+from shopfloor.service.a2a_registry import A2aRegistry
 from shopfloor.service.audit import AuditLog
 from shopfloor.service.audit_keys import AuditKeys
 from shopfloor.service.auth import Credentials
@@ -62,6 +71,7 @@ from shopfloor.service.git_credentials import GitCredentials
 from shopfloor.service.linear_events import LinearEvents
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
+from shopfloor.service.memory import Memory
 from shopfloor.service.notifier import (
     BroadcastNotifier,
     LocalNotifier,
@@ -122,6 +132,9 @@ def create_app(
             api_key=settings.resolved_model_api_key(),
             timeout_seconds=settings.model_timeout_seconds,
         )
+        peers = A2aPeers(
+            timeout_seconds=settings.a2a_timeout_seconds, allowed_hosts=settings.a2a_hosts()
+        )
         turns = TurnRunner(
             store,
             clock,
@@ -150,6 +163,8 @@ def create_app(
             BatchWork(store, clock, settings.batch_lease_seconds),
             audit,
             webhooks,
+            Memory(store, clock),
+            A2aRegistry(store, clock, peers),
         )
         upkeep: list[asyncio.Task[None]] = []
         if run_upkeep and settings.reap_interval_seconds > 0:
@@ -172,6 +187,7 @@ def create_app(
             await webhooks.close()
             await turns.close()
             await model.close()
+            await peers.close()
             await notifier.close()
             await store.close()
             print("shopfloor: stopped cleanly", flush=True)
@@ -205,6 +221,12 @@ def create_app(
         conversation_router,
         managed_router(QODER),
         managed_router(ANTHROPIC),
+        fleet_router,  # before /api/mcp/{sessionId}
+        mcp_router,
+        mcp_token_router,
+        a2a_card_router,
+        a2a_router,
+        a2a_registry_router,
     ]
     for router in routers:
         app.include_router(router)
@@ -300,7 +322,18 @@ VERYFRONT = Envelope(
     error=lambda _req, status, message, headers: veryfront_error(status, message, headers),
     domain_error=lambda _req, exc: veryfront_domain_error(exc),
 )
-ENVELOPES = (ENVIRONMENTS, VERYFRONT, AGENTFACTORY)  # first owner wins
+# The A2A endpoint answers even HTTP-level refusals (401, 405, 413) in the JSON-RPC envelope.
+_A2A_CODES = {401: -32000, 403: -32000, 404: -32601, 405: -32601, 500: -32603}
+A2A = Envelope(
+    owns=lambda path: path == "/api/a2a",
+    error=lambda _req, status, message, headers: jsonrpc.error_reply(
+        status, _A2A_CODES.get(status, jsonrpc.INVALID_REQUEST), message, headers
+    ),
+    domain_error=lambda _req, exc: jsonrpc.error_reply(
+        domain_status(exc), jsonrpc.INVALID_PARAMS, exc.message
+    ),
+)
+ENVELOPES = (ENVIRONMENTS, VERYFRONT, A2A, AGENTFACTORY)  # first owner wins
 
 
 def envelope_for(request: Request) -> Envelope:

@@ -82,6 +82,15 @@ class Settings:
     # The audit log's signing seeds (default: audit-keys.json in the data dir). Webhook
     # secrets are sealed by the secret box (secret_key_file).
     audit_key_file: Path | None = None
+    # Remote A2A agents: the hosts the server may fetch cards from and send messages to
+    # (comma-separated; unset: any), and the timeout of one such request.
+    a2a_allowed_hosts: str | None = None
+    a2a_timeout_seconds: float = 10.0
+
+    def a2a_hosts(self) -> frozenset[str] | None:
+        if not self.a2a_allowed_hosts:
+            return None
+        return frozenset(h.strip() for h in self.a2a_allowed_hosts.split(",") if h.strip())
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -180,6 +189,7 @@ _FLOATS = {
     "stream_keepalive_seconds",
     "batch_lease_seconds",
     "webhook_timestamp_tolerance_seconds",
+    "a2a_timeout_seconds",
 }
 _INTS = {
     "port",

@@ -52,7 +52,10 @@ def fuzz_server(
     tmp: Path = tmp_path_factory.mktemp("fuzz")
     backend = fuzz_backend
     # Polls answer at once: a held poll would make each fuzzed poll take a second.
-    env = server_env(backend, tmp / "data", SHOPFLOOR_POLL_HOLD_MS="0")
+    # Fuzzed URLs of remote A2A agents are fetched from loopback only, never elsewhere.
+    env = server_env(
+        backend, tmp / "data", SHOPFLOOR_POLL_HOLD_MS="0", SHOPFLOOR_A2A_ALLOWED_HOSTS="127.0.0.1"
+    )
     server = start_server(env, tmp / "server.log")
     yield server
     # Not stop_cleanly: the requests the fuzz test skips as known 5xx (the lead's fixes) leave

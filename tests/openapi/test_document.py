@@ -39,6 +39,8 @@ ENVELOPES = {
     "OAuth 2.0": {"OAuthError", "ErrorBody"},
     "Rensei platform: webhooks": {"ErrorBody"},
     "Rensei platform: audit": {"ErrorBody"},
+    "Rensei platform: fleet": {"ErrorBody"},
+    "Rensei platform: A2A registry": {"ErrorBody"},
 }
 # Public by contract: an organisation's audit-log keys (rensei-platform.md §6.3).
 PUBLIC = {("GET", "/.well-known/audit-keys/{workspace_id}")}
@@ -51,6 +53,7 @@ BODILESS = {
     ("POST", "/v1/environments/{environment_id}/work/{work_id}/ack"),
     ("POST", "/agent-workers/workers/{worker_id}/heartbeat"),
     ("POST", "/runs/{run_id}/cancel"),
+    ("POST", "/api/a2a/agents/{agent_id}/refetch"),
     ("POST", "/conversations/{conversation_id}/input-requests/{request_id}/cancel"),
     *(
         ("POST", prefix + path)

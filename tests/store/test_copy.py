@@ -14,6 +14,7 @@ from shopfloor.cli.main import app
 from shopfloor.clock import ManualClock
 from shopfloor.service.dispatch import Dispatcher, NewSession, StatusReport
 from shopfloor.store import open_store
+from shopfloor.store.memory_records import MemoryQuery
 from shopfloor.store.schema import metadata
 from shopfloor.store.sql import SqlStore
 from shopfloor.store.tenancy_records import DEFAULT_ORG, REGISTRATION_KEY, ApiKeyRecord
@@ -133,6 +134,15 @@ def test_copy_moves_every_row_and_refuses_a_non_empty_target(
         await store.close()
 
     asyncio.run(keeps_working())
+
+    async def memory_is_searchable() -> None:
+        # The full-text index is each database's own: the copied memories are found.
+        store = await open_store(backend.url, schema=backend.schema)
+        query = MemoryQuery("memories.org_id", "memories.project", words=["memories"])
+        assert [h.memory.id for h in await store.search_memories(query)] == ["memories.id"]
+        await store.close()
+
+    asyncio.run(memory_is_searchable())
 
 
 def test_copy_refuses_a_missing_source_and_the_same_database(tmp_path: Path) -> None:

@@ -10,6 +10,8 @@ text, and behaves as its prompt says:
     error-result   Claude's result says is_error   turn-fail     Codex's turn fails
     write:NAME     create NAME in the worktree     edit:NAME     (Claude) an Edit call on NAME
     bad-tool       (Claude) its tool call fails
+    remember:TEXT  call af_memory_remember on its session's MCP endpoint ($SHOPFLOOR_MCP_URL,
+                   $SHOPFLOOR_MCP_TOKEN) and log the reply as `mcp`
 
 Every run appends a JSON line (argv, prompt(s), cwd, pid, session) to $FAKE_AGENT_LOG.
 
@@ -64,7 +66,25 @@ def words(prompt: str) -> dict[str, str]:
     return found
 
 
-VALUED = {"sleep", "exit", "flood", "longline", "write", "edit"}
+VALUED = {"sleep", "exit", "flood", "longline", "write", "edit", "remember"}
+
+
+def remember(text: str) -> Any:
+    """What an agent configured with its MCP endpoint does: one tools/call over HTTP."""
+    import urllib.request
+
+    url, token = os.environ.get("SHOPFLOOR_MCP_URL"), os.environ.get("SHOPFLOOR_MCP_TOKEN")
+    if not url or not token:
+        return {"missing": "SHOPFLOOR_MCP_URL or SHOPFLOOR_MCP_TOKEN"}
+    call = {"name": "af_memory_remember", "arguments": {"content": text}}
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call}
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        return json.loads(reply.read())
 
 
 def behave_before(prompt: str) -> None:
@@ -72,6 +92,8 @@ def behave_before(prompt: str) -> None:
     w = words(prompt)
     if "write" in w:
         Path(w["write"]).write_text("written by the fake agent\n")
+    if "remember" in w:
+        log_run("mcp", [prompt], mcp=remember(w["remember"]))
     if "ignore-term" in w:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sys.stderr.write("fake agent: ignoring SIGTERM\n")

@@ -12,6 +12,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from shopfloor.service.errors import (
+    A2aAgentNotFound,
     Conflict,
     DomainError,
     EnvironmentNotFound,
@@ -43,7 +44,12 @@ def error_response(
 def domain_status(exc: DomainError) -> int:
     if isinstance(
         exc,
-        WorkerNotFound | SessionNotFound | EnvironmentNotFound | OrgNotFound | ResourceNotFound,
+        WorkerNotFound
+        | SessionNotFound
+        | EnvironmentNotFound
+        | OrgNotFound
+        | ResourceNotFound
+        | A2aAgentNotFound,
     ):
         return 404
     if isinstance(exc, NotOwner | NotPermitted):

@@ -8,6 +8,7 @@ from fastapi import Request
 
 from shopfloor.clock import Clock
 from shopfloor.config import Settings
+from shopfloor.service.a2a_registry import A2aRegistry
 from shopfloor.service.audit import AuditLog
 from shopfloor.service.auth import Credentials
 from shopfloor.service.batch import BatchWork
@@ -17,6 +18,7 @@ from shopfloor.service.fleet import Fleet
 from shopfloor.service.git_credentials import GitCredentials
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
+from shopfloor.service.memory import Memory
 from shopfloor.service.orgs import Orgs
 from shopfloor.service.secret_box import SecretBox
 from shopfloor.service.webhooks import Webhooks
@@ -36,6 +38,10 @@ class Services:
     secrets: SecretBox  # seals stored secrets under keys outside the database
     git: GitCredentials
     batch: BatchWork
+    audit: AuditLog
+    webhooks: Webhooks
+    memory: Memory  # agents' memory behind the MCP memory tools
+    a2a: A2aRegistry  # remote A2A agents and dispatches to them
 
     @property
     def fleet(self) -> Fleet:
@@ -44,9 +50,6 @@ class Services:
     @property
     def console_logins(self) -> ConsoleLogins:
         return ConsoleLogins(self.credentials, self.dispatcher.store, self.clock)
-
-    audit: AuditLog
-    webhooks: Webhooks
 
 
 def services(request: Request) -> Services:

@@ -323,6 +323,21 @@ def serve(
             envvar="SHOPFLOOR_METRICS_PUBLIC", help="Serve /metrics to anyone, without a token."
         ),
     ] = False,
+    a2a_allowed_hosts: Annotated[
+        str,
+        typer.Option(
+            envvar="SHOPFLOOR_A2A_ALLOWED_HOSTS",
+            help="Hosts of remote A2A agents the server may call (comma-separated; empty: any).",
+        ),
+    ] = "",
+    a2a_timeout: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_A2A_TIMEOUT_SECONDS",
+            help="Timeout of one request to a remote A2A agent.",
+            min=0.1,
+        ),
+    ] = 10.0,
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -362,6 +377,8 @@ def serve(
         batch_lease_seconds=batch_lease,
         metrics_token=metrics_token or None,
         metrics_public=metrics_public,
+        a2a_allowed_hosts=a2a_allowed_hosts or None,
+        a2a_timeout_seconds=a2a_timeout,
     ).with_integrations_from_env()
     url = settings.resolved_database_url()
     try:

@@ -251,6 +251,14 @@ class WorkerProtocolClient:
         body = {"workerId": await self._id(), "summary": summary}
         await self.call("POST", f"/api/sessions/{session_id}/completion", body, attempts=attempts)
 
+    async def mcp_token(self, session_id: str, *, attempts: int | None = None) -> dict[str, Any]:
+        """The session's MCP endpoint and a token for it, to hand the agent."""
+        body = {"workerId": await self._id()}
+        reply: dict[str, Any] = await self.call(
+            "POST", f"/api/sessions/{session_id}/mcp-token", body, attempts=attempts
+        )
+        return reply
+
     async def lock_refresh(self, session_id: str, issue_id: str) -> dict[str, Any]:
         body = {"workerId": await self._id(), "issueId": issue_id}
         reply: dict[str, Any] = await self.call(

@@ -48,6 +48,8 @@ ADMIN_KEY_HASH = "admin_key_sha256"
 # Where shopfloor before 0.2 kept the JWT secret; moved to the signing key file at start.
 LEGACY_JWT_SECRET = "runtime_jwt_secret"
 JWT_ISSUER = "shopfloor"
+# A session's MCP token: what the worker holding a session hands its agent (api/mcp).
+SESSION_TOKEN_ISSUER = "shopfloor-mcp"
 KEY_PREFIXES = ("rsk_live_", "rsp_live_")
 # Access tokens of M2M clients, as the Rensei platform issues them.
 ACCESS_TOKEN_ISSUER = "rensei-platform"
@@ -63,6 +65,16 @@ def digest(secret: str) -> str:
 
 def same_secret(presented: str, expected: str) -> bool:
     return hmac.compare_digest(presented.encode(), expected.encode())
+
+
+@dataclass(frozen=True)
+class SessionTokenClaims:
+    """A session's MCP token: it may use that session's MCP endpoint, while the worker it was
+    minted for holds the session, and nothing else."""
+
+    session_id: str
+    worker_id: str
+    org_id: str
 
 
 @dataclass(frozen=True)
@@ -319,6 +331,39 @@ class Credentials:
             registration_id=claims.get("reg"),
             projects=frozenset([proj] if isinstance(proj, str) else proj) if proj else None,
             org_id=str(claims.get("org") or DEFAULT_ORG),
+        )
+
+    def mint_session_token(
+        self, session_id: str, worker_id: str, org_id: str, registration_id: str | None
+    ) -> tuple[str, int]:
+        """A token for one session's MCP endpoint, for the agent the worker runs (never the
+        worker's own credential: an agent must not act as its worker)."""
+        now_s = self._clock.now_ms() // 1000
+        expires = now_s + self._settings.runtime_token_ttl_seconds
+        claims: dict[str, Any] = {
+            "iss": SESSION_TOKEN_ISSUER,
+            "jti": uuid.uuid4().hex,
+            "sub": session_id,
+            "wkr": worker_id,
+            "org": org_id,
+            "reg": registration_id,
+            "iat": now_s,
+            "exp": expires,
+        }
+        return self._sign(claims), expires * 1000
+
+    def session_token_claims(self, token: str) -> SessionTokenClaims | None:
+        """Verify a session's MCP token; raises TokenExpired or TokenRevoked (its worker's
+        registration token was revoked)."""
+        claims = self._verified(token, SESSION_TOKEN_ISSUER)
+        if claims is None:
+            return None
+        if self.is_revoked(claims.get("reg")):
+            raise TokenRevoked()
+        if int(claims["exp"]) * 1000 <= self._clock.now_ms():
+            raise TokenExpired()
+        return SessionTokenClaims(
+            str(claims["sub"]), str(claims.get("wkr")), str(claims.get("org") or DEFAULT_ORG)
         )
 
     # -- M2M clients and their access tokens (OAuth 2.0 client_credentials) --

@@ -84,6 +84,9 @@ _WORK_TYPE_PRIORITY = {
 DEFAULT_PRIORITY = 3
 
 
+WORK_TYPES: tuple[str, ...] = tuple(_WORK_TYPE_PRIORITY)
+
+
 def default_priority(work_type: str | None) -> int:
     return _WORK_TYPE_PRIORITY.get(work_type or "", DEFAULT_PRIORITY)
 

@@ -191,3 +191,9 @@ class SessionBusy(Conflict):
     def __init__(self, session_id: str) -> None:
         super().__init__(self.MESSAGE)
         self.session_id = session_id
+
+
+class A2aAgentNotFound(DomainError):
+    def __init__(self, agent_id: str) -> None:
+        super().__init__("A2A agent not found")
+        self.agent_id = agent_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from shopfloor.store.a2a_records import A2aAgentRecord, A2aDispatchRecord, DispatchFilter
 from shopfloor.store.git_records import (
     BatchItemRecord,
     GitSourceRecord,
@@ -25,6 +26,7 @@ from shopfloor.store.managed_records import (
     ManagedFilter,
     ManagedSessionRecord,
 )
+from shopfloor.store.memory_records import MemoryHit, MemoryQuery, MemoryRecord
 from shopfloor.store.records import (
     Delivery,
     Expect,
@@ -341,7 +343,50 @@ class IntegrationStore(Protocol):
     async def audit_entries(self, query: AuditQuery) -> list[AuditRecord]: ...
 
 
-class Store(RunStore, ConversationStore, ManagedStore, GitStore, IntegrationStore, Protocol):
+class MemoryStore(Protocol):
+    """Agent memory (the MCP memory tools), kept per organisation and project."""
+
+    async def insert_memory(self, memory: MemoryRecord) -> None: ...
+    async def search_memories(self, query: MemoryQuery) -> list[MemoryHit]:
+        """The memories of the query's organisation and project (and scope, if given) that
+        match any of its words, best first, at most `limit`."""
+        ...
+
+    async def delete_memory(self, org_id: str, project: str, memory_id: str) -> bool:
+        """False if no memory of that id is in that organisation and project."""
+        ...
+
+
+class A2aStore(Protocol):
+    """The A2A registry: remote agents per organisation, and the dispatches made to them."""
+
+    async def insert_a2a_agent(self, agent: A2aAgentRecord) -> None:
+        """Raises DuplicateKey if the organisation registered that URL already."""
+        ...
+
+    async def get_a2a_agent(self, org_id: str, agent_id: str) -> A2aAgentRecord | None: ...
+    async def list_a2a_agents(self, org_id: str) -> list[A2aAgentRecord]: ...
+    async def update_a2a_agent(
+        self, org_id: str, agent_id: str, changes: Mapping[str, Any]
+    ) -> A2aAgentRecord | None: ...
+    async def delete_a2a_agent(self, org_id: str, agent_id: str) -> bool: ...
+    async def insert_a2a_dispatch(self, dispatch: A2aDispatchRecord) -> None: ...
+    async def update_a2a_dispatch(self, dispatch_id: str, changes: Mapping[str, Any]) -> None: ...
+    async def list_a2a_dispatches(self, flt: DispatchFilter) -> list[A2aDispatchRecord]:
+        """Newest first."""
+        ...
+
+
+class Store(
+    RunStore,
+    ConversationStore,
+    ManagedStore,
+    GitStore,
+    IntegrationStore,
+    MemoryStore,
+    A2aStore,
+    Protocol,
+):
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str

@@ -77,6 +77,8 @@ async def _copy(source: SqlStore, target: SqlStore, replace: bool) -> list[Table
                 await dst.execute(table.insert(), [dict(row) for row in batch])
         if target.dialect == "postgresql":
             await _reset_sequences(dst)
+        else:
+            await _reindex_memories(dst)
         for table in tables:
             expected, landed = await _count(src, table), await _count(dst, table)
             if expected != landed:
@@ -110,6 +112,15 @@ async def _reset_sequences(conn: DbConnection) -> None:
                 ),
                 {"table": table.name, "column": column.name},
             )
+
+
+async def _reindex_memories(conn: DbConnection) -> None:
+    """SQLite's full-text index of memories is a table of its own (FTS5), not in the
+    metadata: built again from the copied rows. (PostgreSQL's is a generated column.)"""
+    await conn.execute(sa.text("DELETE FROM memories_fts"))
+    await conn.execute(
+        sa.text("INSERT INTO memories_fts (memory_id, content) SELECT id, content FROM memories")
+    )
 
 
 def _require_existing_sqlite(url: str) -> None:

@@ -623,3 +623,59 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_entity", "org_id", "entity_id", "sequence_number"),
     sa.Index("ix_audit_events_type", "org_id", "event_type", "sequence_number"),
 )
+
+# What agents remember (migration 0008mc). The full-text index is each database's own and
+# is not declared here: PostgreSQL's generated `search` tsvector column, SQLite's FTS5 table
+# memories_fts (memory_id, content); see store/sql_memory.py.
+memories = sa.Table(
+    "memories",
+    metadata,
+    sa.Column("id", sa.String(160), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("scope", sa.String(200), nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("agent_id", sa.String(200)),
+    sa.Column("content", sa.Text, nullable=False),
+    sa.Column("tags", JSONType, nullable=False),
+    sa.Column("source", sa.String(32), nullable=False),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_memories_tenant", "org_id", "project", "created_at"),
+)
+
+# The A2A registry (migration 0008mc_a2a): remote agents of an organisation, and dispatches.
+a2a_agents = sa.Table(
+    "a2a_agents",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("slug", sa.String(200), nullable=False),
+    sa.Column("trust_level", sa.String(16), nullable=False),
+    sa.Column("card", JSONType, nullable=False),
+    sa.Column("reachable", sa.Boolean, nullable=False),
+    sa.Column("last_fetched_at", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("org_id", "url", name="uq_a2a_agents_org_url"),
+)
+
+a2a_dispatches = sa.Table(
+    "a2a_dispatches",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("agent_id", sa.String(64), nullable=False),
+    sa.Column("agent_name", sa.String(200), nullable=False),
+    sa.Column("skill_id", sa.String(200), nullable=False),
+    sa.Column("task_id", sa.String(200)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("dispatch_type", sa.String(16), nullable=False),
+    sa.Column("session_id", sa.String(64)),
+    sa.Column("input_text", sa.Text, nullable=False),
+    sa.Column("output_text", sa.Text),
+    sa.Column("dispatched_at", sa.BigInteger, nullable=False),
+    sa.Column("completed_at", sa.BigInteger),
+    sa.Index("ix_a2a_dispatches_org", "org_id", "id"),
+)

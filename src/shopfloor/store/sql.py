@@ -44,6 +44,7 @@ from shopfloor.store.records import (
     WorkerPoll,
     WorkerRecord,
 )
+from shopfloor.store.sql_a2a import A2aSql
 from shopfloor.store.sql_channel import ChannelSql, has_unacked_inbox, unacked_inbox
 from shopfloor.store.sql_common import (
     EVENT_COLUMNS,
@@ -56,6 +57,7 @@ from shopfloor.store.sql_conversations import ConversationsSql
 from shopfloor.store.sql_git import GitSql
 from shopfloor.store.sql_integrations import IntegrationsSql
 from shopfloor.store.sql_managed import ManagedSql
+from shopfloor.store.sql_memory import MemorySql
 from shopfloor.store.sql_runs import RunsSql
 from shopfloor.store.sql_stats import StatsSql
 from shopfloor.store.sql_tenancy import TenancySql
@@ -385,6 +387,8 @@ class SqlStore(
     GitSql,
     StatsSql,
     IntegrationsSql,
+    MemorySql,
+    A2aSql,
 ):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)

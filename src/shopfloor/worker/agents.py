@@ -95,6 +95,9 @@ class RunContext:
     worktree: Path
     work_type: str | None
     issue: str | None
+    # The session's MCP endpoint and its token (the agent's, never the worker's credential).
+    mcp_url: str | None = None
+    mcp_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -141,4 +144,7 @@ def launch(
     )
     if resume_id:
         env["SHOPFLOOR_RESUME_ID"] = resume_id
+    if ctx.mcp_url and ctx.mcp_token:
+        env["SHOPFLOOR_MCP_URL"] = ctx.mcp_url
+        env["SHOPFLOOR_MCP_TOKEN"] = ctx.mcp_token
     return Launch(argv, env, stdin_text, agent.stdin_json)

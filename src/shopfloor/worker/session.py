@@ -183,7 +183,10 @@ class SessionRun:
         if self.item.max_duration_seconds is not None:
             limit = min(limit, self.item.max_duration_seconds)
         deadline = asyncio.get_running_loop().time() + limit
-        ctx = RunContext(self.sid, worktree, self.item.work_type, self.item.issue_identifier)
+        mcp_url, mcp_token = await self._mcp()
+        ctx = RunContext(
+            self.sid, worktree, self.item.work_type, self.item.issue_identifier, mcp_url, mcp_token
+        )
         # The server hands a providerSessionId only for work it wants resumed (never after a
         # crash): continue that provider session.
         resume_id = self.item.provider_session_id
@@ -465,6 +468,16 @@ class SessionRun:
 
     async def _progress(self, milestone: str, message: str) -> None:
         await self.client.progress(self.sid, milestone, message, attempts=PATIENT)
+
+    async def _mcp(self) -> tuple[str | None, str | None]:
+        """The session's MCP endpoint and token for the agent; none if the server has none."""
+        try:
+            reply = await self.client.mcp_token(self.sid, attempts=SHORT)
+        except (ApiError, Unreachable) as exc:
+            log.warning("session %s: no MCP endpoint for the agent: %s", self.sid, exc)
+            return None, None
+        url, token = reply.get("url"), reply.get("token")
+        return (url, token) if isinstance(url, str) and isinstance(token, str) else (None, None)
 
     async def _recovery_packet(self) -> dict[str, Any] | None:
         try:
