@@ -32,6 +32,12 @@ from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
 from shopfloor.api.platform.oauth import router as oauth_router
 from shopfloor.api.platform.routes import router as platform_router
+from shopfloor.api.public.errors import (
+    is_platform_path,
+    platform_domain_error,
+    platform_error,
+)
+from shopfloor.api.public.routes import router as public_router
 from shopfloor.api.state import Services
 from shopfloor.api.veryfront.conversation_routes import router as conversation_router
 from shopfloor.api.veryfront.errors import (
@@ -164,6 +170,7 @@ def create_app(
         operator_channel_router,
         platform_router,
         oauth_router,
+        public_router,
         veryfront_router,
         run_router,
         conversation_router,
@@ -237,7 +244,12 @@ VERYFRONT = Envelope(
     error=lambda _req, status, message, headers: veryfront_error(status, message, headers),
     domain_error=lambda _req, exc: veryfront_domain_error(exc),
 )
-ENVELOPES = (ENVIRONMENTS, VERYFRONT, AGENTFACTORY)  # first owner wins
+PLATFORM = Envelope(  # the public Sessions API and the daemon routes: {"error": "…"}
+    owns=is_platform_path,
+    error=lambda _req, status, message, headers: platform_error(status, message, headers),
+    domain_error=lambda _req, exc: platform_domain_error(exc),
+)
+ENVELOPES = (ENVIRONMENTS, VERYFRONT, PLATFORM, AGENTFACTORY)  # first owner wins
 
 
 def envelope_for(request: Request) -> Envelope:

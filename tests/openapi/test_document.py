@@ -37,6 +37,7 @@ ENVELOPES = {
     "Managed agents": {"EnvironmentError"},
     "Rensei platform: authentication": {"ErrorBody"},
     "OAuth 2.0": {"OAuthError", "ErrorBody"},
+    "Rensei public Sessions API": {"PlatformError"},
 }
 # POST/PUT routes that take no body (the rest must declare theirs).
 BODILESS = {
@@ -47,6 +48,7 @@ BODILESS = {
     ("POST", "/v1/environments/{environment_id}/work/{work_id}/ack"),
     ("POST", "/agent-workers/workers/{worker_id}/heartbeat"),
     ("POST", "/runs/{run_id}/cancel"),
+    ("POST", "/api/public/sessions/{id}/stop"),
     ("POST", "/conversations/{conversation_id}/input-requests/{request_id}/cancel"),
     *(
         ("POST", prefix + path)

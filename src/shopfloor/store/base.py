@@ -25,6 +25,7 @@ from shopfloor.store.records import (
     SessionEvent,
     SessionFilter,
     SessionRecord,
+    SessionStats,
     WorkerPoll,
     WorkerRecord,
 )
@@ -313,6 +314,13 @@ class Store(RunStore, ConversationStore, ManagedStore, Protocol):
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
     async def list_sessions(self, flt: SessionFilter) -> list[SessionRecord]: ...
     async def live_sessions_of(self, worker_id: str) -> list[SessionRecord]: ...
+    async def session_stats(
+        self, org_id: str | None, projects: frozenset[str] | None, since: int
+    ) -> SessionStats:
+        """Counts and costs of the organisation's sessions (every one's for None); `since`
+        bounds the sessions created and completed that the stats count as recent."""
+        ...
+
     async def last_written_at(self, session_id: str, worker_id: str) -> int | None:
         """When `worker_id` last wrote to the session's timeline."""
         ...

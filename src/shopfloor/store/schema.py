@@ -121,6 +121,7 @@ sessions = sa.Table(
     sa.Column("ended_at", sa.BigInteger),
     sa.Column("metadata", JSONType),
     sa.Column("org_id", sa.String(64), nullable=False, server_default="org_default"),
+    sa.Column("public_id", sa.String(16)),  # migration 0008pl: records.public_id_of(id)
     # The claim path reads only this partial index, so finished rows never slow a poll.
     sa.Index(
         "ix_sessions_claimable",
@@ -134,6 +135,7 @@ sessions = sa.Table(
     sa.Index("ix_sessions_worker", "worker_id", "status"),
     sa.Index("ix_sessions_org", "org_id", "id"),
     sa.Index("ix_sessions_status", "status"),
+    sa.Index("ix_sessions_public_id", "public_id"),
     # Only sessions holding a lease (the live ones): a claim adds one entry and an ending
     # removes it, where a full index would move every row's entry twice, to and from NULL.
     sa.Index(

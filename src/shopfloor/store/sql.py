@@ -43,6 +43,7 @@ from shopfloor.store.records import (
     SessionRecord,
     WorkerPoll,
     WorkerRecord,
+    session_row,
 )
 from shopfloor.store.sql_channel import ChannelSql, has_unacked_inbox, unacked_inbox
 from shopfloor.store.sql_common import (
@@ -54,6 +55,7 @@ from shopfloor.store.sql_common import (
 )
 from shopfloor.store.sql_conversations import ConversationsSql
 from shopfloor.store.sql_managed import ManagedSql
+from shopfloor.store.sql_public import PublicSql
 from shopfloor.store.sql_runs import RunsSql
 from shopfloor.store.sql_tenancy import TenancySql
 
@@ -373,7 +375,7 @@ def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
     return WorkerRecord(**row._mapping)
 
 
-class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql):
+class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, PublicSql):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema
@@ -538,7 +540,7 @@ class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql):
     async def insert_session(self, session: SessionRecord, event: SessionEvent) -> None:
         try:
             async with self.db.begin() as conn:
-                await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
+                await conn.execute(t.sessions.insert().values(session_row(session)))
                 await conn.run(INSERT_EVENT, event_values(event))
         except sa.exc.IntegrityError as exc:
             raise DuplicateKey(session.id) from exc
@@ -559,6 +561,7 @@ class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql):
             (s.c.worker_id, flt.worker_id),
             (s.c.issue_id, flt.issue_id),
             (s.c.org_id, flt.org_id),
+            (s.c.public_id, flt.public_id),
         ):
             if value is not None:
                 query = query.where(column == value)
