@@ -30,8 +30,10 @@ from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
+from shopfloor.api.platform.credentials import router as credentials_router
 from shopfloor.api.platform.oauth import router as oauth_router
 from shopfloor.api.platform.routes import router as platform_router
+from shopfloor.api.public.daemon_credentials import router as daemon_credentials_router
 from shopfloor.api.public.errors import (
     is_platform_path,
     platform_domain_error,
@@ -63,6 +65,8 @@ from shopfloor.service.notifier import (
 )
 from shopfloor.service.orgs import Orgs
 from shopfloor.service.reaper import run_reaper
+from shopfloor.service.signing_keys import SigningKeys
+from shopfloor.service.vault import Vault
 from shopfloor.service.work import WorkQueue
 from shopfloor.store import Store, open_store
 from shopfloor.store.pg_notify import PgNotifyChannel
@@ -110,6 +114,14 @@ def create_app(
             api_key=settings.resolved_model_api_key(),
             timeout_seconds=settings.model_timeout_seconds,
         )
+        vault = Vault(
+            store,
+            clock,
+            notifier,
+            SigningKeys(settings.credential_key_path),
+            own_secrets=(settings.admin_api_key, settings.worker_api_key),
+        )
+        vault.load()
         turns = TurnRunner(
             store,
             clock,
@@ -129,6 +141,7 @@ def create_app(
             ),
             turns,
             Orgs(store, clock),
+            vault,
         )
         upkeep: list[asyncio.Task[None]] = []
         if run_upkeep and settings.reap_interval_seconds > 0:
@@ -171,6 +184,8 @@ def create_app(
         platform_router,
         oauth_router,
         public_router,
+        credentials_router,
+        daemon_credentials_router,
         veryfront_router,
         run_router,
         conversation_router,

@@ -39,6 +39,8 @@ class Settings:
     file_lock_ttl_seconds: float = 3600.0
     # The runtime-JWT signing keys (default: signing-keys.json in the data dir).
     signing_key_file: Path | None = None
+    # The credential vault's encryption keys (default: credential-keys.json in the data dir).
+    credential_key_file: Path | None = None
     # The largest request body a route takes unless it declares its own (api/limits.py).
     max_body_bytes: int = 1024 * 1024
     log_level: str = "info"
@@ -77,6 +79,10 @@ class Settings:
     @property
     def signing_key_path(self) -> Path:
         return self.signing_key_file or self.data_dir / "signing-keys.json"
+
+    @property
+    def credential_key_path(self) -> Path:
+        return self.credential_key_file or self.data_dir / "credential-keys.json"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
@@ -131,6 +137,6 @@ def _coerce(name: str, raw: str) -> object:
             return int(raw)
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a number, got {raw!r}") from exc
-    if name in ("data_dir", "signing_key_file"):
+    if name in ("data_dir", "signing_key_file", "credential_key_file"):
         return Path(raw)
     return raw

@@ -38,6 +38,8 @@ ENVELOPES = {
     "Rensei platform: authentication": {"ErrorBody"},
     "OAuth 2.0": {"OAuthError", "ErrorBody"},
     "Rensei public Sessions API": {"PlatformError"},
+    "Rensei platform: credentials": {"ErrorBody"},
+    "Rensei daemon: credentials": {"PlatformError"},
 }
 # POST/PUT routes that take no body (the rest must declare theirs).
 BODILESS = {

@@ -13,6 +13,7 @@ from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.orgs import Orgs
+from shopfloor.service.vault import Vault
 from shopfloor.service.work import WorkQueue
 
 
@@ -26,6 +27,7 @@ class Services:
     managed: ManagedSessions
     turns: TurnRunner  # this process's runner of managed sessions' model calls
     orgs: Orgs
+    vault: Vault
 
 
 def services(request: Request) -> Services:

@@ -245,6 +245,13 @@ def serve(
         int, typer.Option(envvar="SHOPFLOOR_PROCESSES", help="Server processes (PostgreSQL only).")
     ] = 1,
     signing_key_file: SigningKeyFile = None,
+    credential_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="SHOPFLOOR_CREDENTIAL_KEY_FILE",
+            help="Credential vault key file (default: credential-keys.json in the data dir).",
+        ),
+    ] = None,
     max_body_bytes: Annotated[
         int,
         typer.Option(
@@ -324,6 +331,7 @@ def serve(
         file_lock_ttl_seconds=file_lock_ttl,
         max_body_bytes=max_body_bytes,
         signing_key_file=signing_key_file,
+        credential_key_file=credential_key_file,
         log_level=log_level,
         model_base_url=model_base_url or None,
         model_api_key=model_api_key or None,

@@ -21,6 +21,8 @@ USER_SCOPES = (
     "agents:read",
     "agents:write",
     "org_keys:write",
+    "credentials:read",
+    "credentials:write",
 )
 KEY_SCOPES = frozenset({"*", *USER_SCOPES, *WORKER_SCOPES})
 M2M_SCOPES = frozenset({"*", *USER_SCOPES[:6]})

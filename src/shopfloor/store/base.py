@@ -38,7 +38,12 @@ from shopfloor.store.run_records import (
     RunRecord,
     WorkerSessionRecord,
 )
-from shopfloor.store.tenancy_records import ApiKeyRecord, M2MClientRecord, OrgRecord
+from shopfloor.store.tenancy_records import (
+    ApiKeyRecord,
+    CredentialRecord,
+    M2MClientRecord,
+    OrgRecord,
+)
 
 
 class RunStore(Protocol):
@@ -264,6 +269,18 @@ class Store(RunStore, ConversationStore, ManagedStore, Protocol):
     async def get_m2m_client(self, client_id: str) -> M2MClientRecord | None: ...
     async def list_m2m_clients(self, org_id: str | None = None) -> list[M2MClientRecord]: ...
     async def revoke_m2m_client(self, client_id: str, now: int) -> bool: ...
+    async def put_credential(self, record: CredentialRecord) -> CredentialRecord:
+        """Insert, or replace the value of the same (org, project, env, name)."""
+        ...
+
+    async def get_credential(self, credential_id: str) -> CredentialRecord | None: ...
+    async def list_credentials(
+        self, org_id: str | None, project: str | None = None, env_name: str | None = None
+    ) -> list[CredentialRecord]:
+        """With a project / environment: the credentials that apply to it."""
+        ...
+
+    async def delete_credential(self, credential_id: str) -> bool: ...
     async def revoked_credential_ids(self) -> set[str]:
         """The ids of every revoked key and M2M client."""
         ...

@@ -25,6 +25,21 @@ orgs = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+# The credential vault (migration 0008pl_credentials): '' in project / env_name means all.
+org_credentials = sa.Table(
+    "org_credentials",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("env_name", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("uq_org_credentials_scope", "org_id", "project", "env_name", "name", unique=True),
+)
+
 # Every key the server checks by its hash: user keys and worker registration tokens
 # (migration 0007 made registration_tokens into this table).
 api_keys = sa.Table(

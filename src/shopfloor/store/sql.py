@@ -58,6 +58,7 @@ from shopfloor.store.sql_managed import ManagedSql
 from shopfloor.store.sql_public import PublicSql
 from shopfloor.store.sql_runs import RunsSql
 from shopfloor.store.sql_tenancy import TenancySql
+from shopfloor.store.sql_vault import VaultSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
@@ -375,7 +376,7 @@ def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
     return WorkerRecord(**row._mapping)
 
 
-class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, PublicSql):
+class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, PublicSql, VaultSql):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from shopfloor.api.envelope import INT64_MAX, ApiError, bearer
-from shopfloor.api.openapi import ADMIN_KEY, OAUTH2, ORG_API_KEY, json_body, ok, security, tag
+from shopfloor.api.openapi import ADMIN_KEY, OAUTH2, ORG_API_KEY, ok, security, tag
 from shopfloor.api.operator.auth import principal
 from shopfloor.api.public import schemas
 from shopfloor.api.public.errors import platform_errors
@@ -156,7 +156,6 @@ async def get_session(id: str, request: Request, who: Reader) -> schemas.PublicS
     "/sessions/{id}/prompt",
     response_model=None,
     responses=ok(schemas.PublicPromptReply) | platform_errors(404, 409),
-    openapi_extra=json_body(schemas.PublicPromptBody),
 )
 async def prompt_session(
     id: str, body: schemas.PublicPromptBody, request: Request, who: Writer
