@@ -19,6 +19,7 @@ from shopfloor import __version__
 from shopfloor.api.agentfactory.channel_routes import router as channel_router
 from shopfloor.api.agentfactory.issue_proxy import router as issue_proxy_router
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
+from shopfloor.api.agentfactory.routing_routes import router as routing_router
 from shopfloor.api.docs import install_docs
 from shopfloor.api.envelope import ApiError, domain_status, error_response
 from shopfloor.api.environments import errors as env_errors
@@ -39,6 +40,7 @@ from shopfloor.api.public.errors import (
     platform_domain_error,
     platform_error,
 )
+from shopfloor.api.public.metrics import router as public_metrics_router
 from shopfloor.api.public.routes import router as public_router
 from shopfloor.api.state import Services
 from shopfloor.api.veryfront.conversation_routes import router as conversation_router
@@ -184,6 +186,8 @@ def create_app(
         platform_router,
         oauth_router,
         public_router,
+        public_metrics_router,
+        routing_router,
         credentials_router,
         daemon_credentials_router,
         veryfront_router,

@@ -55,6 +55,8 @@ class Settings:
     work_lease_ttl_seconds: int = 60
     # A managed session's event stream sends a ping after this long without an event.
     stream_keepalive_seconds: float = 15.0
+    # The provider router (POST /api/sessions/{id}/routing-select): off unless "true".
+    routing_selector_enabled: bool = False
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -107,6 +109,7 @@ class Settings:
         return out
 
 
+_BOOLS = {"routing_selector_enabled"}
 _FLOATS = {
     "worker_ttl_seconds",
     "reap_interval_seconds",
@@ -137,6 +140,8 @@ def _coerce(name: str, raw: str) -> object:
             return int(raw)
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a number, got {raw!r}") from exc
+    if name in _BOOLS:
+        return raw.strip().lower() == "true"
     if name in ("data_dir", "signing_key_file", "credential_key_file"):
         return Path(raw)
     return raw

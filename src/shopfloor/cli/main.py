@@ -305,6 +305,13 @@ def serve(
             min=0.1,
         ),
     ] = 15.0,
+    routing_selector: Annotated[
+        bool,
+        typer.Option(
+            envvar="SHOPFLOOR_ROUTING_SELECTOR_ENABLED",
+            help="Let routing-select pick providers by Thompson sampling (off: the runner's own).",
+        ),
+    ] = False,
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -340,6 +347,7 @@ def serve(
         turn_lease_seconds=turn_lease,
         work_lease_ttl_seconds=work_lease_ttl,
         stream_keepalive_seconds=stream_keepalive,
+        routing_selector_enabled=routing_selector,
     )
     url = settings.resolved_database_url()
     try:

@@ -29,6 +29,7 @@ from shopfloor.store.records import (
     WorkerPoll,
     WorkerRecord,
 )
+from shopfloor.store.routing_records import Observation, Posterior
 from shopfloor.store.run_records import (
     AgentWorkerRecord,
     ConversationRecord,
@@ -281,6 +282,27 @@ class Store(RunStore, ConversationStore, ManagedStore, Protocol):
         ...
 
     async def delete_credential(self, credential_id: str) -> bool: ...
+    async def record_observation(
+        self, observation: Observation, alpha_step: float, beta_step: float
+    ) -> Posterior:
+        """Store a router observation and move its arm's Beta posterior, atomically."""
+        ...
+
+    async def posteriors(
+        self, org_id: str | None, work_type: str | None = None, providers: Sequence[str] = ()
+    ) -> list[Posterior]: ...
+    async def observations(
+        self,
+        org_id: str | None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        before_id: str | None = None,
+        limit: int = 50,
+    ) -> list[Observation]:
+        """Newest first."""
+        ...
+
     async def revoked_credential_ids(self) -> set[str]:
         """The ids of every revoked key and M2M client."""
         ...
@@ -331,6 +353,12 @@ class Store(RunStore, ConversationStore, ManagedStore, Protocol):
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
     async def list_sessions(self, flt: SessionFilter) -> list[SessionRecord]: ...
     async def live_sessions_of(self, worker_id: str) -> list[SessionRecord]: ...
+    async def ended_sessions(
+        self, org_id: str | None, projects: frozenset[str] | None, since: int, limit: int
+    ) -> list[SessionRecord]:
+        """Sessions created since `since` that have ended, newest first."""
+        ...
+
     async def session_stats(
         self, org_id: str | None, projects: frozenset[str] | None, since: int
     ) -> SessionStats:

@@ -40,6 +40,41 @@ org_credentials = sa.Table(
     sa.Index("uq_org_credentials_scope", "org_id", "project", "env_name", "name", unique=True),
 )
 
+# The provider router (migration 0008pl_routing).
+routing_posteriors = sa.Table(
+    "routing_posteriors",
+    metadata,
+    sa.Column("org_id", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(100), primary_key=True),
+    sa.Column("work_type", sa.String(64), primary_key=True),
+    sa.Column("alpha", sa.Float, nullable=False),
+    sa.Column("beta", sa.Float, nullable=False),
+    sa.Column("total_observations", sa.BigInteger, nullable=False),
+    sa.Column("avg_reward", sa.Float, nullable=False),
+    sa.Column("avg_cost_usd", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+routing_observations = sa.Table(
+    "routing_observations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(100), nullable=False),
+    sa.Column("work_type", sa.String(64), nullable=False),
+    sa.Column("reward", sa.Float, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("project", sa.String(200)),
+    sa.Column("task_completed", sa.Boolean),
+    sa.Column("pr_created", sa.Boolean),
+    sa.Column("qa_result", sa.String(16)),
+    sa.Column("cost_usd", sa.Float),
+    sa.Column("wall_clock_ms", sa.BigInteger),
+    sa.Column("confidence", sa.Float),
+    sa.Column("exploration_reason", sa.String(64)),
+    sa.Index("ix_routing_observations_org", "org_id", "id"),
+)
+
 # Every key the server checks by its hash: user keys and worker registration tokens
 # (migration 0007 made registration_tokens into this table).
 api_keys = sa.Table(

@@ -56,6 +56,7 @@ from shopfloor.store.sql_common import (
 from shopfloor.store.sql_conversations import ConversationsSql
 from shopfloor.store.sql_managed import ManagedSql
 from shopfloor.store.sql_public import PublicSql
+from shopfloor.store.sql_routing import RoutingSql
 from shopfloor.store.sql_runs import RunsSql
 from shopfloor.store.sql_tenancy import TenancySql
 from shopfloor.store.sql_vault import VaultSql
@@ -376,7 +377,9 @@ def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
     return WorkerRecord(**row._mapping)
 
 
-class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, PublicSql, VaultSql):
+class SqlStore(
+    ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, PublicSql, VaultSql, RoutingSql
+):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema

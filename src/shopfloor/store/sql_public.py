@@ -8,7 +8,14 @@ import sqlalchemy as sa
 
 from shopfloor.store import schema as t
 from shopfloor.store.db import Database
-from shopfloor.store.records import COMPLETED, LIVE_STATUSES, PENDING, SessionStats
+from shopfloor.store.records import (
+    COMPLETED,
+    LIVE_STATUSES,
+    PENDING,
+    TERMINAL_STATUSES,
+    SessionRecord,
+    SessionStats,
+)
 
 
 class PublicSql:
@@ -48,3 +55,21 @@ class PublicSql:
             cost_since=float(row[4]),
             cost_all_time=float(row[5]),
         )
+
+    async def ended_sessions(
+        self, org_id: str | None, projects: frozenset[str] | None, since: int, limit: int
+    ) -> list[SessionRecord]:
+        """Sessions created since `since` that have ended, newest first (at most `limit`)."""
+        s = t.sessions
+        query = (
+            sa.select(s)
+            .where(s.c.created_at >= since, s.c.status.in_(TERMINAL_STATUSES))
+            .order_by(s.c.created_at.desc())
+            .limit(limit)
+        )
+        if org_id is not None:
+            query = query.where(s.c.org_id == org_id)
+        if projects is not None:
+            query = query.where(s.c.project.in_(sorted(projects)))
+        async with self.db.connect() as conn:
+            return [SessionRecord.from_row(r._mapping) for r in await conn.execute(query)]
