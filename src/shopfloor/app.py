@@ -35,6 +35,7 @@ from shopfloor.api.platform.credentials import router as credentials_router
 from shopfloor.api.platform.oauth import router as oauth_router
 from shopfloor.api.platform.routes import router as platform_router
 from shopfloor.api.public.daemon_credentials import router as daemon_credentials_router
+from shopfloor.api.public.daemon_routes import router as daemon_router
 from shopfloor.api.public.errors import (
     is_platform_path,
     platform_domain_error,
@@ -188,6 +189,7 @@ def create_app(
         public_router,
         public_metrics_router,
         routing_router,
+        daemon_router,
         credentials_router,
         daemon_credentials_router,
         veryfront_router,
@@ -268,7 +270,8 @@ PLATFORM = Envelope(  # the public Sessions API and the daemon routes: {"error":
     error=lambda _req, status, message, headers: platform_error(status, message, headers),
     domain_error=lambda _req, exc: platform_domain_error(exc),
 )
-ENVELOPES = (ENVIRONMENTS, VERYFRONT, PLATFORM, AGENTFACTORY)  # first owner wins
+# First owner wins: the platform's /v1/daemon/ before the environments' /v1/.
+ENVELOPES = (PLATFORM, ENVIRONMENTS, VERYFRONT, AGENTFACTORY)
 
 
 def envelope_for(request: Request) -> Envelope:

@@ -40,6 +40,7 @@ ENVELOPES = {
     "Rensei public Sessions API": {"PlatformError"},
     "Rensei platform: credentials": {"ErrorBody"},
     "Rensei daemon: credentials": {"PlatformError"},
+    "Rensei daemon: hosts": {"PlatformError"},
 }
 # POST/PUT routes that take no body (the rest must declare theirs).
 BODILESS = {

@@ -29,7 +29,7 @@ from shopfloor.store.records import (
     WorkerPoll,
     WorkerRecord,
 )
-from shopfloor.store.routing_records import Observation, Posterior
+from shopfloor.store.routing_records import Mutation, Observation, Posterior
 from shopfloor.store.run_records import (
     AgentWorkerRecord,
     ConversationRecord,
@@ -301,6 +301,17 @@ class Store(RunStore, ConversationStore, ManagedStore, Protocol):
         limit: int = 50,
     ) -> list[Observation]:
         """Newest first."""
+        ...
+
+    async def insert_mutation(self, mutation: Mutation) -> None: ...
+    async def get_mutation(self, mutation_id: str) -> Mutation | None: ...
+    async def list_mutations(self, worker_id: str, limit: int) -> list[Mutation]: ...
+    async def cancel_mutation(self, mutation_id: str, now: int) -> bool:
+        """Cancel a still pending mutation; False if it is not pending."""
+        ...
+
+    async def deliver_mutations(self, worker_id: str, now: int) -> list[Mutation]:
+        """Stamp the host's pending mutations delivered, atomically, and return them."""
         ...
 
     async def revoked_credential_ids(self) -> set[str]:

@@ -1,9 +1,29 @@
-"""Records of the provider router: a Beta posterior per (organisation, provider, work type)
-and the observations that moved it (rensei-platform.md §1.3, §2.7)."""
+"""Records of the daemon side of the platform: the provider router's Beta posterior per
+(organisation, provider, work type) and the observations that moved it (rensei-platform.md
+§1.3, §2.7), and the mutations queued for a daemon host (§1.9)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
+
+MUTATION_PENDING = "pending"
+MUTATION_DELIVERED = "delivered"
+MUTATION_CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    id: str
+    org_id: str
+    worker_id: str  # the daemon host (workerHostId)
+    op: str
+    status: str
+    requested_by: str
+    created_at: int
+    params: dict[str, Any] = field(default_factory=dict)
+    delivered_at: int | None = None
+    cancelled_at: int | None = None
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,23 @@ routing_observations = sa.Table(
     sa.Index("ix_routing_observations_org", "org_id", "id"),
 )
 
+# Daemon mutations (migration 0008pl_daemon_mutations).
+daemon_mutations = sa.Table(
+    "daemon_mutations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("worker_id", sa.String(64), nullable=False),
+    sa.Column("op", sa.String(32), nullable=False),
+    sa.Column("params", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("delivered_at", sa.BigInteger),
+    sa.Column("cancelled_at", sa.BigInteger),
+    sa.Index("ix_daemon_mutations_worker", "worker_id", "status"),
+)
+
 # Every key the server checks by its hash: user keys and worker registration tokens
 # (migration 0007 made registration_tokens into this table).
 api_keys = sa.Table(

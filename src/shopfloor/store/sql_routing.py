@@ -1,4 +1,4 @@
-"""Persistence of the provider router (SqlStore mixes it in)."""
+"""Persistence of the provider router and the daemon mutations (SqlStore mixes it in)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ import sqlalchemy as sa
 
 from shopfloor.store import schema as t
 from shopfloor.store.db import Database
-from shopfloor.store.routing_records import Observation, Posterior
+from shopfloor.store.routing_records import (
+    MUTATION_CANCELLED,
+    MUTATION_DELIVERED,
+    MUTATION_PENDING,
+    Mutation,
+    Observation,
+    Posterior,
+)
 
 
 class RoutingSql:
@@ -101,3 +108,47 @@ class RoutingSql:
             query = query.where(o.c.id < before_id)
         async with self.db.connect() as conn:
             return [Observation(**r._mapping) for r in await conn.execute(query)]
+
+    # -- daemon mutations --
+
+    async def insert_mutation(self, mutation: Mutation) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(t.daemon_mutations.insert().values(dataclasses.asdict(mutation)))
+
+    async def get_mutation(self, mutation_id: str) -> Mutation | None:
+        m = t.daemon_mutations
+        async with self.db.connect() as conn:
+            row = (await conn.execute(sa.select(m).where(m.c.id == mutation_id))).first()
+        return None if row is None else Mutation(**row._mapping)
+
+    async def list_mutations(self, worker_id: str, limit: int) -> list[Mutation]:
+        """Newest first."""
+        m = t.daemon_mutations
+        query = sa.select(m).where(m.c.worker_id == worker_id).order_by(m.c.id.desc())
+        async with self.db.connect() as conn:
+            return [Mutation(**r._mapping) for r in await conn.execute(query.limit(limit))]
+
+    async def cancel_mutation(self, mutation_id: str, now: int) -> bool:
+        """Cancel a mutation that is still pending; False if it is not (any more)."""
+        m = t.daemon_mutations
+        async with self.db.begin() as conn:
+            result = await conn.execute(
+                m.update()
+                .where(m.c.id == mutation_id, m.c.status == MUTATION_PENDING)
+                .values(status=MUTATION_CANCELLED, cancelled_at=now)
+            )
+        return result.rowcount > 0
+
+    async def deliver_mutations(self, worker_id: str, now: int) -> list[Mutation]:
+        """Stamp the host's pending mutations delivered and return them, oldest first: one
+        statement, so two heartbeats at once never both deliver one."""
+        m = t.daemon_mutations
+        async with self.db.begin() as conn:
+            rows = await conn.execute(
+                m.update()
+                .where(m.c.worker_id == worker_id, m.c.status == MUTATION_PENDING)
+                .values(status=MUTATION_DELIVERED, delivered_at=now)
+                .returning(*m.c)
+            )
+            found = [Mutation(**r._mapping) for r in rows]
+        return sorted(found, key=lambda x: x.id)
