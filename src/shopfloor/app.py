@@ -20,6 +20,7 @@ from shopfloor.api.agentfactory.channel_routes import router as channel_router
 from shopfloor.api.agentfactory.issue_proxy import router as issue_proxy_router
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
 from shopfloor.api.agentfactory.routing_routes import router as routing_router
+from shopfloor.api.agentfactory.token_routes import router as token_router
 from shopfloor.api.docs import install_docs
 from shopfloor.api.envelope import ApiError, domain_status, error_response
 from shopfloor.api.environments import errors as env_errors
@@ -43,6 +44,7 @@ from shopfloor.api.public.errors import (
 )
 from shopfloor.api.public.metrics import router as public_metrics_router
 from shopfloor.api.public.routes import router as public_router
+from shopfloor.api.public.token_stream import router as token_stream_router
 from shopfloor.api.state import Services
 from shopfloor.api.veryfront.conversation_routes import router as conversation_router
 from shopfloor.api.veryfront.errors import (
@@ -189,6 +191,8 @@ def create_app(
         public_router,
         public_metrics_router,
         routing_router,
+        token_router,
+        token_stream_router,
         daemon_router,
         credentials_router,
         daemon_credentials_router,

@@ -9,10 +9,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from shopfloor.api.agentfactory.auth import WorkerCaller, authenticate
+from shopfloor.api.agentfactory.auth import WorkerCaller, authenticate, worker_caller
 from shopfloor.api.agentfactory.schemas import MAX_CAPACITY
+from shopfloor.api.agentfactory.wire import queued_work
 from shopfloor.api.envelope import ApiError, json_object
 from shopfloor.api.openapi import (
     ADMIN_KEY,
@@ -20,6 +21,7 @@ from shopfloor.api.openapi import (
     ORG_API_KEY,
     REGISTRATION_TOKEN,
     RUNTIME_TOKEN,
+    WORKER_KEY,
     json_body,
     ok,
     security,
@@ -34,13 +36,16 @@ from shopfloor.service.actors import Principal
 from shopfloor.service.daemon_mutations import AlreadyDelivered, DaemonMutations, MutationOp
 from shopfloor.service.daemon_mutations import MutationNotFound as _Missing
 from shopfloor.service.dispatch import af_queue
+from shopfloor.store.records import PENDING
 from shopfloor.store.routing_records import Mutation
 
 DAEMON_HOSTS = tag(
     "Rensei daemon: hosts",
     "Daemon-native registration and heartbeat (`/v1/daemon/*`: the registration token in the "
     "body, then the runtime JWT), and the mutations an operator queues for a daemon host, "
-    "delivered in its next v1 heartbeat reply. Mutations take an organisation's key: "
+    "delivered in its next v1 heartbeat reply, and a queued session's work item for a cloud "
+    "runner (`/api/daemon/sessions/{id}`, a runtime JWT or the worker key). Mutations take an "
+    "organisation's key: "
     '`workers:read` to list, `workers:write` to enqueue and cancel. Errors are `{"error": "…"}`.',
     ADMIN_KEY,
     ORG_API_KEY,
@@ -103,6 +108,27 @@ class V1HeartbeatReply(BaseModel):
     serverTimeMs: int
     pendingWorkCount: int
     mutations: list[MutationView] = Field(description="Delivered now, once")
+
+
+class QueuedSessionDetail(BaseModel):
+    """The poll work item of a queued session (every field it was queued with) and where it
+    came from."""
+
+    model_config = ConfigDict(extra="allow")
+
+    sessionId: str
+    linearSessionId: str
+    issueId: str
+    issueIdentifier: str
+    priority: int
+    queuedAt: int
+    organizationId: str
+    platformUrl: str
+    prompt: str | None = None
+    workType: str | None = None
+    projectName: str | None = None
+    repository: str | None = None
+    providerSessionId: str | None = None
 
 
 class MutationCreate(RequestBody):
@@ -275,3 +301,29 @@ async def cancel_mutation(mutation_id: str, request: Request, who: Daemon) -> An
         body = {"cancelled": False, "reason": "already_delivered", "error": "Already delivered"}
         return JSONResponse(body, status_code=409)
     return MutationCancelled(cancelled=True)
+
+
+# -- queued session detail for cloud runners --
+
+
+@router.get(
+    "/api/daemon/sessions/{session_id}",
+    response_model=None,
+    responses=ok(QueuedSessionDetail),
+    openapi_extra=security(RUNTIME_TOKEN, WORKER_KEY),
+)
+async def daemon_session_detail(
+    session_id: str, request: Request, caller: Annotated[WorkerCaller, Depends(worker_caller)]
+) -> dict[str, Any]:
+    """A queued session's work item, for a cloud runner with no local daemon; only while it
+    is queued (404 once claimed)."""
+    svc = services(request)
+    session = await svc.dispatcher.visible_session(session_id, caller.actor)
+    if session.status != PENDING:
+        raise ApiError(404, "Session not found")
+    return {
+        **queued_work(session),
+        "linearSessionId": session.id,
+        "organizationId": session.org_id,
+        "platformUrl": str(request.base_url).rstrip("/"),
+    }
