@@ -264,3 +264,22 @@ async def test_stats_count_the_fleet_and_today(api: httpx.AsyncClient, clock: Ma
     clock.advance(2 * 86_400)
     later = (await api.get("/api/public/stats", headers=ADMIN)).json()
     assert later["completedToday"] == 0 and later["totalCostAllTime"] == 1.25
+
+
+async def test_a_workers_runtime_token_reads_its_organisations_activities(
+    api: httpx.AsyncClient,
+) -> None:
+    from tests.platform.test_router import runtime_token
+
+    await new_org(api, "a")
+    await new_org(api, "b")
+    sid = (await queue(api, ADMIN, orgId="a")).json()["sessionId"]
+    _, worker_a = await runtime_token(api, "a")
+    _, worker_b = await runtime_token(api, "b")
+    params = {"sessionId": sid}
+    mine = await api.get("/api/public/session-activities", params=params, headers=worker_a)
+    assert mine.status_code == 200 and mine.json()["sessionStatus"] == "queued"
+    theirs = await api.get("/api/public/session-activities", params=params, headers=worker_b)
+    assert (theirs.status_code, theirs.json()) == (404, {"error": "Session not found"})
+    # A runtime token reads activities only: not the list.
+    assert (await api.get("/api/public/sessions", headers=worker_a)).status_code == 401

@@ -69,7 +69,7 @@ class SessionRecord:
     ended_at: int | None = None
     metadata: dict[str, str] | None = None
     org_id: str = DEFAULT_ORG
-    public_id: str | None = None  # set by the store on insert (public_id_of)
+    public_id: str | None = field(default=None, compare=False)  # derived: public_id_of(id)
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> SessionRecord:

@@ -11,8 +11,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from shopfloor.api.agentfactory.auth import WorkerCaller, authenticate
 from shopfloor.api.envelope import INT64_MAX, ApiError, bearer
-from shopfloor.api.openapi import ADMIN_KEY, OAUTH2, ORG_API_KEY, ok, security, tag
+from shopfloor.api.openapi import ADMIN_KEY, OAUTH2, ORG_API_KEY, RUNTIME_TOKEN, ok, security, tag
 from shopfloor.api.operator.auth import principal
 from shopfloor.api.public import schemas
 from shopfloor.api.public.errors import platform_errors
@@ -200,7 +201,9 @@ async def stop_session(id: str, request: Request, who: Writer) -> schemas.Public
     response_model=None,
     responses=ok(schemas.PublicActivityPage) | platform_errors(404),
     # Anonymous too ({}): with the session's raw id and its session hash.
-    openapi_extra={"security": [*security(ADMIN_KEY, ORG_API_KEY, OAUTH2)["security"], {}]},
+    openapi_extra={
+        "security": [*security(ADMIN_KEY, ORG_API_KEY, OAUTH2, RUNTIME_TOKEN)["security"], {}]
+    },
 )
 async def session_activities(
     request: Request,
@@ -213,8 +216,16 @@ async def session_activities(
     cursor: Annotated[str | None, Query(max_length=20, description="Last activity id")] = None,
     after: Annotated[str | None, Query(max_length=20, description="Alias of cursor")] = None,
 ) -> schemas.PublicActivityPage:
-    """A session's activities, oldest first, after `cursor`."""
-    if sessionHash is None or bearer(request) is not None:
+    """A session's activities, oldest first, after `cursor`. Three ways in: an
+    organisation's key (raw or public id); a worker's runtime JWT (raw id, its own
+    organisation's and project's sessions); no key, with the raw id and the session hash."""
+    token = bearer(request)
+    worker = await _worker_jwt(request) if token is not None and token.count(".") == 2 else None
+    if worker is not None:
+        if not sessionId:
+            raise ApiError(400, "sessionId is required")
+        session = await services(request).dispatcher.visible_session(sessionId, worker.actor)
+    elif sessionHash is None or token is not None:
         who = await reader(request)
         if not sessionId:
             raise ApiError(400, "sessionId is required")
@@ -235,6 +246,15 @@ async def session_activities(
     return schemas.PublicActivityPage(
         activities=found, cursor=last, sessionStatus=public_status(session)
     )
+
+
+async def _worker_jwt(request: Request) -> WorkerCaller | None:
+    """The worker, if the bearer token is its runtime JWT (not an M2M access token)."""
+    try:
+        caller = await authenticate(request)
+    except ApiError:
+        return None
+    return caller if caller.runtime is not None else None
 
 
 def _cursor(raw: str | None) -> int:
