@@ -23,6 +23,8 @@ from shopfloor.api.a2a.routes import router as a2a_router
 from shopfloor.api.agentfactory.channel_routes import router as channel_router
 from shopfloor.api.agentfactory.issue_proxy import router as issue_proxy_router
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
+from shopfloor.api.agentfactory.routing_routes import router as routing_router
+from shopfloor.api.agentfactory.token_routes import router as token_router
 from shopfloor.api.docs import install_docs
 from shopfloor.api.envelope import ApiError, domain_status, error_response
 from shopfloor.api.environments import errors as env_errors
@@ -42,10 +44,21 @@ from shopfloor.api.operator.project_routes import router as operator_project_rou
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
 from shopfloor.api.platform.audit_routes import router as audit_router
+from shopfloor.api.platform.credentials import router as credentials_router
 from shopfloor.api.platform.oauth import router as oauth_router
 from shopfloor.api.platform.routes import router as platform_router
 from shopfloor.api.platform.trigger_routes import router as trigger_router
 from shopfloor.api.platform.webhook_routes import router as webhook_router
+from shopfloor.api.public.daemon_credentials import router as daemon_credentials_router
+from shopfloor.api.public.daemon_routes import router as daemon_router
+from shopfloor.api.public.errors import (
+    is_platform_path,
+    platform_domain_error,
+    platform_error,
+)
+from shopfloor.api.public.metrics import router as public_metrics_router
+from shopfloor.api.public.routes import router as public_router
+from shopfloor.api.public.token_stream import router as token_stream_router
 from shopfloor.api.state import Services
 from shopfloor.api.veryfront.conversation_routes import router as conversation_router
 from shopfloor.api.veryfront.errors import (
@@ -82,6 +95,7 @@ from shopfloor.service.orgs import Orgs
 from shopfloor.service.reaper import run_reaper
 from shopfloor.service.secret_box import SecretBox
 from shopfloor.service.triggers import Triggers
+from shopfloor.service.vault import Vault
 from shopfloor.service.webhooks import Webhooks, WebhookSettings
 from shopfloor.service.work import WorkQueue
 from shopfloor.store import Store, open_store
@@ -135,6 +149,13 @@ def create_app(
         peers = A2aPeers(
             timeout_seconds=settings.a2a_timeout_seconds, allowed_hosts=settings.a2a_hosts()
         )
+        vault = Vault(
+            store,
+            clock,
+            notifier,
+            secrets,
+            own_secrets=(settings.admin_api_key, settings.worker_api_key),
+        )
         turns = TurnRunner(
             store,
             clock,
@@ -165,6 +186,7 @@ def create_app(
             webhooks,
             Memory(store, clock),
             A2aRegistry(store, clock, peers),
+            vault,
         )
         upkeep: list[asyncio.Task[None]] = []
         if run_upkeep and settings.reap_interval_seconds > 0:
@@ -216,6 +238,14 @@ def create_app(
         webhook_router,
         trigger_router,
         audit_router,
+        public_router,
+        public_metrics_router,
+        routing_router,
+        token_router,
+        token_stream_router,
+        daemon_router,
+        credentials_router,
+        daemon_credentials_router,
         veryfront_router,
         run_router,
         conversation_router,
@@ -334,6 +364,13 @@ A2A = Envelope(
     ),
 )
 ENVELOPES = (ENVIRONMENTS, VERYFRONT, A2A, AGENTFACTORY)  # first owner wins
+PLATFORM = Envelope(  # the public Sessions API and the daemon routes: {"error": "…"}
+    owns=is_platform_path,
+    error=lambda _req, status, message, headers: platform_error(status, message, headers),
+    domain_error=lambda _req, exc: platform_domain_error(exc),
+)
+# First owner wins: the platform's /v1/daemon/ before the environments' /v1/.
+ENVELOPES = (PLATFORM, ENVIRONMENTS, VERYFRONT, AGENTFACTORY)
 
 
 def envelope_for(request: Request) -> Envelope:

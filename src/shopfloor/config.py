@@ -92,6 +92,9 @@ class Settings:
             return None
         return frozenset(h.strip() for h in self.a2a_allowed_hosts.split(",") if h.strip())
 
+    # The provider router (POST /api/sessions/{id}/routing-select): off unless "true".
+    routing_selector_enabled: bool = False
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
@@ -203,7 +206,7 @@ _INTS = {
     "linear_session_cap",
 }
 
-_BOOLS = {"metrics_public"}
+_BOOLS = {"metrics_public", "webhook_skip_verification", "routing_selector_enabled"}
 _TRUTH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
@@ -216,13 +219,9 @@ def _coerce(name: str, raw: str) -> object:
     except ValueError as exc:
         raise ValueError(f"{ENV_PREFIX}{name.upper()} must be a number, got {raw!r}") from exc
     if name in _BOOLS:
-        if raw.lower() not in _TRUTH:
+        if raw.strip().lower() not in _TRUTH:
             raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, got {raw!r}")
-        return _TRUTH[raw.lower()]
+        return _TRUTH[raw.strip().lower()]
     if name in ("data_dir", "signing_key_file", "secret_key_file", "audit_key_file"):
         return Path(raw)
-    if name == "webhook_skip_verification":
-        if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
-            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, got {raw!r}")
-        return raw.lower() in ("1", "true", "yes")
     return raw

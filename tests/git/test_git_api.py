@@ -175,6 +175,11 @@ async def test_bad_input_names_the_field_and_changes_nothing(api: httpx.AsyncCli
         ("/api/v1/repositories", {"url": REPO, "sourceId": "gcs_missing"}, "gcs_missing"),
         ("/api/v1/git-credential-sources", {"kind": "static", "name": "x"}, "token"),
         ("/api/v1/git-credential-sources", {"kind": "github_app", "name": "x"}, "appId"),
+        (
+            "/api/v1/git-credential-sources",
+            {"kind": "static", "name": "x", "token": "t", "expiresAt": 2**53 - 1},
+            "expiresAt",
+        ),
         ("/api/v1/git-credential-sources", {"kind": "ssh", "name": "x", "token": "t"}, "kind"),
         (
             "/api/v1/batch-items",

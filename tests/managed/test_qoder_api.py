@@ -485,7 +485,8 @@ async def test_the_qoder_routes_and_the_new_ones_declare_their_schemas(
             ("/sessions/{session_id}/events", {"events"}),
         ):
             op = paths[prefix + path]["post"]
-            schema = op["requestBody"]["content"]["application/json"]["schema"]
+            body = op["requestBody"]["content"]["application/json"]["schema"]
+            schema = doc["components"]["schemas"][body["$ref"].rsplit("/", 1)[-1]]
             assert fields <= set(schema["properties"]), (prefix, path)
         for path, method, status, ref in (
             ("/sessions/{session_id}", "get", "200", "SessionObject"),

@@ -41,6 +41,10 @@ ENVELOPES = {
     "Rensei platform: audit": {"ErrorBody"},
     "Rensei platform: fleet": {"ErrorBody"},
     "Rensei platform: A2A registry": {"ErrorBody"},
+    "Rensei public Sessions API": {"PlatformError"},
+    "Rensei platform: credentials": {"ErrorBody"},
+    "Rensei daemon: credentials": {"PlatformError"},
+    "Rensei daemon: hosts": {"PlatformError"},
 }
 # Public by contract: an organisation's audit-log keys (rensei-platform.md §6.3).
 PUBLIC = {("GET", "/.well-known/audit-keys/{workspace_id}")}
@@ -54,6 +58,7 @@ BODILESS = {
     ("POST", "/agent-workers/workers/{worker_id}/heartbeat"),
     ("POST", "/runs/{run_id}/cancel"),
     ("POST", "/api/a2a/agents/{agent_id}/refetch"),
+    ("POST", "/api/public/sessions/{id}/stop"),
     ("POST", "/conversations/{conversation_id}/input-requests/{request_id}/cancel"),
     *(
         ("POST", prefix + path)

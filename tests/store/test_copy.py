@@ -75,6 +75,8 @@ def synthetic_row(table: sa.Table) -> dict[str, Any]:
             row[column.name] = 7
         elif isinstance(kind, sa.Float):
             row[column.name] = 0.5
+        elif isinstance(kind, sa.Boolean):
+            row[column.name] = True
         elif isinstance(kind, sa.String):  # Text too
             limit = kind.length or 64
             row[column.name] = f"{table.name}.{column.name}"[:limit]

@@ -732,8 +732,9 @@ def test_user_routes_declare_their_bodies_and_replies_in_openapi() -> None:
         success = next(v for k, v in operation["responses"].items() if k.startswith("2"))
         schema = success["content"]["application/json"]["schema"]
         assert schema == {"$ref": f"#/components/schemas/{reply_model}"}, (method, path)
-        error = operation["responses"]["4XX"]["content"]["application/json"]["schema"]
-        assert error == {"$ref": "#/components/schemas/VeryfrontError"}
+        for code in ("400", "401", "403", "404", "413"):
+            error = operation["responses"][code]["content"]["application/json"]["schema"]
+            assert error == {"$ref": "#/components/schemas/VeryfrontError"}, (method, path, code)
         body = operation.get("requestBody", {}).get("content", {}).get("application/json")
         assert (body is not None) == has_body, (method, path)
     run = document["components"]["schemas"]["Run"]

@@ -21,6 +21,7 @@ from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.memory import Memory
 from shopfloor.service.orgs import Orgs
 from shopfloor.service.secret_box import SecretBox
+from shopfloor.service.vault import Vault
 from shopfloor.service.webhooks import Webhooks
 from shopfloor.service.work import WorkQueue
 
@@ -50,6 +51,8 @@ class Services:
     @property
     def console_logins(self) -> ConsoleLogins:
         return ConsoleLogins(self.credentials, self.dispatcher.store, self.clock)
+
+    vault: Vault
 
 
 def services(request: Request) -> Services:

@@ -40,6 +40,10 @@ app = typer.Typer(
 )
 sessions_app = typer.Typer(help="Create and inspect sessions.", no_args_is_help=True)
 workers_app = typer.Typer(help="Inspect workers.", no_args_is_help=True)
+credentials_app = typer.Typer(
+    help="An organisation's credential vault (values are write-only).", no_args_is_help=True
+)
+router_app = typer.Typer(help="The provider router.", no_args_is_help=True)
 tokens_app = typer.Typer(
     help="Registration tokens (rsk_live_/rsp_live_) for workers.", no_args_is_help=True
 )
@@ -57,6 +61,8 @@ runs_app = typer.Typer(
 app.add_typer(sessions_app, name="sessions")
 app.add_typer(workers_app, name="workers")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(credentials_app, name="credentials")
+app.add_typer(router_app, name="router")
 app.add_typer(db_app, name="db")
 app.add_typer(environments_app, name="environments")
 agents_app = typer.Typer(
@@ -338,6 +344,13 @@ def serve(
             min=0.1,
         ),
     ] = 10.0,
+    routing_selector: Annotated[
+        bool,
+        typer.Option(
+            envvar="SHOPFLOOR_ROUTING_SELECTOR_ENABLED",
+            help="Let routing-select pick providers by Thompson sampling (off: the runner's own).",
+        ),
+    ] = False,
 ) -> None:
     """Start the server (SQLite in the data dir unless SHOPFLOOR_DATABASE_URL says otherwise)."""
     import uvicorn
@@ -379,6 +392,7 @@ def serve(
         metrics_public=metrics_public,
         a2a_allowed_hosts=a2a_allowed_hosts or None,
         a2a_timeout_seconds=a2a_timeout,
+        routing_selector_enabled=routing_selector,
     ).with_integrations_from_env()
     url = settings.resolved_database_url()
     try:
@@ -654,6 +668,74 @@ def workers_list(
             str(w["activeCount"]),
             ",".join(w["projects"] or []),
             w["lastHeartbeatAt"],
+        )
+    console.print(table)
+
+
+@credentials_app.command("set")
+def credentials_set(
+    name: Annotated[str, typer.Argument(help="The environment variable, e.g. GITHUB_TOKEN.")],
+    org: Annotated[str, typer.Option(help="Organisation id or slug.")] = "default",
+    project: Annotated[str | None, typer.Option(help="Only for this project.")] = None,
+    env_name: Annotated[
+        str | None, typer.Option("--env", help="Only for this environment.")
+    ] = None,
+    value: Annotated[
+        str | None, typer.Option(help="The value (default: asked for, not echoed).")
+    ] = None,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """Store a credential (replacing the same name in the same place)."""
+    secret = value if value is not None else typer.prompt(f"{name}", hide_input=True)
+    body = {"name": name, "value": secret, "projectId": project, "envName": env_name}
+    with operator(url, admin_key, data_dir) as client:
+        stored = client.set_credential(org, {k: v for k, v in body.items() if v is not None})
+    console.print(f"{stored['id']}  {stored['name']}  {stored['projectId']}/{stored['envName']}")
+
+
+@credentials_app.command("list")
+def credentials_list(
+    org: Annotated[str, typer.Option(help="Organisation id or slug.")] = "default",
+    project: Annotated[str | None, typer.Option()] = None,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """List credentials (never their values)."""
+    with operator(url, admin_key, data_dir) as client:
+        found = client.list_credentials(org, project)
+    table = Table("id", "name", "project", "environment", "updated")
+    for c in found:
+        table.add_row(c["id"], c["name"], c["projectId"], c["envName"], c["updatedAt"])
+    console.print(table)
+
+
+@router_app.command("posteriors")
+def router_posteriors(
+    org: Annotated[str | None, typer.Option(help="One organisation (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    url: Url = "http://127.0.0.1:8000",
+    admin_key: AdminKey = None,
+    data_dir: DataDir = Path(".shopfloor"),
+) -> None:
+    """The Beta posterior of every (provider, work type) arm."""
+    with operator(url, admin_key, data_dir) as client:
+        metrics = client.routing_metrics(org)
+    if as_json:
+        print(json.dumps(metrics["posteriors"], indent=2))
+        return
+    table = Table("work type", "provider", "alpha", "beta", "expected", "confidence", "n")
+    for p in metrics["posteriors"]:
+        table.add_row(
+            p["workType"],
+            p["provider"],
+            str(p["alpha"]),
+            str(p["beta"]),
+            str(p["expectedReward"]),
+            str(p["confidence"]),
+            str(p["totalObservations"]),
         )
     console.print(table)
 

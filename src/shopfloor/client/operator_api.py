@@ -228,6 +228,20 @@ class OperatorClient:
                 raise ApiError(response.status_code, error_message(response))
             yield _sse_events(response)
 
+    def set_credential(self, org: str, body: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = self._call("POST", f"/api/org/{org}/credentials", json=body)
+        return found["credential"]  # type: ignore[no-any-return]
+
+    def list_credentials(self, org: str, project: str | None) -> list[dict[str, Any]]:
+        params = {"projectId": project} if project else {}
+        found = self._call("GET", f"/api/org/{org}/credentials", params=params)
+        return found["credentials"]  # type: ignore[no-any-return]
+
+    def routing_metrics(self, org: str | None) -> dict[str, Any]:
+        headers = {"X-Rensei-Org": org} if org else {}
+        found: dict[str, Any] = self._call("GET", "/api/public/routing-metrics", headers=headers)
+        return found
+
     def session_inbox(self, session_id: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", f"/api/v1/sessions/{session_id}/inbox")
         return result

@@ -22,6 +22,8 @@ USER_SCOPES = (
     "agents:write",
     "org_keys:write",
     "audit:read",
+    "credentials:read",
+    "credentials:write",
 )
 KEY_SCOPES = frozenset({"*", *USER_SCOPES, *WORKER_SCOPES})
 M2M_SCOPES = frozenset({"*", *USER_SCOPES[:6], "audit:read"})

@@ -40,9 +40,11 @@ from shopfloor.store.records import (
     SessionEvent,
     SessionFilter,
     SessionRecord,
+    SessionStats,
     WorkerPoll,
     WorkerRecord,
 )
+from shopfloor.store.routing_records import Mutation, Observation, Posterior
 from shopfloor.store.run_records import (
     AgentWorkerRecord,
     ConversationRecord,
@@ -53,7 +55,12 @@ from shopfloor.store.run_records import (
     WorkerSessionRecord,
 )
 from shopfloor.store.stats_records import SessionCount, StatsScope, WorkerCount
-from shopfloor.store.tenancy_records import ApiKeyRecord, M2MClientRecord, OrgRecord
+from shopfloor.store.tenancy_records import (
+    ApiKeyRecord,
+    CredentialRecord,
+    M2MClientRecord,
+    OrgRecord,
+)
 
 
 class RunStore(Protocol):
@@ -420,6 +427,50 @@ class Store(
     async def get_m2m_client(self, client_id: str) -> M2MClientRecord | None: ...
     async def list_m2m_clients(self, org_id: str | None = None) -> list[M2MClientRecord]: ...
     async def revoke_m2m_client(self, client_id: str, now: int) -> bool: ...
+    async def put_credential(self, record: CredentialRecord) -> CredentialRecord:
+        """Insert, or replace the value of the same (org, project, env, name)."""
+        ...
+
+    async def get_credential(self, credential_id: str) -> CredentialRecord | None: ...
+    async def list_credentials(
+        self, org_id: str | None, project: str | None = None, env_name: str | None = None
+    ) -> list[CredentialRecord]:
+        """With a project / environment: the credentials that apply to it."""
+        ...
+
+    async def delete_credential(self, credential_id: str) -> bool: ...
+    async def record_observation(
+        self, observation: Observation, alpha_step: float, beta_step: float
+    ) -> Posterior:
+        """Store a router observation and move its arm's Beta posterior, atomically."""
+        ...
+
+    async def posteriors(
+        self, org_id: str | None, work_type: str | None = None, providers: Sequence[str] = ()
+    ) -> list[Posterior]: ...
+    async def observations(
+        self,
+        org_id: str | None,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        before_id: str | None = None,
+        limit: int = 50,
+    ) -> list[Observation]:
+        """Newest first."""
+        ...
+
+    async def insert_mutation(self, mutation: Mutation) -> None: ...
+    async def get_mutation(self, mutation_id: str) -> Mutation | None: ...
+    async def list_mutations(self, worker_id: str, limit: int) -> list[Mutation]: ...
+    async def cancel_mutation(self, mutation_id: str, now: int) -> bool:
+        """Cancel a still pending mutation; False if it is not pending."""
+        ...
+
+    async def deliver_mutations(self, worker_id: str, now: int) -> list[Mutation]:
+        """Stamp the host's pending mutations delivered, atomically, and return them."""
+        ...
+
     async def revoked_credential_ids(self) -> set[str]:
         """The ids of every revoked key and M2M client."""
         ...
@@ -470,6 +521,19 @@ class Store(
     async def get_session(self, session_id: str) -> SessionRecord | None: ...
     async def list_sessions(self, flt: SessionFilter) -> list[SessionRecord]: ...
     async def live_sessions_of(self, worker_id: str) -> list[SessionRecord]: ...
+    async def ended_sessions(
+        self, org_id: str | None, projects: frozenset[str] | None, since: int, limit: int
+    ) -> list[SessionRecord]:
+        """Sessions created since `since` that have ended, newest first."""
+        ...
+
+    async def session_stats(
+        self, org_id: str | None, projects: frozenset[str] | None, since: int
+    ) -> SessionStats:
+        """Counts and costs of the organisation's sessions (every one's for None); `since`
+        bounds the sessions created and completed that the stats count as recent."""
+        ...
+
     async def last_written_at(self, session_id: str, worker_id: str) -> int | None:
         """When `worker_id` last wrote to the session's timeline."""
         ...

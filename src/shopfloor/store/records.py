@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
-from dataclasses import KW_ONLY, dataclass, field, fields
+from dataclasses import KW_ONLY, asdict, dataclass, field, fields
 from typing import Any
 
 from shopfloor.store.tenancy_records import DEFAULT_ORG
@@ -68,6 +69,7 @@ class SessionRecord:
     ended_at: int | None = None
     metadata: dict[str, str] | None = None
     org_id: str = DEFAULT_ORG
+    public_id: str | None = field(default=None, compare=False)  # derived: public_id_of(id)
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> SessionRecord:
@@ -91,6 +93,18 @@ class SessionRecord:
 
 
 _SESSION_FIELDS = frozenset(f.name for f in fields(SessionRecord))
+
+
+def public_id_of(session_id: str) -> str:
+    """The session's id in the public Sessions API: 16 hex digits of its id's SHA-256."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:16]
+
+
+def session_row(session: SessionRecord) -> dict[str, Any]:
+    """The values of a new sessions row, its public id included."""
+    row = asdict(session)
+    row["public_id"] = public_id_of(session.id)
+    return row
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,20 @@ class SessionFilter:
     limit: int = 50
     org_id: str | None = None  # None: every organisation
     projects: frozenset[str] | None = None  # None: every project
+    public_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """An organisation's sessions at a glance (the public API's stats): how many wait, how
+    many run, and since a moment (the start of the day) how many were made and finished."""
+
+    queued: int
+    working: int
+    created_since: int
+    completed_since: int
+    cost_since: float
+    cost_all_time: float
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,73 @@ orgs = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+# The credential vault (migration 0008pl_credentials): '' in project / env_name means all.
+org_credentials = sa.Table(
+    "org_credentials",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("env_name", sa.String(100), nullable=False),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Index("uq_org_credentials_scope", "org_id", "project", "env_name", "name", unique=True),
+)
+
+# The provider router (migration 0008pl_routing).
+routing_posteriors = sa.Table(
+    "routing_posteriors",
+    metadata,
+    sa.Column("org_id", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(100), primary_key=True),
+    sa.Column("work_type", sa.String(64), primary_key=True),
+    sa.Column("alpha", sa.Float, nullable=False),
+    sa.Column("beta", sa.Float, nullable=False),
+    sa.Column("total_observations", sa.BigInteger, nullable=False),
+    sa.Column("avg_reward", sa.Float, nullable=False),
+    sa.Column("avg_cost_usd", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+routing_observations = sa.Table(
+    "routing_observations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(100), nullable=False),
+    sa.Column("work_type", sa.String(64), nullable=False),
+    sa.Column("reward", sa.Float, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("project", sa.String(200)),
+    sa.Column("task_completed", sa.Boolean),
+    sa.Column("pr_created", sa.Boolean),
+    sa.Column("qa_result", sa.String(16)),
+    sa.Column("cost_usd", sa.Float),
+    sa.Column("wall_clock_ms", sa.BigInteger),
+    sa.Column("confidence", sa.Float),
+    sa.Column("exploration_reason", sa.String(64)),
+    sa.Index("ix_routing_observations_org", "org_id", "id"),
+)
+
+# Daemon mutations (migration 0008pl_daemon_mutations).
+daemon_mutations = sa.Table(
+    "daemon_mutations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("worker_id", sa.String(64), nullable=False),
+    sa.Column("op", sa.String(32), nullable=False),
+    sa.Column("params", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("requested_by", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("delivered_at", sa.BigInteger),
+    sa.Column("cancelled_at", sa.BigInteger),
+    sa.Index("ix_daemon_mutations_worker", "worker_id", "status"),
+)
+
 # Every key the server checks by its hash: user keys and worker registration tokens
 # (migration 0007 made registration_tokens into this table).
 api_keys = sa.Table(
@@ -184,6 +251,7 @@ sessions = sa.Table(
     sa.Column("ended_at", sa.BigInteger),
     sa.Column("metadata", JSONType),
     sa.Column("org_id", sa.String(64), nullable=False, server_default="org_default"),
+    sa.Column("public_id", sa.String(16)),  # migration 0008pl: records.public_id_of(id)
     # The claim path reads only this partial index, so finished rows never slow a poll.
     sa.Index(
         "ix_sessions_claimable",
@@ -197,6 +265,7 @@ sessions = sa.Table(
     sa.Index("ix_sessions_worker", "worker_id", "status"),
     sa.Index("ix_sessions_org", "org_id", "id"),
     sa.Index("ix_sessions_status", "status"),
+    sa.Index("ix_sessions_public_id", "public_id"),
     # Only sessions holding a lease (the live ones): a claim adds one entry and an ending
     # removes it, where a full index would move every row's entry twice, to and from NULL.
     sa.Index(

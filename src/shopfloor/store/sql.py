@@ -43,6 +43,7 @@ from shopfloor.store.records import (
     SessionRecord,
     WorkerPoll,
     WorkerRecord,
+    session_row,
 )
 from shopfloor.store.sql_a2a import A2aSql
 from shopfloor.store.sql_channel import ChannelSql, has_unacked_inbox, unacked_inbox
@@ -58,9 +59,12 @@ from shopfloor.store.sql_git import GitSql
 from shopfloor.store.sql_integrations import IntegrationsSql
 from shopfloor.store.sql_managed import ManagedSql
 from shopfloor.store.sql_memory import MemorySql
+from shopfloor.store.sql_public import PublicSql
+from shopfloor.store.sql_routing import RoutingSql
 from shopfloor.store.sql_runs import RunsSql
 from shopfloor.store.sql_stats import StatsSql
 from shopfloor.store.sql_tenancy import TenancySql
+from shopfloor.store.sql_vault import VaultSql
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
@@ -389,6 +393,9 @@ class SqlStore(
     IntegrationsSql,
     MemorySql,
     A2aSql,
+    PublicSql,
+    VaultSql,
+    RoutingSql,
 ):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
@@ -554,7 +561,7 @@ class SqlStore(
     async def insert_session(self, session: SessionRecord, event: SessionEvent) -> None:
         try:
             async with self.db.begin() as conn:
-                await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
+                await conn.execute(t.sessions.insert().values(session_row(session)))
                 await conn.run(INSERT_EVENT, event_values(event))
         except sa.exc.IntegrityError as exc:
             raise DuplicateKey(session.id) from exc
@@ -575,6 +582,7 @@ class SqlStore(
             (s.c.worker_id, flt.worker_id),
             (s.c.issue_id, flt.issue_id),
             (s.c.org_id, flt.org_id),
+            (s.c.public_id, flt.public_id),
         ):
             if value is not None:
                 query = query.where(column == value)

@@ -26,6 +26,7 @@ from shopfloor.store.records import (
     RecoveryPacket,
     SessionEvent,
     SessionRecord,
+    session_row,
 )
 from shopfloor.store.sql_common import INSERT_EVENT, event_values, in_constants
 
@@ -163,7 +164,7 @@ class ChannelSql:
                     reason=f"parked: issue {session.issue_id} is locked by {holder}",
                 )
                 await self._supersede_parked(conn, session, now)
-            await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
+            await conn.execute(t.sessions.insert().values(session_row(session)))
             await conn.run(INSERT_EVENT, event_values(event))
         return session
 

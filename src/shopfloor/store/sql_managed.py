@@ -28,6 +28,7 @@ from shopfloor.store.records import (
     TERMINAL_STATUSES,
     SessionEvent,
     SessionRecord,
+    session_row,
 )
 from shopfloor.store.sql_common import EVENT_COLUMNS, INSERT_EVENT, event_values
 
@@ -224,7 +225,7 @@ class ManagedSql:
         transaction; returns the events with their ids."""
         try:
             async with self.db.begin() as conn:
-                await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
+                await conn.execute(t.sessions.insert().values(session_row(session)))
                 await conn.run(INSERT_EVENT, event_values(created))
                 await conn.execute(t.managed_sessions.insert().values(dataclasses.asdict(managed)))
                 return await _insert_events(conn, events)

@@ -19,6 +19,7 @@ from shopfloor.store.records import (
     SessionEvent,
     SessionRecord,
     WorkerRecord,
+    session_row,
 )
 from shopfloor.store.run_records import (
     AgentWorkerRecord,
@@ -128,7 +129,7 @@ class RunsSql:
         async with self.db.begin() as conn:
             try:
                 async with conn.begin_nested():
-                    await conn.execute(t.sessions.insert().values(dataclasses.asdict(session)))
+                    await conn.execute(t.sessions.insert().values(session_row(session)))
                     await conn.execute(t.runs.insert().values(dataclasses.asdict(run)))
                     await conn.run(INSERT_EVENT, event_values(event))
             except sa.exc.IntegrityError:

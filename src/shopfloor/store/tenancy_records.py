@@ -60,3 +60,20 @@ class M2MClientRecord:
     created_at: int
     scopes: list[str] = field(default_factory=list)
     revoked_at: int | None = None
+
+
+ALL = ""  # a credential's project or environment: every one
+
+
+@dataclass(frozen=True)
+class CredentialRecord:
+    """One secret of an organisation's vault; `ciphertext` only (service/vault.py)."""
+
+    id: str
+    org_id: str
+    project: str  # ALL: every project of the organisation
+    env_name: str  # ALL: every environment
+    name: str  # the environment variable it becomes
+    ciphertext: str
+    created_at: int
+    updated_at: int

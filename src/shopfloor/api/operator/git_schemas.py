@@ -12,6 +12,7 @@ from shopfloor.api.timefmt import iso
 from shopfloor.store.git_records import BatchItemRecord, GitSourceRecord, RepositoryRecord
 
 MAX_SECRET = 16 * 1024  # an RSA private key in PEM is about 1.7 KiB (2048 bits) to 3.3 (4096)
+MAX_EPOCH_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last time ISO 8601 writes
 
 
 class RepositoryCreate(RequestBody):
@@ -55,7 +56,7 @@ class GitSourceCreate(RequestBody):
     name: ShortText
     token: Text | None = Field(None, min_length=1, max_length=MAX_SECRET, description="static")
     expiresAt: StrictInt | None = Field(
-        None, ge=0, le=2**53, description="static: the token's expiry (epoch ms)"
+        None, ge=0, le=MAX_EPOCH_MS, description="static: the token's expiry (epoch ms)"
     )
     appId: ShortText | None = Field(None, description="github_app: the App's id")
     installationId: ShortText | None = Field(None, description="github_app: its installation")

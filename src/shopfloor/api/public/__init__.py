@@ -1,0 +1,1 @@
+"""The Rensei platform's public Sessions API (`/api/public/*`) and daemon credential routes."""
