@@ -11,6 +11,7 @@ from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id, new_worker_id
 from shopfloor.service.actors import ANYONE, Actor
 from shopfloor.service.channel import MESSAGES_PER_LANE, SessionChannel, by_session
+from shopfloor.service.counters import AGENTFACTORY as CLAIMED_BY_AGENTFACTORY
 from shopfloor.service.counters import (
     BY_HEARTBEAT_UNDERCOUNT,
     BY_LEASE_EXPIRED,
@@ -430,6 +431,9 @@ class Dispatcher:
         )
         if polled is None:
             raise WorkerNotFound(worker_id)
+        if polled.claimed:
+            queued = [s.queued_at for s in polled.claimed]
+            self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, queued, now)
         return polled
 
     async def claim(self, session_id: str, worker_id: str) -> ClaimOutcome:
@@ -452,6 +456,7 @@ class Dispatcher:
         )
         if claimed is None:
             return ClaimOutcome(False, reason="Work item not available or already claimed")
+        self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, [claimed.queued_at], now)
         return ClaimOutcome(True, claimed)
 
     # -- lease holder reports --
