@@ -14,6 +14,7 @@ from tests.conftest import Backend, make_settings, running_app
 from tests.environments.helpers import Q, new_environment
 from tests.environments.helpers import enqueue as enqueue_work
 from tests.platform.test_tenancy import key, new_org
+from tests.veryfront.test_runs_api import leased_run
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -166,3 +167,9 @@ async def test_environment_deliveries_are_counted(
     assert value(samples, "shopfloor_claim_wait_seconds_sum", **waited) == 4
     queue = {"org": "org_default", "queue": env, "project": ""}
     assert value(samples, "shopfloor_sessions", **queue, status="pending") == 2  # until acked
+
+
+async def test_veryfront_claims_are_counted(api: httpx.AsyncClient) -> None:
+    await leased_run(api)
+    samples = await scrape(api)
+    assert value(samples, "shopfloor_claim_wait_seconds_count", protocol="veryfront") == 1
