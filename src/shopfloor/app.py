@@ -30,10 +30,15 @@ from shopfloor.api.metrics.process import ProcessMetrics
 from shopfloor.api.metrics.routes import router as metrics_router
 from shopfloor.api.openapi import install_openapi
 from shopfloor.api.operator.channel_routes import router as operator_channel_router
+from shopfloor.api.operator.git_routes import router as operator_git_router
+from shopfloor.api.operator.project_routes import router as operator_project_router
 from shopfloor.api.operator.routes import router as operator_router
 from shopfloor.api.operator.schemas import validation_message
+from shopfloor.api.platform.audit_routes import router as audit_router
 from shopfloor.api.platform.oauth import router as oauth_router
 from shopfloor.api.platform.routes import router as platform_router
+from shopfloor.api.platform.trigger_routes import router as trigger_router
+from shopfloor.api.platform.webhook_routes import router as webhook_router
 from shopfloor.api.state import Services
 from shopfloor.api.veryfront.conversation_routes import router as conversation_router
 from shopfloor.api.veryfront.errors import (
@@ -47,9 +52,14 @@ from shopfloor.clock import Clock, SystemClock
 from shopfloor.config import Settings
 from shopfloor.console.routes import install_console
 from shopfloor.outbound.messages import MessagesClient
+from shopfloor.service.audit import AuditLog
+from shopfloor.service.audit_keys import AuditKeys
 from shopfloor.service.auth import Credentials
+from shopfloor.service.batch import BatchWork
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import DomainError
+from shopfloor.service.git_credentials import GitCredentials
+from shopfloor.service.linear_events import LinearEvents
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.notifier import (
@@ -60,6 +70,9 @@ from shopfloor.service.notifier import (
 )
 from shopfloor.service.orgs import Orgs
 from shopfloor.service.reaper import run_reaper
+from shopfloor.service.secret_box import SecretBox
+from shopfloor.service.triggers import Triggers
+from shopfloor.service.webhooks import Webhooks, WebhookSettings
 from shopfloor.service.work import WorkQueue
 from shopfloor.store import Store, open_store
 from shopfloor.store.pg_notify import PgNotifyChannel
@@ -78,6 +91,8 @@ def create_app(
         store = await open_store(settings.resolved_database_url(), schema=settings.database_schema)
         credentials = Credentials(settings, store, clock)
         new_admin_key = await credentials.load()
+        secrets = SecretBox(settings.secret_key_path)
+        secrets.load_or_create(clock.now_ms())
         if new_admin_key:
             print(
                 f"shopfloor: generated admin API key (shown once): {new_admin_key}\n"
@@ -117,6 +132,8 @@ def create_app(
         )
         if isinstance(app, ShopfloorApp) and app.metrics is not None:
             app.metrics.watch(dispatcher.counters)
+        audit, webhooks = make_integrations(settings, store, clock, dispatcher, secrets)
+        credentials.audit = audit
         app.state.services = Services(
             settings,
             clock,
@@ -128,6 +145,11 @@ def create_app(
             ),
             turns,
             Orgs(store, clock),
+            secrets,
+            GitCredentials(store, clock, secrets, settings.github_api_url),
+            BatchWork(store, clock, settings.batch_lease_seconds),
+            audit,
+            webhooks,
         )
         upkeep: list[asyncio.Task[None]] = []
         if run_upkeep and settings.reap_interval_seconds > 0:
@@ -139,11 +161,15 @@ def create_app(
             # Model calls of managed sessions whose process died, taken over once their
             # lease runs out (and the ones due when this process started).
             upkeep.append(asyncio.create_task(turns.run_upkeep(settings.reap_interval_seconds)))
+            # Webhook deliveries stored but never processed (their process died after the
+            # 200), and those stored before this process started.
+            upkeep.append(asyncio.create_task(webhooks.run_upkeep(settings.reap_interval_seconds)))
         try:
             yield
         finally:
             for task in upkeep:
                 await cancel_wait(task)
+            await webhooks.close()
             await turns.close()
             await model.close()
             await notifier.close()
@@ -166,9 +192,14 @@ def create_app(
         channel_router,
         issue_proxy_router,
         operator_router,
+        operator_git_router,
+        operator_project_router,
         operator_channel_router,
         platform_router,
         oauth_router,
+        webhook_router,
+        trigger_router,
+        audit_router,
         veryfront_router,
         run_router,
         conversation_router,
@@ -208,6 +239,30 @@ def served_app(settings: Settings | None = None) -> FastAPI:
     is tuned for a long-running server (a process-wide setting, so not made by create_app)."""
     gc.set_threshold(*GC_THRESHOLDS)
     return create_app(settings)
+
+
+def make_integrations(
+    settings: Settings, store: Store, clock: Clock, dispatcher: Dispatcher, box: SecretBox
+) -> tuple[AuditLog, Webhooks]:
+    """The audit log (recording what the dispatcher does) and the webhook intake, with their
+    keys read from (or created in) their files outside the database."""
+    keys = AuditKeys(settings.audit_key_path)
+    keys.load_or_create(clock.now_ms())
+    audit = AuditLog(store, clock, keys)
+    dispatcher.audit = audit
+    dispatcher.channel.audit = audit
+    webhook_settings = WebhookSettings(
+        secrets=settings.webhook_secrets(),
+        skip_verification=settings.webhook_skip_verification,
+        timestamp_tolerance_ms=int(settings.webhook_timestamp_tolerance_seconds * 1000),
+        lease_ms=int(settings.turn_lease_seconds * 1000),
+        allowed_projects=settings.allowed_linear_projects(),
+    )
+    linear = LinearEvents(
+        dispatcher, webhook_settings.allowed_projects, settings.linear_session_cap
+    )
+    triggers = Triggers(dispatcher, clock, audit)
+    return audit, Webhooks(store, clock, audit, linear, triggers, box, webhook_settings)
 
 
 def make_notifier(store: Store, settings: Settings) -> Notifier:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 ENV_PREFIX = "SHOPFLOOR_"
@@ -39,6 +39,8 @@ class Settings:
     file_lock_ttl_seconds: float = 3600.0
     # The runtime-JWT signing keys (default: signing-keys.json in the data dir).
     signing_key_file: Path | None = None
+    # The keys that encrypt stored secrets (default: secret-keys.json in the data dir).
+    secret_key_file: Path | None = None
     # The largest request body a route takes unless it declares its own (api/limits.py).
     max_body_bytes: int = 1024 * 1024
     log_level: str = "info"
@@ -53,10 +55,33 @@ class Settings:
     work_lease_ttl_seconds: int = 60
     # A managed session's event stream sends a ping after this long without an event.
     stream_keepalive_seconds: float = 15.0
+    # GitHub's REST API, for GitHub App installation tokens (GitHub Enterprise: its /api/v3).
+    github_api_url: str = "https://api.github.com"
+    # A batch item leased to a worker is leased again after this long without its result.
+    batch_lease_seconds: float = 600.0
     # /metrics: a bearer token a scraper may present (the admin key always may), or open to
     # anyone who can reach the port.
     metrics_token: str | None = None
     metrics_public: bool = False
+    # Webhooks (README "Integrations"): the default organisation's secret per provider;
+    # other organisations set theirs through the API (stored encrypted with the key file).
+    webhook_secret_linear: str | None = None
+    webhook_secret_github: str | None = None
+    webhook_secret_github_actions: str | None = None
+    webhook_secret_vercel: str | None = None
+    # Development only: accept the default organisation's unsigned deliveries when no
+    # secret is configured (otherwise they are refused 503).
+    webhook_skip_verification: bool = False
+    # A Linear delivery whose webhookTimestamp is further than this from now is refused.
+    webhook_timestamp_tolerance_seconds: float = 60.0
+    # Linear projects whose agent sessions are queued (comma-separated; unset: all).
+    linear_allowed_projects: str | None = None
+    # A Linear agent session is skipped (`session_hard_cap`) while the organisation's queue
+    # holds this many unfinished sessions (0: no cap).
+    linear_session_cap: int = 0
+    # The audit log's signing seeds (default: audit-keys.json in the data dir). Webhook
+    # secrets are sealed by the secret box (secret_key_file).
+    audit_key_file: Path | None = None
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -82,6 +107,33 @@ class Settings:
     def signing_key_path(self) -> Path:
         return self.signing_key_file or self.data_dir / "signing-keys.json"
 
+    @property
+    def secret_key_path(self) -> Path:
+        return self.secret_key_file or self.data_dir / "secret-keys.json"
+
+    @property
+    def audit_key_path(self) -> Path:
+        return self.audit_key_file or self.data_dir / "audit-keys.json"
+
+    def webhook_secrets(self) -> dict[str, str | None]:
+        return {
+            "linear": self.webhook_secret_linear,
+            "github": self.webhook_secret_github,
+            "github-actions": self.webhook_secret_github_actions,
+            "vercel": self.webhook_secret_vercel,
+        }
+
+    def allowed_linear_projects(self) -> frozenset[str] | None:
+        if not self.linear_allowed_projects:
+            return None
+        return frozenset(p.strip() for p in self.linear_allowed_projects.split(",") if p.strip())
+
+    def with_integrations_from_env(self) -> Settings:
+        """These settings, with the webhook and audit settings read from the environment
+        (`shopfloor serve` takes them from there only, not as flags)."""
+        found = Settings.from_env()
+        return replace(self, **{name: getattr(found, name) for name in INTEGRATION_SETTINGS})
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
         env = dict(os.environ if environ is None else environ)
@@ -105,6 +157,18 @@ class Settings:
         return out
 
 
+INTEGRATION_SETTINGS = (
+    "webhook_secret_linear",
+    "webhook_secret_github",
+    "webhook_secret_github_actions",
+    "webhook_secret_vercel",
+    "webhook_skip_verification",
+    "webhook_timestamp_tolerance_seconds",
+    "linear_allowed_projects",
+    "linear_session_cap",
+    "audit_key_file",
+)
+
 _FLOATS = {
     "worker_ttl_seconds",
     "reap_interval_seconds",
@@ -114,6 +178,8 @@ _FLOATS = {
     "model_timeout_seconds",
     "turn_lease_seconds",
     "stream_keepalive_seconds",
+    "batch_lease_seconds",
+    "webhook_timestamp_tolerance_seconds",
 }
 _INTS = {
     "port",
@@ -124,6 +190,7 @@ _INTS = {
     "max_body_bytes",
     "model_max_tokens",
     "work_lease_ttl_seconds",
+    "linear_session_cap",
 }
 
 _BOOLS = {"metrics_public"}
@@ -142,6 +209,10 @@ def _coerce(name: str, raw: str) -> object:
         if raw.lower() not in _TRUTH:
             raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, got {raw!r}")
         return _TRUTH[raw.lower()]
-    if name in ("data_dir", "signing_key_file"):
+    if name in ("data_dir", "signing_key_file", "secret_key_file", "audit_key_file"):
         return Path(raw)
+    if name == "webhook_skip_verification":
+        if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be true or false, got {raw!r}")
+        return raw.lower() in ("1", "true", "yes")
     return raw

@@ -115,6 +115,23 @@ def seeded(fuzz_server: ServerProcess) -> Seeded:
         )
         run_view = run["run"]
         assert isinstance(run_view, dict)
+        source = post(
+            "/api/v1/git-credential-sources", {"kind": "static", "name": "f", "token": "t"}, 201
+        )
+        repo = post(
+            "/api/v1/repositories",
+            {"url": "https://github.com/fuzz/repo", "sourceId": source["id"]},
+            201,
+        )
+        item = post(
+            "/api/v1/batch-items",
+            {
+                "kind": "code-survival-scan",
+                "capability": "code-survival-scan",
+                "payload": {"repository": "https://github.com/fuzz/repo", "sessionIds": []},
+            },
+            201,
+        )
         ids = {
             "worker_id": [jwt_worker, str(vf_worker["id"])],
             "session_id": [str(session["sessionId"])],
@@ -124,5 +141,8 @@ def seeded(fuzz_server: ServerProcess) -> Seeded:
             "project_reference": ["fuzz"],
             "run_id": [str(run["run_id"])],
             "conversation_id": [str(run_view["conversation_id"])],
+            "repository_id": [str(repo["id"])],
+            "source_id": [str(source["id"])],
+            "item_id": [str(item["id"])],
         }
         return Seeded(ids, runtime_token, registration, str(vf["token"]))

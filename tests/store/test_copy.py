@@ -66,7 +66,9 @@ def synthetic_row(table: sa.Table) -> dict[str, Any]:
         kind = column.type
         if column.primary_key and column.autoincrement is True:
             continue
-        if isinstance(kind, sa.JSON):
+        if isinstance(kind, sa.Boolean):
+            row[column.name] = True
+        elif isinstance(kind, sa.JSON):
             row[column.name] = {"key": "value", "list": [1, 2]}
         elif isinstance(kind, sa.Integer):  # BigInteger too
             row[column.name] = 7

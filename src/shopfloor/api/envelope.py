@@ -20,6 +20,7 @@ from shopfloor.service.errors import (
     NotOwner,
     NotPermitted,
     OrgNotFound,
+    ResourceNotFound,
     SessionNotFound,
     WorkerNotFound,
 )
@@ -40,7 +41,10 @@ def error_response(
 
 
 def domain_status(exc: DomainError) -> int:
-    if isinstance(exc, WorkerNotFound | SessionNotFound | EnvironmentNotFound | OrgNotFound):
+    if isinstance(
+        exc,
+        WorkerNotFound | SessionNotFound | EnvironmentNotFound | OrgNotFound | ResourceNotFound,
+    ):
         return 404
     if isinstance(exc, NotOwner | NotPermitted):
         return 403

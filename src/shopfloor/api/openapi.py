@@ -33,6 +33,7 @@ VERYFRONT_WORKER_TOKEN = "veryfrontWorkerToken"
 API_KEY_HEADER = "apiKeyHeader"
 ORG_API_KEY = "orgApiKey"
 OAUTH2 = "oauth2"
+WEBHOOK_SIGNATURE = "webhookSignature"
 
 SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
     ADMIN_KEY: {
@@ -77,6 +78,15 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "description": "An M2M client's access token (POST /api/oauth/token, client "
         "credentials): acts in the client's organisation, within its scopes.",
         "flows": {"clientCredentials": {"tokenUrl": "/api/oauth/token", "scopes": {}}},
+    },
+    WEBHOOK_SIGNATURE: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "linear-signature",
+        "description": "An HMAC-SHA256 of the raw body with the provider's webhook secret, in "
+        "the provider's own header: `linear-signature` (or `x-linear-signature`) hex for "
+        "Linear, `x-hub-signature-256: sha256=<hex>` for GitHub and GitHub Actions, "
+        "`x-vercel-signature` hex (HMAC-SHA1, or SHA-256) for Vercel.",
     },
     API_KEY_HEADER: {
         "type": "apiKey",
@@ -145,6 +155,7 @@ ERROR_MEANINGS = {
     409: "Conflicts with the resource's state",
     412: "Precondition failed",
     413: "Request body larger than the route's limit",
+    503: "Not configured (no webhook secret for this provider)",
 }
 
 

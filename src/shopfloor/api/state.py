@@ -8,13 +8,18 @@ from fastapi import Request
 
 from shopfloor.clock import Clock
 from shopfloor.config import Settings
+from shopfloor.service.audit import AuditLog
 from shopfloor.service.auth import Credentials
+from shopfloor.service.batch import BatchWork
 from shopfloor.service.console_logins import ConsoleLogins
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.fleet import Fleet
+from shopfloor.service.git_credentials import GitCredentials
 from shopfloor.service.managed.sessions import ManagedSessions
 from shopfloor.service.managed.turns import TurnRunner
 from shopfloor.service.orgs import Orgs
+from shopfloor.service.secret_box import SecretBox
+from shopfloor.service.webhooks import Webhooks
 from shopfloor.service.work import WorkQueue
 
 
@@ -28,6 +33,9 @@ class Services:
     managed: ManagedSessions
     turns: TurnRunner  # this process's runner of managed sessions' model calls
     orgs: Orgs
+    secrets: SecretBox  # seals stored secrets under keys outside the database
+    git: GitCredentials
+    batch: BatchWork
 
     @property
     def fleet(self) -> Fleet:
@@ -36,6 +44,9 @@ class Services:
     @property
     def console_logins(self) -> ConsoleLogins:
         return ConsoleLogins(self.credentials, self.dispatcher.store, self.clock)
+
+    audit: AuditLog
+    webhooks: Webhooks
 
 
 def services(request: Request) -> Services:

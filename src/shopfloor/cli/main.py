@@ -15,12 +15,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from shopfloor.cli.audit import audit_app
 from shopfloor.cli.chat import follow_turn
 from shopfloor.cli.follow import follow_run, follow_timeline
-from shopfloor.client import OperatorClient, OperatorError, find_admin_key
+from shopfloor.cli.git import batch_app, git_sources_app, repos_app
+from shopfloor.cli.options import (
+    AdminKey,
+    DatabaseUrl,
+    DataDir,
+    SigningKeyFile,
+    Url,
+    console,
+    operator,
+)
 from shopfloor.config import Settings
 from shopfloor.worker.cli import worker
 
@@ -56,36 +65,15 @@ agents_app = typer.Typer(
 app.add_typer(runs_app, name="runs")
 app.add_typer(signing_key_app, name="signing-key")
 app.add_typer(agents_app, name="agents")
+app.add_typer(repos_app, name="repos")
+app.add_typer(git_sources_app, name="git-sources")
+app.add_typer(batch_app, name="batch")
+app.add_typer(audit_app, name="audit")
 app.command("worker")(worker)
 
-console = Console()
 # At a shutdown, responses still open after this long are cancelled: a session's event
 # stream stays open as long as its client listens.
 GRACEFUL_SHUTDOWN_SECONDS = 5
-
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        envvar="SHOPFLOOR_DATA_DIR", help="Folder for the SQLite file and the admin key file."
-    ),
-]
-DatabaseUrl = Annotated[
-    str, typer.Option(envvar="SHOPFLOOR_DATABASE_URL", help="sqlite:///path or postgresql://…")
-]
-Url = Annotated[str, typer.Option("--url", envvar="SHOPFLOOR_URL", help="Server base URL.")]
-SigningKeyFile = Annotated[
-    Path | None,
-    typer.Option(
-        envvar="SHOPFLOOR_SIGNING_KEY_FILE",
-        help="Runtime-JWT signing key file (default: signing-keys.json in the data dir).",
-    ),
-]
-AdminKey = Annotated[
-    str | None,
-    typer.Option(
-        envvar="SHOPFLOOR_ADMIN_API_KEY", help="Operator key (default: the data dir's key file)."
-    ),
-]
 
 
 @agents_app.command("create")
@@ -300,6 +288,28 @@ def serve(
             min=0.1,
         ),
     ] = 15.0,
+    secret_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="SHOPFLOOR_SECRET_KEY_FILE",
+            help="Key file sealing stored secrets (default: secret-keys.json in the data dir).",
+        ),
+    ] = None,
+    github_api_url: Annotated[
+        str,
+        typer.Option(
+            envvar="SHOPFLOOR_GITHUB_API_URL",
+            help="GitHub's REST API, for GitHub App installation tokens.",
+        ),
+    ] = "https://api.github.com",
+    batch_lease: Annotated[
+        float,
+        typer.Option(
+            envvar="SHOPFLOOR_BATCH_LEASE_SECONDS",
+            help="Seconds a worker holds a batch item before it is leased again.",
+            min=1.0,
+        ),
+    ] = 600.0,
     metrics_token: Annotated[
         str | None,
         typer.Option(
@@ -347,9 +357,12 @@ def serve(
         turn_lease_seconds=turn_lease,
         work_lease_ttl_seconds=work_lease_ttl,
         stream_keepalive_seconds=stream_keepalive,
+        secret_key_file=secret_key_file,
+        github_api_url=github_api_url,
+        batch_lease_seconds=batch_lease,
         metrics_token=metrics_token or None,
         metrics_public=metrics_public,
-    )
+    ).with_integrations_from_env()
     url = settings.resolved_database_url()
     try:
         async_url(url)
@@ -385,23 +398,6 @@ def serve(
         http="httptools",
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-
-
-@contextmanager
-def operator(url: str, admin_key: str | None, data_dir: Path) -> Iterator[OperatorClient]:
-    client = OperatorClient(url, find_admin_key(admin_key, data_dir))
-    try:
-        yield client
-    except OperatorError as exc:
-        console.print(f"[red]error {exc.status}:[/] {exc.message}")
-        raise typer.Exit(1) from None
-    except Exception as exc:  # connection refused and the like: say it plainly
-        if exc.__class__.__module__.startswith("httpx"):
-            console.print(f"[red]cannot reach {url}:[/] {exc}")
-            raise typer.Exit(1) from None
-        raise
-    finally:
-        client.close()
 
 
 @sessions_app.command("create")

@@ -117,6 +117,27 @@ class OperatorClient:
         result: dict[str, Any] = self._call("DELETE", f"/api/v1/registration-tokens/{token_id}")
         return result
 
+    # -- repositories, git credential sources, batch items --
+
+    def create_item(self, collection: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to /api/v1/<collection> (repositories, git-credential-sources, batch-items)."""
+        fields = {k: v for k, v in body.items() if v is not None}
+        result: dict[str, Any] = self._call("POST", f"/api/v1/{collection}", json=fields)
+        return result
+
+    def list_items(self, collection: str, **params: Any) -> list[dict[str, Any]]:
+        query = {k: v for k, v in params.items() if v is not None}
+        result: list[dict[str, Any]] = self._call("GET", f"/api/v1/{collection}", params=query)
+        return result
+
+    def get_item(self, collection: str, item_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/api/v1/{collection}/{item_id}")
+        return result
+
+    def delete_item(self, collection: str, item_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/api/v1/{collection}/{item_id}")
+        return result
+
     def create_environment(self, fields: dict[str, Any]) -> dict[str, Any]:
         body = {k: v for k, v in fields.items() if v is not None}
         result: dict[str, Any] = self._call("POST", "/api/v1/cloud/environments", json=body)

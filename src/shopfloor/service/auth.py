@@ -23,6 +23,15 @@ from shopfloor.clock import Clock
 from shopfloor.config import Settings
 from shopfloor.ids import new_secret, new_token_id
 from shopfloor.service.actors import Principal
+from shopfloor.service.audit import (
+    KEY_MINTED,
+    KEY_REVOKED,
+    M2M_CLIENT_CREATED,
+    M2M_CLIENT_REVOKED,
+    SYSTEM,
+    AuditLog,
+    Who,
+)
 from shopfloor.service.notifier import Notifier
 from shopfloor.service.signing_keys import DIR_MODE, SigningKeys
 from shopfloor.store import Store
@@ -98,6 +107,7 @@ class Credentials:
         self._revoked: frozenset[str] = frozenset()
         self._refreshes: set[asyncio.Task[None]] = set()
         self._notifier: Notifier | None = None
+        self.audit: AuditLog | None = None  # set by the app: where keys minted and revoked go
 
     async def load(self) -> str | None:
         """Load or create the admin key digest and the JWT signing keys, and the revoked
@@ -186,6 +196,7 @@ class Credentials:
         projects: list[str] | None,
         scopes: list[str],
         expires_at: int | None = None,
+        by: Who = SYSTEM,
     ) -> tuple[ApiKeyRecord, str]:
         """A new key; its secret is returned once, in clear, and stored only as a digest. A
         worker registration token limited to one project is an `rsp_live_` key."""
@@ -205,7 +216,15 @@ class Credentials:
             expires_at=expires_at,
         )
         await self._store.insert_api_key(record)
+        details = {"keyType": key_type, "keyPrefix": record.key_prefix, "scopes": scopes}
+        await self._record(org_id, KEY_MINTED, by, ("api_key", record.id), details)
         return record, clear
+
+    async def _record(
+        self, org_id: str, event: str, by: Who, entity: tuple[str, str], details: dict[str, Any]
+    ) -> None:
+        if self.audit is not None:
+            await self.audit.record(org_id, event, by, entity, details)
 
     async def mint_registration_token(
         self, project: str | None, org_id: str = DEFAULT_ORG, label: str | None = None
@@ -237,21 +256,26 @@ class Credentials:
         self._refreshes.add(task)
         task.add_done_callback(self._refreshes.discard)
 
-    async def revoke_key(self, key_id: str) -> ApiKeyRecord | None:
+    async def revoke_key(self, key_id: str, by: Who = SYSTEM) -> ApiKeyRecord | None:
         """Revoke a key and, at once and on every server process, every runtime JWT minted
         from it (each carries its key's id). None if there is no such key."""
-        await self._store.revoke_api_key(key_id, self._clock.now_ms())
+        revoked = await self._store.revoke_api_key(key_id, self._clock.now_ms())
         record = await self._store.get_api_key(key_id)
         if record is not None:
             await self._announce_revocation()
+            if revoked:
+                await self._record(record.org_id, KEY_REVOKED, by, ("api_key", key_id), {})
         return record
 
-    async def revoke_m2m_client(self, client_id: str) -> M2MClientRecord | None:
+    async def revoke_m2m_client(self, client_id: str, by: Who = SYSTEM) -> M2MClientRecord | None:
         """Revoke a client and every access token issued to it."""
-        await self._store.revoke_m2m_client(client_id, self._clock.now_ms())
+        revoked = await self._store.revoke_m2m_client(client_id, self._clock.now_ms())
         record = await self._store.get_m2m_client(client_id)
         if record is not None:
             await self._announce_revocation()
+            if revoked:
+                entity = ("m2m_client", client_id)
+                await self._record(record.org_id, M2M_CLIENT_REVOKED, by, entity, {})
         return record
 
     async def _announce_revocation(self) -> None:
@@ -300,7 +324,7 @@ class Credentials:
     # -- M2M clients and their access tokens (OAuth 2.0 client_credentials) --
 
     async def mint_m2m_client(
-        self, org_id: str, name: str, scopes: list[str]
+        self, org_id: str, name: str, scopes: list[str], by: Who = SYSTEM
     ) -> tuple[M2MClientRecord, str]:
         client = M2MClientRecord(
             id="m2m_" + uuid.uuid4().hex,
@@ -313,6 +337,8 @@ class Credentials:
         secret = new_secret("m2ms_", 32)
         client = dataclasses.replace(client, secret_hash=digest(secret))
         await self._store.insert_m2m_client(client)
+        entity = ("m2m_client", client.id)
+        await self._record(org_id, M2M_CLIENT_CREATED, by, entity, {"scopes": scopes})
         return client, secret
 
     async def issue_access_token(

@@ -9,6 +9,7 @@ from typing import Any
 
 from shopfloor.clock import Clock
 from shopfloor.ids import uuid7_hex
+from shopfloor.service.audit import SESSION_STOPPED, AuditLog, Who
 from shopfloor.service.errors import Conflict, InvalidInput, NotOwner, SessionNotFound
 from shopfloor.service.notifier import Notifier
 from shopfloor.store import Store
@@ -72,6 +73,7 @@ class SessionChannel:
         self.notifier = notifier
         self.issue_lock_ttl_ms = int(issue_lock_ttl_seconds * 1000)
         self.file_lock_ttl_ms = int(file_lock_ttl_seconds * 1000)
+        self.audit: AuditLog | None = None  # set by the app: where stops are recorded
 
     async def _session(self, session_id: str) -> SessionRecord:
         session = await self.store.get_session(session_id)
@@ -200,6 +202,7 @@ class SessionChannel:
         *,
         user_id: str | None = None,
         user_name: str | None = None,
+        message_id: str | None = None,
     ) -> InboxMessage:
         if type_ not in INBOX_TYPES:
             raise InvalidInput("type", "type must be one of: " + ", ".join(INBOX_TYPES))
@@ -207,7 +210,7 @@ class SessionChannel:
         if session.is_terminal and type_ != "stop":
             raise Conflict(f"Session is {session.status}; it takes no more messages")
         message = InboxMessage(
-            id=f"msg_{uuid7_hex()}",
+            id=message_id or f"msg_{uuid7_hex()}",
             session_id=session_id,
             type=type_,
             lane=LANE_OF[type_],
@@ -271,6 +274,11 @@ class SessionChannel:
         )
         if updated is None:
             raise Conflict("Session changed concurrently; try again")
+        if self.audit is not None:
+            who = Who(user_id or user_name or "operator", "user" if user_id else "operator")
+            await self.audit.record(
+                session.org_id, SESSION_STOPPED, who, ("session", session.id), {"reason": why}
+            )
         await self.on_session_end(updated)
         if updated.worker_id is not None:  # a held session: tell its worker on the next poll
             await self.send(session.id, "stop", why, user_id=user_id, user_name=user_name)

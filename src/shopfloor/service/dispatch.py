@@ -10,6 +10,15 @@ from typing import Any
 from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id, new_worker_id
 from shopfloor.service.actors import ANYONE, Actor
+from shopfloor.service.audit import (
+    SESSION_CREATED,
+    SESSION_TRANSFERRED,
+    SYSTEM,
+    WORKER_DECLARED_DEAD,
+    WORKER_REGISTERED,
+    AuditLog,
+    Who,
+)
 from shopfloor.service.channel import MESSAGES_PER_LANE, SessionChannel, by_session
 from shopfloor.service.counters import AGENTFACTORY as CLAIMED_BY_AGENTFACTORY
 from shopfloor.service.counters import (
@@ -108,6 +117,7 @@ class NewSession:
     metadata: dict[str, str] | None = None
     provider_session_id: str | None = None  # a provider session the worker should resume
     org_id: str = DEFAULT_ORG
+    created_by: Who | None = None  # who the audit log names (None: the server itself)
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,8 @@ class Dispatcher:
         # to the queue: this recovers a claim whose poll reply never reached the worker.
         self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
         self.counters = EngineCounters()
+        # Set by the app: where session creations and transfers are recorded.
+        self.audit: AuditLog | None = None
         self._worker_orgs: dict[str, str] = {}
         self._project_orgs: dict[str, str] = {}
         self.channel = SessionChannel(
@@ -185,6 +197,7 @@ class Dispatcher:
 
     async def create_session(self, new: NewSession) -> SessionRecord:
         now = self.clock.now_ms()
+        extra = await self._with_project_defaults(new)
         issue_id = new.issue_id or new.issue_identifier
         session = SessionRecord(
             id=new.session_id or new_session_id(),
@@ -203,7 +216,7 @@ class Dispatcher:
             work_type=new.work_type,
             repository=new.repository,
             agent_id=new.agent_id,
-            extra=new.extra,
+            extra=extra,
             metadata=new.metadata,
             provider_session_id=new.provider_session_id,
             org_id=new.org_id,
@@ -222,7 +235,30 @@ class Dispatcher:
         await self.channel.sync_issue(session, new.labels)
         if session.status == PENDING:
             await self.notifier.notify(session.queue)
+        if self.audit is not None:
+            details = {
+                "queue": session.queue,
+                "issueId": session.issue_id,
+                "status": session.status,
+            }
+            await self.audit.record(
+                session.org_id,
+                SESSION_CREATED,
+                new.created_by or SYSTEM,
+                ("session", session.id),
+                details,
+            )
         return session
+
+    async def _with_project_defaults(self, new: NewSession) -> dict[str, Any]:
+        """The session's work-item fields, with its project's defaults for those it leaves
+        unset (the agent a Go daemon runs, chosen once per project)."""
+        if new.project is None:
+            return new.extra
+        defaults = await self.store.get_project_defaults(new.org_id, new.project)
+        if defaults is None:
+            return new.extra
+        return {**defaults.fields, **new.extra}
 
     async def get_session(self, session_id: str) -> SessionRecord:
         session = await self.store.get_session(session_id)
@@ -277,6 +313,12 @@ class Dispatcher:
             org_id=registration.org_id if registration else DEFAULT_ORG,
         )
         await self.store.insert_worker(worker)
+        if self.audit is not None:
+            by = Who(registration.id, "api_key") if registration else Who("worker-key", "worker")
+            details = {"hostname": hostname, "protocol": protocol, "projects": projects}
+            await self.audit.record(
+                worker.org_id, WORKER_REGISTERED, by, ("worker", worker.id), details
+            )
         return worker
 
     async def worker_org(self, worker_id: str) -> str | None:
@@ -594,6 +636,14 @@ class Dispatcher:
         )
         if updated is None:
             return TransferOutcome(False, reason="Session ownership changed concurrently")
+        if self.audit is not None:
+            await self.audit.record(
+                session.org_id,
+                SESSION_TRANSFERRED,
+                Who(actor.worker_id or actor.registration_id or "worker-key", "worker"),
+                ("session", session.id),
+                {"from": old_worker, "to": new_worker},
+            )
         return TransferOutcome(True, updated)
 
     async def _speaks_for_holder(self, actor: Actor, holder_id: str) -> bool:
@@ -641,6 +691,7 @@ class Dispatcher:
             report.dead_workers.append(worker_id)
             self.counters.count_worker_dead()
             reason = f"worker {worker_id} sent no heartbeat for {self.worker_ttl_ms // 1000}s"
+            await self._audit_worker_end(worker_id, WORKER_DECLARED_DEAD, reason)
             report.requeued.extend(await self._requeue_all(worker_id, reason, BY_WORKER_DEAD))
         for session in await self.store.expired_leases(now):
             # Fenced by owner, epoch and expiry: if another replica requeued it first, or its
@@ -652,6 +703,11 @@ class Dispatcher:
                 report.requeued.append(session.id)
         report.promoted.extend(await self.channel.reap_issue_locks())
         return report
+
+    async def _audit_worker_end(self, worker_id: str, event: str, reason: str) -> None:
+        org = await self.worker_org(worker_id)
+        if self.audit is not None and org is not None:
+            await self.audit.record(org, event, SYSTEM, ("worker", worker_id), {"reason": reason})
 
     async def next_reap_at(self) -> int | None:
         """When the next lease runs out or the next worker falls silent for its TTL (epoch

@@ -54,6 +54,15 @@ class InvalidInput(DomainError):
         self.field = field
 
 
+class ResourceNotFound(DomainError):
+    """A repository, credential source or batch item that is not there (or not the caller's
+    organisation's, which it is not told apart from)."""
+
+    def __init__(self, what: str, resource_id: str) -> None:
+        super().__init__(f"{what} {resource_id} not found")
+        self.resource_id = resource_id
+
+
 class OrgNotFound(DomainError):
     def __init__(self, org: str) -> None:
         super().__init__(f"Organisation {org} not found")

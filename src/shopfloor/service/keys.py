@@ -21,9 +21,10 @@ USER_SCOPES = (
     "agents:read",
     "agents:write",
     "org_keys:write",
+    "audit:read",
 )
 KEY_SCOPES = frozenset({"*", *USER_SCOPES, *WORKER_SCOPES})
-M2M_SCOPES = frozenset({"*", *USER_SCOPES[:6]})
+M2M_SCOPES = frozenset({"*", *USER_SCOPES[:6], "audit:read"})
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from shopfloor.store.git_records import (
+    BatchItemRecord,
+    GitSourceRecord,
+    ProjectDefaultsRecord,
+    RepositoryRecord,
+)
+from shopfloor.store.integration_records import (
+    AuditQuery,
+    AuditRecord,
+    TriggerRule,
+    WebhookDelivery,
+    WebhookSecretRecord,
+)
 from shopfloor.store.managed_records import (
     AgentRecord,
     AgentVersionRecord,
@@ -230,7 +243,105 @@ class ManagedStore(Protocol):
     async def stranded_turns(self, limit: int = 100) -> list[str]: ...
 
 
-class Store(RunStore, ConversationStore, ManagedStore, Protocol):
+class GitStore(Protocol):
+    """Repositories, their git credential sources, and batch work items (leased like
+    sessions: one holder at a time, an epoch per lease, taken again once a lease runs out)."""
+
+    async def insert_repository(self, repo: RepositoryRecord) -> None:
+        """Raises DuplicateKey if the organisation has a repository of that key."""
+        ...
+
+    async def get_repository(self, repo_id: str) -> RepositoryRecord | None: ...
+    async def list_repositories(
+        self, org_id: str, keys: Sequence[str] | None = None
+    ) -> list[RepositoryRecord]: ...
+    async def delete_repository(self, repo_id: str) -> bool: ...
+    async def insert_git_source(self, source: GitSourceRecord) -> None:
+        """A source made the organisation's default replaces the previous default."""
+        ...
+
+    async def get_git_source(self, source_id: str) -> GitSourceRecord | None: ...
+    async def list_git_sources(self, org_id: str) -> list[GitSourceRecord]: ...
+    async def delete_git_source(self, source_id: str) -> bool: ...
+    async def record_git_source_error(self, source_id: str, error: str | None, at: int) -> None: ...
+
+    async def insert_batch_item(self, item: BatchItemRecord) -> None: ...
+    async def get_batch_item(self, item_id: str) -> BatchItemRecord | None: ...
+    async def list_batch_items(
+        self, org_id: str | None, status: str | None, limit: int
+    ) -> list[BatchItemRecord]: ...
+    async def lease_batch_items(
+        self,
+        org_id: str,
+        capabilities: Sequence[str],
+        projects: Sequence[str] | None,
+        worker_id: str,
+        now: int,
+        lease_until: int,
+        limit: int,
+    ) -> list[BatchItemRecord]: ...
+    async def finish_batch_item(
+        self,
+        item_id: str,
+        worker_id: str,
+        epoch: int,
+        now: int,
+        status: str,
+        result: dict[str, Any] | None,
+    ) -> BatchItemRecord | None: ...
+    async def put_project_defaults(self, record: ProjectDefaultsRecord) -> None:
+        """Set (replace) a project's defaults; empty `fields` removes them."""
+        ...
+
+    async def get_project_defaults(
+        self, org_id: str, project: str
+    ) -> ProjectDefaultsRecord | None: ...
+
+
+class IntegrationStore(Protocol):
+    """Webhook deliveries and secrets, and the audit log (store/sql_integrations.py)."""
+
+    async def insert_delivery(self, delivery: WebhookDelivery) -> WebhookDelivery | None:
+        """None if a delivery with the same (org, provider, delivery id) is stored."""
+        ...
+
+    async def find_delivery(
+        self, org_id: str, provider: str, delivery_id: str
+    ) -> WebhookDelivery | None: ...
+    async def get_delivery(self, event_id: str) -> WebhookDelivery | None: ...
+    async def lease_delivery(
+        self, event_id: str, owner: str, now: int, expires_at: int
+    ) -> WebhookDelivery | None: ...
+    async def finish_delivery(
+        self,
+        event_id: str,
+        owner: str,
+        status: str,
+        reason: str | None,
+        result: dict[str, Any],
+        now: int,
+    ) -> bool: ...
+    async def due_deliveries(self, now: int, limit: int = 100) -> list[str]: ...
+    async def put_webhook_secret(self, record: WebhookSecretRecord) -> None: ...
+    async def get_webhook_secret(
+        self, org_id: str, provider: str
+    ) -> WebhookSecretRecord | None: ...
+    async def delete_webhook_secret(self, org_id: str, provider: str) -> bool: ...
+    async def insert_trigger(self, rule: TriggerRule) -> None: ...
+    async def list_triggers(
+        self, org_id: str, provider: str | None = None, event_type: str | None = None
+    ) -> list[TriggerRule]: ...
+    async def delete_trigger(self, org_id: str, trigger_id: str) -> bool: ...
+    async def append_audit(
+        self, org_id: str, build: Callable[[int, str], AuditRecord]
+    ) -> AuditRecord:
+        """Append `build(next sequence, previous entry hash)`; never forks the chain."""
+        ...
+
+    async def audit_entries(self, query: AuditQuery) -> list[AuditRecord]: ...
+
+
+class Store(RunStore, ConversationStore, ManagedStore, GitStore, IntegrationStore, Protocol):
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str

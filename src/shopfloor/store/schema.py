@@ -57,6 +57,69 @@ m2m_clients = sa.Table(
     sa.Index("ix_m2m_clients_org", "org_id", "id"),
 )
 
+# Repositories, their credential sources and batch work (migration 0008gc).
+repositories = sa.Table(
+    "repositories",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("url", sa.String(500), nullable=False),
+    sa.Column("key", sa.String(300), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("project", sa.String(200)),
+    sa.Column("source_id", sa.String(64)),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("uq_repositories_key", "org_id", "key", unique=True),
+)
+
+git_sources = sa.Table(
+    "git_sources",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("sealed_secret", sa.Text, nullable=False),
+    sa.Column("org_default", sa.Boolean, nullable=False),
+    sa.Column("app_id", sa.String(64)),
+    sa.Column("installation_id", sa.String(64)),
+    sa.Column("expires_at", sa.BigInteger),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("last_error_at", sa.BigInteger),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_git_sources_org", "org_id", "id"),
+)
+
+batch_items = sa.Table(
+    "batch_items",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("capability", sa.String(64), nullable=False),
+    sa.Column("payload", JSONType, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("project", sa.String(200)),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("worker_id", sa.String(64)),
+    sa.Column("lease_epoch", sa.Integer, nullable=False),
+    sa.Column("lease_expires_at", sa.BigInteger),
+    sa.Column("result", JSONType),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.Index("ix_batch_items_queue", "org_id", "capability", "status", "created_at"),
+)
+
+# Work-item fields a project's sessions get unless they set their own (migration 0008pd).
+project_defaults = sa.Table(
+    "project_defaults",
+    metadata,
+    sa.Column("org_id", sa.String(64), primary_key=True),
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("fields", JSONType, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
 workers = sa.Table(
     "workers",
     metadata,
@@ -478,4 +541,85 @@ managed_sessions = sa.Table(
         sqlite_where=sa.text("turn <> 'idle'"),
         postgresql_where=sa.text("turn <> 'idle'"),
     ),
+)
+
+# Webhook deliveries (migration 0008wh): stored before the provider is answered, processed
+# later under a lease by any server process, exactly once per (org, provider, delivery id).
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("delivery_id", sa.String(200), nullable=False),
+    sa.Column("event_type", sa.String(200), nullable=False),
+    sa.Column("correlation_id", sa.String(64), nullable=False),
+    sa.Column("body", JSONType, nullable=False),
+    sa.Column("received_at", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("result", JSONType, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String(64)),
+    sa.Column("lease_expires_at", sa.BigInteger),
+    sa.Column("processed_at", sa.BigInteger),
+    sa.UniqueConstraint("org_id", "provider", "delivery_id", name="uq_webhook_delivery"),
+    sa.Index(
+        "ix_webhook_deliveries_pending",
+        "status",
+        "lease_expires_at",
+        sqlite_where=sa.text("status = 'pending'"),
+        postgresql_where=sa.text("status = 'pending'"),
+    ),
+)
+
+webhook_secrets = sa.Table(
+    "webhook_secrets",
+    metadata,
+    sa.Column("org_id", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(32), primary_key=True),
+    sa.Column("ciphertext", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+webhook_triggers = sa.Table(
+    "webhook_triggers",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("event_type", sa.String(200), nullable=False),
+    sa.Column("prompt_template", sa.Text, nullable=False),
+    sa.Column("match", JSONType, nullable=False),
+    sa.Column("work_type", sa.String(64)),
+    sa.Column("project", sa.String(200)),
+    sa.Column("priority", sa.Integer),
+    sa.Column("issue_template", sa.Text),
+    sa.Column("cooldown_seconds", sa.Integer),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_webhook_triggers_org", "org_id", "provider", "event_type"),
+)
+
+# The audit log: per organisation, a hash chain with strictly increasing sequence numbers
+# (the unique constraint is what keeps two writers from forking it).
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("sequence_number", sa.BigInteger, nullable=False),
+    sa.Column("event_type", sa.String(100), nullable=False),
+    sa.Column("actor_id", sa.String(200), nullable=False),
+    sa.Column("actor_type", sa.String(32), nullable=False),
+    sa.Column("entity_type", sa.String(64), nullable=False),
+    sa.Column("entity_id", sa.String(200), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False),
+    sa.Column("signature", sa.Text, nullable=False),
+    sa.Column("signing_key_id", sa.String(100), nullable=False),
+    sa.Column("occurred_at", sa.BigInteger, nullable=False),
+    sa.UniqueConstraint("org_id", "sequence_number", name="uq_audit_sequence"),
+    sa.Index("ix_audit_events_entity", "org_id", "entity_id", "sequence_number"),
+    sa.Index("ix_audit_events_type", "org_id", "event_type", "sequence_number"),
 )

@@ -53,6 +53,8 @@ from shopfloor.store.sql_common import (
     in_constants,
 )
 from shopfloor.store.sql_conversations import ConversationsSql
+from shopfloor.store.sql_git import GitSql
+from shopfloor.store.sql_integrations import IntegrationsSql
 from shopfloor.store.sql_managed import ManagedSql
 from shopfloor.store.sql_runs import RunsSql
 from shopfloor.store.sql_stats import StatsSql
@@ -374,7 +376,16 @@ def _worker_from_row(row: sa.Row[Any]) -> WorkerRecord:
     return WorkerRecord(**row._mapping)
 
 
-class SqlStore(ChannelSql, RunsSql, ConversationsSql, ManagedSql, TenancySql, StatsSql):
+class SqlStore(
+    ChannelSql,
+    RunsSql,
+    ConversationsSql,
+    ManagedSql,
+    TenancySql,
+    GitSql,
+    StatsSql,
+    IntegrationsSql,
+):
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = async_url(url)
         self.schema = schema

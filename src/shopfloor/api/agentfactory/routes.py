@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from shopfloor.api.agentfactory import schemas
 from shopfloor.api.agentfactory.auth import WorkerCaller, authenticate, worker_caller
+from shopfloor.api.agentfactory.poll_extras import runtime_poll_extras
 from shopfloor.api.agentfactory.wire import inbox_message, queued_work, session_state
 from shopfloor.api.envelope import (
     ApiError,
@@ -23,7 +24,7 @@ from shopfloor.api.envelope import (
     req_str,
 )
 from shopfloor.api.fastlane import hot
-from shopfloor.api.openapi import af_errors, json_body, ok, security
+from shopfloor.api.openapi import RUNTIME_TOKEN, af_errors, json_body, ok, security
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.service.dispatch import StatusReport
@@ -64,6 +65,7 @@ async def register(request: Request) -> JSONResponse:
         not isinstance(projects, list) or not all(isinstance(p, str) for p in projects)
     ):
         raise ApiError(400, "projects must be an array of strings")
+    capabilities = _capabilities(body.get("capabilities"))
     svc = services(request)
     worker = await svc.dispatcher.register_worker(
         hostname=hostname,
@@ -72,6 +74,7 @@ async def register(request: Request) -> JSONResponse:
         projects=projects or None,
         machine_id=opt_str(body, "machineId"),
         registration=caller.registration,
+        metadata={"capabilities": capabilities} if capabilities else None,
     )
     reply: dict[str, Any] = {
         "workerId": worker.id,
@@ -82,6 +85,23 @@ async def register(request: Request) -> JSONResponse:
     if caller.registration is not None:
         reply.update(_runtime_token(request, worker, caller.registration))
     return JSONResponse(reply, status_code=201)
+
+
+def _capabilities(value: object) -> list[str]:
+    """What the worker can do beyond sessions (`code-survival-scan`: batch work)."""
+    if value is None:
+        return []
+    if (
+        not isinstance(value, list)
+        or len(value) > schemas.MAX_CAPABILITIES
+        or not all(isinstance(c, str) and schemas.CAPABILITY.match(c) for c in value)
+    ):
+        raise ApiError(
+            400,
+            f"capabilities must be an array of at most {schemas.MAX_CAPABILITIES} names "
+            "(lowercase letters, digits and -, up to 64 characters)",
+        )
+    return sorted(set(value))
 
 
 @router.get("/api/config", response_model=None, responses=ok(schemas.ConfigReply))
@@ -126,15 +146,16 @@ async def poll(worker_id: str, request: Request) -> JSONResponse:
         worker_id, disconnected=lambda: _disconnect(request), queue=caller.queue
     )
     claimed, inbox = polled.claimed, polled.inbox
-    return JSONResponse(
-        {
-            "work": [queued_work(s) for s in claimed],
-            "inboxMessages": {sid: [inbox_message(m) for m in ms] for sid, ms in inbox.items()},
-            "hasInboxMessages": bool(inbox),
-            "preClaimed": bool(claimed),
-            "claimedSessionIds": [s.id for s in claimed],
-        }
-    )
+    reply: dict[str, Any] = {
+        "work": [queued_work(s) for s in claimed],
+        "inboxMessages": {sid: [inbox_message(m) for m in ms] for sid, ms in inbox.items()},
+        "hasInboxMessages": bool(inbox),
+        "preClaimed": bool(claimed),
+        "claimedSessionIds": [s.id for s in claimed],
+    }
+    if caller.runtime is not None:  # the seed: runtime-JWT callers only
+        reply.update(await runtime_poll_extras(services(request), caller.runtime, claimed))
+    return JSONResponse(reply)
 
 
 async def _disconnect(request: Request) -> None:
@@ -175,6 +196,31 @@ async def deregister(worker_id: str, request: Request, caller: Caller) -> dict[s
     await caller.check_acts_as(worker_id)
     released = await services(request).dispatcher.deregister(worker_id)
     return {"deregistered": True, "unclaimedSessions": released}
+
+
+@router.post(
+    "/api/workers/{worker_id}/batch-work/{item_id}/result",
+    response_model=None,
+    responses=ok(schemas.BatchResultReply) | af_errors(403, 404, 409),
+    openapi_extra=json_body(schemas.BatchResultRequest) | security(RUNTIME_TOKEN),
+)
+async def batch_result(
+    worker_id: str, item_id: str, request: Request, caller: Caller
+) -> dict[str, Any]:
+    """A batch item's end, from the worker holding its lease (the epoch it came with)."""
+    await caller.check_acts_as(worker_id)
+    if caller.runtime is None:
+        raise ApiError(403, "Batch work is leased to runtime-JWT workers only")
+    body = await json_object(request)
+    epoch = body.get("leaseEpoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 1 <= epoch < 2**31:
+        raise ApiError(400, "leaseEpoch must be the positive integer the item came with")
+    result = body.get("result")
+    if result is not None and not isinstance(result, dict):
+        raise ApiError(400, "result must be an object")
+    status = req_str(body, "status")
+    item = await services(request).batch.report(worker_id, item_id, epoch, status, result)
+    return {"id": item.id, "status": item.status, "acknowledged": True}
 
 
 # -- sessions --

@@ -4,6 +4,7 @@ routes check their bodies themselves, with the error strings the workers see."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -46,6 +47,8 @@ REFRESH_SECURITY = (REGISTRATION_TOKEN, RUNTIME_TOKEN)
 
 REPORTABLE = Literal["running", "finalizing", "completed", "failed", "stopped"]
 MAX_CAPACITY = 10_000  # sessions one worker may hold at once
+MAX_CAPABILITIES = 32
+CAPABILITY = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 
 
 def worker_id() -> Any:
@@ -63,6 +66,11 @@ class RegisterRequest(BaseModel):
     version: str | None = None
     projects: list[str] | None = Field(None, description="Projects the worker serves")
     machineId: str | None = None
+    capabilities: list[str] | None = Field(
+        None,
+        max_length=MAX_CAPABILITIES,
+        description="What it can do beyond sessions: `code-survival-scan` receives batchWork",
+    )
 
 
 class HeartbeatRequest(BaseModel):
@@ -155,12 +163,46 @@ class WorkerInboxMessage(BaseModel):
     lane: Literal["urgent", "normal"]
 
 
+class GitCredential(BaseModel):
+    token: str = Field(description="Short-lived: use it only to clone and push this repository")
+    cloneUrl: str
+    expiresAt: str | None = Field(description="When the token stops working (ISO 8601)")
+
+
+class BatchWorkItem(BaseModel):
+    id: str
+    kind: str
+    capability: str
+    payload: dict[str, Any]
+    leaseEpoch: int = Field(description="Name it when reporting the item's result")
+    leaseExpiresAt: str
+    attempts: int
+
+
 class PollReply(BaseModel):
     work: list[QueuedWork]
     inboxMessages: dict[str, list[WorkerInboxMessage]] = Field(description="By session id")
     hasInboxMessages: bool
     preClaimed: bool
     claimedSessionIds: list[str]
+    gitCredentials: list[GitCredential] | None = Field(
+        None, description="Runtime-JWT callers: for the repositories of the sessions claimed"
+    )
+    batchWork: list[BatchWorkItem] | None = Field(
+        None, description="Runtime-JWT callers registered with the item's capability"
+    )
+
+
+class BatchResultRequest(BaseModel):
+    leaseEpoch: int = Field(ge=1, description="The leaseEpoch the item came with")
+    status: Literal["completed", "failed"]
+    result: dict[str, Any] | None = Field(None, description="At most 256 KiB as JSON")
+
+
+class BatchResultReply(BaseModel):
+    id: str
+    status: Literal["completed", "failed"]
+    acknowledged: bool
 
 
 class DeregisterReply(BaseModel):

@@ -24,6 +24,7 @@ from shopfloor.api.operator.schemas import (
 )
 from shopfloor.api.state import Services, services
 from shopfloor.service.actors import Principal
+from shopfloor.service.audit import principal_actor
 from shopfloor.service.dispatch import NewSession, af_queue
 from shopfloor.service.environments import Environments
 from shopfloor.service.errors import SessionNotFound
@@ -63,7 +64,7 @@ async def create_session(body: SessionCreate, request: Request, who: SessionsWri
         raise ApiError(400, "prompt: one of prompt, issueId or issueIdentifier is required")
     svc = services(request)
     dispatcher = svc.dispatcher
-    org_id = await _acting_org(svc, who, body.orgId)
+    org_id = await acting_org(svc, who, body.orgId)
     if not who.may_touch(org_id, body.projectName):
         raise ApiError(403, "projectName: this key may not queue work in that project")
     queue = af_queue(org_id)
@@ -93,12 +94,13 @@ async def create_session(body: SessionCreate, request: Request, who: SessionsWri
             extra=body.work_item_fields(),
             provider_session_id=body.providerSessionId,
             org_id=org_id,
+            created_by=principal_actor(who.identity),
         )
     )
     return SessionView.of(session, await dispatcher.history(session.id))
 
 
-async def _acting_org(svc: Services, who: Principal, asked: str | None) -> str:
+async def acting_org(svc: Services, who: Principal, asked: str | None) -> str:
     """The organisation a call acts in: the caller's own, or for the admin key the one it
     names (by id or slug; the default one if it names none)."""
     if who.org_id is not None:
@@ -126,7 +128,7 @@ async def list_sessions(
     if status is not None and status not in ALL_STATUSES:
         raise ApiError(400, "status: must be one of " + ", ".join(ALL_STATUSES))
     svc = services(request)
-    org_id = who.org_id if orgId is None else await _acting_org(svc, who, orgId)
+    org_id = who.org_id if orgId is None else await acting_org(svc, who, orgId)
     sessions = await svc.dispatcher.list_sessions(
         SessionFilter(
             status=status,
@@ -175,7 +177,7 @@ async def list_workers(
 )
 async def create_token(body: TokenCreate, request: Request, who: KeysWrite) -> TokenView:
     svc = services(request)
-    org_id = await _acting_org(svc, who, body.org)
+    org_id = await acting_org(svc, who, body.org)
     if body.project is not None and not who.may_touch(org_id, body.project):
         raise ApiError(403, "project: this key may not mint tokens for that project")
     if body.project is None and who.projects is not None:

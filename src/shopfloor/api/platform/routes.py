@@ -16,6 +16,7 @@ from shopfloor.api.operator.auth import principal
 from shopfloor.api.platform import schemas
 from shopfloor.api.state import Services, services
 from shopfloor.service.actors import Principal
+from shopfloor.service.audit import principal_actor
 from shopfloor.service.keys import key_scopes, m2m_scopes
 from shopfloor.store.tenancy_records import REGISTRATION_KEY, USER_KEY, ApiKeyRecord
 
@@ -75,6 +76,7 @@ async def _mint(
         projects=wanted.projects,
         scopes=scopes,
         expires_at=wanted.expires_at,
+        by=principal_actor(who.identity),
     )
     view = schemas.key_view(record)
     # The reference's shape, and the older prose shape's names beside it.
@@ -118,7 +120,7 @@ async def revoke_key(org_id: str, key_id: str, request: Request, who: Caller) ->
     key = await svc.dispatcher.store.get_api_key(key_id)
     if key is None or key.org_id != org or not _within(who, key):
         raise ApiError(404, "Key not found")
-    await svc.credentials.revoke_key(key_id)
+    await svc.credentials.revoke_key(key_id, principal_actor(who.identity))
     await svc.dispatcher.retire_registration(key_id)
     return {"revoked": True, "keyId": key_id}
 
@@ -155,7 +157,9 @@ async def create_m2m_client(request: Request, who: Caller) -> JSONResponse:
     name, scopes, named_org = schemas.m2m_request(body)
     svc = services(request)
     org = await _org_of(svc, who, named_org or who.org_id or "default")
-    client, secret = await svc.credentials.mint_m2m_client(org, name, m2m_scopes(who, scopes))
+    client, secret = await svc.credentials.mint_m2m_client(
+        org, name, m2m_scopes(who, scopes), principal_actor(who.identity)
+    )
     view = schemas.m2m_view(client)
     return JSONResponse({"client": {**view, "clientSecret": secret}}, status_code=201)
 
@@ -181,5 +185,5 @@ async def revoke_m2m_client(client_id: str, request: Request, who: Caller) -> di
         raise ApiError(404, "M2M client not found")
     if not who.may("org_keys:write"):
         raise ApiError(403, "Revoking M2M clients needs the org_keys:write scope")
-    await svc.credentials.revoke_m2m_client(client_id)
+    await svc.credentials.revoke_m2m_client(client_id, principal_actor(who.identity))
     return {"revoked": True, "clientId": client_id}

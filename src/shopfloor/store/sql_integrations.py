@@ -1,0 +1,253 @@
+"""Persistence of the integrations: webhook deliveries and secrets, and the audit log's hash
+chain (SqlStore mixes it in)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import sqlalchemy as sa
+
+from shopfloor.store import schema as t
+from shopfloor.store.db import Database, Prepared
+from shopfloor.store.errors import DuplicateKey
+from shopfloor.store.integration_records import (
+    DELIVERY_PENDING,
+    AuditQuery,
+    AuditRecord,
+    TriggerRule,
+    WebhookDelivery,
+    WebhookSecretRecord,
+)
+
+GENESIS_HASH = "0" * 64
+# Prepared statements reach the caller as the driver raised them (store/db.py).
+_DRIVER_INTEGRITY: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    asyncpg.UniqueViolationError,
+)
+# How often an append retries after losing a race for the next sequence number (only a
+# writer outside this server's own serialisation can make it lose: another SQLite process).
+_APPEND_ATTEMPTS = 20
+
+
+_a = t.audit_events
+# Built once: an append is one per audited action, on the hot path of session creation.
+_AUDIT_HEAD = Prepared(
+    sa.select(_a.c.sequence_number, _a.c.entry_hash)
+    .where(_a.c.org_id == sa.bindparam("b_org"))
+    .order_by(_a.c.sequence_number.desc())
+    .limit(1)
+)
+_AUDIT_INSERT = Prepared(
+    _a.insert().values({c.name: sa.bindparam(c.name, type_=c.type) for c in _a.columns})
+)
+_AUDIT_LOCK = Prepared(
+    sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("b_key", type_=sa.BigInteger)))
+)
+
+
+def _lock_key(org_id: str) -> int:
+    """A signed 64-bit advisory lock key for an organisation's chain."""
+    return int.from_bytes(
+        hashlib.sha256(b"audit:" + org_id.encode()).digest()[:8], "big", signed=True
+    )
+
+
+class IntegrationsSql:
+    db: Database
+    dialect: str
+
+    # -- webhook deliveries --
+
+    async def insert_delivery(self, delivery: WebhookDelivery) -> WebhookDelivery | None:
+        """Store a delivery; None if one with the same (org, provider, delivery id) exists."""
+        try:
+            async with self.db.begin() as conn:
+                await conn.execute(
+                    t.webhook_deliveries.insert().values(dataclasses.asdict(delivery))
+                )
+        except sa.exc.IntegrityError:
+            return None
+        return delivery
+
+    async def find_delivery(
+        self, org_id: str, provider: str, delivery_id: str
+    ) -> WebhookDelivery | None:
+        d = t.webhook_deliveries
+        where = sa.and_(
+            d.c.org_id == org_id, d.c.provider == provider, d.c.delivery_id == delivery_id
+        )
+        return await self._one_delivery(where)
+
+    async def get_delivery(self, event_id: str) -> WebhookDelivery | None:
+        return await self._one_delivery(t.webhook_deliveries.c.id == event_id)
+
+    async def _one_delivery(self, where: sa.ColumnElement[bool]) -> WebhookDelivery | None:
+        async with self.db.connect() as conn:
+            row = (await conn.execute(sa.select(t.webhook_deliveries).where(where))).first()
+        return None if row is None else WebhookDelivery(**row._mapping)
+
+    async def lease_delivery(
+        self, event_id: str, owner: str, now: int, expires_at: int
+    ) -> WebhookDelivery | None:
+        """Take a pending delivery whose lease is free or lapsed; None if another process
+        holds it or it is done."""
+        d = t.webhook_deliveries
+        statement = (
+            d.update()
+            .where(
+                d.c.id == event_id,
+                d.c.status == DELIVERY_PENDING,
+                sa.or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at <= now),
+            )
+            .values(lease_owner=owner, lease_expires_at=expires_at, attempts=d.c.attempts + 1)
+            .returning(*d.c)
+        )
+        async with self.db.begin() as conn:
+            row = (await conn.execute(statement)).first()
+        return None if row is None else WebhookDelivery(**row._mapping)
+
+    async def finish_delivery(
+        self,
+        event_id: str,
+        owner: str,
+        status: str,
+        reason: str | None,
+        result: dict[str, Any],
+        now: int,
+    ) -> bool:
+        d = t.webhook_deliveries
+        statement = (
+            d.update()
+            .where(d.c.id == event_id, d.c.lease_owner == owner, d.c.status == DELIVERY_PENDING)
+            .values(
+                status=status, reason=reason, result=result, processed_at=now, lease_expires_at=None
+            )
+        )
+        async with self.db.begin() as conn:
+            done = await conn.execute(statement)
+        return done.rowcount > 0
+
+    async def due_deliveries(self, now: int, limit: int = 100) -> list[str]:
+        """Pending deliveries no live lease covers: never taken, or whose taker died."""
+        d = t.webhook_deliveries
+        query = (
+            sa.select(d.c.id)
+            .where(
+                d.c.status == DELIVERY_PENDING,
+                sa.or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at <= now),
+            )
+            .order_by(d.c.received_at, d.c.id)
+            .limit(limit)
+        )
+        async with self.db.connect() as conn:
+            return [r[0] for r in await conn.execute(query)]
+
+    # -- webhook secrets --
+
+    async def put_webhook_secret(self, record: WebhookSecretRecord) -> None:
+        s = t.webhook_secrets
+        async with self.db.begin() as conn:
+            await conn.execute(
+                s.delete().where(s.c.org_id == record.org_id, s.c.provider == record.provider)
+            )
+            await conn.execute(s.insert().values(dataclasses.asdict(record)))
+
+    async def get_webhook_secret(self, org_id: str, provider: str) -> WebhookSecretRecord | None:
+        s = t.webhook_secrets
+        query = sa.select(s).where(s.c.org_id == org_id, s.c.provider == provider)
+        async with self.db.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else WebhookSecretRecord(**row._mapping)
+
+    async def delete_webhook_secret(self, org_id: str, provider: str) -> bool:
+        s = t.webhook_secrets
+        async with self.db.begin() as conn:
+            done = await conn.execute(
+                s.delete().where(s.c.org_id == org_id, s.c.provider == provider)
+            )
+        return done.rowcount > 0
+
+    # -- trigger rules --
+
+    async def insert_trigger(self, rule: TriggerRule) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(t.webhook_triggers.insert().values(dataclasses.asdict(rule)))
+
+    async def list_triggers(
+        self, org_id: str, provider: str | None = None, event_type: str | None = None
+    ) -> list[TriggerRule]:
+        r = t.webhook_triggers
+        query = sa.select(r).where(r.c.org_id == org_id).order_by(r.c.created_at, r.c.id)
+        if provider is not None:
+            query = query.where(r.c.provider == provider)
+        if event_type is not None:
+            query = query.where(r.c.event_type == event_type)
+        async with self.db.connect() as conn:
+            return [TriggerRule(**row._mapping) for row in await conn.execute(query)]
+
+    async def delete_trigger(self, org_id: str, trigger_id: str) -> bool:
+        r = t.webhook_triggers
+        async with self.db.begin() as conn:
+            done = await conn.execute(r.delete().where(r.c.org_id == org_id, r.c.id == trigger_id))
+        return done.rowcount > 0
+
+    # -- the audit log --
+
+    async def append_audit(
+        self, org_id: str, build: Callable[[int, str], AuditRecord]
+    ) -> AuditRecord:
+        """Append the entry `build(sequence, prev_hash)` makes to the organisation's chain,
+        in one transaction with the read of the chain's head. On PostgreSQL an advisory lock
+        per organisation makes concurrent appenders (of any process) take turns; the unique
+        (org, sequence) constraint refuses a fork whatever happens, and the loser retries."""
+        for _ in range(_APPEND_ATTEMPTS):
+            try:
+                async with self.db.begin() as conn:
+                    if self.dialect == "postgresql":
+                        await conn.fetch(_AUDIT_LOCK, {"b_key": _lock_key(org_id)})
+                    last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
+                    seq, prev = 1, GENESIS_HASH
+                    if last:
+                        seq = int(last[0]["sequence_number"]) + 1
+                        prev = str(last[0]["entry_hash"])
+                    record = build(seq, prev)
+                    await conn.run(_AUDIT_INSERT, dataclasses.asdict(record))
+                return record
+            except sa.exc.IntegrityError:
+                continue
+            except _DRIVER_INTEGRITY:
+                continue
+        raise DuplicateKey(f"audit chain of {org_id}: no free sequence number")
+
+    async def audit_entries(self, query: AuditQuery) -> list[AuditRecord]:
+        a = t.audit_events
+        where: list[sa.ColumnElement[bool]] = [a.c.org_id == query.org_id]
+        if query.after_sequence is not None:
+            where.append(a.c.sequence_number > query.after_sequence)
+        if query.event_type is not None:
+            where.append(a.c.event_type == query.event_type)
+        if query.entity_type is not None:
+            where.append(a.c.entity_type == query.entity_type)
+        if query.entity_id is not None:
+            where.append(a.c.entity_id == query.entity_id)
+        if query.session_id is not None:
+            where.append(sa.and_(a.c.entity_type == "session", a.c.entity_id == query.session_id))
+        if query.since is not None:
+            where.append(a.c.occurred_at >= query.since)
+        if query.until is not None:
+            where.append(a.c.occurred_at <= query.until)
+        statement = (
+            sa.select(a)
+            .where(*where)
+            .order_by(a.c.sequence_number)
+            .offset(query.offset)
+            .limit(query.limit)
+        )
+        async with self.db.connect() as conn:
+            return [AuditRecord(**r._mapping) for r in await conn.execute(statement)]
