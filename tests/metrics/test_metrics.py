@@ -11,7 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from shopfloor.clock import ManualClock
 from tests.agentfactory.helpers import ADMIN, WORKER, enqueue, poll, register, status
 from tests.conftest import Backend, make_settings, running_app
+from tests.environments.helpers import Q, new_environment
+from tests.environments.helpers import enqueue as enqueue_work
 from tests.platform.test_tenancy import key, new_org
+from tests.veryfront.test_runs_api import leased_run
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -60,6 +63,12 @@ async def test_the_figures_follow_the_queue(api: httpx.AsyncClient, clock: Manua
     assert value(after, "shopfloor_sessions", **QUEUE, status="claimed") == 1
     assert value(after, "shopfloor_sessions", **QUEUE, status="running") == 1
     assert value(after, "shopfloor_sessions", **QUEUE, status="completed") == 0  # not counted
+    # Each of the three had waited the 30 s since it was queued.
+    waited = {"protocol": "agentfactory"}
+    assert value(after, "shopfloor_claim_wait_seconds_count", **waited) == 3
+    assert value(after, "shopfloor_claim_wait_seconds_sum", **waited) == 90
+    assert value(after, "shopfloor_claim_wait_seconds_bucket", **waited, le="30.0") == 3
+    assert value(after, "shopfloor_claim_wait_seconds_bucket", **waited, le="10.0") == 0
     fleet = {"org": "org_default", "protocol": "agentfactory"}
     assert value(after, "shopfloor_workers", **fleet, status="active") == 1
     assert value(after, "shopfloor_worker_capacity", **fleet) == 3
@@ -139,3 +148,28 @@ async def _heartbeat(api: httpx.AsyncClient, worker: str) -> None:
 async def _org_key(api: httpx.AsyncClient) -> str:
     await new_org(api, "acme")
     return (await key(api, "acme", scopes=["*"]))["Authorization"].removeprefix("Bearer ")
+
+
+async def test_environment_deliveries_are_counted(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    env = await new_environment(api)
+    await enqueue_work(api, env)
+    await enqueue_work(api, env)
+    clock.advance(2)
+    headers = {**ADMIN, "Worker-ID": "w1"}
+    for _ in range(3):  # two items, then nothing
+        r = await api.get(f"{Q}/{env}/work/poll", headers=headers)
+        assert r.status_code == 200, r.text
+    samples = await scrape(api)
+    waited = {"protocol": "environments"}
+    assert value(samples, "shopfloor_claim_wait_seconds_count", **waited) == 2
+    assert value(samples, "shopfloor_claim_wait_seconds_sum", **waited) == 4
+    queue = {"org": "org_default", "queue": env, "project": ""}
+    assert value(samples, "shopfloor_sessions", **queue, status="pending") == 2  # until acked
+
+
+async def test_veryfront_claims_are_counted(api: httpx.AsyncClient) -> None:
+    await leased_run(api)
+    samples = await scrape(api)
+    assert value(samples, "shopfloor_claim_wait_seconds_count", protocol="veryfront") == 1

@@ -20,6 +20,7 @@ from shopfloor.service.audit import (
     Who,
 )
 from shopfloor.service.channel import MESSAGES_PER_LANE, SessionChannel, by_session
+from shopfloor.service.counters import AGENTFACTORY as CLAIMED_BY_AGENTFACTORY
 from shopfloor.service.counters import (
     BY_HEARTBEAT_UNDERCOUNT,
     BY_LEASE_EXPIRED,
@@ -475,6 +476,9 @@ class Dispatcher:
         )
         if polled is None:
             raise WorkerNotFound(worker_id)
+        if polled.claimed:
+            queued = [s.queued_at for s in polled.claimed]
+            self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, queued, now)
         return polled
 
     async def claim(self, session_id: str, worker_id: str) -> ClaimOutcome:
@@ -497,6 +501,7 @@ class Dispatcher:
         )
         if claimed is None:
             return ClaimOutcome(False, reason="Work item not available or already claimed")
+        self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, [claimed.queued_at], now)
         return ClaimOutcome(True, claimed)
 
     # -- lease holder reports --

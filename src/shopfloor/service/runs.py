@@ -14,6 +14,7 @@ from typing import Any
 
 from shopfloor.ids import new_session_id
 from shopfloor.service.auth import digest
+from shopfloor.service.counters import VERYFRONT
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import (
     Conflict,
@@ -462,6 +463,7 @@ class RunService:
                 if run is None:  # a session in a run queue always has a run row
                     raise RunNotFound(claimed[0].id)
                 run = await self._started(run, now)
+                self.dispatcher.counters.count_claims(VERYFRONT, [claimed[0].queued_at], now)
                 await self.changed(run.run_id)
                 return await self._state_of(run, claimed[0])
         return None

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from shopfloor.service.counters import ENVIRONMENTS
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.environments import Environments, merge_metadata
 from shopfloor.service.errors import (
@@ -116,6 +117,7 @@ class WorkQueue:
         self.store = dispatcher.store
         self.clock = dispatcher.clock
         self.notifier = dispatcher.notifier
+        self.counters = dispatcher.counters
         self.environments = Environments(dispatcher.store, dispatcher.clock)
         self._poll_recorded: dict[tuple[str, str], int] = {}  # (environment, worker) -> ms
         self._pollers_forgotten: dict[str, int] = {}  # environment -> ms
@@ -147,6 +149,10 @@ class WorkQueue:
                     await asyncio.sleep(0)
                 item = await look(environment_id, worker_id, reclaim_ms)
                 look = self._next_look
+                if item is not None:
+                    self.counters.count_claims(
+                        ENVIRONMENTS, [item.queued_at], item.delivered_at or 0
+                    )
                 if item is not None or waiter is None:
                     return item
                 if not await waiter:

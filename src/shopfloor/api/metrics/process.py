@@ -24,6 +24,9 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "(unmatched)"
 # Seconds. Most worker calls take milliseconds; held polls and streams take seconds to hours.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Seconds from queued to handed out: an idle fleet's held polls take milliseconds, a backlog
+# minutes or hours.
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 def shared_dir() -> str | None:
@@ -54,6 +57,14 @@ class ProcessMetrics:
             "Workers declared dead after their TTL of silence",
             registry=self.registry,
         )
+        self.claim_wait = Histogram(
+            "shopfloor_claim_wait_seconds",
+            "Sessions handed to a worker (claimed; an environment work item: delivered, again "
+            "if redelivered), by protocol, with how long each had waited since it was queued",
+            ("protocol",),
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
         for cause in REQUEUE_CAUSES:
             self.requeued.labels(cause)  # every cause shows, at 0 until it happens
         # The child of each label set, kept: Histogram.labels() checks and locks on every
@@ -63,6 +74,12 @@ class ProcessMetrics:
     def watch(self, counters: EngineCounters) -> None:
         counters.on_requeue.append(lambda cause: self.requeued.labels(cause).inc())
         counters.on_worker_dead.append(self.dead.inc)
+        counters.on_claim.append(self._claimed)
+
+    def _claimed(self, protocol: str, waits_ms: list[int]) -> None:
+        child = self.claim_wait.labels(protocol)
+        for wait in waits_ms:
+            child.observe(wait / 1000)
 
     def exposition(self) -> bytes:
         """These metrics in the text format: this process's, or every process's of the
