@@ -33,7 +33,8 @@ from shopfloor.service.audit import (
     Who,
 )
 from shopfloor.service.notifier import Notifier
-from shopfloor.service.signing_keys import DIR_MODE, SigningKeys
+from shopfloor.service.private_files import DIR_MODE
+from shopfloor.service.signing_keys import SigningKeys
 from shopfloor.store import Store
 from shopfloor.store.tenancy_records import (
     DEFAULT_ORG,

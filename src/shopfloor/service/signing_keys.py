@@ -17,14 +17,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
 import secrets
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-FILE_MODE = 0o600
-DIR_MODE = 0o700
+from shopfloor.service.private_files import write_private
 
 
 @dataclass(frozen=True)
@@ -61,26 +58,8 @@ def write_keys(path: Path, keys: list[SigningKey], *, replace: bool = True) -> b
     """Write the file atomically, mode 0600, creating its folder (0700) if missing. With
     `replace=False` an existing file wins: False is returned and nothing is written, so
     processes starting together agree on one file."""
-    if not path.parent.exists():
-        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".signing-keys.")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "w") as fh:
-            json.dump({"keys": [asdict(k) for k in keys]}, fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if replace:
-            os.replace(tmp, path)
-            return True
-        try:
-            os.link(tmp, path)  # fails if the file exists: the first writer wins
-        except FileExistsError:
-            return False
-        return True
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    text = json.dumps({"keys": [asdict(k) for k in keys]}, indent=2)
+    return write_private(path, text, replace=replace)
 
 
 def rotate(path: Path, now_ms: int, retire_after_ms: int) -> tuple[SigningKey, list[str]]:
