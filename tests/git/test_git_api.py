@@ -292,3 +292,22 @@ async def test_batch_items_stay_in_their_organisation(api: httpx.AsyncClient) ->
     assert "batchWork" not in await poll(api, worker, jwt)
     worker, jwt = await jwt_worker(api, "acme", [SCAN])
     assert [i["id"] for i in (await poll(api, worker, jwt))["batchWork"]] == [item["id"]]
+
+
+async def test_sources_and_repositories_are_audited_without_their_secrets(
+    api: httpx.AsyncClient,
+) -> None:
+    source = await static_source(api)
+    repo = await ok(api.post("/api/v1/repositories", json={"url": REPO}, headers=ADMIN), 201)
+    await ok(api.delete(f"/api/v1/repositories/{repo['id']}", headers=ADMIN))
+    await ok(api.delete(f"/api/v1/git-credential-sources/{source['id']}", headers=ADMIN))
+    reply = await ok(api.get("/api/audit/events", params={"orgId": "org_default"}, headers=ADMIN))
+    recorded = [(e["type"], e["payload"]) for e in reply["events"]]
+    assert [kind for kind, _ in recorded if kind.split(".")[0] in ("git_source", "repository")] == [
+        "git_source.created",
+        "repository.created",
+        "repository.deleted",
+        "git_source.deleted",
+    ]
+    assert ("git_source.created", {"kind": "static", "name": "pat", "orgDefault": True}) in recorded
+    assert PAT not in str(reply)

@@ -37,6 +37,10 @@ WEBHOOK_SECRET_SET = "webhook_secret.set"
 WEBHOOK_SECRET_DELETED = "webhook_secret.deleted"
 TRIGGER_CREATED = "trigger.created"
 TRIGGER_DELETED = "trigger.deleted"
+GIT_SOURCE_CREATED = "git_source.created"
+GIT_SOURCE_DELETED = "git_source.deleted"
+REPOSITORY_CREATED = "repository.created"
+REPOSITORY_DELETED = "repository.deleted"
 
 VERIFY_PAGE = 500
 

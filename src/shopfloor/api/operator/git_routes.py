@@ -27,6 +27,14 @@ from shopfloor.api.operator.git_schemas import (
 from shopfloor.api.operator.routes import OPERATOR_API, acting_org
 from shopfloor.api.state import services
 from shopfloor.service.actors import Principal
+from shopfloor.service.audit import (
+    GIT_SOURCE_CREATED,
+    GIT_SOURCE_DELETED,
+    REPOSITORY_CREATED,
+    REPOSITORY_DELETED,
+    Who,
+    principal_actor,
+)
 from shopfloor.service.batch import NewBatchItem
 from shopfloor.service.git_credentials import NewGitSource
 
@@ -35,6 +43,10 @@ Read = Annotated[Principal, Depends(scoped("sessions:read"))]
 Queue = Annotated[Principal, Depends(scoped("sessions:write"))]
 Manage = Annotated[Principal, Depends(scoped("org_keys:write"))]
 Limit = Annotated[int, Query(ge=1, le=500)]
+
+
+def _actor(who: Principal) -> Who:
+    return principal_actor(who.identity)
 
 
 def _org_wide(who: Principal) -> None:
@@ -56,6 +68,10 @@ async def create_repository(
     if not who.may_touch(org_id, body.projectName):
         raise ApiError(403, "projectName: this key may not reach that project")
     repo = await svc.git.add_repository(org_id, body.url, body.projectName, body.sourceId)
+    details = {"url": repo.url, "sourceId": repo.source_id}
+    await svc.audit.record(
+        org_id, REPOSITORY_CREATED, _actor(who), ("repository", repo.id), details
+    )
     return RepositoryView.of(repo)
 
 
@@ -82,6 +98,8 @@ async def delete_repository(repository_id: str, request: Request, who: Manage) -
     if not who.may_touch(repo.org_id, repo.project):
         raise ApiError(403, "This key may not reach that repository's project")
     await git.remove_repository(who.org_id, repository_id)
+    entity = ("repository", repository_id)
+    await services(request).audit.record(repo.org_id, REPOSITORY_DELETED, _actor(who), entity)
     return Deleted(id=repository_id, deleted=True)
 
 
@@ -111,6 +129,9 @@ async def create_source(body: GitSourceCreate, request: Request, who: Manage) ->
             expires_at=body.expiresAt,
         ),
     )
+    details = {"kind": source.kind, "name": source.name, "orgDefault": source.org_default}
+    entity = ("git_source", source.id)
+    await svc.audit.record(org_id, GIT_SOURCE_CREATED, _actor(who), entity, details)
     return GitSourceView.of(source)
 
 
@@ -131,7 +152,11 @@ async def list_sources(
 )
 async def delete_source(source_id: str, request: Request, who: Manage) -> Deleted:
     _org_wide(who)
-    await services(request).git.remove_source(who.org_id, source_id)
+    svc = services(request)
+    source = await svc.git.source(who.org_id, source_id)
+    await svc.git.remove_source(who.org_id, source_id)
+    entity = ("git_source", source_id)
+    await svc.audit.record(source.org_id, GIT_SOURCE_DELETED, _actor(who), entity)
     return Deleted(id=source_id, deleted=True)
 
 
