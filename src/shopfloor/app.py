@@ -363,14 +363,13 @@ A2A = Envelope(
         domain_status(exc), jsonrpc.INVALID_PARAMS, exc.message
     ),
 )
-ENVELOPES = (ENVIRONMENTS, VERYFRONT, A2A, AGENTFACTORY)  # first owner wins
 PLATFORM = Envelope(  # the public Sessions API and the daemon routes: {"error": "…"}
     owns=is_platform_path,
     error=lambda _req, status, message, headers: platform_error(status, message, headers),
     domain_error=lambda _req, exc: platform_domain_error(exc),
 )
 # First owner wins: the platform's /v1/daemon/ before the environments' /v1/.
-ENVELOPES = (PLATFORM, ENVIRONMENTS, VERYFRONT, AGENTFACTORY)
+ENVELOPES = (PLATFORM, ENVIRONMENTS, VERYFRONT, A2A, AGENTFACTORY)
 
 
 def envelope_for(request: Request) -> Envelope:
