@@ -58,8 +58,12 @@ class GitSourceCreate(RequestBody):
     expiresAt: StrictInt | None = Field(
         None, ge=0, le=MAX_EPOCH_MS, description="static: the token's expiry (epoch ms)"
     )
-    appId: ShortText | None = Field(None, description="github_app: the App's id")
-    installationId: ShortText | None = Field(None, description="github_app: its installation")
+    appId: Text | None = Field(
+        None, pattern=r"^[0-9]{1,20}$", description="github_app: the App's id"
+    )
+    installationId: Text | None = Field(
+        None, pattern=r"^[0-9]{1,20}$", description="github_app: its installation"
+    )
     privateKey: Text | None = Field(
         None, min_length=1, max_length=MAX_SECRET, description="github_app: PEM private key"
     )
