@@ -40,6 +40,7 @@ from shopfloor.service.errors import (
 from shopfloor.service.notifier import LocalNotifier, Notifier, cancel_wait
 from shopfloor.store import Store
 from shopfloor.store.errors import DuplicateKey
+from shopfloor.store.git_records import ProjectDefaultsRecord
 from shopfloor.store.records import (
     CLAIMED,
     FINALIZING,
@@ -253,12 +254,19 @@ class Dispatcher:
             )
         return session
 
+    async def project_defaults(self, org_id: str, project: str) -> ProjectDefaultsRecord | None:
+        return await self.store.get_project_defaults(org_id, project)
+
+    async def set_project_defaults(self, record: ProjectDefaultsRecord) -> None:
+        """Replace a project's defaults (no fields: remove them)."""
+        await self.store.put_project_defaults(record)
+
     async def _with_project_defaults(self, new: NewSession) -> dict[str, Any]:
         """The session's work-item fields, with its project's defaults for those it leaves
         unset (the agent a Go daemon runs, chosen once per project)."""
         if new.project is None:
             return new.extra
-        defaults = await self.store.get_project_defaults(new.org_id, new.project)
+        defaults = await self.project_defaults(new.org_id, new.project)
         if defaults is None:
             return new.extra
         return {**defaults.fields, **new.extra}

@@ -106,6 +106,9 @@ class GitCredentials:
             raise InvalidInput("url", f"url: the organisation has {key} already") from None
         return repo
 
+    async def repositories(self, org_id: str) -> list[RepositoryRecord]:
+        return await self.store.list_repositories(org_id)
+
     async def repository(self, org_id: str | None, repo_id: str) -> RepositoryRecord:
         repo = await self.store.get_repository(repo_id)
         if repo is None or (org_id is not None and repo.org_id != org_id):
@@ -134,6 +137,9 @@ class GitCredentials:
         )
         await self.store.insert_git_source(source)
         return source
+
+    async def sources(self, org_id: str) -> list[GitSourceRecord]:
+        return await self.store.list_git_sources(org_id)
 
     async def source(self, org_id: str | None, source_id: str) -> GitSourceRecord:
         source = await self.store.get_git_source(source_id)

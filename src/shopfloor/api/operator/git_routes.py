@@ -81,7 +81,7 @@ async def list_repositories(
 ) -> list[RepositoryView]:
     svc = services(request)
     org_id = await acting_org(svc, who, orgId)
-    repos = await svc.git.store.list_repositories(org_id)
+    repos = await svc.git.repositories(org_id)
     return [
         RepositoryView.of(r) for r in repos if who.may_touch(org_id, r.project) or r.project is None
     ]
@@ -142,7 +142,7 @@ async def list_sources(
     _org_wide(who)
     svc = services(request)
     org_id = await acting_org(svc, who, orgId)
-    return [GitSourceView.of(s) for s in await svc.git.store.list_git_sources(org_id)]
+    return [GitSourceView.of(s) for s in await svc.git.sources(org_id)]
 
 
 @router.delete(

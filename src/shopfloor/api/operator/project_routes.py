@@ -64,8 +64,8 @@ async def get_defaults(
     project: ProjectName, request: Request, who: Read, orgId: str | None = None
 ) -> ProjectDefaultsView:
     org_id = await _project(request, who, project, orgId)
-    store = services(request).dispatcher.store
-    return _view(org_id, project, await store.get_project_defaults(org_id, project))
+    dispatcher = services(request).dispatcher
+    return _view(org_id, project, await dispatcher.project_defaults(org_id, project))
 
 
 @router.put(
@@ -84,5 +84,5 @@ async def put_defaults(
     record = ProjectDefaultsRecord(
         org_id, project, body.model_dump(exclude_none=True), svc.clock.now_ms()
     )
-    await svc.dispatcher.store.put_project_defaults(record)
+    await svc.dispatcher.set_project_defaults(record)
     return _view(org_id, project, record if record.fields else None)
