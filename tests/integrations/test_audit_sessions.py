@@ -125,10 +125,10 @@ async def test_veryfront_runs_claimed_and_completed_are_chained(api: httpx.Async
     )
     assert done.status_code == 200, done.text
     await audit_of(api).append_all_pending()
-    reply = await api.get("/api/audit", headers=ADMIN, params={"type": "session.claimed"})
-    claims = [e for e in reply.json()["events"] if e["eventType"] == "session.claimed"]
+    reply = await api.get("/api/audit/events", headers=ADMIN, params={"type": "session.claimed"})
+    claims = reply.json()["events"]
     assert len(claims) == 1 and claims[0]["actorId"] == worker_id
-    entries = await lifecycle(api, claims[0]["entityId"])
+    entries = await lifecycle(api, claims[0]["sessionId"])
     assert [e["payload"]["status"] for e in entries] == ["claimed", "completed"]
 
 

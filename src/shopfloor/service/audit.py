@@ -71,20 +71,33 @@ def principal_actor(identity: str) -> Who:
     return Who(identity, "api_key")
 
 
-def _sealed(unsigned: AuditRecord, key: Ed25519PrivateKey) -> AuditRecord:
-    """The entry with its hash and signature (audit_chain says what they cover)."""
-    hashed = audit_chain.entry_hash(audit_chain.event_of(unsigned), unsigned.prev_hash)
-    entry = audit_chain.entry_of(unsigned) | {"entryHash": hashed}
+def _sealed(
+    unsigned: AuditRecord, key: Ed25519PrivateKey, payload: dict[str, Any] | None = None
+) -> AuditRecord:
+    """The entry with its hash and signature (audit_chain says what they cover). `payload`:
+    the record's payload, parsed, if the caller has it."""
+    event = audit_chain.event_of(unsigned, payload)
+    hashed = audit_chain.entry_hash(event, unsigned.prev_hash)
+    entry = event | {
+        "prevHash": unsigned.prev_hash,
+        "entryHash": hashed,
+        "signingKeyId": unsigned.signing_key_id,
+    }
     return dataclasses.replace(unsigned, entry_hash=hashed, signature=audit_chain.sign(entry, key))
 
 
-def _fact_record(fact: AuditFact, sequence: int, prev_hash: str, kid: str) -> AuditRecord:
-    payload = {
+def _fact_payload(fact: AuditFact) -> dict[str, Any]:
+    return {
         "queue": fact.queue,
         "status": fact.status,
         "workerId": fact.worker_id,
         "leaseEpoch": fact.lease_epoch,
     }
+
+
+def _fact_record(
+    fact: AuditFact, payload: dict[str, Any], sequence: int, prev_hash: str, kid: str
+) -> AuditRecord:
     return AuditRecord(
         id="aud_" + uuid.uuid4().hex,
         org_id=fact.org_id,
@@ -168,7 +181,9 @@ class AuditLog:
         def build(facts: list[AuditFact], sequence: int, prev_hash: str) -> list[AuditRecord]:
             records = []
             for n, fact in enumerate(facts):
-                record = _sealed(_fact_record(fact, sequence + n, prev_hash, kid), key)
+                payload = _fact_payload(fact)
+                unsigned = _fact_record(fact, payload, sequence + n, prev_hash, kid)
+                record = _sealed(unsigned, key, payload)
                 records.append(record)
                 prev_hash = record.entry_hash
             return records

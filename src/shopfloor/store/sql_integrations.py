@@ -283,7 +283,8 @@ class IntegrationsSql:
                     seq = int(last[0]["sequence_number"]) + 1
                     prev = str(last[0]["entry_hash"])
                 records = build(facts, seq, prev)
-                await conn.run(_AUDIT_INSERT, [dataclasses.asdict(r) for r in records])
+                # vars(), not dataclasses.asdict: no deep copy of flat records.
+                await conn.run(_AUDIT_INSERT, [vars(r) for r in records])
                 taken = await conn.execute(_o.delete().where(_o.c.id.in_([f.id for f in facts])))
                 if taken.rowcount != len(facts):
                     raise _Raced
