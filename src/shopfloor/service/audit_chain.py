@@ -65,7 +65,7 @@ def _plain(value: Any) -> bool:
     if kind is str or value is None or kind is bool:
         return True
     if kind is int:
-        return -_SAFE_INT < value < _SAFE_INT
+        return bool(-_SAFE_INT < value < _SAFE_INT)
     if kind is dict:
         for k, v in value.items():
             if type(k) is not str or not (k.isascii() or _BEYOND_KEY.search(k) is None):
