@@ -115,7 +115,9 @@ async def test_environment_work_acknowledged_and_stopped_is_chained(
     assert entries[1]["payload"]["status"] == "stopped"
 
 
-async def test_veryfront_runs_claimed_and_completed_are_chained(api: httpx.AsyncClient) -> None:
+async def test_veryfront_workers_registered_and_runs_claimed_and_completed_are_chained(
+    api: httpx.AsyncClient,
+) -> None:
     worker_id, token = await vf.register(api, "vf-key")
     await vf.admit(api, "vf-key")
     run = await vf.claim(api, worker_id, token)
@@ -130,6 +132,10 @@ async def test_veryfront_runs_claimed_and_completed_are_chained(api: httpx.Async
     assert len(claims) == 1 and claims[0]["actorId"] == worker_id
     entries = await lifecycle(api, claims[0]["sessionId"])
     assert [e["payload"]["status"] for e in entries] == ["claimed", "completed"]
+    registered = await api.get("/api/audit", headers=ADMIN, params={"entityId": worker_id})
+    [entry] = registered.json()["events"]
+    assert (entry["eventType"], entry["actorId"]) == ("worker.registered", "admin")
+    assert entry["payload"]["protocol"] == "veryfront"
 
 
 async def test_appenders_racing_append_each_fact_once(
