@@ -224,3 +224,32 @@ def test_canonical_is_rfc8785(value: Any) -> None:
         raise AssertionError(f"{value!r}: accepted, but RFC 8785 refuses it") from None
     assert audit_chain.canonical(value) == expected
     assert json.loads(expected) == json.loads(audit_chain.canonical(value))
+
+
+async def test_an_append_that_dies_midway_leaves_the_facts_for_the_next(
+    api: httpx.AsyncClient,
+) -> None:
+    """The facts leave the outbox only with their entries: an appender that fails after
+    building half a batch (a crash, as far as the transaction knows) changes nothing."""
+    worker_id = await register(api)
+    for _ in range(3):
+        await enqueue(api)
+    await poll(api, worker_id)
+    store = store_of(api)
+    real = audit_of(api)
+
+    def dies(facts: list[Any], sequence: int, prev_hash: str) -> list[Any]:
+        raise RuntimeError("the process died here")
+
+    try:
+        await store.append_audit_facts("org_default", 10, dies)
+    except RuntimeError:
+        pass
+    else:
+        raise AssertionError("the failing build was not run")
+    assert await outbox_count(store) == 3
+    before = await real.export("org_default")
+    assert not [e for e in before if e["eventType"] in LIFECYCLE]
+    assert await real.append_all_pending() == 3
+    assert await outbox_count(store) == 0
+    assert (await real.verify("org_default")).valid
