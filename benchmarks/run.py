@@ -59,6 +59,14 @@ WORKLOADS: list[Workload] = [
              "shopfloor", _on("sqlite", shopfloor_af.run)),
     Workload("shopfloor-af-postgres", "dispatch", "shopfloor, AgentFactory protocol, Postgres",
              "shopfloor", _on("postgres", shopfloor_af.run)),
+    # The same with session claims and ends kept out of the audit chain
+    # (SHOPFLOOR_AUDIT_SESSIONS=false): the cost of auditing them, run side by side.
+    Workload("shopfloor-af-sqlite-audit-off", "dispatch",
+             "shopfloor, AgentFactory protocol, SQLite, session audit off", "shopfloor",
+             lambda cfg, d: shopfloor_af.run(cfg, "sqlite", d, audit=False)),
+    Workload("shopfloor-af-postgres-audit-off", "dispatch",
+             "shopfloor, AgentFactory protocol, Postgres, session audit off", "shopfloor",
+             lambda cfg, d: shopfloor_af.run(cfg, "postgres", d, audit=False)),
     # SLOT (issue 5): skipped with a reason until the environment work API is merged.
     Workload("shopfloor-envapi-sqlite", "dispatch", "shopfloor, environment work API, SQLite",
              "shopfloor", _on("sqlite", shopfloor_envapi.run)),

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from benchmarks.common import drop_pg_database, fresh_pg_database
+from benchmarks.common import PG_DSN, drop_pg_database, fresh_pg_database
 
 if TYPE_CHECKING:
     from tests.processes.server import ServerProcess
@@ -51,6 +51,30 @@ def _fresh_dir(work_dir: Path) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     for name in ("shopfloor.db", "shopfloor.db-wal", "shopfloor.db-shm"):
         (work_dir / name).unlink(missing_ok=True)
+
+
+async def audit_progress(backend: str, work_dir: Path) -> tuple[int, int]:
+    """(session claims and ends in the audit chain, facts still waiting in the outbox), read
+    straight from the server's database."""
+    chained = (
+        "SELECT count(*) FROM audit_events WHERE event_type IN ('session.claimed', 'session.ended')"
+    )
+    waiting = "SELECT count(*) FROM audit_outbox"
+    if backend == "sqlite":
+        import sqlite3
+
+        def read() -> tuple[int, int]:
+            with contextlib.closing(sqlite3.connect(work_dir / "shopfloor.db", timeout=30)) as db:
+                return db.execute(chained).fetchone()[0], db.execute(waiting).fetchone()[0]
+
+        return await asyncio.to_thread(read)
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_DSN.rsplit("/", 1)[0] + "/" + PG_DATABASE, timeout=10)
+    try:
+        return int(await conn.fetchval(chained)), int(await conn.fetchval(waiting))
+    finally:
+        await conn.close()
 
 
 def cpu_seconds(server: ServerProcess) -> float:

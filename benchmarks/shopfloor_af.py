@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,17 @@ from benchmarks.common import (
     split,
 )
 from benchmarks.http import HttpConn
-from benchmarks.server import ADMIN_AUTH, WORKER_AUTH, cpu_seconds, shopfloor_server
+from benchmarks.server import (
+    ADMIN_AUTH,
+    WORKER_AUTH,
+    audit_progress,
+    cpu_seconds,
+    shopfloor_server,
+)
+
+# How long the harness waits, after a drain, for the audit appender to chain every claim and
+# end (2 N entries) before it records the run as not caught up.
+AUDIT_CATCH_UP_S = 300.0
 
 
 def session_body(i: int) -> dict[str, Any]:
@@ -67,8 +78,10 @@ async def enqueue_many(
             await c.close()
 
 
-async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
-    async with shopfloor_server(backend, work_dir, **cfg.af_settings()) as server:
+async def run(cfg: Config, backend: str, work_dir: Path, audit: bool = True) -> dict[str, Any]:
+    """`audit`: SHOPFLOOR_AUDIT_SESSIONS (session claims and ends in the audit chain)."""
+    settings = {**cfg.af_settings(), "SHOPFLOOR_AUDIT_SESSIONS": str(audit).lower()}
+    async with shopfloor_server(backend, work_dir, **settings) as server:
         result: dict[str, Any] = {}
         # -- drain: N queued first, then K workers claim and complete them all --
         enqueue_s = await enqueue_many(server.url, cfg.jobs)
@@ -89,9 +102,32 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
         result["server_cpu_percent"] = 100 * (cpu1 - cpu0) / result["drain_seconds"]
         if backend == "postgres":
             result["database_cpu_percent"] = 100 * database.seconds / result["drain_seconds"]
+        if audit:
+            result.update(await audit_catch_up(cfg, backend, work_dir, result["drain_seconds"]))
         # -- latency: K idle workers, jobs offered one at a time at a fixed rate --
         result.update(await paced_phase(cfg, server.url, work_dir))
         return result
+
+
+async def audit_catch_up(
+    cfg: Config, backend: str, work_dir: Path, drain_s: float
+) -> dict[str, Any]:
+    """How far the audit chain was behind when the drain ended, and when it had every claim
+    and end (2 N entries): entries/s over the drain, and from go to caught up."""
+    ended = time.monotonic()
+    chained, waiting = await audit_progress(backend, work_dir)
+    out: dict[str, Any] = {
+        "audit_entries_per_s_during_drain": chained / drain_s,
+        "audit_waiting_at_drain_end": waiting,
+    }
+    while chained < 2 * cfg.jobs and time.monotonic() - ended < AUDIT_CATCH_UP_S:
+        await asyncio.sleep(0.05)
+        chained, waiting = await audit_progress(backend, work_dir)
+    if chained >= 2 * cfg.jobs:
+        caught_up = drain_s + time.monotonic() - ended
+        out["audit_caught_up_seconds"] = caught_up
+        out["audit_entries_per_s"] = chained / caught_up
+    return out
 
 
 async def paced_phase(cfg: Config, url: str, work_dir: Path) -> dict[str, Any]:

@@ -167,6 +167,7 @@ def create_app(
         if isinstance(app, ShopfloorApp) and app.metrics is not None:
             app.metrics.watch(dispatcher.counters)
         audit, webhooks = make_integrations(settings, store, clock, dispatcher, secrets)
+        await store.set_session_audit(settings.audit_sessions)
         credentials.audit = audit
         app.state.services = Services(
             settings,
@@ -201,6 +202,9 @@ def create_app(
             # Webhook deliveries stored but never processed (their process died after the
             # 200), and those stored before this process started.
             upkeep.append(asyncio.create_task(webhooks.run_upkeep(settings.reap_interval_seconds)))
+            # Session claims and ends, from the audit outbox into the organisations' chains.
+            interval = settings.audit_append_interval_ms / 1000
+            upkeep.append(asyncio.create_task(audit.run_appender(interval)))
         try:
             yield
         finally:

@@ -82,6 +82,12 @@ class Settings:
     # The audit log's signing seeds (default: audit-keys.json in the data dir). Webhook
     # secrets are sealed by the secret box (secret_key_file).
     audit_key_file: Path | None = None
+    # Session claims and ends go into the audit log (through the outbox the database writes
+    # in the transaction of the status change; see README "Audit"). Database-wide: a process
+    # started with false removes the trigger for every process.
+    audit_sessions: bool = True
+    # How often each process's audit appender looks for claims and ends to append.
+    audit_append_interval_ms: int = 250
     # Remote A2A agents: the hosts the server may fetch cards from and send messages to
     # (comma-separated; unset: any), and the timeout of one such request.
     a2a_allowed_hosts: str | None = None
@@ -179,6 +185,8 @@ INTEGRATION_SETTINGS = (
     "linear_allowed_projects",
     "linear_session_cap",
     "audit_key_file",
+    "audit_sessions",
+    "audit_append_interval_ms",
 )
 
 _FLOATS = {
@@ -204,9 +212,15 @@ _INTS = {
     "model_max_tokens",
     "work_lease_ttl_seconds",
     "linear_session_cap",
+    "audit_append_interval_ms",
 }
 
-_BOOLS = {"metrics_public", "webhook_skip_verification", "routing_selector_enabled"}
+_BOOLS = {
+    "metrics_public",
+    "webhook_skip_verification",
+    "routing_selector_enabled",
+    "audit_sessions",
+}
 _TRUTH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 

@@ -5,19 +5,20 @@ into a failure of the action, which has already happened."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shopfloor.clock import Clock
 from shopfloor.service import audit_chain
 from shopfloor.service.audit_keys import AuditKeys
-from shopfloor.store import Store
-from shopfloor.store.integration_records import AuditQuery, AuditRecord
+from shopfloor.store import Store, audit_triggers
+from shopfloor.store.integration_records import AuditFact, AuditQuery, AuditRecord
 
 log = logging.getLogger("shopfloor.audit")
 
@@ -27,6 +28,8 @@ KEY_REVOKED = "key.revoked"
 M2M_CLIENT_CREATED = "m2m_client.created"
 M2M_CLIENT_REVOKED = "m2m_client.revoked"
 SESSION_CREATED = "session.created"
+SESSION_CLAIMED = audit_triggers.CLAIMED_EVENT  # "session.claimed", through the outbox
+SESSION_ENDED = audit_triggers.ENDED_EVENT  # "session.ended", through the outbox
 SESSION_STOPPED = "session.stopped"
 SESSION_TRANSFERRED = "session.transferred"
 WORKER_REGISTERED = "worker.registered"
@@ -43,6 +46,9 @@ REPOSITORY_CREATED = "repository.created"
 REPOSITORY_DELETED = "repository.deleted"
 
 VERIFY_PAGE = 500
+# Facts appended per transaction: big enough to amortise the transaction, small enough that
+# the chain (and on SQLite the connection) is held only milliseconds.
+FACTS_PER_BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,51 @@ def principal_actor(identity: str) -> Who:
     if identity.startswith("m2m_"):
         return Who(identity, "m2m_client")
     return Who(identity, "api_key")
+
+
+def _sealed(
+    unsigned: AuditRecord, key: Ed25519PrivateKey, payload: dict[str, Any] | None = None
+) -> AuditRecord:
+    """The entry with its hash and signature (audit_chain says what they cover). `payload`:
+    the record's payload, parsed, if the caller has it."""
+    event = audit_chain.event_of(unsigned, payload)
+    hashed = audit_chain.entry_hash(event, unsigned.prev_hash)
+    entry = event | {
+        "prevHash": unsigned.prev_hash,
+        "entryHash": hashed,
+        "signingKeyId": unsigned.signing_key_id,
+    }
+    return dataclasses.replace(unsigned, entry_hash=hashed, signature=audit_chain.sign(entry, key))
+
+
+def _fact_payload(fact: AuditFact) -> dict[str, Any]:
+    return {
+        "queue": fact.queue,
+        "status": fact.status,
+        "workerId": fact.worker_id,
+        "leaseEpoch": fact.lease_epoch,
+    }
+
+
+def _fact_record(
+    fact: AuditFact, payload: dict[str, Any], sequence: int, prev_hash: str, kid: str
+) -> AuditRecord:
+    return AuditRecord(
+        id="aud_" + uuid.uuid4().hex,
+        org_id=fact.org_id,
+        sequence_number=sequence,
+        event_type=fact.event_type,
+        actor_id=fact.worker_id or "unknown",
+        actor_type="worker",
+        entity_type="session",
+        entity_id=fact.session_id,
+        payload=audit_chain.canonical(payload).decode(),
+        prev_hash=prev_hash,
+        entry_hash="",
+        signature="",
+        signing_key_id=kid,
+        occurred_at=fact.at,
+    )
 
 
 class AuditLog:
@@ -94,7 +145,7 @@ class AuditLog:
         entity: tuple[str, str],
         payload: dict[str, Any],
     ) -> AuditRecord:
-        text = rfc8785.dumps(payload).decode()
+        text = audit_chain.canonical(payload).decode()
         now = self.clock.now_ms()
         entry_id = "aud_" + uuid.uuid4().hex
         kid, key = self.keys.signer(org_id)
@@ -116,12 +167,51 @@ class AuditLog:
                 signing_key_id=kid,
                 occurred_at=now,
             )
-            hashed = audit_chain.entry_hash(audit_chain.event_of(unsigned), prev_hash)
-            entry = audit_chain.entry_of(unsigned) | {"entryHash": hashed}
-            signature = audit_chain.sign(entry, key)
-            return dataclasses.replace(unsigned, entry_hash=hashed, signature=signature)
+            return _sealed(unsigned, key)
 
         return await self.store.append_audit(org_id, build)
+
+    async def append_pending(self, org_id: str, limit: int = FACTS_PER_BATCH) -> int:
+        """Append up to `limit` of the organisation's session claims and ends waiting in the
+        audit outbox (written there by the database in the transaction of the status change)
+        to its chain, in one transaction. Returns how many were appended (0: none waiting,
+        or another process is appending them)."""
+        kid, key = self.keys.signer(org_id)
+
+        def build(facts: list[AuditFact], sequence: int, prev_hash: str) -> list[AuditRecord]:
+            records = []
+            for n, fact in enumerate(facts):
+                payload = _fact_payload(fact)
+                unsigned = _fact_record(fact, payload, sequence + n, prev_hash, kid)
+                record = _sealed(unsigned, key, payload)
+                records.append(record)
+                prev_hash = record.entry_hash
+            return records
+
+        return await self.store.append_audit_facts(org_id, limit, build)
+
+    async def append_all_pending(self, limit: int = FACTS_PER_BATCH) -> int:
+        """One pass of the appender over every organisation with facts waiting: a batch
+        each, until none is left or another process holds the chains. Returns the count."""
+        total = 0
+        for org_id in await self.store.audit_backlog_orgs():
+            while (appended := await self.append_pending(org_id, limit)) > 0:
+                total += appended
+                if appended < limit:
+                    break
+                await asyncio.sleep(0)  # let requests in between batches
+        return total
+
+    async def run_appender(self, interval_seconds: float) -> None:
+        """Append the outbox's session claims and ends to their chains until cancelled: a
+        pass every interval, batch after batch while a pass finds full batches. Every
+        process may run one (store.append_audit_facts: exactly once, whoever takes them)."""
+        while True:
+            try:
+                await self.append_all_pending()
+            except Exception:  # keep appending through a transient database error
+                log.exception("audit appender pass failed")
+            await asyncio.sleep(interval_seconds)
 
     async def entries(self, query: AuditQuery) -> list[AuditRecord]:
         return await self.store.audit_entries(query)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shopfloor.ids import new_session_id
+from shopfloor.service.audit import WORKER_REGISTERED, Who
 from shopfloor.service.auth import digest
 from shopfloor.service.counters import VERYFRONT
 from shopfloor.service.dispatch import Dispatcher
@@ -175,6 +176,7 @@ class RunService:
         display_name: str | None,
         metadata: Any,
         registration_id: str | None = None,
+        actor: Who | None = None,
     ) -> Registration:
         """Register (or re-register: same project, kind and key) a worker; a fresh token
         replaces any earlier one. `registration_id`: the registration token it registered
@@ -210,6 +212,11 @@ class RunService:
                 metadata=metadata,
             ),
         )
+        audit = self.dispatcher.audit
+        if audit is not None:
+            facts = {"hostname": worker.hostname, "protocol": PROTOCOL, "projects": worker.projects}
+            by = actor or Who("worker-key", "worker")
+            await audit.record(worker.org_id, WORKER_REGISTERED, by, ("worker", worker.id), facts)
         return Registration(AgentWorker(worker, details), token)
 
     async def worker(self, worker_id: str) -> AgentWorker:

@@ -13,6 +13,7 @@ from shopfloor.store.git_records import (
     RepositoryRecord,
 )
 from shopfloor.store.integration_records import (
+    AuditFact,
     AuditQuery,
     AuditRecord,
     TriggerRule,
@@ -348,6 +349,17 @@ class IntegrationStore(Protocol):
         ...
 
     async def audit_entries(self, query: AuditQuery) -> list[AuditRecord]: ...
+    async def audit_backlog_orgs(self) -> list[str]: ...
+    async def append_audit_facts(
+        self,
+        org_id: str,
+        limit: int,
+        build: Callable[[list[AuditFact], int, str], list[AuditRecord]],
+    ) -> int:
+        """Append up to `limit` outbox facts of the organisation to its chain, exactly once."""
+        ...
+
+    async def set_session_audit(self, enabled: bool) -> None: ...
 
 
 class MemoryStore(Protocol):

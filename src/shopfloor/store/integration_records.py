@@ -80,6 +80,21 @@ class AuditRecord:
 
 
 @dataclass(frozen=True)
+class AuditFact:
+    """A session's claim or end waiting in the audit outbox for its chain entry."""
+
+    id: int
+    org_id: str
+    session_id: str
+    event_type: str
+    worker_id: str | None
+    status: str
+    queue: str
+    lease_epoch: int
+    at: int
+
+
+@dataclass(frozen=True)
 class AuditQuery:
     org_id: str
     limit: int = 50

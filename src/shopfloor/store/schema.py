@@ -693,6 +693,29 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_type", "org_id", "event_type", "sequence_number"),
 )
 
+# Session claims and ends waiting to be appended to their organisation's audit chain
+# (migration 0009au2): written by the trigger store/audit_triggers.py defines, in the
+# transaction of the status change; deleted in the transaction that appends them.
+audit_outbox = sa.Table(
+    "audit_outbox",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("session_id", sa.String(64), nullable=False),
+    sa.Column("event_type", sa.String(32), nullable=False),
+    sa.Column("worker_id", sa.String(255)),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("queue", sa.String(200), nullable=False),
+    sa.Column("lease_epoch", sa.BigInteger, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Index("ix_audit_outbox_org", "org_id", "id"),
+)
+
 # What agents remember (migration 0008mc). The full-text index is each database's own and
 # is not declared here: PostgreSQL's generated `search` tsvector column, SQLite's FTS5 table
 # memories_fts (memory_id, content); see store/sql_memory.py.

@@ -12,11 +12,13 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import sqlalchemy as sa
 
+from shopfloor.store import audit_triggers
 from shopfloor.store import schema as t
 from shopfloor.store.db import Database, Prepared
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.integration_records import (
     DELIVERY_PENDING,
+    AuditFact,
     AuditQuery,
     AuditRecord,
     TriggerRule,
@@ -33,6 +35,7 @@ _DRIVER_INTEGRITY: tuple[type[Exception], ...] = (
 # How often an append retries after losing a race for the next sequence number (only a
 # writer outside this server's own serialisation can make it lose: another SQLite process).
 _APPEND_ATTEMPTS = 20
+_TRIGGER_LOCK = 0x5F00A7  # advisory lock key: one process at a time sets the audit trigger
 
 
 _a = t.audit_events
@@ -49,6 +52,28 @@ _AUDIT_INSERT = Prepared(
 _AUDIT_LOCK = Prepared(
     sa.select(sa.func.pg_advisory_xact_lock(sa.bindparam("b_key", type_=sa.BigInteger)))
 )
+
+
+_AUDIT_TRY_LOCK = Prepared(
+    sa.select(
+        sa.func.pg_try_advisory_xact_lock(sa.bindparam("b_key", type_=sa.BigInteger)).label("got")
+    )
+)
+_o = t.audit_outbox
+_OUTBOX_ORGS = sa.select(_o.c.org_id).distinct()
+_OUTBOX_TAKE = Prepared(
+    sa.select(_o)
+    .where(_o.c.org_id == sa.bindparam("b_org"))
+    .order_by(_o.c.id)
+    .limit(sa.bindparam("b_limit", type_=sa.Integer))
+)
+
+
+class _Raced(Exception):
+    """Another appender took some of the facts first (another SQLite process): roll back."""
+
+
+_LOST_RACE: tuple[type[Exception], ...] = (_Raced, sa.exc.IntegrityError, *_DRIVER_INTEGRITY)
 
 
 def _lock_key(org_id: str) -> int:
@@ -224,6 +249,61 @@ class IntegrationsSql:
             except _DRIVER_INTEGRITY:
                 continue
         raise DuplicateKey(f"audit chain of {org_id}: no free sequence number")
+
+    async def audit_backlog_orgs(self) -> list[str]:
+        """The organisations with session claims or ends waiting in the audit outbox."""
+        async with self.db.connect() as conn:
+            return [str(r[0]) for r in await conn.execute(_OUTBOX_ORGS)]
+
+    async def append_audit_facts(
+        self,
+        org_id: str,
+        limit: int,
+        build: Callable[[list[AuditFact], int, str], list[AuditRecord]],
+    ) -> int:
+        """Move up to `limit` of the organisation's outbox facts, oldest first, into its
+        chain: `build(facts, next sequence, previous entry hash)` makes their entries, which
+        are inserted, and the facts deleted, in one transaction. Returns how many were
+        appended: 0 when there were none, or when another appender holds the organisation's
+        chain (on PostgreSQL it does not wait for it: that one is appending them already).
+        Crash-safe and exactly once: a fact leaves the outbox only with its entry."""
+        try:
+            async with self.db.begin() as conn:
+                if self.dialect == "postgresql":
+                    got = await conn.fetch(_AUDIT_TRY_LOCK, {"b_key": _lock_key(org_id)})
+                    if not got[0]["got"]:
+                        return 0
+                rows = await conn.fetch(_OUTBOX_TAKE, {"b_org": org_id, "b_limit": limit})
+                if not rows:
+                    return 0
+                facts = [AuditFact(**r) for r in rows]
+                last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
+                seq, prev = 1, GENESIS_HASH
+                if last:
+                    seq = int(last[0]["sequence_number"]) + 1
+                    prev = str(last[0]["entry_hash"])
+                records = build(facts, seq, prev)
+                # vars(), not dataclasses.asdict: no deep copy of flat records.
+                await conn.run(_AUDIT_INSERT, [vars(r) for r in records])
+                taken = await conn.execute(_o.delete().where(_o.c.id.in_([f.id for f in facts])))
+                if taken.rowcount != len(facts):
+                    raise _Raced
+        except _LOST_RACE:
+            return 0
+        return len(records)
+
+    async def set_session_audit(self, enabled: bool) -> None:
+        """Create or drop the trigger that writes session claims and ends to the audit
+        outbox (store/audit_triggers.py), unless it already is as asked."""
+        async with self.db.begin() as conn:
+            if self.dialect == "postgresql":
+                await conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_TRIGGER_LOCK})"))
+            found = (await conn.execute(sa.text(audit_triggers.exists_query(self.dialect)))).first()
+            if (found is not None) == enabled:
+                return
+            make = audit_triggers.create_statements if enabled else audit_triggers.drop_statements
+            for statement in make(self.dialect):
+                await conn.execute(sa.text(statement))
 
     async def audit_entries(self, query: AuditQuery) -> list[AuditRecord]:
         a = t.audit_events

@@ -10,6 +10,7 @@ from fastapi import Request
 
 from shopfloor.api.envelope import ApiError, bearer
 from shopfloor.api.state import services
+from shopfloor.service.audit import Who
 from shopfloor.service.runs import AgentWorker, RunService, project_ref
 from shopfloor.store.tenancy_records import DEFAULT_ORG, ApiKeyRecord
 
@@ -28,11 +29,23 @@ class VfCaller:
     projects: frozenset[str] = frozenset()  # the projects of a project-scoped key
     worker: AgentWorker | None = None  # set for a worker token
     registration: ApiKeyRecord | None = None  # set for a registration token
+    static_key: str | None = None  # "admin" or "worker-key" for the server's own keys
 
     @property
     def project(self) -> str | None:
         """The one project of a key limited to exactly one: what a call naming none uses."""
         return next(iter(self.projects)) if len(self.projects) == 1 else None
+
+    @property
+    def actor(self) -> Who:
+        """Who the audit log names for what this caller does."""
+        if self.registration is not None:
+            return Who(self.registration.id, "api_key")
+        if self.worker is not None:
+            return Who(self.worker.worker.id, "worker")
+        if self.static_key == "admin":
+            return Who("admin", "operator")
+        return Who("worker-key", "worker")
 
     @property
     def worker_id(self) -> str | None:
@@ -60,8 +73,10 @@ async def vf_caller(request: Request) -> VfCaller:
     if token is None:
         raise ApiError(401, UNAUTHORIZED)
     creds = services(request).credentials
-    if creds.is_admin(token) or creds.is_static_worker_key(token):
-        return VfCaller(all_projects=True)
+    if creds.is_admin(token):
+        return VfCaller(all_projects=True, static_key="admin")
+    if creds.is_static_worker_key(token):
+        return VfCaller(all_projects=True, static_key="worker-key")
     record = await creds.registration_token(token)
     if record is not None:
         if record.org_id != DEFAULT_ORG:

@@ -80,6 +80,7 @@ async def register_worker(project_reference: str, request: Request, caller: Call
         display_name=display_name,
         metadata=metadata,
         registration_id=caller.registration.id if caller.registration else None,
+        actor=caller.actor,
     )
     return JSONResponse(
         {"worker": worker_view(registration.worker), "token": registration.token},
