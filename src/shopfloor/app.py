@@ -166,6 +166,7 @@ def create_app(
         )
         if isinstance(app, ShopfloorApp) and app.metrics is not None:
             app.metrics.watch(dispatcher.counters)
+            app.metrics.watch_database(store.observers)
         audit, webhooks = make_integrations(settings, store, clock, dispatcher, secrets)
         credentials.audit = audit
         app.state.services = Services(

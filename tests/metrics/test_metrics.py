@@ -173,3 +173,63 @@ async def test_veryfront_claims_are_counted(api: httpx.AsyncClient) -> None:
     await leased_run(api)
     samples = await scrape(api)
     assert value(samples, "shopfloor_claim_wait_seconds_count", protocol="veryfront") == 1
+
+
+async def test_endings_are_counted_as_they_happen(api: httpx.AsyncClient) -> None:
+    """Completions count each session once, when it ends (whatever ended it), not the
+    finished sessions in the database; workers that end count by cause."""
+    ended = "shopfloor_sessions_ended_total"
+    af = {"protocol": "agentfactory"}
+    before = await scrape(api)
+    assert value(before, ended, **af, status="completed") == 0  # shown at 0 from the start
+    assert ("shopfloor_workers_ended_total", frozenset({("cause", "dead")})) in before
+    for _ in range(3):
+        await enqueue(api)
+    worker = await register(api, capacity=3)
+    claimed = [w["sessionId"] for w in (await poll(api, worker))["work"]]
+    assert (await status(api, claimed[0], worker, "running")).status_code == 200
+    assert (await status(api, claimed[0], worker, "completed")).status_code == 200
+    assert (await status(api, claimed[0], worker, "completed")).status_code == 200  # a repeat
+    assert (await status(api, claimed[1], worker, "failed")).status_code == 200
+    stop = await api.post(f"/api/v1/sessions/{claimed[2]}/stop", json={}, headers=ADMIN)
+    assert stop.status_code == 200, stop.text
+    pending = (await enqueue(api))["sessionId"]
+    stop = await api.post(f"/api/v1/sessions/{pending}/stop", json={}, headers=ADMIN)
+    assert stop.status_code == 200, stop.text
+    assert (await api.delete(f"/api/workers/{worker}", headers=WORKER)).status_code == 200
+    after = await scrape(api)
+    assert value(after, ended, **af, status="completed") == 1
+    assert value(after, ended, **af, status="failed") == 1
+    assert value(after, ended, **af, status="stopped") == 2
+    assert value(after, "shopfloor_workers_ended_total", cause="deregistered") == 1
+    # Scraping again counts nothing twice.
+    assert value(await scrape(api), ended, **af, status="completed") == 1
+
+
+async def test_an_environment_session_ending_counts_under_environments(
+    api: httpx.AsyncClient,
+) -> None:
+    env = await new_environment(api)
+    sid = await enqueue_work(api, env)
+    stopped = await api.post(f"/api/v1/sessions/{sid}/stop", json={}, headers=ADMIN)
+    assert stopped.status_code == 200, stopped.text
+    samples = await scrape(api)
+    ended = "shopfloor_sessions_ended_total"
+    assert value(samples, ended, protocol="environments", status="stopped") == 1
+    assert value(samples, ended, protocol="agentfactory", status="stopped") == 0
+
+
+async def test_database_time_is_measured_per_transaction(api: httpx.AsyncClient) -> None:
+    name = "shopfloor_db_seconds_count"
+    before = await scrape(api)
+    await enqueue(api)  # one write transaction at least
+    after = await scrape(api)
+    writes = value(after, name, kind="write") - value(before, name, kind="write")
+    reads = value(after, name, kind="read") - value(before, name, kind="read")
+    assert writes >= 1 and reads >= 1  # the scrape's own counts are reads
+    assert value(after, "shopfloor_db_seconds_sum", kind="write") > 0
+    assert value(after, "shopfloor_db_seconds_bucket", kind="write", le="+Inf") == value(
+        after, name, kind="write"
+    )
+    kinds = {dict(labels)["kind"] for metric, labels in after if metric == name}
+    assert kinds == {"read", "write", "commit"}  # a fixed, small label set

@@ -30,6 +30,9 @@ from shopfloor.service.counters import (
     BY_WORKER_DEREGISTERED,
     EngineCounters,
 )
+from shopfloor.service.counters import WORKER_DEAD as ENDED_BY_SILENCE
+from shopfloor.service.counters import WORKER_DEREGISTERED as ENDED_BY_DEREGISTRATION
+from shopfloor.service.counters import WORKER_REVOKED as ENDED_BY_REVOCATION
 from shopfloor.service.errors import (
     Conflict,
     InvalidTransition,
@@ -185,6 +188,7 @@ class Dispatcher:
         # to the queue: this recovers a claim whose poll reply never reached the worker.
         self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
         self.counters = EngineCounters()
+        store.observers.session_ended.append(self.counters.count_end)
         # Set by the app: where session creations and transfers are recorded.
         self.audit: AuditLog | None = None
         self._worker_orgs: dict[str, str] = {}
@@ -675,6 +679,7 @@ class Dispatcher:
         requeued = []
         for worker_id in await self.store.workers_of_registration(registration_id):
             if await self.store.end_worker(worker_id, WORKER_DEAD, now):
+                self.counters.count_worker_end(ENDED_BY_REVOCATION)
                 reason = f"worker {worker_id}'s registration token was revoked"
                 requeued.extend(await self._requeue_all(worker_id, reason, BY_REGISTRATION_REVOKED))
         return requeued
@@ -683,6 +688,7 @@ class Dispatcher:
         """End a worker at its own request; its live sessions go back to the queue at once."""
         if not await self.store.end_worker(worker_id, WORKER_DEREGISTERED, self.clock.now_ms()):
             raise WorkerNotFound(worker_id)
+        self.counters.count_worker_end(ENDED_BY_DEREGISTRATION)
         reason = f"worker {worker_id} deregistered"
         return await self._requeue_all(worker_id, reason, BY_WORKER_DEREGISTERED)
 
@@ -701,6 +707,7 @@ class Dispatcher:
                 continue
             report.dead_workers.append(worker_id)
             self.counters.count_worker_dead()
+            self.counters.count_worker_end(ENDED_BY_SILENCE)
             reason = f"worker {worker_id} sent no heartbeat for {self.worker_ttl_ms // 1000}s"
             await self._audit_worker_end(worker_id, WORKER_DECLARED_DEAD, reason)
             report.requeued.extend(await self._requeue_all(worker_id, reason, BY_WORKER_DEAD))

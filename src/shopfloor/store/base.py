@@ -27,6 +27,7 @@ from shopfloor.store.managed_records import (
     ManagedSessionRecord,
 )
 from shopfloor.store.memory_records import MemoryHit, MemoryQuery, MemoryRecord
+from shopfloor.store.observers import StoreObservers
 from shopfloor.store.records import (
     Delivery,
     Expect,
@@ -397,6 +398,7 @@ class Store(
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str
+    observers: StoreObservers  # told of ended sessions and database time (for metrics)
 
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...

@@ -27,6 +27,7 @@ from shopfloor.store.db import (
     Prepared,
 )
 from shopfloor.store.errors import DuplicateKey
+from shopfloor.store.observers import StoreObservers
 from shopfloor.store.records import (
     CLAIMED,
     LIVE_STATUSES,
@@ -50,6 +51,7 @@ from shopfloor.store.sql_channel import ChannelSql, has_unacked_inbox, unacked_i
 from shopfloor.store.sql_common import (
     EVENT_COLUMNS,
     INSERT_EVENT,
+    ends_session,
     event_values,
     fenced_update,
     in_constants,
@@ -401,6 +403,7 @@ class SqlStore(
         self.url = async_url(url)
         self.schema = schema
         self.dialect = make_url(self.url).get_backend_name()
+        self.observers = StoreObservers()
         self.db: Database = self._open(schema)
         self._capacity_seen: dict[str, int] = {}  # worker id -> capacity (a plan hint only)
 
@@ -409,7 +412,7 @@ class SqlStore(
             # One connection serialises every transaction in this process: SQLite allows a
             # single writer anyway, and it rules out SQLITE_BUSY upgrades between our own
             # connections. Other processes (the CLI) are covered by busy_timeout.
-            return LoopSqliteDatabase(sqlite_engine(self.url))
+            return LoopSqliteDatabase(sqlite_engine(self.url), self.observers)
         connect_args: dict[str, Any] = {}
         if schema:
             connect_args["server_settings"] = {"search_path": schema}
@@ -417,7 +420,8 @@ class SqlStore(
         # passes, and a fleet of long polls is one burst after another. Opening a connection
         # costs several round trips; waiting a moment for a pooled one costs none.
         return AsyncEngineDatabase(
-            create_async_engine(self.url, pool_size=20, max_overflow=0, connect_args=connect_args)
+            create_async_engine(self.url, pool_size=20, max_overflow=0, connect_args=connect_args),
+            self.observers,
         )
 
     # -- lifecycle --
@@ -814,7 +818,10 @@ class SqlStore(
                 return None
             if event is not None:
                 await conn.run(INSERT_EVENT, event_values(event))
-        return SessionRecord.from_row(rows[0])
+        updated = SessionRecord.from_row(rows[0])
+        if ends_session(expect, changes):
+            self.observers.ended(updated.queue, updated.status)
+        return updated
 
     async def end_held_session(
         self, session_id: str, worker_id: str, changes: Mapping[str, Any], event: SessionEvent
@@ -826,14 +833,18 @@ class SqlStore(
             params.update({f"e_{k}": v for k, v in event_values(event).items()})
             async with self.db.autocommit() as conn:
                 rows = await conn.fetch(_ending_in_one_statement(update), params)
-            return SessionRecord.from_row(rows[0]) if rows else None
-        async with self.db.begin() as conn:
-            rows = await conn.fetch(update, params)
-            if not rows:
-                return None
-            await conn.run(INSERT_EVENT, event_values(event))
-            await self._release_holds(conn, session_id, event.at)
-        return SessionRecord.from_row(rows[0])
+        else:
+            async with self.db.begin() as conn:
+                rows = await conn.fetch(update, params)
+                if rows:
+                    await conn.run(INSERT_EVENT, event_values(event))
+                    await self._release_holds(conn, session_id, event.at)
+        if not rows:
+            return None
+        ended = SessionRecord.from_row(rows[0])
+        if ends_session(expect, changes):
+            self.observers.ended(ended.queue, ended.status)
+        return ended
 
     async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]:
         async with self.db.connect() as conn:
