@@ -189,7 +189,8 @@ def create_app(
             A2aRegistry(store, clock, peers),
             vault,
         )
-        upkeep: list[asyncio.Task[None]] = []
+        # Every process stores its queues' claim counts (the console's charts).
+        upkeep: list[asyncio.Task[None]] = [asyncio.create_task(dispatcher.queue_history.run())]
         if run_upkeep and settings.reap_interval_seconds > 0:
             upkeep.append(
                 asyncio.create_task(

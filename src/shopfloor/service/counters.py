@@ -7,8 +7,10 @@ between server processes)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from shopfloor.store.records import SessionRecord
 
 # Why a live session went back to the queue.
 BY_LEASE_EXPIRED = "lease_expired"  # a claim not reported running, a work lease: ran out
@@ -56,6 +58,8 @@ class EngineCounters:
     on_worker_dead: list[Callable[[], None]] = field(default_factory=list)
     # (protocol, how long each handed-out session had waited since it was queued, in ms)
     on_claim: list[Callable[[str, list[int]], None]] = field(default_factory=list)
+    # the handed-out sessions themselves, and when (the console's queue history)
+    on_claimed: list[Callable[[Sequence[SessionRecord], int], None]] = field(default_factory=list)
     on_end: list[Callable[[str, str], None]] = field(default_factory=list)  # (protocol, status)
     on_worker_end: list[Callable[[str], None]] = field(default_factory=list)  # (cause)
 
@@ -80,9 +84,11 @@ class EngineCounters:
         for tell in self.on_worker_dead:
             tell()
 
-    def count_claims(self, protocol: str, queued_at: list[int], now: int) -> None:
+    def count_claims(self, protocol: str, sessions: Sequence[SessionRecord], now: int) -> None:
         """Sessions handed to a worker: claimed, or (environment work) delivered."""
-        if queued_at and self.on_claim:
-            waits = [max(0, now - at) for at in queued_at]
+        if sessions and self.on_claim:
+            waits = [max(0, now - s.queued_at) for s in sessions]
             for tell in self.on_claim:
                 tell(protocol, waits)
+        for keep in self.on_claimed:
+            keep(sessions, now)

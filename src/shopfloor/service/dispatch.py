@@ -41,6 +41,7 @@ from shopfloor.service.errors import (
     WorkerNotFound,
 )
 from shopfloor.service.notifier import LocalNotifier, Notifier, cancel_wait
+from shopfloor.service.queue_history import QueueHistory
 from shopfloor.store import Store
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.git_records import ProjectDefaultsRecord
@@ -189,6 +190,8 @@ class Dispatcher:
         self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
         self.counters = EngineCounters()
         store.observers.session_ended.append(self.counters.count_end)
+        self.queue_history = QueueHistory(store, clock)  # the console's queue charts
+        self.counters.on_claimed.append(self.queue_history.record)
         # Set by the app: where session creations and transfers are recorded.
         self.audit: AuditLog | None = None
         self._worker_orgs: dict[str, str] = {}
@@ -489,8 +492,7 @@ class Dispatcher:
         if polled is None:
             raise WorkerNotFound(worker_id)
         if polled.claimed:
-            queued = [s.queued_at for s in polled.claimed]
-            self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, queued, now)
+            self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, polled.claimed, now)
         return polled
 
     async def claim(self, session_id: str, worker_id: str) -> ClaimOutcome:
@@ -513,7 +515,7 @@ class Dispatcher:
         )
         if claimed is None:
             return ClaimOutcome(False, reason="Work item not available or already claimed")
-        self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, [claimed.queued_at], now)
+        self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, [claimed], now)
         return ClaimOutcome(True, claimed)
 
     # -- lease holder reports --

@@ -55,7 +55,13 @@ from shopfloor.store.run_records import (
     RunRecord,
     WorkerSessionRecord,
 )
-from shopfloor.store.stats_records import SessionCount, StatsScope, WorkerCount
+from shopfloor.store.stats_records import (
+    QueueMinute,
+    SessionCount,
+    StatsScope,
+    WorkerCount,
+    WorkerPage,
+)
 from shopfloor.store.tenancy_records import (
     ApiKeyRecord,
     CredentialRecord,
@@ -762,4 +768,17 @@ class Store(
     async def worker_counts(self, org_id: str | None) -> list[WorkerCount]:
         """Active workers (of one organisation, or all) counted by organisation and protocol,
         with their summed capacity and reported active count."""
+        ...
+
+    async def worker_page(self, page: WorkerPage) -> list[WorkerRecord]:
+        """Up to `page.limit` workers after `page.after_id`, in id order, filtered."""
+        ...
+
+    async def add_queue_minutes(self, minutes: Sequence[QueueMinute], keep_after: int) -> None:
+        """Add per-minute claim counts to the stored ones; forget minutes before
+        `keep_after`."""
+        ...
+
+    async def queue_minutes(self, scope: StatsScope, since: int) -> list[QueueMinute]:
+        """The stored per-minute claim counts in `scope`, from minute `since` on."""
         ...

@@ -67,6 +67,7 @@ from shopfloor.store.sql_runs import RunsSql
 from shopfloor.store.sql_stats import StatsSql
 from shopfloor.store.sql_tenancy import TenancySql
 from shopfloor.store.sql_vault import VaultSql
+from shopfloor.store.stats_records import WorkerPage
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
@@ -530,6 +531,21 @@ class SqlStore(
             query = query.where(t.workers.c.status == status)
         if org_id is not None:
             query = query.where(t.workers.c.org_id == org_id)
+        async with self.db.connect() as conn:
+            return [_worker_from_row(r) for r in await conn.execute(query)]
+
+    async def worker_page(self, page: WorkerPage) -> list[WorkerRecord]:
+        w = t.workers
+        query = sa.select(w).order_by(w.c.id).limit(page.limit)
+        for column, wanted in (
+            (w.c.org_id, page.org_id),
+            (w.c.status, page.status),
+            (w.c.protocol, page.protocol),
+        ):
+            if wanted is not None:
+                query = query.where(column == wanted)
+        if page.after_id is not None:
+            query = query.where(w.c.id > page.after_id)
         async with self.db.connect() as conn:
             return [_worker_from_row(r) for r in await conn.execute(query)]
 
