@@ -30,14 +30,14 @@ class Chart:
 
 
 def bar_chart(values: list[int | None], first_minute: int, unit: str) -> Chart:
-    """One bar per minute, scaled to the largest value (a minute with None has no bar)."""
+    """One bar per minute, scaled to the largest value (a minute with 0 or None has none)."""
     top = max((v for v in values if v is not None), default=0)
     slot = WIDTH / max(1, len(values))
     bars = []
     for i, value in enumerate(values):
-        if value is None:
+        if not value:  # no claim that minute (or a wait of 0): nothing to draw
             continue
-        height = 0.0 if top == 0 else max(1.0, HEIGHT * value / top)
+        height = max(1.0, HEIGHT * value / top)
         at = (iso((first_minute + i) * 60_000) or "")[11:16]  # HH:MM (UTC)
         bars.append(
             Bar(
@@ -52,9 +52,7 @@ def bar_chart(values: list[int | None], first_minute: int, unit: str) -> Chart:
 
 
 def fmt_value(value: int, unit: str) -> str:
-    if unit == "ms":
-        return seconds(value)
-    return f"{value} {unit}"
+    return seconds(value) if unit == "ms" else f"{value}{unit}"
 
 
 def seconds(ms: int | None) -> str:

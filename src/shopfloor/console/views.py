@@ -88,7 +88,7 @@ def queue_activity(rows: list[QueueRow], history: list[QueueSeries]) -> list[Que
             )
         activity.max_wait_ms = max((m for m in series.max_wait_ms if m is not None), default=None)
         counts: list[int | None] = list(series.claims)
-        activity.throughput = bar_chart(counts, series.first_minute, "claims")
+        activity.throughput = bar_chart(counts, series.first_minute, "/min")
         activity.latency = bar_chart(series.mean_wait_ms, series.first_minute, "ms")
     return sorted(
         by_key.values(),
