@@ -191,6 +191,8 @@ def create_app(
         )
         # Every process stores its queues' claim counts (the console's charts).
         upkeep: list[asyncio.Task[None]] = [asyncio.create_task(dispatcher.queue_history.run())]
+        if isinstance(app, ShopfloorApp) and app.metrics is not None:
+            upkeep.append(asyncio.create_task(app.metrics.db_tally.run()))
         if run_upkeep and settings.reap_interval_seconds > 0:
             upkeep.append(
                 asyncio.create_task(

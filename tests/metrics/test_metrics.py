@@ -233,3 +233,33 @@ async def test_database_time_is_measured_per_transaction(api: httpx.AsyncClient)
     )
     kinds = {dict(labels)["kind"] for metric, labels in after if metric == name}
     assert kinds == {"read", "write", "commit"}  # a fixed, small label set
+
+
+def test_database_time_tallies_land_in_the_right_buckets() -> None:
+    """The tallies move into prometheus-client's histogram through its children's private
+    bucket and sum values: this fails if those stop meaning what observe() makes them."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from shopfloor.api.metrics.db_time import DbTime
+
+    registry = CollectorRegistry()
+    histogram = Histogram("t_db", "t", ("kind",), buckets=(0.001, 0.01), registry=registry)
+    tally = DbTime(histogram, (0.001, 0.01), ("read", "write"))
+    for seconds in (0.0005, 0.001, 0.005, 3.0):
+        tally.observe("read", seconds)
+    tally.observe("write", 0.02)
+    tally.flush()
+    tally.flush()  # nothing twice
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    read = {"kind": "read"}
+    assert value(samples, "t_db_bucket", **read, le="0.001") == 2  # le: bound included
+    assert value(samples, "t_db_bucket", **read, le="0.01") == 3
+    assert value(samples, "t_db_bucket", **read, le="+Inf") == 4
+    assert value(samples, "t_db_count", **read) == 4
+    assert abs(value(samples, "t_db_sum", **read) - 3.0065) < 1e-9
+    assert value(samples, "t_db_bucket", kind="write", le="0.01") == 0
+    assert value(samples, "t_db_count", kind="write") == 1

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shopfloor.api.metrics.db_time import DbTime
 from shopfloor.service.counters import (
     PROTOCOLS,
     REQUEUE_CAUSES,
@@ -103,24 +104,27 @@ class ProcessMetrics:
                 self.ended.labels(protocol, status)
         for cause in WORKER_END_CAUSES:
             self.workers_ended.labels(cause)
-        kinds = (DB_READ, DB_WRITE, DB_COMMIT)
-        self._db_children = {kind: self.db_time.labels(kind) for kind in kinds}
+        self.db_tally = DbTime(self.db_time, DB_BUCKETS, (DB_READ, DB_WRITE, DB_COMMIT))
         # The child of each label set, kept: Histogram.labels() checks and locks on every
         # call (several microseconds), a dict lookup does not.
         self._children: dict[tuple[str, str, str], Any] = {}
+        self._ended_children: dict[tuple[str, str], Any] = {}
 
     def watch(self, counters: EngineCounters) -> None:
         counters.on_requeue.append(lambda cause: self.requeued.labels(cause).inc())
         counters.on_worker_dead.append(self.dead.inc)
         counters.on_claim.append(self._claimed)
-        counters.on_end.append(lambda protocol, status: self.ended.labels(protocol, status).inc())
+        counters.on_end.append(self._ended)
         counters.on_worker_end.append(lambda cause: self.workers_ended.labels(cause).inc())
 
     def watch_database(self, observers: StoreObservers) -> None:
-        observers.db_time = self._in_database
+        observers.db_time = self.db_tally.observe
 
-    def _in_database(self, kind: str, seconds: float) -> None:
-        self._db_children[kind].observe(seconds)
+    def _ended(self, protocol: str, status: str) -> None:
+        child = self._ended_children.get((protocol, status))
+        if child is None:
+            child = self._ended_children[protocol, status] = self.ended.labels(protocol, status)
+        child.inc()
 
     def _claimed(self, protocol: str, waits_ms: list[int]) -> None:
         child = self.claim_wait.labels(protocol)
@@ -130,6 +134,7 @@ class ProcessMetrics:
     def exposition(self) -> bytes:
         """These metrics in the text format: this process's, or every process's of the
         server when they share a folder."""
+        self.db_tally.flush()
         folder = shared_dir()
         if folder is None:
             return generate_latest(self.registry)
