@@ -69,6 +69,14 @@ async def test_claims_reach_the_chart_through_the_database_from_any_process(
             services = one.app.state.services  # type: ignore[attr-defined]
             await services.dispatcher.queue_history.flush()
             assert claims_of((await b.get("/console/queues")).text, "agentfactory") == 4
+            # Both processes claim in the same minute: their counts add up in one row.
+            for _ in range(2):
+                await enqueue(other)
+            worker = await register(other, capacity=2)
+            assert len((await poll(other, worker))["work"]) == 2
+            await services.dispatcher.queue_history.flush()
+            page = (await b.get("/console/queues")).text
+            assert claims_of(page, "agentfactory") == 6
 
 
 async def test_an_org_key_sees_only_its_own_queues(api: httpx.AsyncClient) -> None:
