@@ -170,9 +170,16 @@ async def test_environment_deliveries_are_counted(
 
 
 async def test_veryfront_claims_are_counted(api: httpx.AsyncClient) -> None:
-    await leased_run(api)
+    _, _, run = await leased_run(api)
     samples = await scrape(api)
     assert value(samples, "shopfloor_claim_wait_seconds_count", protocol="veryfront") == 1
+    path = f"/runs/{run['run_id']}/complete"
+    for _ in range(2):  # the second is a repeat: nothing ends twice
+        reply = await api.post(path, headers=ADMIN, json={"status": "completed"})
+        assert reply.status_code == 200, reply.text
+    ended = await scrape(api)
+    done = {"protocol": "veryfront", "status": "completed"}
+    assert value(ended, "shopfloor_sessions_ended_total", **done) == 1
 
 
 async def test_endings_are_counted_as_they_happen(api: httpx.AsyncClient) -> None:
