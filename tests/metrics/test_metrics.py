@@ -270,3 +270,14 @@ def test_database_time_tallies_land_in_the_right_buckets() -> None:
     assert abs(value(samples, "t_db_sum", **read) - 3.0065) < 1e-9
     assert value(samples, "t_db_bucket", kind="write", le="0.01") == 0
     assert value(samples, "t_db_count", kind="write") == 1
+
+
+async def test_superseded_parked_work_counts_as_stopped(api: httpx.AsyncClient) -> None:
+    issue = {"issueId": "iss-9", "issueIdentifier": "ENG-9"}
+    await enqueue(api, workType="development", **issue)  # holds the issue's lock
+    older = await enqueue(api, workType="qa", **issue)
+    assert older["status"] == "parked"
+    await enqueue(api, workType="qa", **issue)  # replaces the older parked one
+    samples = await scrape(api)
+    stopped = {"protocol": "agentfactory", "status": "stopped"}
+    assert value(samples, "shopfloor_sessions_ended_total", **stopped) == 1
