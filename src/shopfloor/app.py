@@ -166,6 +166,7 @@ def create_app(
         )
         if isinstance(app, ShopfloorApp) and app.metrics is not None:
             app.metrics.watch(dispatcher.counters)
+            app.metrics.watch_database(store.observers)
         audit, webhooks = make_integrations(settings, store, clock, dispatcher, secrets)
         await store.set_session_audit(settings.audit_sessions)
         credentials.audit = audit
@@ -189,7 +190,10 @@ def create_app(
             A2aRegistry(store, clock, peers),
             vault,
         )
-        upkeep: list[asyncio.Task[None]] = []
+        # Every process stores its queues' claim counts (the console's charts).
+        upkeep: list[asyncio.Task[None]] = [asyncio.create_task(dispatcher.queue_history.run())]
+        if isinstance(app, ShopfloorApp) and app.metrics is not None:
+            upkeep.append(asyncio.create_task(app.metrics.db_tally.run()))
         if run_upkeep and settings.reap_interval_seconds > 0:
             upkeep.append(
                 asyncio.create_task(

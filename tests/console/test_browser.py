@@ -91,6 +91,16 @@ async def test_sign_in_watch_a_session_live_and_stop_it(
         await expect(page.locator("table.fleet")).to_contain_text("agentfactory")
         await snap(page, shots, "overview")
 
+        # The queues page charts the claim; the workers page lists the worker.
+        await page.get_by_role("link", name="Queues", exact=True).click()
+        queue = page.locator('tr[data-queue="agentfactory"]')
+        await expect(queue.locator("td.claims")).to_have_text("1")
+        await expect(queue.locator("svg.chart rect")).to_have_count(2)  # claims, wait
+        await snap(page, shots, "queues")
+        await page.get_by_role("link", name="Workers", exact=True).click()
+        await expect(page.locator(f'tr[data-worker="{worker}"]')).to_contain_text("browser-host")
+        await snap(page, shots, "workers")
+
         # The session page: its timeline grows as the worker reports, without a reload.
         await page.goto(f"{url}/console/sessions/{sid}")
         await expect(page.locator("#live")).to_have_text("live", timeout=SEEN_TIMEOUT_MS)

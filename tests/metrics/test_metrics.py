@@ -170,6 +170,114 @@ async def test_environment_deliveries_are_counted(
 
 
 async def test_veryfront_claims_are_counted(api: httpx.AsyncClient) -> None:
-    await leased_run(api)
+    _, _, run = await leased_run(api)
     samples = await scrape(api)
     assert value(samples, "shopfloor_claim_wait_seconds_count", protocol="veryfront") == 1
+    path = f"/runs/{run['run_id']}/complete"
+    for _ in range(2):  # the second is a repeat: nothing ends twice
+        reply = await api.post(path, headers=ADMIN, json={"status": "completed"})
+        assert reply.status_code == 200, reply.text
+    ended = await scrape(api)
+    done = {"protocol": "veryfront", "status": "completed"}
+    assert value(ended, "shopfloor_sessions_ended_total", **done) == 1
+
+
+async def test_endings_are_counted_as_they_happen(api: httpx.AsyncClient) -> None:
+    """Completions count each session once, when it ends (whatever ended it), not the
+    finished sessions in the database; workers that end count by cause."""
+    ended = "shopfloor_sessions_ended_total"
+    af = {"protocol": "agentfactory"}
+    before = await scrape(api)
+    assert value(before, ended, **af, status="completed") == 0  # shown at 0 from the start
+    assert ("shopfloor_workers_ended_total", frozenset({("cause", "dead")})) in before
+    for _ in range(3):
+        await enqueue(api)
+    worker = await register(api, capacity=3)
+    claimed = [w["sessionId"] for w in (await poll(api, worker))["work"]]
+    assert (await status(api, claimed[0], worker, "running")).status_code == 200
+    assert (await status(api, claimed[0], worker, "completed")).status_code == 200
+    assert (await status(api, claimed[0], worker, "completed")).status_code == 200  # a repeat
+    assert (await status(api, claimed[1], worker, "failed")).status_code == 200
+    stop = await api.post(f"/api/v1/sessions/{claimed[2]}/stop", json={}, headers=ADMIN)
+    assert stop.status_code == 200, stop.text
+    pending = (await enqueue(api))["sessionId"]
+    stop = await api.post(f"/api/v1/sessions/{pending}/stop", json={}, headers=ADMIN)
+    assert stop.status_code == 200, stop.text
+    assert (await api.delete(f"/api/workers/{worker}", headers=WORKER)).status_code == 200
+    after = await scrape(api)
+    assert value(after, ended, **af, status="completed") == 1
+    assert value(after, ended, **af, status="failed") == 1
+    assert value(after, ended, **af, status="stopped") == 2
+    assert value(after, "shopfloor_workers_ended_total", cause="deregistered") == 1
+    # Scraping again counts nothing twice.
+    assert value(await scrape(api), ended, **af, status="completed") == 1
+
+
+async def test_an_environment_session_ending_counts_under_environments(
+    api: httpx.AsyncClient,
+) -> None:
+    env = await new_environment(api)
+    sid = await enqueue_work(api, env)
+    stopped = await api.post(f"/api/v1/sessions/{sid}/stop", json={}, headers=ADMIN)
+    assert stopped.status_code == 200, stopped.text
+    samples = await scrape(api)
+    ended = "shopfloor_sessions_ended_total"
+    assert value(samples, ended, protocol="environments", status="stopped") == 1
+    assert value(samples, ended, protocol="agentfactory", status="stopped") == 0
+
+
+async def test_database_time_is_measured_per_transaction(api: httpx.AsyncClient) -> None:
+    name = "shopfloor_db_seconds_count"
+    before = await scrape(api)
+    await enqueue(api)  # one write transaction at least
+    after = await scrape(api)
+    writes = value(after, name, kind="write") - value(before, name, kind="write")
+    reads = value(after, name, kind="read") - value(before, name, kind="read")
+    assert writes >= 1 and reads >= 1  # the scrape's own counts are reads
+    assert value(after, "shopfloor_db_seconds_sum", kind="write") > 0
+    assert value(after, "shopfloor_db_seconds_bucket", kind="write", le="+Inf") == value(
+        after, name, kind="write"
+    )
+    kinds = {dict(labels)["kind"] for metric, labels in after if metric == name}
+    assert kinds == {"read", "write", "commit"}  # a fixed, small label set
+
+
+def test_database_time_tallies_land_in_the_right_buckets() -> None:
+    """The tallies move into prometheus-client's histogram through its children's private
+    bucket and sum values: this fails if those stop meaning what observe() makes them."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from shopfloor.api.metrics.db_time import DbTime
+
+    registry = CollectorRegistry()
+    histogram = Histogram("t_db", "t", ("kind",), buckets=(0.001, 0.01), registry=registry)
+    tally = DbTime(histogram, (0.001, 0.01), ("read", "write"))
+    for seconds in (0.0005, 0.001, 0.005, 3.0):
+        tally.observe("read", seconds)
+    tally.observe("write", 0.02)
+    tally.flush()
+    tally.flush()  # nothing twice
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    read = {"kind": "read"}
+    assert value(samples, "t_db_bucket", **read, le="0.001") == 2  # le: bound included
+    assert value(samples, "t_db_bucket", **read, le="0.01") == 3
+    assert value(samples, "t_db_bucket", **read, le="+Inf") == 4
+    assert value(samples, "t_db_count", **read) == 4
+    assert abs(value(samples, "t_db_sum", **read) - 3.0065) < 1e-9
+    assert value(samples, "t_db_bucket", kind="write", le="0.01") == 0
+    assert value(samples, "t_db_count", kind="write") == 1
+
+
+async def test_superseded_parked_work_counts_as_stopped(api: httpx.AsyncClient) -> None:
+    issue = {"issueId": "iss-9", "issueIdentifier": "ENG-9"}
+    await enqueue(api, workType="development", **issue)  # holds the issue's lock
+    older = await enqueue(api, workType="qa", **issue)
+    assert older["status"] == "parked"
+    await enqueue(api, workType="qa", **issue)  # replaces the older parked one
+    samples = await scrape(api)
+    stopped = {"protocol": "agentfactory", "status": "stopped"}
+    assert value(samples, "shopfloor_sessions_ended_total", **stopped) == 1

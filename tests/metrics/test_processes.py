@@ -49,13 +49,20 @@ async def test_every_process_answers_with_the_servers_totals(
         assert next(p.name for p in scratch.iterdir()).startswith("shopfloor-metrics-")
         fresh = httpx.Limits(max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=server.url, timeout=10, limits=fresh) as client:
+            queued = []
             for _ in range(6):
                 r = await client.post("/api/v1/sessions", json={"prompt": "p"}, headers=ADMIN)
                 assert r.status_code == 201, r.text
+                queued.append(r.json()["sessionId"])
             body = {"hostname": "h", "capacity": 1}
             worker = (await client.post("/api/workers/register", json=body, headers=WORKER)).json()
             polled = await client.get(f"/api/workers/{worker['workerId']}/poll", headers=WORKER)
             assert len(polled.json()["work"]) == 1
+            # Another one is stopped while pending: an ending, counted by the process that
+            # served the stop, seen from every process.
+            unclaimed = next(s for s in queued if s != polled.json()["work"][0]["sessionId"])
+            r = await client.post(f"/api/v1/sessions/{unclaimed}/stop", json={}, headers=ADMIN)
+            assert r.status_code == 200, r.text
         # The claim is never reported running: some process's reaper takes it back.
         for _ in range(100):
             if (
@@ -73,7 +80,10 @@ async def test_every_process_answers_with_the_servers_totals(
             assert value(samples, COUNT, **QUEUED) == 6
             assert value(samples, "shopfloor_sessions_requeued_total", cause="lease_expired") == 1
             queue = {"org": "org_default", "queue": "agentfactory", "project": ""}
-            assert value(samples, "shopfloor_queue_depth", **queue) == 6
+            assert value(samples, "shopfloor_queue_depth", **queue) == 5
+            stopped = {"protocol": "agentfactory", "status": "stopped"}
+            assert value(samples, "shopfloor_sessions_ended_total", **stopped) == 1
+            assert value(samples, "shopfloor_db_seconds_count", kind="write") >= 8
     finally:
         server.stop()
     assert list(scratch.iterdir()) == [], "the metrics folder outlived the server"

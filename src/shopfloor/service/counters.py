@@ -7,8 +7,10 @@ between server processes)."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from shopfloor.store.records import SessionRecord
 
 # Why a live session went back to the queue.
 BY_LEASE_EXPIRED = "lease_expired"  # a claim not reported running, a work lease: ran out
@@ -21,6 +23,12 @@ BY_NACKED = "nacked"  # its worker handed it back
 AGENTFACTORY = "agentfactory"
 ENVIRONMENTS = "environments"
 VERYFRONT = "veryfront"
+PROTOCOLS = (AGENTFACTORY, ENVIRONMENTS, VERYFRONT)
+# Why a worker ended.
+WORKER_DEREGISTERED = "deregistered"
+WORKER_DEAD = "dead"  # silent for the worker TTL
+WORKER_REVOKED = "registration_revoked"
+WORKER_END_CAUSES = (WORKER_DEREGISTERED, WORKER_DEAD, WORKER_REVOKED)
 REQUEUE_CAUSES = (
     BY_LEASE_EXPIRED,
     BY_WORKER_DEAD,
@@ -31,6 +39,17 @@ REQUEUE_CAUSES = (
 )
 
 
+def protocol_of(queue: str) -> str:
+    """Which protocol's workers serve a queue: `agentfactory` (`agentfactory`,
+    `agentfactory:<org>`), `veryfront` (`vf:<project>:<kind>:<worker key>`), or `environments`
+    (an environment's id; managed sessions run there too)."""
+    if queue == AGENTFACTORY or queue.startswith(AGENTFACTORY + ":"):
+        return AGENTFACTORY
+    if queue.startswith("vf:"):
+        return VERYFRONT
+    return ENVIRONMENTS
+
+
 @dataclass
 class EngineCounters:
     requeued: Counter[str] = field(default_factory=Counter)  # by cause, in this process
@@ -39,6 +58,21 @@ class EngineCounters:
     on_worker_dead: list[Callable[[], None]] = field(default_factory=list)
     # (protocol, how long each handed-out session had waited since it was queued, in ms)
     on_claim: list[Callable[[str, list[int]], None]] = field(default_factory=list)
+    # the handed-out sessions themselves, and when (the console's queue history)
+    on_claimed: list[Callable[[Sequence[SessionRecord], int], None]] = field(default_factory=list)
+    on_end: list[Callable[[str, str], None]] = field(default_factory=list)  # (protocol, status)
+    on_worker_end: list[Callable[[str], None]] = field(default_factory=list)  # (cause)
+
+    def count_end(self, queue: str, status: str) -> None:
+        """A session ended (completed, failed, stopped), however it ended."""
+        if self.on_end:
+            protocol = protocol_of(queue)
+            for tell in self.on_end:
+                tell(protocol, status)
+
+    def count_worker_end(self, cause: str) -> None:
+        for tell in self.on_worker_end:
+            tell(cause)
 
     def count_requeue(self, cause: str) -> None:
         self.requeued[cause] += 1
@@ -50,9 +84,11 @@ class EngineCounters:
         for tell in self.on_worker_dead:
             tell()
 
-    def count_claims(self, protocol: str, queued_at: list[int], now: int) -> None:
+    def count_claims(self, protocol: str, sessions: Sequence[SessionRecord], now: int) -> None:
         """Sessions handed to a worker: claimed, or (environment work) delivered."""
-        if queued_at and self.on_claim:
-            waits = [max(0, now - at) for at in queued_at]
+        if sessions and self.on_claim:
+            waits = [max(0, now - s.queued_at) for s in sessions]
             for tell in self.on_claim:
                 tell(protocol, waits)
+        for keep in self.on_claimed:
+            keep(sessions, now)

@@ -30,6 +30,9 @@ from shopfloor.service.counters import (
     BY_WORKER_DEREGISTERED,
     EngineCounters,
 )
+from shopfloor.service.counters import WORKER_DEAD as ENDED_BY_SILENCE
+from shopfloor.service.counters import WORKER_DEREGISTERED as ENDED_BY_DEREGISTRATION
+from shopfloor.service.counters import WORKER_REVOKED as ENDED_BY_REVOCATION
 from shopfloor.service.errors import (
     Conflict,
     InvalidTransition,
@@ -38,6 +41,7 @@ from shopfloor.service.errors import (
     WorkerNotFound,
 )
 from shopfloor.service.notifier import LocalNotifier, Notifier, cancel_wait
+from shopfloor.service.queue_history import QueueHistory
 from shopfloor.store import Store
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.git_records import ProjectDefaultsRecord
@@ -185,6 +189,9 @@ class Dispatcher:
         # to the queue: this recovers a claim whose poll reply never reached the worker.
         self.claim_ttl_ms = int(claim_ttl_seconds * 1000)
         self.counters = EngineCounters()
+        store.observers.session_ended.append(self.counters.count_end)
+        self.queue_history = QueueHistory(store, clock)  # the console's queue charts
+        self.counters.on_claimed.append(self.queue_history.record)
         # Set by the app: where session creations and transfers are recorded.
         self.audit: AuditLog | None = None
         self._worker_orgs: dict[str, str] = {}
@@ -485,8 +492,7 @@ class Dispatcher:
         if polled is None:
             raise WorkerNotFound(worker_id)
         if polled.claimed:
-            queued = [s.queued_at for s in polled.claimed]
-            self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, queued, now)
+            self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, polled.claimed, now)
         return polled
 
     async def claim(self, session_id: str, worker_id: str) -> ClaimOutcome:
@@ -509,7 +515,7 @@ class Dispatcher:
         )
         if claimed is None:
             return ClaimOutcome(False, reason="Work item not available or already claimed")
-        self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, [claimed.queued_at], now)
+        self.counters.count_claims(CLAIMED_BY_AGENTFACTORY, [claimed], now)
         return ClaimOutcome(True, claimed)
 
     # -- lease holder reports --
@@ -675,6 +681,7 @@ class Dispatcher:
         requeued = []
         for worker_id in await self.store.workers_of_registration(registration_id):
             if await self.store.end_worker(worker_id, WORKER_DEAD, now):
+                self.counters.count_worker_end(ENDED_BY_REVOCATION)
                 reason = f"worker {worker_id}'s registration token was revoked"
                 requeued.extend(await self._requeue_all(worker_id, reason, BY_REGISTRATION_REVOKED))
         return requeued
@@ -683,6 +690,7 @@ class Dispatcher:
         """End a worker at its own request; its live sessions go back to the queue at once."""
         if not await self.store.end_worker(worker_id, WORKER_DEREGISTERED, self.clock.now_ms()):
             raise WorkerNotFound(worker_id)
+        self.counters.count_worker_end(ENDED_BY_DEREGISTRATION)
         reason = f"worker {worker_id} deregistered"
         return await self._requeue_all(worker_id, reason, BY_WORKER_DEREGISTERED)
 
@@ -701,6 +709,7 @@ class Dispatcher:
                 continue
             report.dead_workers.append(worker_id)
             self.counters.count_worker_dead()
+            self.counters.count_worker_end(ENDED_BY_SILENCE)
             reason = f"worker {worker_id} sent no heartbeat for {self.worker_ttl_ms // 1000}s"
             await self._audit_worker_end(worker_id, WORKER_DECLARED_DEAD, reason)
             report.requeued.extend(await self._requeue_all(worker_id, reason, BY_WORKER_DEAD))

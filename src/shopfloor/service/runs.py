@@ -470,7 +470,7 @@ class RunService:
                 if run is None:  # a session in a run queue always has a run row
                     raise RunNotFound(claimed[0].id)
                 run = await self._started(run, now)
-                self.dispatcher.counters.count_claims(VERYFRONT, [claimed[0].queued_at], now)
+                self.dispatcher.counters.count_claims(VERYFRONT, claimed[:1], now)
                 await self.changed(run.run_id)
                 return await self._state_of(run, claimed[0])
         return None

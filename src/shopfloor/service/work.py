@@ -150,9 +150,7 @@ class WorkQueue:
                 item = await look(environment_id, worker_id, reclaim_ms)
                 look = self._next_look
                 if item is not None:
-                    self.counters.count_claims(
-                        ENVIRONMENTS, [item.queued_at], item.delivered_at or 0
-                    )
+                    self.counters.count_claims(ENVIRONMENTS, [item], item.delivered_at or 0)
                 if item is not None or waiter is None:
                     return item
                 if not await waiter:

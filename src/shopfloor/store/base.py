@@ -28,6 +28,7 @@ from shopfloor.store.managed_records import (
     ManagedSessionRecord,
 )
 from shopfloor.store.memory_records import MemoryHit, MemoryQuery, MemoryRecord
+from shopfloor.store.observers import StoreObservers
 from shopfloor.store.records import (
     Delivery,
     Expect,
@@ -55,7 +56,13 @@ from shopfloor.store.run_records import (
     RunRecord,
     WorkerSessionRecord,
 )
-from shopfloor.store.stats_records import SessionCount, StatsScope, WorkerCount
+from shopfloor.store.stats_records import (
+    QueueMinute,
+    SessionCount,
+    StatsScope,
+    WorkerCount,
+    WorkerPage,
+)
 from shopfloor.store.tenancy_records import (
     ApiKeyRecord,
     CredentialRecord,
@@ -409,6 +416,7 @@ class Store(
     """Persistence for the queue engine. Each method is one atomic step."""
 
     dialect: str
+    observers: StoreObservers  # told of ended sessions and database time (for metrics)
 
     async def migrate(self) -> None: ...
     async def close(self) -> None: ...
@@ -772,4 +780,17 @@ class Store(
     async def worker_counts(self, org_id: str | None) -> list[WorkerCount]:
         """Active workers (of one organisation, or all) counted by organisation and protocol,
         with their summed capacity and reported active count."""
+        ...
+
+    async def worker_page(self, page: WorkerPage) -> list[WorkerRecord]:
+        """Up to `page.limit` workers after `page.after_id`, in id order, filtered."""
+        ...
+
+    async def add_queue_minutes(self, minutes: Sequence[QueueMinute], keep_after: int) -> None:
+        """Add per-minute claim counts to the stored ones; forget minutes before
+        `keep_after`."""
+        ...
+
+    async def queue_minutes(self, scope: StatsScope, since: int) -> list[QueueMinute]:
+        """The stored per-minute claim counts in `scope`, from minute `since` on."""
         ...

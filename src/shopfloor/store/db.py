@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -29,6 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult, Dialect, RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql.base import Executable
+
+from shopfloor.store.observers import DB_COMMIT, DB_READ, DB_WRITE, StoreObservers
 
 T = TypeVar("T")
 log = logging.getLogger("shopfloor.store")
@@ -173,6 +176,12 @@ class Database(Protocol):
     async def dispose(self) -> None: ...
 
 
+def _took(observers: StoreObservers, kind: str, started: float) -> None:
+    observe = observers.db_time
+    if observe is not None:
+        observe(kind, time.perf_counter() - started)
+
+
 # -- PostgreSQL: SQLAlchemy's asyncio engine --
 
 
@@ -246,8 +255,12 @@ class _AsyncConn:
 
 
 class AsyncEngineDatabase:
-    def __init__(self, engine: AsyncEngine) -> None:
+    """Each transaction and each read connection is timed whole (waiting for a pooled
+    connection, the round trips, the COMMIT) for `observers.db_time`: two clock reads."""
+
+    def __init__(self, engine: AsyncEngine, observers: StoreObservers | None = None) -> None:
         self.engine = engine
+        self.observers = observers or StoreObservers()
 
     @property
     def dialect(self) -> Dialect:
@@ -255,19 +268,31 @@ class AsyncEngineDatabase:
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[DbConnection]:
-        async with self.engine.begin() as conn:
-            yield _AsyncConn(conn, transaction=True)
+        started = time.perf_counter()
+        try:
+            async with self.engine.begin() as conn:
+                yield _AsyncConn(conn, transaction=True)
+        finally:
+            _took(self.observers, DB_WRITE, started)
 
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[DbConnection]:
-        async with self.engine.connect() as conn:
-            yield _AsyncConn(conn, transaction=False)
+        started = time.perf_counter()
+        try:
+            async with self.engine.connect() as conn:
+                yield _AsyncConn(conn, transaction=False)
+        finally:
+            _took(self.observers, DB_READ, started)
 
     @contextlib.asynccontextmanager
     async def autocommit(self) -> AsyncIterator[DbConnection]:
-        async with self.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield _AsyncConn(conn, transaction=False)
+        started = time.perf_counter()
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                yield _AsyncConn(conn, transaction=False)
+        finally:
+            _took(self.observers, DB_WRITE, started)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -369,8 +394,9 @@ class LoopSqliteDatabase:
 
     CHECKPOINT_EVERY = 500  # commits, of a few WAL pages each (SQLite's own default: 1,000 pages)
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(self, engine: sa.Engine, observers: StoreObservers | None = None) -> None:
         self.engine = engine
+        self.observers = observers or StoreObservers()
         self.commits = 0  # COMMITs run, for the tests and the checkpoint schedule
         self._conn: Connection | None = None
         self._driver: Any = None  # the sqlite3 connection under self._conn
@@ -397,6 +423,9 @@ class LoopSqliteDatabase:
         # connection begins nothing by itself, see sqlite_engine): through SQLAlchemy they
         # cost more than the statements of a small transaction.
         async with self._lock:
+            # Timed from the lock to RELEASE: the statements, not the wait for the group's
+            # COMMIT (a turn of the loop that serves others; the COMMIT is timed itself).
+            started = time.perf_counter()
             conn = self._connection()
             group = self._join_group(conn)
             self._driver.execute("SAVEPOINT tx")
@@ -406,6 +435,8 @@ class LoopSqliteDatabase:
                 self._driver.execute("ROLLBACK TO tx")
                 self._driver.execute("RELEASE tx")
                 raise
+            finally:
+                _took(self.observers, DB_WRITE, started)
             self._driver.execute("RELEASE tx")
         # Shielded: a caller cancelled here must not cancel the commit the others wait for.
         await asyncio.shield(group.committed)
@@ -433,6 +464,7 @@ class LoopSqliteDatabase:
 
     def _commit(self, group: _Group) -> None:
         self._group = None
+        started = time.perf_counter()
         try:
             if not self._driver.in_transaction:
                 # SQLite rolled the whole transaction back under us (it does on some errors,
@@ -449,6 +481,7 @@ class LoopSqliteDatabase:
             group.committed.set_exception(exc)
         else:
             group.committed.set_result(None)
+        _took(self.observers, DB_COMMIT, started)
         self.commits += 1
         self._since_checkpoint += 1
         if self._since_checkpoint >= self.CHECKPOINT_EVERY and (
@@ -470,6 +503,7 @@ class LoopSqliteDatabase:
     @contextlib.asynccontextmanager
     async def connect(self) -> AsyncIterator[DbConnection]:
         async with self._lock:
+            started = time.perf_counter()
             conn = self._connection()
             group = self._group
             try:
@@ -479,6 +513,7 @@ class LoopSqliteDatabase:
                 # (outside a group, whose transaction is not this reader's to end).
                 if group is None and conn.in_transaction():
                     conn.rollback()
+                _took(self.observers, DB_READ, started)
         if group is not None:
             await asyncio.shield(group.committed)
 

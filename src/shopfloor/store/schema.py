@@ -92,6 +92,22 @@ daemon_mutations = sa.Table(
     sa.Index("ix_daemon_mutations_worker", "worker_id", "status"),
 )
 
+# Per queue and minute (epoch ms // 60,000): the sessions handed to workers and how long they
+# had waited (migration 0009c2). Each server process adds its counts in batches; the
+# console reads the last minutes by the key's leading column.
+queue_minutes = sa.Table(
+    "queue_minutes",
+    metadata,
+    sa.Column("minute", sa.BigInteger, nullable=False),
+    sa.Column("org_id", sa.String(64), nullable=False),
+    sa.Column("queue", sa.String(200), nullable=False),
+    sa.Column("project", sa.String(200), nullable=False),  # "" for none
+    sa.Column("claims", sa.BigInteger, nullable=False),
+    sa.Column("wait_ms_sum", sa.BigInteger, nullable=False),
+    sa.Column("wait_ms_max", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint("minute", "org_id", "queue", "project"),
+)
+
 # Every key the server checks by its hash: user keys and worker registration tokens
 # (migration 0007 made registration_tokens into this table).
 api_keys = sa.Table(

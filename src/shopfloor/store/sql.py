@@ -27,6 +27,7 @@ from shopfloor.store.db import (
     Prepared,
 )
 from shopfloor.store.errors import DuplicateKey
+from shopfloor.store.observers import StoreObservers
 from shopfloor.store.records import (
     CLAIMED,
     LIVE_STATUSES,
@@ -50,6 +51,7 @@ from shopfloor.store.sql_channel import ChannelSql, has_unacked_inbox, unacked_i
 from shopfloor.store.sql_common import (
     EVENT_COLUMNS,
     INSERT_EVENT,
+    ends_session,
     event_values,
     fenced_update,
     in_constants,
@@ -65,6 +67,7 @@ from shopfloor.store.sql_runs import RunsSql
 from shopfloor.store.sql_stats import StatsSql
 from shopfloor.store.sql_tenancy import TenancySql
 from shopfloor.store.sql_vault import VaultSql
+from shopfloor.store.stats_records import WorkerPage
 
 _MIGRATIONS = str(__import__("pathlib").Path(__file__).parent / "migrations")
 _MIGRATION_LOCK_ID = 0x5F00F1  # advisory lock key: one migrator at a time on Postgres
@@ -401,6 +404,7 @@ class SqlStore(
         self.url = async_url(url)
         self.schema = schema
         self.dialect = make_url(self.url).get_backend_name()
+        self.observers = StoreObservers()
         self.db: Database = self._open(schema)
         self._capacity_seen: dict[str, int] = {}  # worker id -> capacity (a plan hint only)
 
@@ -409,7 +413,7 @@ class SqlStore(
             # One connection serialises every transaction in this process: SQLite allows a
             # single writer anyway, and it rules out SQLITE_BUSY upgrades between our own
             # connections. Other processes (the CLI) are covered by busy_timeout.
-            return LoopSqliteDatabase(sqlite_engine(self.url))
+            return LoopSqliteDatabase(sqlite_engine(self.url), self.observers)
         connect_args: dict[str, Any] = {}
         if schema:
             connect_args["server_settings"] = {"search_path": schema}
@@ -417,7 +421,8 @@ class SqlStore(
         # passes, and a fleet of long polls is one burst after another. Opening a connection
         # costs several round trips; waiting a moment for a pooled one costs none.
         return AsyncEngineDatabase(
-            create_async_engine(self.url, pool_size=20, max_overflow=0, connect_args=connect_args)
+            create_async_engine(self.url, pool_size=20, max_overflow=0, connect_args=connect_args),
+            self.observers,
         )
 
     # -- lifecycle --
@@ -526,6 +531,21 @@ class SqlStore(
             query = query.where(t.workers.c.status == status)
         if org_id is not None:
             query = query.where(t.workers.c.org_id == org_id)
+        async with self.db.connect() as conn:
+            return [_worker_from_row(r) for r in await conn.execute(query)]
+
+    async def worker_page(self, page: WorkerPage) -> list[WorkerRecord]:
+        w = t.workers
+        query = sa.select(w).order_by(w.c.id).limit(page.limit)
+        for column, wanted in (
+            (w.c.org_id, page.org_id),
+            (w.c.status, page.status),
+            (w.c.protocol, page.protocol),
+        ):
+            if wanted is not None:
+                query = query.where(column == wanted)
+        if page.after_id is not None:
+            query = query.where(w.c.id > page.after_id)
         async with self.db.connect() as conn:
             return [_worker_from_row(r) for r in await conn.execute(query)]
 
@@ -814,7 +834,10 @@ class SqlStore(
                 return None
             if event is not None:
                 await conn.run(INSERT_EVENT, event_values(event))
-        return SessionRecord.from_row(rows[0])
+        updated = SessionRecord.from_row(rows[0])
+        if ends_session(expect, changes):
+            self.observers.ended(updated.queue, updated.status)
+        return updated
 
     async def end_held_session(
         self, session_id: str, worker_id: str, changes: Mapping[str, Any], event: SessionEvent
@@ -826,14 +849,18 @@ class SqlStore(
             params.update({f"e_{k}": v for k, v in event_values(event).items()})
             async with self.db.autocommit() as conn:
                 rows = await conn.fetch(_ending_in_one_statement(update), params)
-            return SessionRecord.from_row(rows[0]) if rows else None
-        async with self.db.begin() as conn:
-            rows = await conn.fetch(update, params)
-            if not rows:
-                return None
-            await conn.run(INSERT_EVENT, event_values(event))
-            await self._release_holds(conn, session_id, event.at)
-        return SessionRecord.from_row(rows[0])
+        else:
+            async with self.db.begin() as conn:
+                rows = await conn.fetch(update, params)
+                if rows:
+                    await conn.run(INSERT_EVENT, event_values(event))
+                    await self._release_holds(conn, session_id, event.at)
+        if not rows:
+            return None
+        ended = SessionRecord.from_row(rows[0])
+        if ends_session(expect, changes):
+            self.observers.ended(ended.queue, ended.status)
+        return ended
 
     async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]:
         async with self.db.connect() as conn:

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from shopfloor.store import schema as t
 from shopfloor.store.db import Database, DbConnection, Prepared
 from shopfloor.store.errors import DuplicateKey
+from shopfloor.store.observers import StoreObservers
 from shopfloor.store.records import (
     LIVE_STATUSES,
     PARKED,
@@ -88,6 +89,7 @@ _UNACKED_INBOX_OF_WORKER = Prepared(
 
 class ChannelSql:
     db: Database
+    observers: StoreObservers
     dialect: str
 
     def _for_update(self, query: sa.Select[Any]) -> sa.Select[Any]:
@@ -148,6 +150,7 @@ class ChannelSql:
         self, session: SessionRecord, event: SessionEvent, lock_expires_at: int
     ) -> SessionRecord:
         now = session.created_at
+        superseded: list[str] = []
         async with self.db.begin() as conn:
             if session.issue_id is not None and not await self._acquire_issue_lock(
                 conn, session, now, lock_expires_at
@@ -163,9 +166,11 @@ class ChannelSql:
                     status=PARKED,
                     reason=f"parked: issue {session.issue_id} is locked by {holder}",
                 )
-                await self._supersede_parked(conn, session, now)
+                superseded = await self._supersede_parked(conn, session, now)
             await conn.execute(t.sessions.insert().values(session_row(session)))
             await conn.run(INSERT_EVENT, event_values(event))
+        for queue in superseded:
+            self.observers.ended(queue, STOPPED)
         return session
 
     async def _acquire_issue_lock(
@@ -199,7 +204,10 @@ class ChannelSql:
         await conn.execute(lk.update().where(lk.c.issue_id == session.issue_id).values(row))
         return True
 
-    async def _supersede_parked(self, conn: DbConnection, newer: SessionRecord, now: int) -> None:
+    async def _supersede_parked(
+        self, conn: DbConnection, newer: SessionRecord, now: int
+    ) -> list[str]:
+        """Stop the issue's parked sessions of `newer`'s work type; their queues."""
         s = t.sessions
         superseded = await conn.execute(
             s.update()
@@ -209,9 +217,10 @@ class ChannelSql:
                 s.c.work_type.is_not_distinct_from(newer.work_type),
             )
             .values(status=STOPPED, updated_at=now)
-            .returning(s.c.id)
+            .returning(s.c.id, s.c.queue)
         )
-        ids = [r.id for r in superseded]
+        rows = superseded.all()
+        ids = [r.id for r in rows]
         if ids:
             await conn.execute(
                 t.session_events.insert(),
@@ -228,6 +237,7 @@ class ChannelSql:
                     for sid in ids
                 ],
             )
+        return [r.queue for r in rows]
 
     async def get_issue_lock(self, issue_id: str) -> IssueLock | None:
         lk = t.issue_locks

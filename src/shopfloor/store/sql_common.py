@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from shopfloor.store import schema as t
 from shopfloor.store.db import Prepared
-from shopfloor.store.records import Expect, SessionEvent
+from shopfloor.store.records import TERMINAL_STATUSES, Expect, SessionEvent
 
 
 def in_constants(column: sa.ColumnElement[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
@@ -103,6 +103,14 @@ def _fence_terms(shape: _FenceShape) -> list[sa.ColumnElement[bool]]:
     if shape.lease_expired:
         where.append(s.c.lease_expires_at < sa.bindparam("b_expired_by"))
     return where
+
+
+def ends_session(expect: Expect, changes: Mapping[str, Any]) -> bool:
+    """Whether a fenced update that applied ended a session: it sets a terminal status, and
+    its fence admitted only open statuses (not a change to a session already ended)."""
+    return changes.get("status") in TERMINAL_STATUSES and not any(
+        status in TERMINAL_STATUSES for status in expect.statuses
+    )
 
 
 def fenced_update(

@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from shopfloor.store import schema as t
 from shopfloor.store.db import Database, DbConnection
+from shopfloor.store.observers import StoreObservers
 from shopfloor.store.records import (
     LIVE_STATUSES,
     PENDING,
@@ -27,11 +28,18 @@ from shopfloor.store.run_records import (
     RunRecord,
     WorkerSessionRecord,
 )
-from shopfloor.store.sql_common import INSERT_EVENT, event_values, fence, fenced_update
+from shopfloor.store.sql_common import (
+    INSERT_EVENT,
+    ends_session,
+    event_values,
+    fence,
+    fenced_update,
+)
 
 
 class RunsSql:
     db: Database
+    observers: StoreObservers
     dialect: str
 
     # -- agent workers --
@@ -249,7 +257,10 @@ class RunsSql:
                 .where(ir.c.run_id == run_id, ir.c.status == "open")
                 .values(status="cancelled", cancelled_at=now, updated_at=now)
             )
-        return SessionRecord.from_row(srows[0]), RunRecord(**rrow._mapping)
+        session = SessionRecord.from_row(srows[0])
+        if ends_session(expect, session_changes):
+            self.observers.ended(session.queue, session.status)
+        return session, RunRecord(**rrow._mapping)
 
     async def update_run(
         self, run_id: str, changes: Mapping[str, Any], *, where_null: Sequence[str] = ()

@@ -7,12 +7,16 @@ event loop (and so every worker's request) for as long as it runs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from shopfloor.store import schema as t
 from shopfloor.store.db import Database
 from shopfloor.store.records import LIVE_STATUSES, PARKED, PENDING, WORKER_ACTIVE
-from shopfloor.store.stats_records import SessionCount, StatsScope, WorkerCount
+from shopfloor.store.stats_records import QueueMinute, SessionCount, StatsScope, WorkerCount
 
 OPEN_STATUSES = (PENDING, PARKED, *LIVE_STATUSES)
 
@@ -75,3 +79,47 @@ class StatsSql:
                 )
                 for r in rows
             ]
+
+    async def add_queue_minutes(self, minutes: Sequence[QueueMinute], keep_after: int) -> None:
+        """Add these counts to the stored ones (another process may have written the same
+        minute), and forget the minutes before `keep_after`: one transaction."""
+        q = t.queue_minutes
+        insert = pg.insert(q) if self.db.dialect.name == "postgresql" else sqlite_dialect.insert(q)
+        upsert = insert.on_conflict_do_update(
+            index_elements=["minute", "org_id", "queue", "project"],
+            set_={
+                "claims": q.c.claims + insert.excluded.claims,
+                "wait_ms_sum": q.c.wait_ms_sum + insert.excluded.wait_ms_sum,
+                "wait_ms_max": sa.func.greatest(q.c.wait_ms_max, insert.excluded.wait_ms_max)
+                if self.db.dialect.name == "postgresql"
+                else sa.func.max(q.c.wait_ms_max, insert.excluded.wait_ms_max),
+            },
+        )
+        rows = [
+            {
+                "minute": m.minute,
+                "org_id": m.org_id,
+                "queue": m.queue,
+                "project": m.project,
+                "claims": m.claims,
+                "wait_ms_sum": m.wait_ms_sum,
+                "wait_ms_max": m.wait_ms_max,
+            }
+            for m in sorted(minutes, key=lambda m: (m.minute, m.org_id, m.queue, m.project))
+        ]
+        async with self.db.begin() as conn:
+            if rows:
+                await conn.execute(upsert, rows)
+            await conn.execute(q.delete().where(q.c.minute < keep_after))
+
+    async def queue_minutes(self, scope: StatsScope, since: int) -> list[QueueMinute]:
+        """The stored minutes from `since` on (by the key's leading column), of the scope."""
+        q = t.queue_minutes
+        query = sa.select(q).where(q.c.minute >= since)
+        if scope.org_id is not None:
+            query = query.where(q.c.org_id == scope.org_id)
+        if scope.projects is not None:
+            query = query.where(q.c.project.in_(sorted(scope.projects)))
+        async with self.db.connect() as conn:
+            rows = await conn.execute(query.order_by(q.c.minute))
+            return [QueueMinute(**r._mapping) for r in rows]

@@ -36,3 +36,28 @@ class StatsScope:
 
     org_id: str | None = None
     projects: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class QueueMinute:
+    """Sessions of one organisation, queue and project handed to workers in one minute."""
+
+    minute: int  # epoch ms // 60,000
+    org_id: str
+    queue: str
+    project: str  # "" for none
+    claims: int
+    wait_ms_sum: int  # summed time from queued to handed out
+    wait_ms_max: int
+
+
+@dataclass(frozen=True)
+class WorkerPage:
+    """One page of workers, in id order: those after `after_id`, of one organisation (None:
+    every one), with this status and protocol (None: any)."""
+
+    org_id: str | None = None
+    status: str | None = None
+    protocol: str | None = None
+    after_id: str | None = None
+    limit: int = 50

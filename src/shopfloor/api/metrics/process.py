@@ -18,7 +18,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shopfloor.service.counters import REQUEUE_CAUSES, EngineCounters
+from shopfloor.api.metrics.db_time import DbTime
+from shopfloor.service.counters import (
+    PROTOCOLS,
+    REQUEUE_CAUSES,
+    WORKER_END_CAUSES,
+    EngineCounters,
+)
+from shopfloor.store.observers import DB_COMMIT, DB_READ, DB_WRITE, StoreObservers
+from shopfloor.store.records import TERMINAL_STATUSES
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED = "(unmatched)"
@@ -27,6 +35,9 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 # Seconds from queued to handed out: an idle fleet's held polls take milliseconds, a backlog
 # minutes or hours.
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# Seconds in the database: a SQLite statement takes microseconds, a Postgres round trip a
+# fraction of a millisecond, a big report or a lock wait up to seconds.
+DB_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
 def shared_dir() -> str | None:
@@ -65,16 +76,55 @@ class ProcessMetrics:
             buckets=WAIT_BUCKETS,
             registry=self.registry,
         )
+        self.ended = Counter(
+            "shopfloor_sessions_ended",
+            "Sessions that ended, counted as each ends, by protocol and how it ended "
+            "(completed, failed, stopped)",
+            ("protocol", "status"),
+            registry=self.registry,
+        )
+        self.workers_ended = Counter(
+            "shopfloor_workers_ended",
+            "Workers that ended, by cause (deregistered, dead, registration_revoked)",
+            ("cause",),
+            registry=self.registry,
+        )
+        self.db_time = Histogram(
+            "shopfloor_db_seconds",
+            "Time in the database: each read connection and each transaction (kind read or "
+            "write), and on SQLite each group COMMIT (kind commit)",
+            ("kind",),
+            buckets=DB_BUCKETS,
+            registry=self.registry,
+        )
         for cause in REQUEUE_CAUSES:
             self.requeued.labels(cause)  # every cause shows, at 0 until it happens
+        for protocol in PROTOCOLS:
+            for status in TERMINAL_STATUSES:
+                self.ended.labels(protocol, status)
+        for cause in WORKER_END_CAUSES:
+            self.workers_ended.labels(cause)
+        self.db_tally = DbTime(self.db_time, DB_BUCKETS, (DB_READ, DB_WRITE, DB_COMMIT))
         # The child of each label set, kept: Histogram.labels() checks and locks on every
         # call (several microseconds), a dict lookup does not.
         self._children: dict[tuple[str, str, str], Any] = {}
+        self._ended_children: dict[tuple[str, str], Any] = {}
 
     def watch(self, counters: EngineCounters) -> None:
         counters.on_requeue.append(lambda cause: self.requeued.labels(cause).inc())
         counters.on_worker_dead.append(self.dead.inc)
         counters.on_claim.append(self._claimed)
+        counters.on_end.append(self._ended)
+        counters.on_worker_end.append(lambda cause: self.workers_ended.labels(cause).inc())
+
+    def watch_database(self, observers: StoreObservers) -> None:
+        observers.db_time = self.db_tally.observe
+
+    def _ended(self, protocol: str, status: str) -> None:
+        child = self._ended_children.get((protocol, status))
+        if child is None:
+            child = self._ended_children[protocol, status] = self.ended.labels(protocol, status)
+        child.inc()
 
     def _claimed(self, protocol: str, waits_ms: list[int]) -> None:
         child = self.claim_wait.labels(protocol)
@@ -84,6 +134,7 @@ class ProcessMetrics:
     def exposition(self) -> bytes:
         """These metrics in the text format: this process's, or every process's of the
         server when they share a folder."""
+        self.db_tally.flush()
         folder = shared_dir()
         if folder is None:
             return generate_latest(self.registry)
