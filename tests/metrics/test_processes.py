@@ -83,7 +83,7 @@ async def test_every_process_answers_with_the_servers_totals(
             assert value(samples, "shopfloor_queue_depth", **queue) == 5
             stopped = {"protocol": "agentfactory", "status": "stopped"}
             assert value(samples, "shopfloor_sessions_ended_total", **stopped) == 1
-            assert value(samples, "shopfloor_db_seconds_count", kind="write") >= 8
+            assert value(samples, "shopfloor_db_operations_total", kind="write") >= 8
     finally:
         server.stop()
     assert list(scratch.iterdir()) == [], "the metrics folder outlived the server"

@@ -1,56 +1,53 @@
-"""shopfloor_db_seconds, kept cheaply: the store reports every transaction and read (several
-per worker request), and a Prometheus observation costs about a microsecond in one process
-and two with the multiprocess files, more than the rest of the measurement. So each report
-only adds one to a bucket of a plain list (a C bisect) and to a sum; the tallies move into
-the histogram when this process answers a scrape, and every FLUSH_SECONDS for the other
-processes' scrapes (at most that late)."""
+"""Time in the database, kept cheaply: the store reports every transaction and read (several
+per worker request), and a Prometheus increment costs about a microsecond in one process and
+two with the multiprocess files, more than the rest of the measurement. So each report only
+adds to a plain total and count per kind; they move into the two counters
+(shopfloor_db_seconds_total, shopfloor_db_operations_total) when this process answers a
+scrape, and every FLUSH_SECONDS for the other processes' scrapes (at most that late).
+
+Two counters rather than a histogram: prometheus-client has no public call that adds many
+observations to a histogram at once, and a counter's inc(amount) is public. Their rates give
+the database's share of the time and the mean time per operation."""
 
 from __future__ import annotations
 
 import asyncio
-import math
-from bisect import bisect_left
 from collections.abc import Iterable
-from typing import Any
 
-from prometheus_client import Histogram
+from prometheus_client import Counter
 
 FLUSH_SECONDS = 5.0
 
 
 class _Tally:
-    __slots__ = ("counts", "total")
+    __slots__ = ("count", "total")
 
-    def __init__(self, buckets: int) -> None:
-        self.counts = [0] * buckets
+    def __init__(self) -> None:
+        self.count = 0
         self.total = 0.0
 
 
 class DbTime:
-    def __init__(self, histogram: Histogram, bounds: Iterable[float], kinds: Iterable[str]) -> None:
-        self._bounds = [*bounds, math.inf]  # as the histogram's own buckets
-        self._children: dict[str, Any] = {kind: histogram.labels(kind) for kind in kinds}
-        self._tallies = {kind: _Tally(len(self._bounds)) for kind in self._children}
+    def __init__(self, seconds: Counter, operations: Counter, kinds: Iterable[str]) -> None:
+        self._kinds = tuple(kinds)
+        self._seconds = {kind: seconds.labels(kind) for kind in self._kinds}
+        self._operations = {kind: operations.labels(kind) for kind in self._kinds}
+        self._tallies = {kind: _Tally() for kind in self._kinds}
 
     def observe(self, kind: str, seconds: float) -> None:
         tally = self._tallies[kind]
-        tally.counts[bisect_left(self._bounds, seconds)] += 1  # the first bound >= seconds
+        tally.count += 1
         tally.total += seconds
 
     def flush(self) -> None:
-        """Move the tallies into the histogram. It has no public call to add many
-        observations at once, so this adds to its children's bucket and sum values (the
-        attributes its own observe() uses; tests/metrics fails if they stop meaning this)."""
+        """Move the tallies into the counters."""
         for kind, tally in self._tallies.items():
-            counts, total = tally.counts, tally.total
-            if not any(counts):
+            if not tally.count:
                 continue
-            tally.counts, tally.total = [0] * len(counts), 0.0
-            child = self._children[kind]
-            for value, n in zip(child._buckets, counts, strict=True):
-                if n:
-                    value.inc(n)
-            child._sum.inc(total)
+            count, total = tally.count, tally.total
+            tally.count, tally.total = 0, 0.0
+            self._operations[kind].inc(count)
+            self._seconds[kind].inc(total)
 
     async def run(self, every_seconds: float = FLUSH_SECONDS) -> None:
         """Flush every `every_seconds` until cancelled, then once more."""

@@ -35,11 +35,10 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 # Seconds from queued to handed out: an idle fleet's held polls take milliseconds, a backlog
 # minutes or hours.
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
 # Seconds in the database: a SQLite statement takes microseconds, a Postgres round trip a
 # fraction of a millisecond, a big report or a lock wait up to seconds.
-DB_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-
-
 def shared_dir() -> str | None:
     """The folder the server's processes share their counts in, if they do."""
     return os.environ.get(MULTIPROCESS_DIR) or None
@@ -89,12 +88,17 @@ class ProcessMetrics:
             ("cause",),
             registry=self.registry,
         )
-        self.db_time = Histogram(
+        self.db_seconds = Counter(
             "shopfloor_db_seconds",
-            "Time in the database: each read connection and each transaction (kind read or "
-            "write), and on SQLite each group COMMIT (kind commit)",
+            "Seconds in the database: read connections and transactions (kind read or "
+            "write), and on SQLite group COMMITs (kind commit)",
             ("kind",),
-            buckets=DB_BUCKETS,
+            registry=self.registry,
+        )
+        self.db_operations = Counter(
+            "shopfloor_db_operations",
+            "Database operations timed in shopfloor_db_seconds, by the same kinds",
+            ("kind",),
             registry=self.registry,
         )
         for cause in REQUEUE_CAUSES:
@@ -104,7 +108,7 @@ class ProcessMetrics:
                 self.ended.labels(protocol, status)
         for cause in WORKER_END_CAUSES:
             self.workers_ended.labels(cause)
-        self.db_tally = DbTime(self.db_time, DB_BUCKETS, (DB_READ, DB_WRITE, DB_COMMIT))
+        self.db_tally = DbTime(self.db_seconds, self.db_operations, (DB_READ, DB_WRITE, DB_COMMIT))
         # The child of each label set, kept: Histogram.labels() checks and locks on every
         # call (several microseconds), a dict lookup does not.
         self._children: dict[tuple[str, str, str], Any] = {}

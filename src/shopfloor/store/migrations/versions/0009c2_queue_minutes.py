@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009c2_queue_minutes"
-down_revision = "0008pl_daemon_mutations"
+down_revision = "0009au2_audit_outbox"
 branch_labels = None
 depends_on = None
 
