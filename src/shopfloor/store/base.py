@@ -468,6 +468,10 @@ class Store(
         """Cancel a still pending mutation; False if it is not pending."""
         ...
 
+    async def hosts_with_pending_mutations(self) -> set[str]:
+        """The workers that have a pending mutation."""
+        ...
+
     async def deliver_mutations(self, worker_id: str, now: int) -> list[Mutation]:
         """Stamp the host's pending mutations delivered, atomically, and return them."""
         ...
