@@ -164,7 +164,11 @@ async def create_m2m_client(request: Request, who: Caller) -> JSONResponse:
     return JSONResponse({"client": {**view, "clientSecret": secret}}, status_code=201)
 
 
-@router.get("/api/admin/m2m-clients", response_model=None, responses=ok(schemas.M2MClientList))
+@router.get(
+    "/api/admin/m2m-clients",
+    response_model=None,
+    responses=ok(schemas.M2MClientList) | af_errors(404),
+)
 async def list_m2m_clients(
     request: Request,
     who: Caller,
