@@ -78,6 +78,7 @@ from shopfloor.service.audit import AuditLog
 from shopfloor.service.audit_keys import AuditKeys
 from shopfloor.service.auth import Credentials
 from shopfloor.service.batch import BatchWork
+from shopfloor.service.daemon_mutations import PendingHosts
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.errors import DomainError
 from shopfloor.service.git_credentials import GitCredentials
@@ -130,7 +131,10 @@ def create_app(
             )
         notifier = make_notifier(store, settings)
         credentials.watch_revocations(notifier)
+        pending_mutations = PendingHosts(store)
+        pending_mutations.watch(notifier)
         await notifier.start()
+        await pending_mutations.reload()
         dispatcher = Dispatcher(
             store,
             clock,
@@ -189,6 +193,7 @@ def create_app(
             Memory(store, clock),
             A2aRegistry(store, clock, peers),
             vault,
+            pending_mutations,
         )
         # Every process stores its queues' claim counts (the console's charts).
         upkeep: list[asyncio.Task[None]] = [asyncio.create_task(dispatcher.queue_history.run())]

@@ -17,6 +17,7 @@ import pytest
 
 from shopfloor.clock import ManualClock
 from shopfloor.service.managed import state
+from shopfloor.service.managed.scope import EVERYTHING
 from shopfloor.service.managed.turns import TurnRunner
 from tests.conftest import Backend, make_settings, running_app
 from tests.environments.helpers import assert_error
@@ -322,7 +323,7 @@ async def test_the_stream_delivers_what_comes_after_it_opened_and_keeps_alive(
     await settle(mapi)
     managed = mapi.app.state.services.managed  # type: ignore[attr-defined]
     managed.keepalive_seconds = 0.05
-    batches: AsyncIterator[list[Any]] = await managed.stream(sid, None)
+    batches: AsyncIterator[list[Any]] = await managed.stream(sid, EVERYTHING)
     assert await anext(batches) == []  # nothing new: a keep-alive
     await send(mapi, sid, user_message("after"))
     await settle(mapi)

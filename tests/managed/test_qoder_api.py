@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from shopfloor.service.errors import SessionBusy
+from shopfloor.service.managed.scope import EVERYTHING
 from tests.environments.helpers import assert_error
 from tests.managed.fake_model import Fail, FakeModel, last_user_content, text, tool_calls
 from tests.managed.helpers import (
@@ -134,7 +135,7 @@ async def test_qca_shaped_agents_and_sessions_are_taken(mapi: httpx.AsyncClient)
     # The toolset offers what its lists leave: bash, and read under always_ask.
     from shopfloor.service.managed.tools import toolbox
 
-    row = await mapi.app.state.services.managed.get(sid, None)  # type: ignore[attr-defined]
+    row = await mapi.app.state.services.managed.get(sid, EVERYTHING)  # type: ignore[attr-defined]
     assert toolbox(row.agent).worker == {"bash": "allow", "read": "ask"}
     for body, field in (
         ({"name": "n", "model": {"id": "m", "context_window": 0}}, "model.context_window"),
@@ -208,7 +209,7 @@ async def test_every_event_of_a_turn_carries_its_turn_id(
     second_turn = turns[-1]
     assert second_turn and second_turn != first_turn
     assert turns == [None] + [first_turn] * 9 + [second_turn] * 4
-    row = await mapi.app.state.services.managed.get(sid, None)  # type: ignore[attr-defined]
+    row = await mapi.app.state.services.managed.get(sid, EVERYTHING)  # type: ignore[attr-defined]
     assert row.turn_id is None  # the turn ended with its idle
 
 

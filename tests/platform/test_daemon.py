@@ -6,12 +6,15 @@ touches another's hosts. Both databases, in-process."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from shopfloor.clock import ManualClock
 from tests.agentfactory.helpers import ADMIN
+from tests.conftest import Backend, make_settings, running_app
 from tests.platform.test_tenancy import bearer, key, new_org
 
 
@@ -192,3 +195,61 @@ async def test_bad_mutations_name_the_field(
     assert reply.status_code == 400 and reply.json()["error"].startswith(message), reply.text
     missing = await api.get("/api/daemon/mutations", headers=ADMIN)
     assert missing.json() == {"error": "workerHostId is required"}
+
+
+async def af_beat(api: httpx.AsyncClient, worker: str, jwt: dict[str, str]) -> httpx.Response:
+    body = {"activeCount": 0}
+    return await api.post(f"/api/workers/{worker}/heartbeat", json=body, headers=jwt)
+
+
+async def test_the_agentfactory_heartbeat_delivers_mutations_too(api: httpx.AsyncClient) -> None:
+    await new_org(api, "acme")
+    worker, jwt = await host(api, "acme")
+    quiet = await af_beat(api, worker, jwt)
+    assert quiet.status_code == 200 and "mutations" not in quiet.json()
+    first = (await enqueue(api, worker)).json()["mutation"]
+    delivered = (await af_beat(api, worker, jwt)).json()["mutations"]
+    assert [m["id"] for m in delivered] == [first["id"]]
+    assert delivered[0]["status"] == "delivered" and delivered[0]["workerHostId"] == worker
+    assert "mutations" not in (await af_beat(api, worker, jwt)).json()
+    assert (await beat(api, worker, jwt)).json()["mutations"] == []
+    late = await api.delete(f"/api/daemon/mutations/{first['id']}", headers=ADMIN)
+    assert late.status_code == 409
+    # A mutation delivered by the v1 heartbeat is not delivered again on the other one.
+    second = (await enqueue(api, worker)).json()["mutation"]
+    assert [m["id"] for m in (await beat(api, worker, jwt)).json()["mutations"]] == [second["id"]]
+    assert "mutations" not in (await af_beat(api, worker, jwt)).json()
+
+
+async def test_racing_heartbeats_of_both_kinds_deliver_each_mutation_once(
+    api: httpx.AsyncClient,
+) -> None:
+    await new_org(api, "acme")
+    worker, jwt = await host(api, "acme")
+    for _ in range(5):
+        ids = [(await enqueue(api, worker)).json()["mutation"]["id"] for _ in range(3)]
+        replies = await asyncio.gather(
+            af_beat(api, worker, jwt), af_beat(api, worker, jwt), beat(api, worker, jwt)
+        )
+        assert all(r.status_code == 200 for r in replies)
+        seen = [m["id"] for r in replies for m in r.json().get("mutations", [])]
+        assert sorted(seen) == sorted(ids)
+
+
+async def test_a_mutation_enqueued_on_one_process_rides_another_ones_heartbeat(
+    postgres: Backend, tmp_path: Path, clock: ManualClock
+) -> None:
+    settings = make_settings(postgres, tmp_path)
+    async with running_app(settings, clock) as one, running_app(settings, clock) as two:
+        await new_org(one, "acme")
+        worker, jwt = await host(one, "acme")
+        assert "mutations" not in (await af_beat(two, worker, jwt)).json()
+        mutation = (await enqueue(one, worker)).json()["mutation"]
+        delivered: list[dict[str, Any]] = []
+        for _ in range(100):  # the other process hears of it within milliseconds
+            delivered = (await af_beat(two, worker, jwt)).json().get("mutations", [])
+            if delivered:
+                break
+            await asyncio.sleep(0.05)
+        assert [m["id"] for m in delivered] == [mutation["id"]]
+        assert "mutations" not in (await af_beat(one, worker, jwt)).json()

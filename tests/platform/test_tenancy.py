@@ -341,20 +341,3 @@ async def test_environments_belong_to_an_organisation(api: httpx.AsyncClient) ->
     # The admin key still sees every organisation's environments.
     listed = (await api.get("/v1/environments", headers=ADMIN)).json()["data"]
     assert env_a in [e["id"] for e in listed]
-
-
-async def test_surfaces_not_yet_kept_apart_refuse_other_organisations(
-    api: httpx.AsyncClient,
-) -> None:
-    """Managed sessions and the Veryfront routes serve the default organisation only, until
-    they keep organisations apart: another organisation's key is refused outright."""
-    await new_org(api, "b")
-    manager_b = await key(api, "b")
-    assert (await api.get("/v1/sessions", headers=manager_b)).status_code == 403
-    assert (await api.get("/v1/agents", headers=manager_b)).status_code == 403
-    reply = await api.post(
-        "/agent-workers/projects/demo/workers",
-        json={"implementation_kind": "k", "worker_key": "w"},
-        headers=manager_b,
-    )
-    assert reply.status_code == 403

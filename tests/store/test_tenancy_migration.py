@@ -67,3 +67,55 @@ async def test_registration_tokens_become_keys_of_their_organisation(backend: Ba
         assert await store.revoked_credential_ids() == {"reg_b"}
     finally:
         await store.close()
+
+
+async def test_agents_and_environment_sessions_take_their_environments_organisation(
+    backend: Backend,
+) -> None:
+    """Migration 0009tn: an agent made with a key limited to an environment, and a session
+    queued in an environment, take that environment's organisation; the rest stay default."""
+    store = await open_store(backend.url, schema=backend.schema, migrate=False)
+    assert isinstance(store, SqlStore)
+    try:
+        async with store.db.begin() as conn:
+            if backend.schema:
+                await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{backend.schema}"'))
+            await conn.run_sync(upgrade_to("0008pl_daemon_mutations"))
+        async with store.db.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO orgs (id, slug, name, created_at) VALUES ('org_b', 'b', 'B', 1)"
+                )
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO projects (id, kind, name, config, metadata, created_at, "
+                    "updated_at, org_id) VALUES ('env_b', 'environment', 'e', '{}', '{}', 1, 1, "
+                    "'org_b')"
+                )
+            )
+            for agent, project in (("agent_b", "env_b"), ("agent_d", None)):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO agents (id, project, version, created_at, updated_at) "
+                        "VALUES (:i, :p, 1, 1, 1)"
+                    ),
+                    {"i": agent, "p": project},
+                )
+            for session, queue in (("s_b", "env_b"), ("s_d", "agentfactory")):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO sessions (id, queue, status, priority, queued_at, "
+                        "created_at, updated_at, extra) VALUES (:i, :q, 'pending', 3, 1, 1, 1, "
+                        "'{}')"
+                    ),
+                    {"i": session, "q": queue},
+                )
+        await store.migrate()
+        async with store.db.connect() as conn:
+            agents = dict((await conn.execute(sa.text("SELECT id, org_id FROM agents"))).all())
+            sessions = dict((await conn.execute(sa.text("SELECT id, org_id FROM sessions"))).all())
+        assert agents == {"agent_b": "org_b", "agent_d": DEFAULT_ORG}
+        assert sessions == {"s_b": "org_b", "s_d": DEFAULT_ORG}
+    finally:
+        await store.close()

@@ -13,6 +13,7 @@ from shopfloor.service.audit import AuditLog
 from shopfloor.service.auth import Credentials
 from shopfloor.service.batch import BatchWork
 from shopfloor.service.console_logins import ConsoleLogins
+from shopfloor.service.daemon_mutations import DaemonMutations, PendingHosts
 from shopfloor.service.dispatch import Dispatcher
 from shopfloor.service.fleet import Fleet
 from shopfloor.service.git_credentials import GitCredentials
@@ -49,10 +50,17 @@ class Services:
         return Fleet(self.dispatcher)
 
     @property
+    def mutations(self) -> DaemonMutations:
+        return DaemonMutations(
+            self.dispatcher.store, self.clock, self.pending_mutations, self.dispatcher.notifier
+        )
+
+    @property
     def console_logins(self) -> ConsoleLogins:
         return ConsoleLogins(self.credentials, self.dispatcher.store, self.clock)
 
     vault: Vault
+    pending_mutations: PendingHosts  # hosts with daemon mutations to deliver, as last heard
 
 
 def services(request: Request) -> Services:

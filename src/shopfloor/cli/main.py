@@ -30,6 +30,7 @@ from shopfloor.cli.options import (
     console,
     operator,
 )
+from shopfloor.cli.tenancy import keys_app, m2m_app, orgs_app
 from shopfloor.config import Settings
 from shopfloor.worker.cli import worker
 
@@ -75,6 +76,9 @@ app.add_typer(repos_app, name="repos")
 app.add_typer(git_sources_app, name="git-sources")
 app.add_typer(batch_app, name="batch")
 app.add_typer(audit_app, name="audit")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(keys_app, name="keys")
+app.add_typer(m2m_app, name="m2m")
 app.command("worker")(worker)
 
 # At a shutdown, responses still open after this long are cancelled: a session's event

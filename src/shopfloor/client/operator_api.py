@@ -242,6 +242,39 @@ class OperatorClient:
         found: dict[str, Any] = self._call("GET", "/api/public/routing-metrics", headers=headers)
         return found
 
+    # -- organisations, their keys and M2M clients --
+
+    def create_org(self, slug: str, name: str | None) -> dict[str, Any]:
+        body = {"slug": slug, **({"name": name} if name else {})}
+        found: dict[str, Any] = self._call("POST", "/api/v1/orgs", json=body)
+        return found
+
+    def list_orgs(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/api/v1/orgs")  # type: ignore[no-any-return]
+
+    def mint_key(self, org: str, body: dict[str, Any]) -> dict[str, Any]:
+        found = self._call("POST", f"/api/org/{org}/keys", json=body)
+        return found["key"]  # type: ignore[no-any-return]
+
+    def list_keys(self, org: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/api/org/{org}/keys")["keys"]  # type: ignore[no-any-return]
+
+    def revoke_key(self, org: str, key_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/api/org/{org}/keys/{key_id}")  # type: ignore[no-any-return]
+
+    def create_m2m_client(self, body: dict[str, Any]) -> dict[str, Any]:
+        found = self._call("POST", "/api/admin/m2m-clients", json=body)
+        return found["client"]  # type: ignore[no-any-return]
+
+    def list_m2m_clients(self, org: str | None) -> list[dict[str, Any]]:
+        params = {"orgId": org} if org else {}
+        found = self._call("GET", "/api/admin/m2m-clients", params=params)
+        return found["clients"]  # type: ignore[no-any-return]
+
+    def revoke_m2m_client(self, client_id: str) -> dict[str, Any]:
+        path = f"/api/admin/m2m-clients/{client_id}"
+        return self._call("DELETE", path)  # type: ignore[no-any-return]
+
     def session_inbox(self, session_id: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", f"/api/v1/sessions/{session_id}/inbox")
         return result

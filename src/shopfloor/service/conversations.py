@@ -23,6 +23,7 @@ from shopfloor.service.runs import ProjectRef, RunService, RunState
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.records import LIVE_STATUSES, Expect
 from shopfloor.store.run_records import ConversationRecord, InputRequestRecord, MessageRecord
+from shopfloor.store.tenancy_records import DEFAULT_ORG
 
 # The tool a run waits on while an input request is open (the hosted `form_input` tool).
 FORM_TOOL_NAME = "form_input"
@@ -70,7 +71,10 @@ class ConversationService:
 
     # -- conversations --
 
-    async def create(self, new: NewConversation) -> ConversationRecord:
+    async def create(self, new: NewConversation, org_id: str = DEFAULT_ORG) -> ConversationRecord:
+        """A conversation of `org_id` (in `new.project`, a project of that organisation)."""
+        if new.project is not None:
+            await self.runs.record_project(new.project, org_id)
         now = self.clock.now_ms()
         conversation = ConversationRecord(
             id=str(uuid.uuid4()),
@@ -81,6 +85,7 @@ class ConversationService:
             title=new.title,
             type=new.type,
             metadata=new.metadata,
+            org_id=org_id,
         )
         if not await self.store.insert_conversation(conversation):
             raise Conflict("Conversation id collision; try again")
@@ -107,6 +112,7 @@ class ConversationService:
         if project is not None and conversation.project_id != project.id:
             if conversation.project_id is not None:
                 raise Conflict("Conversation is already linked to another project")
+            await self.runs.record_project(project, conversation.org_id)
             linked = await self.store.update_conversation(
                 conversation_id,
                 {"project_id": project.id, "project_name": project.name, "updated_at": now},

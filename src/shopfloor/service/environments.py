@@ -156,7 +156,11 @@ class Environments:
     async def accepting_queue(self, environment_id: str, org_id: str | None = None) -> str:
         """The queue for new sessions in this environment; refuses an archived one, and one
         of another organisation than `org_id` (None: any)."""
+        return (await self.accepting(environment_id, org_id)).id
+
+    async def accepting(self, environment_id: str, org_id: str | None = None) -> ProjectRecord:
+        """The environment, if it takes new sessions (as accepting_queue)."""
         project = await self.get(environment_id, org_id)
         if project.archived_at is not None:
             raise EnvironmentArchived(environment_id)
-        return project.id
+        return project

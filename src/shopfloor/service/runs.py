@@ -39,6 +39,7 @@ from shopfloor.store.records import (
     WORKER_ACTIVE,
     WORKER_DEAD,
     Expect,
+    ProjectRecord,
     SessionEvent,
     SessionRecord,
     WorkerRecord,
@@ -50,6 +51,7 @@ from shopfloor.store.run_records import (
     RunRecord,
     WorkerSessionRecord,
 )
+from shopfloor.store.tenancy_records import DEFAULT_ORG
 
 PROTOCOL = "veryfront"
 ANY_WORKER = "*"  # the worker-key part of the queue of runs any worker of the kind may claim
@@ -64,6 +66,10 @@ SNAPSHOT_MAX_MESSAGES = 500  # the newest ones, when a conversation is longer
 SAFE_INTEGER = 2**53 - 1  # token counts are shown to JavaScript clients
 # Slugs map to stable UUIDs, so a project named by slug and by its UUID is one project.
 _PROJECT_NAMESPACE = uuid.UUID("6f1c2a34-52b5-4d0e-9a57-0f9e4b1c7d21")
+# A Veryfront project of an organisation other than the default one is recorded as a project
+# of this kind (its id the project's UUID), so that its UUID is known to be that
+# organisation's. A UUID without such a record is the default organisation's.
+PROJECT_VERYFRONT = "veryfront"
 
 
 @dataclass(frozen=True)
@@ -72,13 +78,20 @@ class ProjectRef:
     name: str  # the slug, or the UUID when referenced by UUID; sessions.project
 
 
-def project_ref(reference: str) -> ProjectRef:
-    """A project referenced by UUID or by slug."""
+def project_ref(reference: str, org_id: str = DEFAULT_ORG) -> ProjectRef:
+    """A project referenced by UUID or by slug. Each organisation has its own slugs: the
+    same slug names different projects in two organisations (the default organisation's
+    UUIDs are those shopfloor always gave)."""
     try:
         parsed = uuid.UUID(reference)
     except ValueError:
-        return ProjectRef(str(uuid.uuid5(_PROJECT_NAMESPACE, reference)), reference)
+        name = reference if org_id == DEFAULT_ORG else f"{org_id}/{reference}"
+        return ProjectRef(str(uuid.uuid5(_PROJECT_NAMESPACE, name)), reference)
     return ProjectRef(str(parsed), str(parsed))
+
+
+def is_slug(project: ProjectRef) -> bool:
+    return project.name != project.id
 
 
 def run_queue(project_id: str, implementation_kind: str, worker_key: str | None) -> str:
@@ -164,6 +177,31 @@ class RunService:
         self.store = dispatcher.store
         self.clock = dispatcher.clock
 
+    # -- projects --
+
+    async def project_org(self, project_id: str) -> str:
+        """The organisation a project UUID belongs to (remembered by each process)."""
+        return await self.dispatcher.project_org(project_id) or DEFAULT_ORG
+
+    async def record_project(self, project: ProjectRef, org_id: str) -> None:
+        """Note a project named by slug in `org_id` as that organisation's, before anything
+        is made in it, so that its UUID names it from then on."""
+        if org_id == DEFAULT_ORG or not is_slug(project):
+            return
+        if await self.dispatcher.project_org(project.id) is not None:
+            return
+        now = self.clock.now_ms()
+        await self.store.insert_project_if_missing(
+            ProjectRecord(
+                id=project.id,
+                kind=PROJECT_VERYFRONT,
+                name=project.name,
+                created_at=now,
+                updated_at=now,
+                org_id=org_id,
+            )
+        )
+
     # -- workers --
 
     async def register(
@@ -177,11 +215,13 @@ class RunService:
         metadata: Any,
         registration_id: str | None = None,
         actor: Who | None = None,
+        org_id: str = DEFAULT_ORG,
     ) -> Registration:
-        """Register (or re-register: same project, kind and key) a worker; a fresh token
-        replaces any earlier one. `registration_id`: the registration token it registered
-        with, whose revocation revokes the worker's token too."""
-        project = project_ref(project_reference)
+        """Register (or re-register: same project, kind and key) a worker of `org_id`'s
+        project; a fresh token replaces any earlier one. `registration_id`: the registration
+        token it registered with, whose revocation revokes the worker's token too."""
+        project = project_ref(project_reference, org_id)
+        await self.record_project(project, org_id)
         now = self.clock.now_ms()
         worker_id = str(uuid.uuid4())
         token = WORKER_TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -197,6 +237,7 @@ class RunService:
                 projects=[project.name],
                 metadata={"implementation_kind": implementation_kind, "worker_key": worker_key},
                 registration_id=registration_id,
+                org_id=org_id,
             ),
             AgentWorkerRecord(
                 worker_id=worker_id,
@@ -270,31 +311,45 @@ class RunService:
     # -- producer side --
 
     async def admission_project(
-        self, new: NewRun, default_project: str | None
+        self, new: NewRun, default_project: str | None, org_id: str | None = None
     ) -> tuple[ProjectRef, ConversationRecord | None]:
         """The project a run would be admitted into, read without writing anything: a linked
-        conversation's project, else the named project, else `default_project`."""
+        conversation's project, else the named project, else `default_project`. Slugs are
+        the conversation's organisation's, else `org_id`'s (the caller's; None: any
+        organisation, slugs the default one's); another organisation's conversation does
+        not exist here."""
         conversation = None
         if new.owner_kind == "conversation" and new.conversation_id is not None:
             conversation = await self.store.get_conversation(new.conversation_id)
-            if conversation is not None and conversation.deleted_at is not None:
+            if conversation is not None and (
+                conversation.deleted_at is not None
+                or (org_id is not None and conversation.org_id != org_id)
+            ):
                 raise ConversationNotFound(new.conversation_id)
+        slug_org = conversation.org_id if conversation else (org_id or DEFAULT_ORG)
         if conversation is not None and conversation.project_id is not None:
+            if new.project_reference:
+                named = project_ref(new.project_reference, slug_org)
+                if named.id != conversation.project_id:
+                    raise Conflict("The conversation belongs to another project")
             name = conversation.project_name or conversation.project_id
             return ProjectRef(conversation.project_id, name), conversation
         reference = new.project_reference or default_project
         if reference is None:
             raise InvalidInput("project_id", "project_id is required (a project UUID or slug)")
-        return project_ref(reference), conversation
+        return project_ref(reference, slug_org), conversation
 
     async def admit(
-        self, new: NewRun, project: ProjectRef, conversation: ConversationRecord | None = None
+        self,
+        new: NewRun,
+        project: ProjectRef,
+        conversation: ConversationRecord | None = None,
+        org_id: str = DEFAULT_ORG,
     ) -> Admission:
-        """Queue a run in `project` (from admission_project, after the caller's access to it
-        was checked). A conversation-owned run's conversation is created if it does not exist
-        yet, and linked to the project if it has none."""
-        if new.project_reference and project_ref(new.project_reference).id != project.id:
-            raise Conflict("The conversation belongs to another project")
+        """Queue a run in `project`, of organisation `org_id` (from admission_project, after
+        the caller's access to it was checked). A conversation-owned run's conversation is
+        created if it does not exist yet, and linked to the project if it has none."""
+        await self.record_project(project, org_id)
         if new.idempotency_key:
             existing = await self.store.find_run_by_idempotency(project.id, new.idempotency_key)
             if existing is not None:
@@ -307,7 +362,7 @@ class RunService:
         now = self.clock.now_ms()
         conversation_id, message_id = new.conversation_id, new.message_id
         if new.owner_kind == "conversation":
-            conversation = await self._own_conversation(new, project, conversation, now)
+            conversation = await self._own_conversation(new, project, conversation, now, org_id)
             conversation_id = conversation.id
             message_id = message_id or await self._latest_user_message(conversation.id)
         run_id = new.run_id or f"run_{uuid.uuid4()}"
@@ -331,6 +386,7 @@ class RunService:
             work_type=new.queue_kind,
             agent_id=agent_id,
             extra={"protocol": PROTOCOL, "runId": run_id, "runKind": new.kind},
+            org_id=org_id,
         )
         run = RunRecord(
             run_id=run_id,
@@ -381,6 +437,7 @@ class RunService:
         project: ProjectRef,
         conversation: ConversationRecord | None,
         now: int,
+        org_id: str,
     ) -> ConversationRecord:
         """The run's conversation, created on first use and linked to the run's project."""
         if conversation is None:
@@ -390,6 +447,7 @@ class RunService:
                 updated_at=now,
                 project_id=project.id,
                 project_name=project.name,
+                org_id=org_id,
             )
             if await self.store.insert_conversation(conversation):
                 return conversation
@@ -405,7 +463,7 @@ class RunService:
             conversation = linked or await self.store.get_conversation(conversation.id)
             if conversation is None or conversation.deleted_at is not None:
                 raise ConversationNotFound(new.conversation_id or "")
-        if conversation.project_id != project.id:
+        if conversation.project_id != project.id or conversation.org_id != org_id:
             raise Conflict("The conversation belongs to another project")
         return conversation
 

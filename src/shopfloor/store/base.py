@@ -208,6 +208,7 @@ class ManagedStore(Protocol):
         limit: int,
         created_from: int | None = None,
         created_to: int | None = None,
+        org_id: str | None = None,
     ) -> list[AgentRecord]: ...
     async def list_agent_versions(
         self, agent_id: str, *, after_version: int | None, limit: int
@@ -487,6 +488,10 @@ class Store(
         """Cancel a still pending mutation; False if it is not pending."""
         ...
 
+    async def hosts_with_pending_mutations(self) -> set[str]:
+        """The workers that have a pending mutation."""
+        ...
+
     async def deliver_mutations(self, worker_id: str, now: int) -> list[Mutation]:
         """Stamp the host's pending mutations delivered, atomically, and return them."""
         ...
@@ -709,6 +714,7 @@ class Store(
     async def recovery_packets(self, session_id: str) -> list[RecoveryPacket]: ...
     # -- projects (environments) --
     async def insert_project(self, project: ProjectRecord) -> None: ...
+    async def insert_project_if_missing(self, project: ProjectRecord) -> bool: ...
     async def get_project(self, project_id: str) -> ProjectRecord | None: ...
     async def list_projects(
         self,

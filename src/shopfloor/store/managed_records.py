@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shopfloor.store.tenancy_records import DEFAULT_ORG
+
 # Managed session statuses (the wire's), and the agent loop's turn states.
 IDLE = "idle"
 RUNNING = "running"
@@ -25,6 +27,7 @@ class AgentRecord:
     updated_at: int
     project: str | None = None
     archived_at: int | None = None
+    org_id: str = DEFAULT_ORG
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ class ManagedSessionRecord:
 @dataclass(frozen=True)
 class ManagedFilter:
     environment_id: str | None = None  # only this environment's sessions
+    org_id: str | None = None  # only this organisation's sessions
     agent_id: str | None = None
     agent_version: int | None = None
     statuses: tuple[str, ...] = ()

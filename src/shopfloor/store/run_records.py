@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from shopfloor.store.tenancy_records import DEFAULT_ORG
+
 
 @dataclass(frozen=True)
 class AgentWorkerRecord:
@@ -94,6 +96,7 @@ class ConversationRecord:
     metadata: dict[str, Any] | None = None
     message_count: int = 0  # also the seq of its newest message
     deleted_at: int | None = None
+    org_id: str = DEFAULT_ORG
 
 
 @dataclass(frozen=True)

@@ -514,6 +514,7 @@ conversations = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("deleted_at", sa.BigInteger),
+    sa.Column("org_id", sa.String(64), nullable=False, server_default="org_default"),
 )
 
 conversation_messages = sa.Table(
@@ -576,6 +577,8 @@ agents = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("archived_at", sa.BigInteger),
+    sa.Column("org_id", sa.String(64), nullable=False, server_default="org_default"),
+    sa.Index("ix_agents_org", "org_id", "id"),
 )
 
 agent_versions = sa.Table(

@@ -883,6 +883,16 @@ class SqlStore(
         async with self.db.begin() as conn:
             await conn.execute(t.projects.insert().values(dataclasses.asdict(project)))
 
+    async def insert_project_if_missing(self, project: ProjectRecord) -> bool:
+        """False (nothing written) if a project of that id exists."""
+        async with self.db.begin() as conn:
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(t.projects.insert().values(dataclasses.asdict(project)))
+            except sa.exc.IntegrityError:
+                return False
+        return True
+
     async def get_project(self, project_id: str) -> ProjectRecord | None:
         async with self.db.connect() as conn:
             rows = await conn.fetch(_GET_PROJECT, {"b_id": project_id})

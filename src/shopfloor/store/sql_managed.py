@@ -143,12 +143,16 @@ class ManagedSql:
         limit: int,
         created_from: int | None = None,
         created_to: int | None = None,
+        org_id: str | None = None,
     ) -> list[AgentRecord]:
-        """Agents in id order after `after_id`; with `project`, only that project's."""
+        """Agents in id order after `after_id`; with `project`, only that project's; with
+        `org_id`, only that organisation's."""
         a = t.agents
         query = sa.select(a).order_by(a.c.id).limit(limit)
         if project is not None:
             query = query.where(a.c.project == project)
+        if org_id is not None:
+            query = query.where(a.c.org_id == org_id)
         if not include_archived:
             query = query.where(a.c.archived_at.is_(None))
         if after_id is not None:
@@ -249,6 +253,9 @@ class ManagedSql:
         ):
             if value is not None:
                 query = query.where(column == value)
+        if flt.org_id is not None:
+            s = t.sessions
+            query = query.join(s, s.c.id == m.c.session_id).where(s.c.org_id == flt.org_id)
         if flt.statuses:
             query = query.where(m.c.status.in_(list(flt.statuses)))
         if not flt.include_archived:

@@ -128,6 +128,12 @@ class RoutingSql:
         async with self.db.connect() as conn:
             return [Mutation(**r._mapping) for r in await conn.execute(query.limit(limit))]
 
+    async def hosts_with_pending_mutations(self) -> set[str]:
+        m = t.daemon_mutations
+        query = sa.select(m.c.worker_id).where(m.c.status == MUTATION_PENDING).distinct()
+        async with self.db.connect() as conn:
+            return {r.worker_id for r in await conn.execute(query)}
+
     async def cancel_mutation(self, mutation_id: str, now: int) -> bool:
         """Cancel a mutation that is still pending; False if it is not (any more)."""
         m = t.daemon_mutations

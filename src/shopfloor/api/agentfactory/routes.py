@@ -25,6 +25,7 @@ from shopfloor.api.envelope import (
 )
 from shopfloor.api.fastlane import hot
 from shopfloor.api.openapi import RUNTIME_TOKEN, af_errors, json_body, ok, security
+from shopfloor.api.public.daemon_routes import view as mutation_view
 from shopfloor.api.state import services
 from shopfloor.api.timefmt import iso
 from shopfloor.service.dispatch import StatusReport
@@ -125,15 +126,19 @@ async def heartbeat(worker_id: str, request: Request) -> JSONResponse:
         raise ApiError(400, "activeCount must be a non-negative number")
     if active > schemas.MAX_CAPACITY:
         raise ApiError(400, f"activeCount must be at most {schemas.MAX_CAPACITY}")
-    dispatcher = services(request).dispatcher
+    svc = services(request)
+    dispatcher = svc.dispatcher
     await dispatcher.heartbeat(worker_id, int(active))
-    return JSONResponse(
-        {
-            "acknowledged": True,
-            "serverTime": iso(dispatcher.clock.now_ms()),
-            "pendingWorkCount": await dispatcher.pending_count(caller.queue),
-        }
-    )
+    reply: dict[str, Any] = {
+        "acknowledged": True,
+        "serverTime": iso(dispatcher.clock.now_ms()),
+        "pendingWorkCount": await dispatcher.pending_count(caller.queue),
+    }
+    if svc.pending_mutations.has(worker_id):  # a set lookup: no statement for most heartbeats
+        delivered = await svc.mutations.deliver(worker_id)
+        if delivered:
+            reply["mutations"] = [mutation_view(m).model_dump() for m in delivered]
+    return JSONResponse(reply)
 
 
 @router.get("/api/workers/{worker_id}/poll", responses=ok(schemas.PollReply) | af_errors(403, 404))

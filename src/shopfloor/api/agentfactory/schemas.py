@@ -132,6 +132,11 @@ class HeartbeatReply(BaseModel):
     acknowledged: bool
     serverTime: str
     pendingWorkCount: int
+    mutations: list[dict[str, Any]] | None = Field(
+        None,
+        description="Daemon mutations queued for this host, delivered now, once (the daemon "
+        "v1 heartbeat's objects); absent when there are none",
+    )
 
 
 class QueuedWork(BaseModel):

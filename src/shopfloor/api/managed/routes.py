@@ -3,8 +3,9 @@ a session's threads and the cancel of its turn. One router per dialect over the 
 service, as the environment work API is: Anthropic's under /v1 (the `anthropic` SDK's
 `client.beta.agents/sessions`) and Qoder's under /api/v1/cloud (`qca`'s `agents` and
 `sessions`, `qoder-agent-sdk`'s cloud mode). Auth is the environment work API's: the admin
-key, or a registration token (`rsp_live_` limited to its environment), as Bearer (and
-`x-api-key` on Anthropic's path); errors are its envelope."""
+key, or a key of an organisation (`rsp_live_` limited to its environment), as Bearer (and
+`x-api-key` on Anthropic's path); errors are its envelope. Agents and sessions belong to an
+organisation: another organisation's key gets 404 for them and never lists them."""
 
 from __future__ import annotations
 
@@ -34,10 +35,10 @@ from shopfloor.api.openapi import (
 from shopfloor.api.state import services
 from shopfloor.service.managed import events as ev
 from shopfloor.service.managed.agents import Agent
+from shopfloor.service.managed.scope import Scope
 from shopfloor.service.managed.sessions import ManagedSessions, NewManagedSession
 from shopfloor.store.managed_records import EventQuery, ManagedFilter, ManagedSessionRecord
 from shopfloor.store.records import SessionEvent
-from shopfloor.store.tenancy_records import DEFAULT_ORG
 
 STATUSES = ("idle", "running", "rescheduling", "terminated")
 EVENT_TYPE = re.compile(r"^[a-z_]{1,32}\.[a-z_]{1,64}$")
@@ -50,6 +51,10 @@ SSE_DOC: dict[int | str, dict[str, Any]] = {
     },
     **errors(EnvironmentError, 404),
 }
+
+
+def _scope(who: Caller) -> Scope:
+    return Scope(org_id=who.scope_org, environment=who.environment)
 
 
 def _sessions(request: Request) -> ManagedSessions:
@@ -86,10 +91,9 @@ def managed_router(d: Dialect) -> APIRouter:
 
     async def _caller(request: Request) -> Caller:
         who = await authenticate(request, d.accept_x_api_key)
-        if who.scope_org not in (None, DEFAULT_ORG):
-            # Managed sessions are not yet kept apart by organisation: only the default
-            # organisation's keys (and the admin key) reach them.
-            raise ApiError(403, "This key's organisation may not use managed sessions yet.")
+        if who.environment is not None:
+            # A key limited to an environment of another organisation sees nothing there.
+            await require_environment(request, who, who.environment)
         return who
 
     # -- agents --
@@ -103,7 +107,7 @@ def managed_router(d: Dialect) -> APIRouter:
     async def create_agent(request: Request) -> dict[str, Any]:
         who = await _caller(request)
         definition = parse.new_agent(await parse.body(request))
-        return wire.agent(await _sessions(request).agents.create(definition, who.environment))
+        return wire.agent(await _sessions(request).agents.create(definition, _scope(who)))
 
     @router.get("/agents", summary="List agents", responses=_doc(schemas.AgentList))
     async def list_agents(
@@ -115,7 +119,7 @@ def managed_router(d: Dialect) -> APIRouter:
         who = await _caller(request)
         q = request.query_params
         found = await _sessions(request).agents.list_page(
-            who.environment,
+            _scope(who),
             include_archived=bool(env_wire.query_bool(include_archived, "include_archived")),
             after_id=_id_cursor(page, "agent_"),
             limit=env_wire.list_limit(limit),
@@ -133,7 +137,7 @@ def managed_router(d: Dialect) -> APIRouter:
     ) -> dict[str, Any]:
         who = await _caller(request)
         number = env_wire.query_int(version, "version", minimum=1)
-        return wire.agent(await _sessions(request).agents.get(agent_id, who.environment, number))
+        return wire.agent(await _sessions(request).agents.get(agent_id, _scope(who), number))
 
     @router.post(
         "/agents/{agent_id}",
@@ -145,7 +149,7 @@ def managed_router(d: Dialect) -> APIRouter:
         who = await _caller(request)
         changes, patch, version = parse.agent_update(await parse.body(request, empty_ok=True))
         agents = _sessions(request).agents
-        return wire.agent(await agents.update(agent_id, who.environment, changes, patch, version))
+        return wire.agent(await agents.update(agent_id, _scope(who), changes, patch, version))
 
     @router.get(
         "/agents/{agent_id}/versions",
@@ -158,7 +162,7 @@ def managed_router(d: Dialect) -> APIRouter:
         who = await _caller(request)
         after = None if page is None else env_wire.query_int(page, "page", minimum=1)
         head, versions, more = await _sessions(request).agents.versions(
-            agent_id, who.environment, after_version=after, limit=env_wire.list_limit(limit)
+            agent_id, _scope(who), after_version=after, limit=env_wire.list_limit(limit)
         )
         data = [wire.agent(Agent(head, v)) for v in versions]
         return wire.page(data, str(versions[-1].version) if more and versions else None)
@@ -170,7 +174,7 @@ def managed_router(d: Dialect) -> APIRouter:
     )
     async def archive_agent(agent_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
-        return wire.agent(await _sessions(request).agents.archive(agent_id, who.environment))
+        return wire.agent(await _sessions(request).agents.archive(agent_id, _scope(who)))
 
     # -- sessions --
 
@@ -197,7 +201,7 @@ def managed_router(d: Dialect) -> APIRouter:
             metadata={k: v for k, v in (parse.metadata(obj, patch=False) or {}).items() if v},
             resources=parse.resources(obj.get("resources")),
         )
-        return wire.session(await _sessions(request).create(new, who.environment))
+        return wire.session(await _sessions(request).create(new, _scope(who)))
 
     @router.get("/sessions", summary="List sessions", responses=_doc(schemas.SessionList))
     async def list_sessions(
@@ -218,6 +222,7 @@ def managed_router(d: Dialect) -> APIRouter:
         after, before = _created_bounds(request)
         flt = ManagedFilter(
             environment_id=who.environment,
+            org_id=who.scope_org,
             agent_id=agent_id,
             agent_version=env_wire.query_int(agent_version, "agent_version", minimum=1),
             statuses=statuses,
@@ -239,7 +244,7 @@ def managed_router(d: Dialect) -> APIRouter:
     )
     async def get_session(session_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
-        return wire.session(await _sessions(request).get(session_id, who.environment))
+        return wire.session(await _sessions(request).get(session_id, _scope(who)))
 
     @router.post(
         "/sessions/{session_id}",
@@ -256,7 +261,7 @@ def managed_router(d: Dialect) -> APIRouter:
         parse.session_extras(obj)
         record = await _sessions(request).update(
             session_id,
-            who.environment,
+            _scope(who),
             parse.title(obj.get("title")),
             parse.metadata(obj, patch=True),
         )
@@ -269,7 +274,7 @@ def managed_router(d: Dialect) -> APIRouter:
     )
     async def delete_session(session_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
-        await _sessions(request).delete(session_id, who.environment)
+        await _sessions(request).delete(session_id, _scope(who))
         return {"id": session_id, "type": "session_deleted"}
 
     @router.post(
@@ -279,7 +284,7 @@ def managed_router(d: Dialect) -> APIRouter:
     )
     async def archive_session(session_id: str, request: Request) -> dict[str, Any]:
         who = await _caller(request)
-        return wire.session(await _sessions(request).archive(session_id, who.environment))
+        return wire.session(await _sessions(request).archive(session_id, _scope(who)))
 
     @router.post(
         "/sessions/{session_id}/cancel",
@@ -292,7 +297,7 @@ def managed_router(d: Dialect) -> APIRouter:
     )
     async def cancel_session(session_id: str, request: Request) -> JSONResponse:
         who = await _caller(request)
-        canceled = await _sessions(request).cancel(session_id, who.environment)
+        canceled = await _sessions(request).cancel(session_id, _scope(who))
         body = {"id": session_id, "type": "session", "status": "canceling"}
         return JSONResponse(body, status_code=202 if canceled else 200)
 
@@ -327,7 +332,7 @@ def managed_router(d: Dialect) -> APIRouter:
         who = await _caller(request)
         inputs = parse.events(await parse.body(request))
         stored = await _sessions(request).send(
-            session_id, who.environment, inputs, refuse_busy=d.refuse_busy_input
+            session_id, _scope(who), inputs, refuse_busy=d.refuse_busy_input
         )
         return {"data": [wire.event(e) for e in stored]}
 
@@ -355,7 +360,7 @@ def managed_router(d: Dialect) -> APIRouter:
         session_id: str, request: Request, limit: str | None = None, page: str | None = None
     ) -> dict[str, Any]:
         who = await _caller(request)
-        record = await _sessions(request).get(session_id, who.environment)
+        record = await _sessions(request).get(session_id, _scope(who))
         env_wire.list_limit(limit)
         primary = wire.thread(record)
         if page is not None and page != primary["id"]:
@@ -423,7 +428,7 @@ def managed_router(d: Dialect) -> APIRouter:
 async def _thread(
     request: Request, session_id: str, thread_id: str, who: Caller
 ) -> ManagedSessionRecord:
-    record = await _sessions(request).get(session_id, who.environment)
+    record = await _sessions(request).get(session_id, _scope(who))
     if thread_id != wire.thread_id(session_id):
         raise ApiError(404, f"Thread {thread_id} not found")
     return record
@@ -443,7 +448,7 @@ async def _events_page(
     `page` (a previous page's `next_page`) goes on from where that page ended, within the
     same bounds."""
     sessions = _sessions(request)
-    await sessions.get(session_id, who.environment)
+    await sessions.get(session_id, _scope(who))
     q = request.query_params
     kinds = tuple(q.getlist("types[]") + q.getlist("types"))
     for kind in kinds:
@@ -475,7 +480,7 @@ async def _events_page(
         at_before=at_before,
         limit=min(count or EVENTS_LIMIT_MAX, EVENTS_LIMIT_MAX),
     )
-    found = await sessions.events(session_id, who.environment, query)
+    found = await sessions.events(session_id, _scope(who), query)
     last = found.items[-1].id if found.items else None
     next_page = None
     if found.has_more and last is not None:
@@ -492,7 +497,7 @@ async def _stream(
     if resume is None:
         header = request.headers.get("last-event-id", "").strip()
         name, resume = "Last-Event-ID", header or None
-    batches = await _sessions(request).stream(session_id, who.environment, resume, name)
+    batches = await _sessions(request).stream(session_id, _scope(who), resume, name)
     return StreamingResponse(_frames(batches), media_type="text/event-stream", headers=SSE_HEADERS)
 
 

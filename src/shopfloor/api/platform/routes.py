@@ -164,11 +164,23 @@ async def create_m2m_client(request: Request, who: Caller) -> JSONResponse:
     return JSONResponse({"client": {**view, "clientSecret": secret}}, status_code=201)
 
 
-@router.get("/api/admin/m2m-clients", response_model=None, responses=ok(schemas.M2MClientList))
-async def list_m2m_clients(request: Request, who: Caller) -> dict[str, Any]:
+@router.get(
+    "/api/admin/m2m-clients",
+    response_model=None,
+    responses=ok(schemas.M2MClientList) | af_errors(404),
+)
+async def list_m2m_clients(
+    request: Request,
+    who: Caller,
+    orgId: str | None = None,
+) -> dict[str, Any]:
+    """The caller's organisation's clients (the admin key: every organisation's, or the one
+    `orgId` names)."""
     if not who.may("org_keys:write"):
         raise ApiError(403, "Listing M2M clients needs the org_keys:write scope")
-    clients = await services(request).dispatcher.store.list_m2m_clients(who.org_id)
+    svc = services(request)
+    org = who.org_id if orgId is None else await _org_of(svc, who, orgId)
+    clients = await svc.dispatcher.store.list_m2m_clients(org)
     return {"clients": [schemas.m2m_view(c) for c in clients]}
 
 

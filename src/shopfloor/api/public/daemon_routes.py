@@ -165,8 +165,7 @@ def view(m: Mutation) -> MutationView:
 
 
 def _mutations(request: Request) -> DaemonMutations:
-    svc = services(request)
-    return DaemonMutations(svc.dispatcher.store, svc.clock)
+    return services(request).mutations
 
 
 def _need(who: Principal, scope: str) -> None:

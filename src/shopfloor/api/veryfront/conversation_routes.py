@@ -12,7 +12,14 @@ from fastapi.responses import JSONResponse
 from shopfloor.api.envelope import INT64_MAX, ApiError
 from shopfloor.api.openapi import json_body
 from shopfloor.api.veryfront import content, parse
-from shopfloor.api.veryfront.auth import WRONG_PROJECT, VfCaller, run_service, vf_caller
+from shopfloor.api.veryfront.auth import (
+    WRONG_PROJECT,
+    VfCaller,
+    named_project,
+    require_project,
+    run_service,
+    vf_caller,
+)
 from shopfloor.api.veryfront.conversation_wire import (
     conversation_view,
     input_request_view,
@@ -59,30 +66,26 @@ def _service(request: Request) -> ConversationService:
     return ConversationService(run_service(request))
 
 
-def _require(caller: VfCaller, conversation: ConversationRecord) -> None:
-    if conversation.project_id is not None:
-        caller.require_project(conversation.project_id)
-    elif not caller.all_projects:
-        raise ApiError(403, WRONG_PROJECT)
-
-
 async def _conversation(
     request: Request, conversation_id: str, caller: VfCaller
 ) -> ConversationRecord:
     conversation = await _service(request).get(parse.uuid_param(conversation_id, "conversation_id"))
-    _require(caller, conversation)
+    caller.require_conversation(conversation)
     return conversation
 
 
-def _project(body: dict[str, Any], caller: VfCaller) -> ProjectRef | None:
+async def _project(
+    request: Request, body: dict[str, Any], caller: VfCaller, slug_org: str | None = None
+) -> tuple[ProjectRef, str] | None:
+    """The project the body names (a slug: of `slug_org`, else of the caller's
+    organisation), and its organisation, if the caller may use it."""
     value = body.get("project_id")
     if value is None:
         return None
     if not isinstance(value, str):
         raise ApiError(400, "project_id must be a project UUID or slug")
-    project = project_ref(parse.project_reference(value))
-    caller.require_project(project.id)
-    return project
+    project = project_ref(parse.project_reference(value), slug_org or caller.slug_org)
+    return project, await require_project(request, caller, project, slug_org)
 
 
 # -- conversations --
@@ -99,16 +102,18 @@ async def create_conversation(request: Request, caller: Caller) -> JSONResponse:
     """Start a conversation, in the named project or the token's own."""
     user_only(caller, "Create conversations")
     body = parse.parse_json(await request.body(), empty_ok=True)
-    project = _project(body, caller)
-    if project is None and caller.project is not None:
-        project = project_ref(caller.project)
+    named = await _project(request, body, caller)
+    if named is None and caller.project is not None:
+        own = named_project(caller, caller.project)
+        named = own, await require_project(request, caller, own)
+    project, org = named if named is not None else (None, caller.slug_org)
     new = NewConversation(
         project=project,
         title=parse.opt_text(body, "title", 500),
         type=parse.opt_choice(body, "type", CONVERSATION_TYPES) or "chat",
         metadata=parse.opt_object(body, "metadata"),
     )
-    conversation = await _service(request).create(new)
+    conversation = await _service(request).create(new, org)
     return JSONResponse(conversation_view(conversation), status_code=201)
 
 
@@ -132,9 +137,12 @@ async def update_conversation(
     user_only(caller, "Change conversations")
     conversation = await _conversation(request, conversation_id, caller)
     body = parse.parse_json(await request.body())
+    named = await _project(request, body, caller, conversation.org_id)
+    if named is not None and named[1] != conversation.org_id:
+        raise ApiError(403, WRONG_PROJECT)  # (the admin key: one organisation's each)
     updated = await _service(request).update(
         conversation.id,
-        project=_project(body, caller),
+        project=None if named is None else named[0],
         title=parse.opt_text(body, "title", 500),
         metadata=parse.opt_object(body, "metadata"),
     )

@@ -18,7 +18,13 @@ from shopfloor.api.limits import MIB, body_limit
 from shopfloor.api.openapi import errors, json_body, ok, security
 from shopfloor.api.veryfront import parse
 from shopfloor.api.veryfront import schemas as vs
-from shopfloor.api.veryfront.auth import VfCaller, run_service, vf_caller
+from shopfloor.api.veryfront.auth import (
+    VfCaller,
+    named_project,
+    require_project,
+    run_service,
+    vf_caller,
+)
 from shopfloor.api.veryfront.wire import (
     TERMINAL_FROM_WIRE,
     run_status,
@@ -31,7 +37,6 @@ from shopfloor.service.runs import (
     AgentWorker,
     Completion,
     RunService,
-    project_ref,
 )
 
 router = APIRouter(tags=[vs.VERYFRONT], responses=errors(vs.VeryfrontError, 400, 401, 403, 413))
@@ -65,7 +70,7 @@ async def register_worker(project_reference: str, request: Request, caller: Call
     if caller.worker is not None:
         raise ApiError(403, "Register a worker with a project token")
     reference = parse.project_reference(project_reference)
-    caller.require_project(project_ref(reference).id)
+    org = await require_project(request, caller, named_project(caller, reference))
     body = parse.parse_json(await request.body())
     kind = parse.pattern_field(body, "implementation_kind")
     key = parse.pattern_field(body, "worker_key")
@@ -81,6 +86,7 @@ async def register_worker(project_reference: str, request: Request, caller: Call
         metadata=metadata,
         registration_id=caller.registration.id if caller.registration else None,
         actor=caller.actor,
+        org_id=org,
     )
     return JSONResponse(
         {"worker": worker_view(registration.worker), "token": registration.token},
@@ -201,7 +207,7 @@ async def append_events(
     expected_event_id = parse.opt_cursor(body, "expected_previous_event_id")
     runs = run_service(request)
     current = await runs.state(run_id, conversation_id)
-    caller.require_project(current.run.project_id)
+    caller.require_run(current)
     state = await runs.append(
         run_id,
         conversation_id,
@@ -248,7 +254,7 @@ async def read_conversation_run(
 ) -> dict[str, Any]:
     conversation_id = parse.uuid_param(conversation_id, "conversation_id")
     state = await run_service(request).state(parse.run_id_param(run_id), conversation_id)
-    caller.require_project(state.run.project_id)
+    caller.require_run(state)
     return run_view(state)
 
 
@@ -276,7 +282,7 @@ async def complete_run(run_id: str, request: Request, caller: Caller) -> dict[st
     )
     runs = run_service(request)
     current = await runs.state(run_id)
-    caller.require_project(current.run.project_id)
+    caller.require_run(current)
     state = await runs.complete(run_id, done, caller.worker_id)
     view = run_view(state)
     return {"completed": True, "run": view, "status": run_status(state.session)}

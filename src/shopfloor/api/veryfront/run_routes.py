@@ -18,7 +18,14 @@ from shopfloor.api.envelope import INT64_MAX, ApiError
 from shopfloor.api.openapi import json_body
 from shopfloor.api.veryfront import parse
 from shopfloor.api.veryfront.admission import admission
-from shopfloor.api.veryfront.auth import VfCaller, run_service, vf_caller
+from shopfloor.api.veryfront.auth import (
+    WRONG_PROJECT,
+    VfCaller,
+    named_project,
+    require_project,
+    run_service,
+    vf_caller,
+)
 from shopfloor.api.veryfront.user_schemas import (
     USER_ERRORS,
     VERYFRONT_USER,
@@ -32,7 +39,7 @@ from shopfloor.api.veryfront.user_schemas import (
 )
 from shopfloor.api.veryfront.wire import canonical_run_view, event_view, page_info
 from shopfloor.service.notifier import cancel_wait
-from shopfloor.service.runs import RunService, RunState, project_ref, watch_key
+from shopfloor.service.runs import RunService, RunState, watch_key
 
 router = APIRouter(tags=[VERYFRONT_USER], responses=USER_ERRORS)
 Caller = Annotated[VfCaller, Depends(vf_caller)]
@@ -65,9 +72,12 @@ async def create_run(request: Request, caller: Caller) -> JSONResponse:
     body = parse.parse_json(await request.body())
     new = admission(body, request.headers.get("idempotency-key"))
     runs = run_service(request)
-    project, conversation = await runs.admission_project(new, caller.project)
-    caller.require_project(project.id)
-    admitted = await runs.admit(new, project, conversation)
+    project, conversation = await runs.admission_project(new, caller.project, caller.org_id)
+    slug_org = conversation.org_id if conversation is not None else caller.slug_org
+    org = await require_project(request, caller, project, slug_org)
+    if conversation is not None and conversation.org_id != org:
+        raise ApiError(403, WRONG_PROJECT)  # (the admin key: one organisation's each)
+    admitted = await runs.admit(new, project, conversation, org)
     view = canonical_run_view(admitted.state)
     return JSONResponse(
         {
@@ -84,7 +94,7 @@ async def create_run(request: Request, caller: Caller) -> JSONResponse:
 
 async def _readable(request: Request, run_id: str, caller: VfCaller) -> RunState:
     state = await run_service(request).state(parse.run_id_param(run_id))
-    caller.require_project(state.run.project_id)
+    caller.require_run(state)
     return state
 
 
@@ -195,8 +205,8 @@ async def list_project_runs(
     limit: Annotated[str | None, Query(description="1-100, default 20")] = None,
 ) -> dict[str, Any]:
     """A project's runs (by project UUID or slug), newest first."""
-    project = project_ref(parse.project_reference(project_reference))
-    caller.require_project(project.id)
+    project = named_project(caller, parse.project_reference(project_reference))
+    await require_project(request, caller, project)
     size = parse.query_int(limit, "limit", 1, RUNS_MAX, RUNS_DEFAULT)
     before = None if cursor is None else _decode_cursor(cursor)
     found = await run_service(request).list_runs(project.id, before, size + 1)

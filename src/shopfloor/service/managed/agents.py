@@ -1,8 +1,9 @@
 """Agents: a model, a system prompt and tools, versioned. Every change makes a new version;
 sessions keep a snapshot of the version they were made with.
 
-A key limited to one environment (an `rsp_live_` token) sees only the agents made with a key
-limited to that same environment; an unrestricted key (admin, `rsk_live_`) sees them all."""
+An agent belongs to the organisation of the key that made it. A key limited to one environment
+(an `rsp_live_` token) sees only the agents made with a key limited to that same environment;
+an organisation-wide key (`rsk_live_`) all of its organisation's; the admin key every one."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from shopfloor.clock import Clock
 from shopfloor.ids import uuid7_hex
 from shopfloor.service.environments import merge_metadata
 from shopfloor.service.errors import AgentNotFound, Conflict, InvalidInput
+from shopfloor.service.managed.scope import Scope
 from shopfloor.store import Store
 from shopfloor.store.managed_records import AgentRecord, AgentVersionRecord
+from shopfloor.store.tenancy_records import DEFAULT_ORG
 
 ATTEMPTS = 5
 
@@ -40,8 +43,10 @@ class AgentPage:
     has_more: bool
 
 
-def visible(agent: AgentRecord, scope: str | None) -> bool:
-    return scope is None or agent.project == scope
+def visible(agent: AgentRecord, scope: Scope) -> bool:
+    if scope.org_id is not None and agent.org_id != scope.org_id:
+        return False
+    return scope.environment is None or agent.project == scope.environment
 
 
 class Agents:
@@ -49,22 +54,30 @@ class Agents:
         self.store = store
         self.clock = clock
 
-    async def create(self, definition: dict[str, Any], scope: str | None) -> Agent:
+    async def create(
+        self, definition: dict[str, Any], scope: Scope, org_id: str = DEFAULT_ORG
+    ) -> Agent:
+        """An agent of `scope`'s organisation (`org_id` when the scope is every one's)."""
         now = self.clock.now_ms()
         head = AgentRecord(
-            id="agent_" + uuid7_hex(), version=1, created_at=now, updated_at=now, project=scope
+            id="agent_" + uuid7_hex(),
+            version=1,
+            created_at=now,
+            updated_at=now,
+            project=scope.environment,
+            org_id=scope.org_id or org_id,
         )
         first = AgentVersionRecord(head.id, 1, definition, now)
         await self.store.insert_agent(head, first)
         return Agent(head, first)
 
-    async def head(self, agent_id: str, scope: str | None) -> AgentRecord:
+    async def head(self, agent_id: str, scope: Scope) -> AgentRecord:
         head = await self.store.get_agent(agent_id)
         if head is None or not visible(head, scope):
             raise AgentNotFound(agent_id)
         return head
 
-    async def get(self, agent_id: str, scope: str | None, version: int | None = None) -> Agent:
+    async def get(self, agent_id: str, scope: Scope, version: int | None = None) -> Agent:
         head = await self.head(agent_id, scope)
         wanted = head.version if version is None else version
         found = await self.store.get_agent_version(agent_id, wanted)
@@ -74,7 +87,7 @@ class Agents:
 
     async def list_page(
         self,
-        scope: str | None,
+        scope: Scope,
         *,
         include_archived: bool,
         after_id: str | None,
@@ -83,7 +96,8 @@ class Agents:
         created_to: int | None = None,
     ) -> AgentPage:
         heads = await self.store.list_agents(
-            project=scope,
+            project=scope.environment,
+            org_id=scope.org_id,
             include_archived=include_archived,
             after_id=after_id,
             limit=limit + 1,
@@ -98,7 +112,7 @@ class Agents:
         return AgentPage(items, len(heads) > limit)
 
     async def versions(
-        self, agent_id: str, scope: str | None, *, after_version: int | None, limit: int
+        self, agent_id: str, scope: Scope, *, after_version: int | None, limit: int
     ) -> tuple[AgentRecord, list[AgentVersionRecord], bool]:
         head = await self.head(agent_id, scope)
         found = await self.store.list_agent_versions(
@@ -109,7 +123,7 @@ class Agents:
     async def update(
         self,
         agent_id: str,
-        scope: str | None,
+        scope: Scope,
         changes: Mapping[str, Any],
         metadata_patch: Mapping[str, str | None] | None,
         expected_version: int | None,
@@ -140,7 +154,7 @@ class Agents:
                 raise Conflict(f"version: agent {agent_id} was updated concurrently")
         raise Conflict(f"Agent {agent_id} is being changed concurrently")
 
-    async def archive(self, agent_id: str, scope: str | None) -> Agent:
+    async def archive(self, agent_id: str, scope: Scope) -> Agent:
         await self.head(agent_id, scope)
         head = await self.store.archive_agent(agent_id, self.clock.now_ms())
         if head is None:

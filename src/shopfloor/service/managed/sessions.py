@@ -2,8 +2,9 @@
 watched as a stream, ended by archive, delete or an operator stop.
 
 A managed session is a session row (its work item in the environment's queue) plus its
-managed row; its events are the session's timeline. A key limited to one environment sees
-only the sessions of that environment."""
+managed row; its events are the session's timeline. A session belongs to its environment's
+organisation (the session row's `org_id`): a key of another organisation does not see it, and
+a key limited to one environment sees only the sessions of that environment."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from shopfloor.service.managed import events as ev
 from shopfloor.service.managed import state
 from shopfloor.service.managed.agents import Agents
 from shopfloor.service.managed.log import ManagedLog
+from shopfloor.service.managed.scope import Scope
 from shopfloor.service.managed.state import Input, Step
 from shopfloor.service.notifier import Notifier, cancel_wait
 from shopfloor.store import Store
@@ -101,8 +103,15 @@ class ManagedSessions:
 
     # -- reading --
 
-    async def get(self, session_id: str, scope: str | None) -> ManagedSessionRecord:
-        return _visible(await self.store.get_managed_session(session_id), session_id, scope)
+    async def get(self, session_id: str, scope: Scope) -> ManagedSessionRecord:
+        record = _visible(await self.store.get_managed_session(session_id), session_id, scope)
+        if scope.org_id is not None and scope.environment is None:
+            # An organisation-wide key: the session row says whose it is. (A key limited to
+            # an environment is of that environment's organisation, and so are its sessions.)
+            session = await self.store.get_session(session_id)
+            if session is None or session.org_id != scope.org_id:
+                raise ManagedSessionNotFound(session_id)
+        return record
 
     async def list_page(self, flt: ManagedFilter) -> SessionPage:
         found = await self.store.list_managed_sessions(
@@ -110,7 +119,7 @@ class ManagedSessions:
         )
         return SessionPage(found[: flt.limit], len(found) > flt.limit)
 
-    async def events(self, session_id: str, scope: str | None, query: EventQuery) -> EventPage:
+    async def events(self, session_id: str, scope: Scope, query: EventQuery) -> EventPage:
         await self.get(session_id, scope)
         found = await self.store.managed_events(
             session_id, dataclasses.replace(query, limit=query.limit + 1)
@@ -119,8 +128,9 @@ class ManagedSessions:
 
     # -- creating --
 
-    async def create(self, new: NewManagedSession, scope: str | None) -> ManagedSessionRecord:
-        queue = await self.environments.accepting_queue(new.environment_id)
+    async def create(self, new: NewManagedSession, scope: Scope) -> ManagedSessionRecord:
+        environment = await self.environments.accepting(new.environment_id, scope.org_id)
+        queue = environment.id
         agent = await self.agents.get(new.agent.agent_id, scope, new.agent.version)
         if agent.head.archived_at is not None:
             raise InvalidInput("agent", f"agent: {agent.head.id} is archived")
@@ -158,6 +168,7 @@ class ManagedSessions:
             work_type=MANAGED_WORK_TYPE,
             agent_id=agent.head.id,
             metadata=dict(managed.metadata),
+            org_id=environment.org_id,
         )
         created = SessionEvent(
             session_id=sid,
@@ -179,13 +190,15 @@ class ManagedSessions:
     async def send(
         self,
         session_id: str,
-        scope: str | None,
+        scope: Scope,
         inputs: list[Input],
         *,
         refuse_busy: bool = False,
     ) -> list[SessionEvent]:
         """Store a client's events and act on them. `refuse_busy`: a user message while the
         turn runs is a SessionBusy conflict instead of input for the same turn."""
+        if scope.org_id is not None and scope.environment is None:
+            await self.get(session_id, scope)  # (not the worker's path: its key is narrower)
 
         def build(row: ManagedSessionRecord, now: int) -> Step:
             _visible(row, session_id, scope)
@@ -205,7 +218,7 @@ class ManagedSessions:
         if step.needs_worker:
             await self.log.ensure_work_item(record.session_id, "new input for the managed session")
 
-    async def cancel(self, session_id: str, scope: str | None) -> bool:
+    async def cancel(self, session_id: str, scope: Scope) -> bool:
         """End the running turn as an interrupt does; False (nothing written) if the session
         is between turns."""
         row = await self.get(session_id, scope)
@@ -221,7 +234,7 @@ class ManagedSessions:
     async def update(
         self,
         session_id: str,
-        scope: str | None,
+        scope: Scope,
         title: str | None,
         metadata_patch: Mapping[str, str | None] | None,
     ) -> ManagedSessionRecord:
@@ -238,7 +251,7 @@ class ManagedSessions:
         record, _, _ = await self.log.write(session_id, build)
         return record
 
-    async def archive(self, session_id: str, scope: str | None) -> ManagedSessionRecord:
+    async def archive(self, session_id: str, scope: Scope) -> ManagedSessionRecord:
         await self.get(session_id, scope)
 
         def build(row: ManagedSessionRecord, now: int) -> Step:
@@ -250,7 +263,7 @@ class ManagedSessions:
         await self.log.cancel_queued_item(session_id, "session archived")
         return record
 
-    async def delete(self, session_id: str, scope: str | None) -> None:
+    async def delete(self, session_id: str, scope: Scope) -> None:
         await self.get(session_id, scope)
         await self.log.write(session_id, lambda row, now: state.terminate(row, now, deleted=True))
         await self.log.cancel_queued_item(session_id, "session deleted")
@@ -276,7 +289,7 @@ class ManagedSessions:
         return found
 
     async def stream(
-        self, session_id: str, scope: str | None, after_event: str | None = None, name: str = ""
+        self, session_id: str, scope: Scope, after_event: str | None = None, name: str = ""
     ) -> AsyncIterator[list[SessionEvent]]:
         """Every event committed after this call (or, resuming, after the event
         `after_event`, a 400 naming `name` if unknown), in batches as they come; an empty
@@ -315,12 +328,12 @@ class ManagedSessions:
 
 
 def _visible(
-    record: ManagedSessionRecord | None, session_id: str, scope: str | None
+    record: ManagedSessionRecord | None, session_id: str, scope: Scope
 ) -> ManagedSessionRecord:
     """The session, if it exists and the caller's key may see it."""
     if record is None or record.deleted_at is not None:
         raise ManagedSessionNotFound(session_id)
-    if scope is not None and record.environment_id != scope:
+    if scope.environment is not None and record.environment_id != scope.environment:
         raise ManagedSessionNotFound(session_id)
     return record
 
