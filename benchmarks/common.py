@@ -46,6 +46,8 @@ class Config:
     idle_seconds: float = 30.0
     idle_jobs: int = 300
     ceiling_seconds: float = 10.0
+    ingest_sessions: int = 64  # K: sessions streaming events at once (event_ingest)
+    ingest_seconds: float = 8.0  # each ingestion phase, and each of its ceilings
     # pollInterval the shopfloor server hands AgentFactory workers (the protocol's default;
     # the smoke run shortens it only so that it finishes quickly).
     poll_interval_ms: int = 5000
@@ -66,6 +68,8 @@ class Config:
             idle_seconds=3.0,
             idle_jobs=10,
             ceiling_seconds=1.0,
+            ingest_sessions=8,
+            ingest_seconds=0.5,
             poll_interval_ms=250,
             runs=1,
             smoke=True,
