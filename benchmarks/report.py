@@ -366,6 +366,54 @@ def ingest_section(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     ]
 
 
+TARGET_FANOUT_P99_MS = 50.0
+TARGET_FANOUT_RSS_MB = 200.0
+
+
+def fanout_section(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    entries = [e for e in workloads.values() if e["kind"] == "fanout"]
+    if not entries:
+        return []
+    w, s = cfg.get("fanout_watchers", 1000), cfg.get("fanout_sessions", 100)
+    lines = [
+        "## Fan-out to live watchers",
+        "",
+        f"{fmt(w)} SSE watchers (`GET /runs/{{run}}/events`, `Accept: text/event-stream`) over "
+        f"{fmt(s)} Veryfront runs, {w // max(s, 1)} per run, split over the load processes; "
+        f"events are appended one per request at {cfg.get('fanout_rate', 0):g}/s round robin "
+        f"over the runs for {cfg.get('fanout_seconds', 0):g} s, each by its run's worker. "
+        "**Latency** is from the append being sent to the event reaching a watcher (writer "
+        "and watcher read the same wall clock), over every delivery: an upper bound of "
+        "commit-to-watcher by at most the append's own round trip (shown). A run counts only "
+        "if every watcher got every event of its run. **RSS added** is the server's growth "
+        "once every watcher is connected (or, if higher, after the events), scaled to 1,000 "
+        "watchers; **idle CPU** is the server's CPU over 3 s with every watcher connected and "
+        "nothing appended; **CPU while streaming** is over the appends and their delivery. "
+        "One server process (the several-process Postgres variant is not built yet).",
+        "",
+        "| workload | deliveries/s | p50 ms | p99 ms | append p50 / p99 ms | RSS added per "
+        "1,000 watchers MB | idle CPU % per 1,000 | CPU % while streaming (per 1,000) "
+        "| p99 < 50 ms | RSS < 200 MB per 1,000 | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for entry in entries:
+        if entry["skipped"]:
+            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} |" + " |" * 9)
+            continue
+        m = entry["median"]
+        p99, rss = m.get("p99_ms"), m.get("rss_added_per_1000_mb")
+        lines.append(
+            f"| {entry['label']} | {fmt(m.get('deliveries_per_s'))} | {fmt(m.get('p50_ms'), 1)} "
+            f"| {fmt(p99, 1)} | {fmt(m.get('append_p50_ms'), 1)} / "
+            f"{fmt(m.get('append_p99_ms'), 1)} | {fmt(rss)} "
+            f"| {fmt(m.get('idle_cpu_percent_per_1000'), 1)} "
+            f"| {fmt(m.get('server_cpu_percent'))} ({fmt(m.get('server_cpu_percent_per_1000'))}) "
+            f"| {_check(p99, (p99 or 0) < TARGET_FANOUT_P99_MS)} "
+            f"| {_check(rss, (rss or 0) < TARGET_FANOUT_RSS_MB)} | {_runs_note(entry)} |"
+        )
+    return [*lines, ""]
+
+
 def write_ingest_plot(results: dict[str, Any], path: Path) -> bool:
     """Events/s of each traffic shape next to its driver-only ceiling, per database."""
     entries = [e for e in results["workloads"].values() if e["kind"] == "ingest" and e["median"]]
@@ -569,6 +617,7 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         *long_poll_note(workloads, cfg),
         *_idle_cut_short_note(workloads, cfg),
         *ingest_section(workloads, cfg),
+        *fanout_section(workloads, cfg),
         "## Targets for this round",
         "",
         *targets_table(workloads, cfg),

@@ -28,6 +28,7 @@ from typing import Any
 from benchmarks import (
     ceiling,
     event_ingest,
+    fanout,
     idle_envapi,
     idle_workers,
     peers_pgqueuer,
@@ -45,7 +46,7 @@ Runner = Callable[[Config, Path], Awaitable[dict[str, Any]]]
 @dataclass(frozen=True)
 class Workload:
     name: str
-    kind: str  # "dispatch" | "ceiling" | "idle" | "ingest"
+    kind: str  # "dispatch" | "ceiling" | "idle" | "ingest" | "fanout"
     label: str
     system: str  # "shopfloor" or the peer's name: the table compares shopfloor to peers
     run: Runner
@@ -85,6 +86,10 @@ WORKLOADS: list[Workload] = [
              _on("sqlite", event_ingest.run)),
     Workload("ingest-postgres", "ingest", "event ingestion, Postgres", "shopfloor",
              _on("postgres", event_ingest.run)),
+    Workload("fanout-sqlite", "fanout", "SSE fan-out, SQLite", "shopfloor",
+             _on("sqlite", fanout.run)),
+    Workload("fanout-postgres", "fanout", "SSE fan-out, Postgres", "shopfloor",
+             _on("postgres", fanout.run)),
 ]  # fmt: skip
 
 
