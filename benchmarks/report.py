@@ -388,7 +388,8 @@ def fanout_section(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
         "if every watcher got every event of its run. **RSS added** is the server's growth "
         "once every watcher is connected (or, if higher, after the events), scaled to 1,000 "
         "watchers; **idle CPU** is the server's CPU over 3 s with every watcher connected and "
-        "nothing appended; **CPU while streaming** is over the appends and their delivery. "
+        "nothing appended; **CPU while streaming** is over the appends and their delivery, "
+        "which also sets deliveries/s. "
         "One server process (the several-process Postgres variant is not built yet).",
         "",
         "| workload | deliveries/s | p50 ms | p99 ms | append p50 / p99 ms | RSS added per "
