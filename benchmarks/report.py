@@ -267,16 +267,16 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def ingest_table(workloads: dict[str, Any]) -> list[str]:
     lines = [
         "| workload | traffic | events / request | events/s (min–max) | requests/s | p50 ms "
-        "| p99 ms | server CPU % | driver-only events/s | driver-only p50 / p99 ms "
-        "| ÷ driver-only | runs |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| p99 ms | server CPU % | server CPU ms per request | driver-only events/s "
+        "| driver-only p50 / p99 ms | ÷ driver-only | runs |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for entry in workloads.values():
         if entry["kind"] != "ingest":
             continue
         database = entry["label"]
         if entry["skipped"]:
-            lines.append(f"| {database} | skipped: {entry['skipped']} |" + " |" * 10)
+            lines.append(f"| {database} | skipped: {entry['skipped']} |" + " |" * 11)
             continue
         m = entry["median"]
         for phase, (traffic, batch) in INGEST_PHASES.items():
@@ -287,12 +287,20 @@ def ingest_table(workloads: dict[str, Any]) -> list[str]:
                 f"{_spread(entry, f'{phase}_events_per_s')} "
                 f"| {fmt(m.get(f'{phase}_requests_per_s'))} | {fmt(m.get(f'{phase}_p50_ms'), 1)} "
                 f"| {fmt(m.get(f'{phase}_p99_ms'), 1)} "
-                f"| {fmt(m.get(f'{phase}_server_cpu_percent'))} | {fmt(ceiling)} "
+                f"| {fmt(m.get(f'{phase}_server_cpu_percent'))} "
+                f"| {fmt(_cpu_ms(m, phase), 2)} | {fmt(ceiling)} "
                 f"| {fmt(m.get(f'ceiling_{phase}_p50_ms'), 2)} / "
                 f"{fmt(m.get(f'ceiling_{phase}_p99_ms'), 2)} "
                 f"| {fmt(_ratio(rate, ceiling), 2)} | {_runs_note(entry)} |"
             )
     return lines
+
+
+def _cpu_ms(m: dict[str, Any], phase: str) -> float | None:
+    """Server CPU per request: less sensitive than the rates to other work on the machine
+    (which takes cores from the server but not CPU time from its requests)."""
+    cpu, rate = m.get(f"{phase}_server_cpu_percent"), m.get(f"{phase}_requests_per_s")
+    return cpu / 100 / rate * 1000 if cpu is not None and rate else None
 
 
 def ingest_targets(workloads: dict[str, Any]) -> list[str]:
@@ -528,8 +536,10 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
     ax2.set_title(f"Enqueue-to-claim at {cfg['paced_rate']:g} jobs/s offered (p50 solid, p99 pale)")
     ax2.set_xlabel("ms, log scale (lower is better)")
     ax2.set_yticklabels([])
+    # Drains carried over from an earlier run (run.py --keep) are labelled with that run.
+    started = {e.get("carried_from") or results["started"] for e in rows} or {results["started"]}
     fig.suptitle(
-        f"shopfloor vs peers, {results['machine']['cpus']} cores, run {results['started']}"
+        f"shopfloor vs peers, {results['machine']['cpus']} cores, run {', '.join(sorted(started))}"
         + ("  (SMOKE: tiny N, not a measurement)" if cfg["smoke"] else "")
     )
     fig.tight_layout()
