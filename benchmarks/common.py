@@ -46,6 +46,14 @@ class Config:
     idle_seconds: float = 30.0
     idle_jobs: int = 300
     ceiling_seconds: float = 10.0
+    ingest_sessions: int = 64  # K: sessions streaming events at once (event_ingest)
+    ingest_seconds: float = 8.0  # each ingestion phase, and each of its ceilings
+    fanout_watchers: int = 1000  # W: live SSE watchers (fanout)
+    fanout_sessions: int = 100  # S: the runs they watch, W/S each
+    # events/s appended over all S runs: 10 watchers each make 10 x that in deliveries/s; at
+    # 50/s this shared machine fell behind (p50 4.4 s), so the default is what it keeps up with
+    fanout_rate: float = 10.0
+    fanout_seconds: float = 10.0
     # pollInterval the shopfloor server hands AgentFactory workers (the protocol's default;
     # the smoke run shortens it only so that it finishes quickly).
     poll_interval_ms: int = 5000
@@ -66,6 +74,12 @@ class Config:
             idle_seconds=3.0,
             idle_jobs=10,
             ceiling_seconds=1.0,
+            ingest_sessions=8,
+            ingest_seconds=0.5,
+            fanout_watchers=20,
+            fanout_sessions=4,
+            fanout_rate=20.0,
+            fanout_seconds=1.0,
             poll_interval_ms=250,
             runs=1,
             smoke=True,
@@ -231,6 +245,20 @@ class Crew:
             else:
                 self._handle(n, event)
         return got
+
+    def count(self, key: str) -> int:
+        """The sum of `key` over the counts the crew reported since the last call (the
+        other events are handled as results() would); does not wait."""
+        total = 0
+        while True:
+            try:
+                n, event = self.events.get_nowait()
+            except queue.Empty:
+                return total
+            if key in event:
+                total += int(event[key])
+            else:
+                self._handle(n, event)
 
     def results(self, timeout: float = 600) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

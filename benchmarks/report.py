@@ -251,6 +251,215 @@ def _idle_targets(workloads: dict[str, Any], cfg: dict[str, Any], name: str, how
     ]
 
 
+INGEST_PHASES = {  # benchmarks/event_ingest.py PHASES: name -> (traffic, events per request)
+    "af": ("AgentFactory activity", 1),
+    "vf1": ("Veryfront AG-UI append", 1),
+    "vf20": ("Veryfront AG-UI append", 20),
+    "vf100": ("Veryfront AG-UI append", 100),
+}
+INGEST_TARGETS = {"ingest-sqlite": 0.5, "ingest-postgres": 0.4}  # issue 24's ratios
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def ingest_table(workloads: dict[str, Any]) -> list[str]:
+    lines = [
+        "| workload | traffic | events / request | events/s (min–max) | requests/s | p50 ms "
+        "| p99 ms | server CPU % | server CPU ms per request | driver-only events/s "
+        "| driver-only p50 / p99 ms | ÷ driver-only | runs |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for entry in workloads.values():
+        if entry["kind"] != "ingest":
+            continue
+        database = entry["label"]
+        if entry["skipped"]:
+            lines.append(f"| {database} | skipped: {entry['skipped']} |" + " |" * 11)
+            continue
+        m = entry["median"]
+        for phase, (traffic, batch) in INGEST_PHASES.items():
+            rate = m.get(f"{phase}_events_per_s")
+            ceiling = m.get(f"ceiling_{phase}_events_per_s")
+            lines.append(
+                f"| {database} | {traffic} | {batch} | {fmt(rate)}"
+                f"{_spread(entry, f'{phase}_events_per_s')} "
+                f"| {fmt(m.get(f'{phase}_requests_per_s'))} | {fmt(m.get(f'{phase}_p50_ms'), 1)} "
+                f"| {fmt(m.get(f'{phase}_p99_ms'), 1)} "
+                f"| {fmt(m.get(f'{phase}_server_cpu_percent'))} "
+                f"| {fmt(_cpu_ms(m, phase), 2)} | {fmt(ceiling)} "
+                f"| {fmt(m.get(f'ceiling_{phase}_p50_ms'), 2)} / "
+                f"{fmt(m.get(f'ceiling_{phase}_p99_ms'), 2)} "
+                f"| {fmt(_ratio(rate, ceiling), 2)} | {_runs_note(entry)} |"
+            )
+    return lines
+
+
+def _cpu_ms(m: dict[str, Any], phase: str) -> float | None:
+    """Server CPU per request: less sensitive than the rates to other work on the machine
+    (which takes cores from the server but not CPU time from its requests)."""
+    cpu, rate = m.get(f"{phase}_server_cpu_percent"), m.get(f"{phase}_requests_per_s")
+    return cpu / 100 / rate * 1000 if cpu is not None and rate else None
+
+
+def ingest_targets(workloads: dict[str, Any]) -> list[str]:
+    """Issue 24's ingestion targets: batches of 100 against the driver-only ceiling, and
+    one-event requests against the bare endpoint's request rate, all from this run."""
+    rows = ["| target | measured (median) | |", "| --- | ---: | --- |"]
+    for name, need in INGEST_TARGETS.items():
+        if name not in workloads:
+            continue
+        bare = _m(workloads, name, "bare_requests_per_s")
+        database = workloads[name]["label"].rsplit(", ", 1)[-1]
+        ratio = _ratio(
+            _m(workloads, name, "vf100_events_per_s"),
+            _m(workloads, name, "ceiling_vf100_events_per_s"),
+        )
+        rows.append(
+            f"| {database}: Veryfront batches of 100 ≥ {need:g} × the driver-only ceiling "
+            f"| {fmt(ratio, 2)} × | {_check(ratio, (ratio or 0) >= need)} |"
+        )
+        for phase in ("af", "vf1"):
+            rate = _m(workloads, name, f"{phase}_requests_per_s")
+            ratio = _ratio(rate, bare)
+            rows.append(
+                f"| {database}: {INGEST_PHASES[phase][0]}, one event per request, ≥ {need:g} × "
+                f"the bare endpoint's {fmt(bare)} req/s | {fmt(rate)} req/s = {fmt(ratio, 2)} × "
+                f"| {_check(ratio, (ratio or 0) >= need)} |"
+            )
+    return rows
+
+
+def ingest_section(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    if not any(e["kind"] == "ingest" for e in workloads.values()):
+        return []
+    k = cfg.get("ingest_sessions", 64)
+    seconds = cfg.get("ingest_seconds", 8.0)
+    return [
+        "## Event ingestion",
+        "",
+        f"K = {k} sessions each stream events as fast as the server answers (one request in "
+        f"flight per session, {seconds:g} s per traffic shape, on one server, one shape after "
+        "another): AgentFactory activity posts (`POST /api/sessions/{id}/activity`, one event "
+        "each, by the worker holding the session) and Veryfront AG-UI appends (`POST "
+        "/conversations/{c}/runs/{run}/events` with 1, 20 or 100 events, by the worker "
+        "holding the run's lease); every event carries ~100 bytes of text. Latency is one "
+        "request's round trip at the client. **Driver-only** is the ceiling measured in the "
+        "same run: the same rows (`session_events`, `run_events`; same columns and payloads) "
+        "inserted straight through the driver with the same batching, one transaction per "
+        "request's worth of events, no HTTP, no lease check, no cursor update (sqlite3 on one "
+        "connection in WAL mode with synchronous=NORMAL; asyncpg with the server's pool of 20 "
+        f"connections and {k} lanes), on a fresh database migrated by the server's own "
+        "migrations. On SQLite the server commits the transactions of one turn of its event "
+        "loop together (group commit) while the driver-only loop commits each alone, so there "
+        "the ratio can exceed 1. The one-event targets compare with the bare FastAPI "
+        "endpoint of the dispatch ceiling measured within the same workload, under the same "
+        f"{k} lanes posting the same activity body: "
+        + "; ".join(
+            f"{e['label']}: {fmt(e['median'].get('bare_requests_per_s'))} req/s"
+            for e in workloads.values()
+            if e["kind"] == "ingest" and e["median"]
+        )
+        + ".",
+        "",
+        *ingest_table(workloads),
+        "",
+        "Targets (issue 24; measured here, never asserted in tests):",
+        "",
+        *ingest_targets(workloads),
+        "",
+        "![event ingestion](benchmarks-ingest.png)",
+        "",
+    ]
+
+
+TARGET_FANOUT_P99_MS = 50.0
+TARGET_FANOUT_RSS_MB = 200.0
+
+
+def fanout_section(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    entries = [e for e in workloads.values() if e["kind"] == "fanout"]
+    if not entries:
+        return []
+    w, s = cfg.get("fanout_watchers", 1000), cfg.get("fanout_sessions", 100)
+    lines = [
+        "## Fan-out to live watchers",
+        "",
+        f"{fmt(w)} SSE watchers (`GET /runs/{{run}}/events`, `Accept: text/event-stream`) over "
+        f"{fmt(s)} Veryfront runs, {w // max(s, 1)} per run, split over the load processes; "
+        f"events are appended one per request at {cfg.get('fanout_rate', 0):g}/s round robin "
+        f"over the runs for {cfg.get('fanout_seconds', 0):g} s, each by its run's worker. "
+        "**Latency** is from the append being sent to the event reaching a watcher (writer "
+        "and watcher read the same wall clock), over every delivery: an upper bound of "
+        "commit-to-watcher by at most the append's own round trip (shown). A run counts only "
+        "if every watcher got every event of its run. **RSS added** is the server's growth "
+        "once every watcher is connected (or, if higher, after the events), scaled to 1,000 "
+        "watchers; **idle CPU** is the server's CPU over 3 s with every watcher connected and "
+        "nothing appended; **CPU while streaming** is over the appends and their delivery, "
+        "which also sets deliveries/s. "
+        "One server process (the several-process Postgres variant is not built yet).",
+        "",
+        "| workload | deliveries/s | p50 ms | p99 ms | append p50 / p99 ms | RSS added per "
+        "1,000 watchers MB | idle CPU % per 1,000 | CPU % while streaming (per 1,000) "
+        "| p99 < 50 ms | RSS < 200 MB per 1,000 | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |",
+    ]
+    for entry in entries:
+        if entry["skipped"]:
+            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} |" + " |" * 9)
+            continue
+        m = entry["median"]
+        p99, rss = m.get("p99_ms"), m.get("rss_added_per_1000_mb")
+        lines.append(
+            f"| {entry['label']} | {fmt(m.get('deliveries_per_s'))} | {fmt(m.get('p50_ms'), 1)} "
+            f"| {fmt(p99, 1)} | {fmt(m.get('append_p50_ms'), 1)} / "
+            f"{fmt(m.get('append_p99_ms'), 1)} | {fmt(rss)} "
+            f"| {fmt(m.get('idle_cpu_percent_per_1000'), 1)} "
+            f"| {fmt(m.get('server_cpu_percent'))} ({fmt(m.get('server_cpu_percent_per_1000'))}) "
+            f"| {_check(p99, (p99 or 0) < TARGET_FANOUT_P99_MS)} "
+            f"| {_check(rss, (rss or 0) < TARGET_FANOUT_RSS_MB)} | {_runs_note(entry)} |"
+        )
+    return [*lines, ""]
+
+
+def write_ingest_plot(results: dict[str, Any], path: Path) -> bool:
+    """Events/s of each traffic shape next to its driver-only ceiling, per database."""
+    entries = [e for e in results["workloads"].values() if e["kind"] == "ingest" and e["median"]]
+    if not entries:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(entries), figsize=(6.5 * len(entries), 4.5), squeeze=False)
+    for ax, entry in zip(axes[0], entries, strict=True):
+        m = entry["median"]
+        names = list(INGEST_PHASES)
+        xs = range(len(names))
+        ours = [m.get(f"{p}_events_per_s") or 0 for p in names]
+        ceil = [m.get(f"ceiling_{p}_events_per_s") or 0 for p in names]
+        ax.bar([x - 0.2 for x in xs], ours, width=0.4, color="#2b6cb0", label="shopfloor (HTTP)")
+        ax.bar([x + 0.2 for x in xs], ceil, width=0.4, color="#a0aec0", label="driver only")
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels(["AF activity\n1/req", "VF\n1/req", "VF\n20/req", "VF\n100/req"])
+        if any(v > 0 for v in ours + ceil):
+            ax.set_yscale("log")
+        ax.set_ylabel("events/s, log scale (higher is better)")
+        ax.set_title(entry["label"])
+        ax.legend(fontsize=8)
+    fig.suptitle(
+        f"Event ingestion, K={results['config'].get('ingest_sessions', 64)} sessions, "
+        f"run {results['started']}"
+        + ("  (SMOKE: not a measurement)" if results["config"]["smoke"] else "")
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def peer_comparison(workloads: dict[str, Any]) -> list[str]:
     ours = {
         n: e["median"].get("drain_jobs_per_s")
@@ -327,8 +536,10 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
     ax2.set_title(f"Enqueue-to-claim at {cfg['paced_rate']:g} jobs/s offered (p50 solid, p99 pale)")
     ax2.set_xlabel("ms, log scale (lower is better)")
     ax2.set_yticklabels([])
+    # Drains carried over from an earlier run (run.py --keep) are labelled with that run.
+    started = {e.get("carried_from") or results["started"] for e in rows} or {results["started"]}
     fig.suptitle(
-        f"shopfloor vs peers, {results['machine']['cpus']} cores, run {results['started']}"
+        f"shopfloor vs peers, {results['machine']['cpus']} cores, run {', '.join(sorted(started))}"
         + ("  (SMOKE: tiny N, not a measurement)" if cfg["smoke"] else "")
     )
     fig.tight_layout()
@@ -338,6 +549,7 @@ def write_plot(results: dict[str, Any], path: Path) -> None:
 
 def write_report(results: dict[str, Any], md_path: Path, png_path: Path) -> None:
     write_plot(results, png_path)
+    write_ingest_plot(results, png_path.with_name("benchmarks-ingest.png"))
     md_path.write_text(render_markdown(results, png_path.name))
 
 
@@ -355,6 +567,19 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
     ]
     if cfg["smoke"]:
         out += ["**SMOKE RUN: tiny job counts and one run. These numbers mean nothing.**", ""]
+    carried: dict[str, list[str]] = {}
+    for entry in workloads.values():
+        if entry.get("carried_from"):
+            carried.setdefault(entry["carried_from"], []).append(entry["label"])
+    for started, labels in sorted(carried.items()):
+        out += [
+            f"**Not re-measured in this run:** carried over unchanged from the run started "
+            f"{started} (its machine, load and configuration, not this run's): "
+            + "; ".join(labels)
+            + ". Ratios between a carried-over workload and one measured in this run are "
+            "across runs, so read them with care.",
+            "",
+        ]
     load = machine["load_average_at_start"]
     # Only the start tells: by the end the harness's own processes are in the load average.
     busy = load[0] > 0.5 * (machine["cpus"] or 1)
@@ -402,6 +627,8 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         "",
         *long_poll_note(workloads, cfg),
         *_idle_cut_short_note(workloads, cfg),
+        *ingest_section(workloads, cfg),
+        *fanout_section(workloads, cfg),
         "## Targets for this round",
         "",
         *targets_table(workloads, cfg),

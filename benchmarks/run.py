@@ -27,6 +27,8 @@ from typing import Any
 
 from benchmarks import (
     ceiling,
+    event_ingest,
+    fanout,
     idle_envapi,
     idle_workers,
     peers_pgqueuer,
@@ -44,7 +46,7 @@ Runner = Callable[[Config, Path], Awaitable[dict[str, Any]]]
 @dataclass(frozen=True)
 class Workload:
     name: str
-    kind: str  # "dispatch" | "ceiling" | "idle"
+    kind: str  # "dispatch" | "ceiling" | "idle" | "ingest" | "fanout"
     label: str
     system: str  # "shopfloor" or the peer's name: the table compares shopfloor to peers
     run: Runner
@@ -88,6 +90,14 @@ WORKLOADS: list[Workload] = [
     Workload("idle-envapi-postgres", "idle",
              "idle environment-API fleet, long-polling, Postgres", "shopfloor",
              _on("postgres", idle_envapi.run)),
+    Workload("ingest-sqlite", "ingest", "event ingestion, SQLite", "shopfloor",
+             _on("sqlite", event_ingest.run)),
+    Workload("ingest-postgres", "ingest", "event ingestion, Postgres", "shopfloor",
+             _on("postgres", event_ingest.run)),
+    Workload("fanout-sqlite", "fanout", "SSE fan-out, SQLite", "shopfloor",
+             _on("sqlite", fanout.run)),
+    Workload("fanout-postgres", "fanout", "SSE fan-out, Postgres", "shopfloor",
+             _on("postgres", fanout.run)),
 ]  # fmt: skip
 
 
@@ -138,6 +148,17 @@ async def run_all(
     return results
 
 
+def carried_over(path: Path, only: list[str] | None) -> dict[str, Any]:
+    """The workloads of an earlier results file that this run does not measure, each marked
+    with when that run started, so that a partial run can rewrite the report whole."""
+    earlier = json.loads(path.read_text())
+    return {
+        name: {**entry, "carried_from": entry.get("carried_from", earlier["started"])}
+        for name, entry in earlier["workloads"].items()
+        if only and name not in only and any(w.name == name for w in WORKLOADS)
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny N, one run (for CI)")
@@ -147,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-workers", type=int, help="workers in the idle-fleet workload")
     parser.add_argument("--only", nargs="*", help="workload names to run (default: all)")
     parser.add_argument("--out-dir", type=Path, help="where results.json, .md and .png go")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="JSON",
+        help="with --only: carry the other workloads over from this earlier results JSON "
+        "(each marked with the run it comes from)",
+    )
     parser.add_argument(
         "--report-only", type=Path, metavar="JSON", help="only re-render .md and .png from JSON"
     )
@@ -176,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     machine = asyncio.run(describe_machine())
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
+    kept = carried_over(args.keep, args.only) if args.keep else {}
+
     def write(workloads: dict[str, Any]) -> None:
+        workloads = {**kept, **workloads}
         results = {
             "started": started,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

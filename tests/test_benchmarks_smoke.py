@@ -62,6 +62,12 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
             expected = {"drain_jobs_per_s", "latency_p50_ms", "latency_p99_ms"}
         elif entry["kind"] == "ceiling":
             expected = {"requests_per_s"}
+        elif entry["kind"] == "ingest":
+            phases = ("af", "vf1", "vf20", "vf100")
+            expected = {f"{p}_{m}" for p in phases for m in ("events_per_s", "p99_ms")}
+            expected |= {f"ceiling_{p}_events_per_s" for p in phases}
+        elif entry["kind"] == "fanout":
+            expected = {"deliveries_per_s", "p50_ms", "p99_ms", "server_cpu_percent"}
         else:
             expected = {"server_cpu_percent", "server_rss_mb", "latency_p99_ms"}
         assert expected <= set(metrics), (name, metrics)
@@ -78,3 +84,6 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
         if w.kind != "ceiling":
             assert w.label in table, w.label
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## Event ingestion" in table
+    assert "## Fan-out to live watchers" in table
+    assert (tmp_path / "benchmarks-ingest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -28,7 +28,7 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult, Dialect, RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.base import Executable
 
 from shopfloor.store.observers import DB_COMMIT, DB_READ, DB_WRITE, StoreObservers
@@ -182,33 +182,47 @@ def _took(observers: StoreObservers, kind: str, started: float) -> None:
         observe(kind, time.perf_counter() - started)
 
 
-# -- PostgreSQL: SQLAlchemy's asyncio engine --
+# -- PostgreSQL: SQLAlchemy's asyncio engine, transactions owned through asyncpg --
 
 
 class _AsyncConn:
+    """One pooled connection. SQLAlchemy runs it in its DBAPI autocommit mode (the engine's
+    isolation_level="AUTOCOMMIT"), so its asyncpg adapter never begins or ends a transaction
+    by itself; the transaction of `Database.begin` is opened and ended here, on the asyncpg
+    connection that SQLAlchemy documents as the pooled connection's `driver_connection`,
+    through asyncpg's own public `Connection.transaction()`. Statements of both paths (SQLAlchemy's
+    and the prepared ones sent straight to asyncpg) run on that one connection, so they share
+    the transaction. It begins lazily, at the first statement, as SQLAlchemy's adapter would:
+    a transaction that runs nothing costs no round trip. A read-only connection
+    (`Database.connect`, `Database.autocommit`) runs each statement by itself: under READ
+    COMMITTED a BEGIN would give its reads nothing but two round trips."""
+
     def __init__(self, conn: AsyncConnection, *, transaction: bool) -> None:
         self._conn = conn
-        self._transaction = transaction  # False: a read-only connection (Database.connect)
-        self._driver_conn: Any = None
+        self._transaction = transaction  # False: each statement commits by itself
+        self._driver_conn: Any = None  # the asyncpg connection
+        self._tx: Any = None  # its asyncpg Transaction, once begun
 
     @property
     def dialect(self) -> Dialect:
         return self._conn.dialect
 
     async def execute(self, statement: Executable, parameters: Params = None) -> CursorResult[Any]:
+        await self._driver()
         return await self._conn.execute(statement, parameters)
 
     async def scalar(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None
     ) -> Any:
+        await self._driver()
         return await self._conn.scalar(statement, parameters)
 
     async def fetch(self, query: Prepared, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
         compiled = query.for_driver(self._conn.dialect)
+        driver = await self._driver()
         if compiled is None:
             result = await self._conn.execute(query.statement, parameters)
             return [dict(row) for row in result.mappings()]
-        driver = await self._driver()
         if not compiled.resolved:
             prepared = await driver.prepare(compiled.sql)
             compiled.resolve([attribute.type.oid for attribute in prepared.get_attributes()])
@@ -216,9 +230,9 @@ class _AsyncConn:
 
     async def run(self, query: Prepared, parameters: Params) -> int:
         compiled = query.for_driver(self._conn.dialect)
+        driver = await self._driver()
         if compiled is None:
             return int((await self._conn.execute(query.statement, parameters)).rowcount)
-        driver = await self._driver()
         if isinstance(parameters, Sequence):
             await driver.executemany(compiled.sql, [compiled.arguments(p) for p in parameters])
             return -1  # asyncpg does not report it
@@ -226,37 +240,52 @@ class _AsyncConn:
         return int(status.rsplit(" ", 1)[-1])
 
     async def _driver(self) -> Any:
-        """The asyncpg connection under SQLAlchemy's, in the transaction SQLAlchemy's adapter
-        would open at its first statement (it begins lazily; we open it the same way). Our
-        connections never commit midway, so the transaction lasts as long as this object.
-        On a read-only connection each prepared read runs by itself instead: under READ
-        COMMITTED a BEGIN would give it nothing but a round trip. This uses the adapter's
-        private attributes (SQLAlchemy 2.x asyncpg dialect); tests/store/test_prepared.py
-        fails if they stop meaning this."""
+        """The asyncpg connection, inside this connection's transaction if it has one."""
         if self._driver_conn is None:
-            adapter: Any = (await self._conn.get_raw_connection()).dbapi_connection
-            if self._transaction and adapter._transaction is None and not adapter.autocommit:
-                await adapter._start_transaction()
-            self._driver_conn = adapter._connection
+            self._driver_conn = (await self._conn.get_raw_connection()).driver_connection
+        if self._transaction and self._tx is None:
+            tx = self._driver_conn.transaction()
+            await tx.start()
+            self._tx = tx
         return self._driver_conn
+
+    async def finish(self, commit: bool) -> None:
+        """COMMIT (or ROLLBACK) the transaction, if one began. A connection whose
+        transaction could not be ended cleanly is discarded, not returned to the pool: in
+        autocommit mode SQLAlchemy's reset-on-return has nothing of ours to roll back."""
+        tx, self._tx = self._tx, None
+        if tx is None:
+            return
+        try:
+            await (tx.commit() if commit else tx.rollback())
+        finally:
+            if self._driver_conn.is_closed() or self._driver_conn.is_in_transaction():
+                await self._conn.invalidate()
 
     @contextlib.asynccontextmanager
     async def begin_nested(self) -> AsyncIterator[object]:
-        async with self._conn.begin_nested() as savepoint:
+        # asyncpg's transaction() inside ours is a SAVEPOINT, rolled back on an exception.
+        driver = await self._driver()
+        async with driver.transaction() as savepoint:
             yield savepoint
 
     async def batches(self, statement: Executable, size: int) -> AsyncIterator[list[RowMapping]]:
-        result = await self._conn.stream(statement)
-        async for batch in result.mappings().partitions(size):
-            yield list(batch)
+        driver = await self._driver()
+        # A server-side cursor lives in a transaction; a read-only connection opens one for it.
+        async with contextlib.nullcontext() if self._tx else driver.transaction():
+            result = await self._conn.stream(statement)
+            async for batch in result.mappings().partitions(size):
+                yield list(batch)
 
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        await self._driver()
         return await self._conn.run_sync(fn)
 
 
 class AsyncEngineDatabase:
-    """Each transaction and each read connection is timed whole (waiting for a pooled
-    connection, the round trips, the COMMIT) for `observers.db_time`: two clock reads."""
+    """Over an engine made by `async_engine` (DBAPI autocommit: see _AsyncConn). Each
+    transaction and each read connection is timed whole (waiting for a pooled connection,
+    the round trips, the COMMIT) for `observers.db_time`: two clock reads."""
 
     def __init__(self, engine: AsyncEngine, observers: StoreObservers | None = None) -> None:
         self.engine = engine
@@ -270,8 +299,15 @@ class AsyncEngineDatabase:
     async def begin(self) -> AsyncIterator[DbConnection]:
         started = time.perf_counter()
         try:
-            async with self.engine.begin() as conn:
-                yield _AsyncConn(conn, transaction=True)
+            async with self.engine.connect() as conn:
+                wrapped = _AsyncConn(conn, transaction=True)
+                try:
+                    yield wrapped
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await wrapped.finish(commit=False)
+                    raise
+                await wrapped.finish(commit=True)
         finally:
             _took(self.observers, DB_WRITE, started)
 
@@ -286,16 +322,22 @@ class AsyncEngineDatabase:
 
     @contextlib.asynccontextmanager
     async def autocommit(self) -> AsyncIterator[DbConnection]:
+        # every statement of a connection without a transaction commits by itself
         started = time.perf_counter()
         try:
             async with self.engine.connect() as conn:
-                await conn.execution_options(isolation_level="AUTOCOMMIT")
                 yield _AsyncConn(conn, transaction=False)
         finally:
             _took(self.observers, DB_WRITE, started)
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def async_engine(url: str, **options: Any) -> AsyncEngine:
+    """The engine of an AsyncEngineDatabase: SQLAlchemy's documented DBAPI autocommit mode,
+    so that transactions are ours to open and end (see _AsyncConn)."""
+    return create_async_engine(url, isolation_level="AUTOCOMMIT", **options)
 
 
 # -- SQLite: statements on the loop, one connection --

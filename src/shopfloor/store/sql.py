@@ -16,7 +16,6 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from shopfloor.store import schema as t
 from shopfloor.store.db import (
@@ -25,6 +24,7 @@ from shopfloor.store.db import (
     DbConnection,
     LoopSqliteDatabase,
     Prepared,
+    async_engine,
 )
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.observers import StoreObservers
@@ -421,7 +421,7 @@ class SqlStore(
         # passes, and a fleet of long polls is one burst after another. Opening a connection
         # costs several round trips; waiting a moment for a pooled one costs none.
         return AsyncEngineDatabase(
-            create_async_engine(self.url, pool_size=20, max_overflow=0, connect_args=connect_args),
+            async_engine(self.url, pool_size=20, max_overflow=0, connect_args=connect_args),
             self.observers,
         )
 
