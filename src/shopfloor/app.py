@@ -59,6 +59,7 @@ from shopfloor.api.public.errors import (
 from shopfloor.api.public.metrics import router as public_metrics_router
 from shopfloor.api.public.routes import router as public_router
 from shopfloor.api.public.token_stream import router as token_stream_router
+from shopfloor.api.public.whoami import router as whoami_router
 from shopfloor.api.state import Services
 from shopfloor.api.veryfront.conversation_routes import router as conversation_router
 from shopfloor.api.veryfront.errors import (
@@ -253,6 +254,7 @@ def create_app(
         audit_router,
         public_router,
         public_metrics_router,
+        whoami_router,
         routing_router,
         token_router,
         token_stream_router,

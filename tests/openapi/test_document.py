@@ -42,6 +42,7 @@ ENVELOPES = {
     "Rensei platform: fleet": {"ErrorBody"},
     "Rensei platform: A2A registry": {"ErrorBody"},
     "Rensei public Sessions API": {"PlatformError"},
+    "Rensei CLI": {"PlatformError"},
     "Rensei platform: credentials": {"ErrorBody"},
     "Rensei daemon: credentials": {"PlatformError"},
     "Rensei daemon: hosts": {"PlatformError"},

@@ -19,7 +19,9 @@ PUBLIC_ROUTES = [
     ("POST", "/api/public/sessions/{id}/prompt", {"prompt": "more"}),
     ("POST", "/api/public/sessions/{id}/stop", None),
     ("GET", "/api/public/session-activities?sessionId={id}", None),
+    ("POST", "/api/public/sessions/{id}/reconnect", {"cursor": "0"}),
 ]
+READ_ONLY_POSTS = {"/api/public/sessions/{id}/reconnect"}
 
 
 def public_id(session_id: str) -> str:
@@ -109,6 +111,77 @@ async def test_a_session_moves_through_the_public_statuses(api: httpx.AsyncClien
     assert any(m["type"] == "stop" for m in polled.get("inboxMessages", {}).get(sid, [])), polled
 
 
+async def test_reconnect_counts_the_activities_missed_after_the_cursor(
+    api: httpx.AsyncClient,
+) -> None:
+    sid = (await queue(api, ADMIN)).json()["sessionId"]
+    worker = await register(api)
+    await poll(api, worker)
+    assert (await status(api, sid, worker, "running")).status_code == 200
+    for n in range(3):
+        await api.post(
+            f"/api/sessions/{sid}/activity",
+            json={"workerId": worker, "activity": {"type": "thought", "content": f"step {n}"}},
+            headers=WORKER,
+        )
+    page = (
+        await api.get("/api/public/session-activities", params={"sessionId": sid}, headers=ADMIN)
+    ).json()
+    first = page["activities"][0]["id"]
+    path = f"/api/public/sessions/{public_id(sid)}/reconnect"
+    reply = await api.post(path, json={"cursor": first}, headers=ADMIN)
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {
+        "reconnected": True,
+        "sessionId": public_id(sid),
+        "sessionStatus": "working",
+        "missedEvents": 2,
+    }
+    by_event_id = await api.post(path, json={"lastEventId": int(first)}, headers=ADMIN)
+    assert by_event_id.json()["missedEvents"] == 2
+    assert (await api.post(path, json={}, headers=ADMIN)).json()["missedEvents"] == 3
+    latest = await api.post(path, json={"cursor": page["cursor"]}, headers=ADMIN)
+    assert latest.json()["missedEvents"] == 0
+    bad = await api.post(path, json={"cursor": "yesterday"}, headers=ADMIN)
+    assert bad.status_code == 400 and "cursor" in bad.json()["error"]
+
+
+async def test_whoami_names_the_credential(api: httpx.AsyncClient) -> None:
+    org_id = await new_org(api, "a")
+    scoped = await key(api, "a", projects=["web"], scopes=["sessions:read"])
+    me = await api.get("/api/cli/whoami", headers=scoped)
+    assert me.status_code == 200, me.text
+    body = me.json()
+    assert (body["kind"], body["orgId"], body["orgSlug"]) == ("api_key", org_id, "a")
+    assert (body["projects"], body["scopes"]) == (
+        ["web"],
+        ["sessions:read"],
+    )
+    admin = (await api.get("/api/cli/whoami", headers=ADMIN)).json()
+    assert admin == {
+        "kind": "admin",
+        "identity": "admin",
+        "orgId": None,
+        "orgSlug": None,
+        "projects": "all",
+        "scopes": ["*"],
+    }
+    client = await m2m_client(api, ["workers:read"], orgId="a")
+    token = await api.post(
+        "/api/oauth/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client["clientId"],
+            "client_secret": client["clientSecret"],
+        },
+    )
+    m2m = (await api.get("/api/cli/whoami", headers=bearer(token.json()["access_token"]))).json()
+    assert (m2m["kind"], m2m["identity"], m2m["orgId"]) == ("m2m", client["clientId"], org_id)
+    for refused in ({}, bearer("rsk_live_" + "0" * 64), WORKER):
+        reply = await api.get("/api/cli/whoami", headers=refused)
+        assert (reply.status_code, reply.json()) == (401, {"error": "Unauthorized"})
+
+
 async def test_prompt_reaches_a_live_session_and_reopens_an_ended_one(
     api: httpx.AsyncClient,
 ) -> None:
@@ -180,11 +253,12 @@ async def test_scopes_and_projects_bound_each_route(api: httpx.AsyncClient) -> N
         api, "a", projects=["api"], scopes=["sessions:read", "sessions:write"]
     )
     for method, path, body in PUBLIC_ROUTES:
-        needs = "sessions:write" if method == "POST" else "sessions:read"
+        writes = method == "POST" and path not in READ_ONLY_POSTS
+        needs = "sessions:write" if writes else "sessions:read"
         refused = await call(api, method, path, sid, workers_only, body)
         assert refused.status_code == 403, path
         assert refused.json() == {"error": f"This key lacks the {needs} scope"}
-        if method == "POST":
+        if writes:
             assert (await call(api, method, path, sid, reader, body)).status_code == 403
         hidden = await call(api, method, path, sid, other_project, body)
         assert hidden.status_code == 404, path

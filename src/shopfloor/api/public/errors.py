@@ -13,7 +13,7 @@ from shopfloor.api.envelope import domain_status
 from shopfloor.api.openapi import errors
 from shopfloor.service.errors import DomainError, SessionNotFound
 
-PREFIXES = ("/api/public/", "/api/daemon/", "/v1/daemon/")
+PREFIXES = ("/api/public/", "/api/daemon/", "/v1/daemon/", "/api/cli/")
 SESSION_NOT_FOUND = "Session not found"
 
 

@@ -196,6 +196,43 @@ async def stop_session(id: str, request: Request, who: Writer) -> schemas.Public
     )
 
 
+MISSED_COUNT_CAP = 10_000
+
+
+@router.post(
+    "/sessions/{id}/reconnect",
+    response_model=None,
+    responses=ok(schemas.PublicReconnectReply) | platform_errors(404),
+)
+async def reconnect_session(
+    id: str, body: schemas.PublicReconnectBody, request: Request, who: Reader
+) -> schemas.PublicReconnectReply:
+    """A client coming back after a dropped connection: the session's status now and how
+    many activities it missed after `cursor` (or `lastEventId`); it reads them from
+    /session-activities. Nothing is changed."""
+    session = await _session(request, who, id)
+    raw = body.cursor if body.cursor is not None else body.lastEventId
+    since = _cursor(None if raw is None else str(raw))
+    missed = await _activities_after(services(request), session.id, since)
+    return schemas.PublicReconnectReply(
+        reconnected=True,
+        sessionId=schemas.item(session, 0).id,
+        sessionStatus=public_status(session),
+        missedEvents=missed,
+    )
+
+
+async def _activities_after(svc: Services, session_id: str, since: int) -> int:
+    count = 0
+    while count < MISSED_COUNT_CAP:
+        _, events = await svc.dispatcher.channel.timeline(session_id, since, 500)
+        if not events:
+            break
+        count += sum(1 for e in events if schemas.activity(e) is not None)
+        since = events[-1].id or since  # a stored event always has its id
+    return min(count, MISSED_COUNT_CAP)
+
+
 @router.get(
     "/session-activities",
     response_model=None,

@@ -96,6 +96,35 @@ class PublicActivity(BaseModel):
     timestamp: str
 
 
+class PublicReconnectBody(RequestBody):
+    cursor: StrictStr | int | None = Field(
+        default=None, description="The last activity the client has (its id)"
+    )
+    lastEventId: StrictStr | int | None = Field(default=None, description="Alias of cursor")
+
+
+class PublicReconnectReply(BaseModel):
+    reconnected: bool
+    sessionId: str = Field(description="The public id")
+    sessionStatus: str
+    missedEvents: int = Field(
+        description="Activities after the cursor (read them from /session-activities); "
+        "counted up to 10,000"
+    )
+
+
+class WhoAmI(BaseModel):
+    """Who the bearer credential is (shopfloor's shape: the Go client's `whoami` reads it,
+    the reference does not document one)."""
+
+    kind: Literal["admin", "api_key", "m2m"]
+    identity: str = Field(description='"admin", the API key id or the M2M client id')
+    orgId: str | None = Field(description="None for the admin key: every organisation")
+    orgSlug: str | None
+    projects: list[str] | Literal["all"]
+    scopes: list[str]
+
+
 class PublicActivityPage(BaseModel):
     activities: list[PublicActivity] = Field(description="Oldest first")
     cursor: str | None = Field(description="The last activity's id: pass it for newer ones")
