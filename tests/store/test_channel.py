@@ -15,6 +15,7 @@ from shopfloor.store.records import (
     RecoveryPacket,
     SessionEvent,
 )
+from shopfloor.store.tenancy_records import DEFAULT_ORG
 from tests.store.test_contract import add, created, session, worker
 
 
@@ -45,13 +46,13 @@ async def test_issue_lock_parks_supersedes_and_promotes(store: Store) -> None:
     assert (await store.get_session(old.id)).status == STOPPED  # type: ignore[union-attr]
     claimed = await store.claim_next("q", "w", 5, now=20)
     assert [c.id for c in claimed] == [holder.id]  # parked sessions are not claimable
-    lock = await store.get_issue_lock("iss")
+    lock = await store.get_issue_lock(DEFAULT_ORG, "iss")
     assert lock is not None and lock.session_id == holder.id
     # Only the holder's release promotes.
-    assert await store.release_issue_lock("iss", new.id, 30, 2000) is None
-    promoted = await store.release_issue_lock("iss", holder.id, 30, 2000)
+    assert await store.release_issue_lock(DEFAULT_ORG, "iss", new.id, 30, 2000) is None
+    promoted = await store.release_issue_lock(DEFAULT_ORG, "iss", holder.id, 30, 2000)
     assert promoted is not None and promoted.id == new.id and promoted.status == PENDING
-    lock = await store.get_issue_lock("iss")
+    lock = await store.get_issue_lock(DEFAULT_ORG, "iss")
     assert lock is not None and (lock.session_id, lock.expires_at) == (new.id, 2000)
 
 
@@ -59,14 +60,57 @@ async def test_stale_issue_locks_expire_unless_refreshed(store: Store) -> None:
     holder = session(issue_id="iss2")
     await store.insert_session_with_issue_lock(holder, created(holder), 100)
     assert await store.stale_issue_locks(now=50) == []
-    assert await store.refresh_issue_lock("iss2", holder.id, None, 50, 200)
-    assert await store.refresh_issue_lock("iss2", "sess_other", None, 50, 300) is False
+    assert await store.refresh_issue_lock(DEFAULT_ORG, "iss2", holder.id, None, 50, 200)
+    assert await store.refresh_issue_lock(DEFAULT_ORG, "iss2", "sess_other", None, 50, 300) is False
     assert await store.stale_issue_locks(now=150) == []
-    assert await store.release_issue_lock("iss2", holder.id, 150, 999, stale_only=True) is None
-    assert await store.get_issue_lock("iss2") is not None
+    assert (
+        await store.release_issue_lock(DEFAULT_ORG, "iss2", holder.id, 150, 999, stale_only=True)
+        is None
+    )
+    assert await store.get_issue_lock(DEFAULT_ORG, "iss2") is not None
     assert [lk.session_id for lk in await store.stale_issue_locks(now=250)] == [holder.id]
-    await store.release_issue_lock("iss2", holder.id, 250, 999, stale_only=True)
-    assert await store.get_issue_lock("iss2") is None
+    await store.release_issue_lock(DEFAULT_ORG, "iss2", holder.id, 250, 999, stale_only=True)
+    assert await store.get_issue_lock(DEFAULT_ORG, "iss2") is None
+
+
+async def test_issue_locks_are_per_organisation(store: Store) -> None:
+    """Two organisations' sessions on the same issue id each take their own lock; a release
+    promotes only parked work of the releasing session's organisation."""
+    a1 = session(issue_id="ENG-1", work_type="development", org_id="org_a")
+    b1 = session(issue_id="ENG-1", work_type="development", org_id="org_b")
+    b2 = session(issue_id="ENG-1", work_type="qa", org_id="org_b")
+    a2 = session(issue_id="ENG-1", work_type="qa", org_id="org_a")
+    statuses = [
+        (await store.insert_session_with_issue_lock(s, created(s), 1000)).status
+        for s in (a1, b1, b2, a2)
+    ]
+    assert statuses == [PENDING, PENDING, PARKED, PARKED]
+    lock_a = await store.get_issue_lock("org_a", "ENG-1")
+    lock_b = await store.get_issue_lock("org_b", "ENG-1")
+    assert lock_a is not None and (lock_a.session_id, lock_a.org_id) == (a1.id, "org_a")
+    assert lock_b is not None and (lock_b.session_id, lock_b.org_id) == (b1.id, "org_b")
+    assert await store.get_issue_lock(DEFAULT_ORG, "ENG-1") is None
+    # Another organisation's holder can neither refresh nor release this one's lock.
+    assert await store.refresh_issue_lock("org_a", "ENG-1", b1.id, None, 5, 2000) is False
+    assert await store.release_issue_lock("org_a", "ENG-1", b1.id, 5, 2000) is None
+    promoted = await store.release_issue_lock("org_b", "ENG-1", b1.id, 5, 2000)
+    assert promoted is not None and promoted.id == b2.id
+    assert (await store.get_session(a2.id)).status == PARKED  # type: ignore[union-attr]
+    lock_a = await store.get_issue_lock("org_a", "ENG-1")
+    assert lock_a is not None and lock_a.session_id == a1.id
+    for org, title in (("org_a", "A's"), ("org_b", "B's")):
+        await store.upsert_issue(
+            IssueRecord(
+                id="ENG-1", identifier="ENG-1", created_at=0, updated_at=0, title=title, org_id=org
+            )
+        )
+    found_a = await store.find_issue("org_a", "ENG-1")
+    assert found_a is not None and (found_a.title, found_a.org_id) == ("A's", "org_a")
+    changed = await store.update_issue("org_b", "ENG-1", {"state_name": "Started"})
+    assert changed is not None and changed.title == "B's"
+    found_a = await store.find_issue("org_a", "ENG-1")
+    assert found_a is not None and found_a.state_name is None
+    assert await store.find_issue(DEFAULT_ORG, "ENG-1") is None
 
 
 async def test_concurrent_sessions_for_one_issue_get_one_lock(store: Store) -> None:
@@ -166,10 +210,12 @@ async def test_issue_records_and_recovery_packets(store: Store) -> None:
         ["bug"],
         0,
     )
-    assert (await store.find_issue("ENG-1")) == merged
-    updated = await store.update_issue("iss", {"assignee": None, "state_name": "Started"})
+    assert (await store.find_issue(DEFAULT_ORG, "ENG-1")) == merged
+    updated = await store.update_issue(
+        DEFAULT_ORG, "iss", {"assignee": None, "state_name": "Started"}
+    )
     assert updated is not None and updated.state_name == "Started"
-    assert await store.find_issue("ENG-404") is None
+    assert await store.find_issue(DEFAULT_ORG, "ENG-404") is None
     for attempt in (2, 1):
         await store.insert_recovery_packet(
             RecoveryPacket(

@@ -119,3 +119,60 @@ async def test_agents_and_environment_sessions_take_their_environments_organisat
         assert sessions == {"s_b": "org_b", "s_d": DEFAULT_ORG}
     finally:
         await store.close()
+
+
+async def test_issue_locks_take_their_sessions_organisation(backend: Backend) -> None:
+    """Migration 0010ik: an issue lock takes its holder session's organisation (the default
+    one if the holder is gone), and issue ids are then unique per organisation only."""
+    store = await open_store(backend.url, schema=backend.schema, migrate=False)
+    assert isinstance(store, SqlStore)
+    try:
+        async with store.db.begin() as conn:
+            if backend.schema:
+                await conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{backend.schema}"'))
+            await conn.run_sync(upgrade_to("0009tn_org_scoped_managed"))
+        async with store.db.begin() as conn:
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO sessions (id, queue, status, priority, queued_at, created_at, "
+                    "updated_at, extra, org_id) VALUES ('s_b', 'q', 'running', 3, 1, 1, 1, '{}', "
+                    "'org_b')"
+                )
+            )
+            for issue, holder in (("ENG-1", "s_b"), ("ENG-2", "s_gone")):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO issue_locks (issue_id, session_id, locked_at, expires_at) "
+                        "VALUES (:i, :s, 1, 9)"
+                    ),
+                    {"i": issue, "s": holder},
+                )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO issues (id, identifier, labels, org_id, created_at, updated_at) "
+                    "VALUES ('ENG-1', 'ENG-1', '[]', 'org_b', 1, 1)"
+                )
+            )
+        await store.migrate()
+        async with store.db.begin() as conn:
+            locks = (await conn.execute(sa.text("SELECT issue_id, org_id FROM issue_locks"))).all()
+            assert sorted(locks) == [("ENG-1", "org_b"), ("ENG-2", DEFAULT_ORG)]
+            # The same ids in another organisation are other rows now.
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO issue_locks (org_id, issue_id, session_id, locked_at, "
+                    "expires_at) VALUES ('org_c', 'ENG-1', 's_c', 1, 9)"
+                )
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO issues (id, identifier, labels, org_id, created_at, updated_at) "
+                    "VALUES ('ENG-1', 'ENG-1', '[]', 'org_c', 1, 1)"
+                )
+            )
+        lock = await store.get_issue_lock("org_b", "ENG-1")
+        assert lock is not None and lock.session_id == "s_b"
+        issue = await store.find_issue("org_c", "ENG-1")
+        assert issue is not None and issue.org_id == "org_c"
+    finally:
+        await store.close()

@@ -140,6 +140,7 @@ class SessionChannel:
         """A requeued session is still the issue's live work: renew its lock."""
         if session.issue_id is not None:
             await self.store.refresh_issue_lock(
+                session.org_id,
                 session.issue_id,
                 session.id,
                 session.work_type,
@@ -155,7 +156,12 @@ class SessionChannel:
             raise NotOwner(session_id)
         if session.is_live and session.issue_id == issue_id:
             await self.store.refresh_issue_lock(
-                issue_id, session_id, session.work_type, self.clock.now_ms(), self.lock_expiry()
+                session.org_id,
+                issue_id,
+                session_id,
+                session.work_type,
+                self.clock.now_ms(),
+                self.lock_expiry(),
             )
         return True
 
@@ -171,7 +177,7 @@ class SessionChannel:
         if session.issue_id is None:
             return None
         promoted = await self.store.release_issue_lock(
-            session.issue_id, session.id, self.clock.now_ms(), self.lock_expiry()
+            session.org_id, session.issue_id, session.id, self.clock.now_ms(), self.lock_expiry()
         )
         if promoted is not None:
             await self.sync_issue(promoted)
@@ -184,7 +190,12 @@ class SessionChannel:
         promoted: list[str] = []
         for lock in await self.store.stale_issue_locks(now):
             session = await self.store.release_issue_lock(
-                lock.issue_id, lock.session_id, now, self.lock_expiry(), stale_only=True
+                lock.org_id,
+                lock.issue_id,
+                lock.session_id,
+                now,
+                self.lock_expiry(),
+                stale_only=True,
             )
             if session is not None:
                 promoted.append(session.id)
@@ -376,8 +387,9 @@ class SessionChannel:
             )
         )
 
-    async def find_issue(self, key: str) -> IssueRecord | None:
-        return await self.store.find_issue(key)
+    async def find_issue(self, org_id: str, key: str) -> IssueRecord | None:
+        """An issue of the organisation: another's issue of the same id is not found."""
+        return await self.store.find_issue(org_id, key)
 
     async def change_issue(
         self,
@@ -388,17 +400,18 @@ class SessionChannel:
         worker_id: str | None,
     ) -> IssueRecord:
         updated = await self.store.update_issue(
-            issue.id, {**changes, "updated_at": self.clock.now_ms()}
+            issue.org_id, issue.id, {**changes, "updated_at": self.clock.now_ms()}
         )
-        await self.note_on_issue(issue.id, kind, data, worker_id)
+        await self.note_on_issue(issue, kind, data, worker_id)
         return updated or issue
 
     async def note_on_issue(
-        self, issue_id: str, kind: str, data: dict[str, Any], worker_id: str | None
+        self, issue: IssueRecord, kind: str, data: dict[str, Any], worker_id: str | None
     ) -> None:
-        """Record an issue-tracker call on the timeline of the issue's current session, as
-        made by `worker_id` (None: a caller that named no worker)."""
-        session = await self._issue_session(issue_id)
+        """Record an issue-tracker call on the timeline of the issue's current session (one of
+        the issue's organisation), as made by `worker_id` (None: a caller that named no
+        worker)."""
+        session = await self._issue_session(issue.org_id, issue.id)
         if session is None:
             return
         await self.store.append_session_event(
@@ -411,13 +424,15 @@ class SessionChannel:
             )
         )
 
-    async def _issue_session(self, issue_id: str) -> SessionRecord | None:
-        lock = await self.store.get_issue_lock(issue_id)
+    async def _issue_session(self, org_id: str, issue_id: str) -> SessionRecord | None:
+        lock = await self.store.get_issue_lock(org_id, issue_id)
         if lock is not None:
             held = await self.store.get_session(lock.session_id)
             if held is not None:
                 return held
-        recent = await self.store.list_sessions(SessionFilter(issue_id=issue_id, limit=1))
+        recent = await self.store.list_sessions(
+            SessionFilter(issue_id=issue_id, org_id=org_id, limit=1)
+        )
         return recent[0] if recent else None
 
     # -- recovery packets --

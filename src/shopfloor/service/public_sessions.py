@@ -110,6 +110,7 @@ class PublicSessions:
         now = self.clock.now_ms()
         status = PENDING
         if session.issue_id is not None and not await self.store.refresh_issue_lock(
+            session.org_id,
             session.issue_id,
             session.id,
             session.work_type,

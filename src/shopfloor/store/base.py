@@ -637,7 +637,7 @@ class Store(
         self, session_id: str, after_id: int = 0, limit: int = 500
     ) -> list[SessionEvent]: ...
 
-    # -- issue locks and parked sessions --
+    # -- issue locks and parked sessions: keyed by (organisation, issue id) --
     async def insert_session_with_issue_lock(
         self, session: SessionRecord, event: SessionEvent, lock_expires_at: int
     ) -> SessionRecord:
@@ -645,13 +645,20 @@ class Store(
         the new one is stored `parked` and stops older parked work of its work type."""
         ...
 
-    async def get_issue_lock(self, issue_id: str) -> IssueLock | None: ...
+    async def get_issue_lock(self, org_id: str, issue_id: str) -> IssueLock | None: ...
     async def refresh_issue_lock(
-        self, issue_id: str, session_id: str, work_type: str | None, now: int, expires_at: int
+        self,
+        org_id: str,
+        issue_id: str,
+        session_id: str,
+        work_type: str | None,
+        now: int,
+        expires_at: int,
     ) -> bool: ...
     async def stale_issue_locks(self, now: int, limit: int = 100) -> list[IssueLock]: ...
     async def release_issue_lock(
         self,
+        org_id: str,
         issue_id: str,
         session_id: str,
         now: int,
@@ -659,7 +666,8 @@ class Store(
         *,
         stale_only: bool = False,
     ) -> SessionRecord | None:
-        """Release the session's lock and promote the best parked session (returned)."""
+        """Release the session's lock and promote the best parked session of the same
+        organisation and issue (returned)."""
         ...
 
     # -- inbox --
@@ -702,11 +710,11 @@ class Store(
         """`release_files` of every path the session holds."""
         ...
 
-    # -- issue records (the issue-tracker proxy) --
+    # -- issue records (the issue-tracker proxy), keyed by (organisation, issue id) --
     async def upsert_issue(self, issue: IssueRecord) -> IssueRecord: ...
-    async def find_issue(self, key: str) -> IssueRecord | None: ...
+    async def find_issue(self, org_id: str, key: str) -> IssueRecord | None: ...
     async def update_issue(
-        self, issue_id: str, changes: Mapping[str, Any]
+        self, org_id: str, issue_id: str, changes: Mapping[str, Any]
     ) -> IssueRecord | None: ...
 
     # -- recovery packets --

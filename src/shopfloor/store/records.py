@@ -255,6 +255,7 @@ class IssueLock:
     locked_at: int
     expires_at: int
     work_type: str | None = None
+    org_id: str = DEFAULT_ORG  # locks are per organisation: (org_id, issue_id) is the key
 
 
 @dataclass(frozen=True)

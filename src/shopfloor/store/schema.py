@@ -331,9 +331,12 @@ inbox_messages = sa.Table(
     sa.Index("ix_inbox_messages_session", "session_id", "created_at"),
 )
 
+# Issue locks and issue records are keyed per organisation (migration 0010ik): two
+# organisations may use the same issue ids.
 issue_locks = sa.Table(
     "issue_locks",
     metadata,
+    sa.Column("org_id", sa.String(64), primary_key=True, server_default="org_default"),
     sa.Column("issue_id", sa.String(200), primary_key=True),
     sa.Column("session_id", sa.String(64), nullable=False),
     sa.Column("work_type", sa.String(64)),
@@ -358,6 +361,7 @@ file_locks = sa.Table(
 issues = sa.Table(
     "issues",
     metadata,
+    sa.Column("org_id", sa.String(64), primary_key=True, server_default="org_default"),
     sa.Column("id", sa.String(200), primary_key=True),
     sa.Column("identifier", sa.String(200), nullable=False),
     sa.Column("title", sa.Text),
@@ -367,10 +371,9 @@ issues = sa.Table(
     sa.Column("parent_id", sa.String(200)),
     sa.Column("project", sa.String(200)),
     sa.Column("assignee", sa.String(200)),
-    sa.Column("org_id", sa.String(64), nullable=False, server_default="org_default"),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
-    sa.Index("ix_issues_identifier", "identifier"),
+    sa.Index("ix_issues_identifier", "org_id", "identifier"),
 )
 
 recovery_packets = sa.Table(

@@ -34,6 +34,18 @@ from shopfloor.store.sql_common import INSERT_EVENT, event_values, in_constants
 LANE_ORDER = {"urgent": 0, "normal": 1}
 
 
+def _lock_of(org_id: str | None, issue_id: str | None) -> sa.ColumnElement[bool]:
+    """The issue lock of an issue of an organisation: two organisations' issues never share
+    a lock, whatever their ids."""
+    lk = t.issue_locks
+    return sa.and_(lk.c.org_id == org_id, lk.c.issue_id == issue_id)
+
+
+def _issue_of(org_id: str, issue_id: str) -> sa.ColumnElement[bool]:
+    i = t.issues
+    return sa.and_(i.c.org_id == org_id, i.c.id == issue_id)
+
+
 def _holder_gone() -> sa.ColumnElement[bool]:
     """True when an issue lock's holder session is missing or has ended."""
     s, lk = t.sessions, t.issue_locks
@@ -157,7 +169,7 @@ class ChannelSql:
             ):
                 holder = await conn.scalar(
                     sa.select(t.issue_locks.c.session_id).where(
-                        t.issue_locks.c.issue_id == session.issue_id
+                        _lock_of(session.org_id, session.issue_id)
                     )
                 )
                 session = dataclasses.replace(session, status=PARKED)
@@ -178,6 +190,7 @@ class ChannelSql:
     ) -> bool:
         lk, s = t.issue_locks, t.sessions
         row = {
+            "org_id": session.org_id,
             "issue_id": session.issue_id,
             "session_id": session.id,
             "work_type": session.work_type,
@@ -192,7 +205,7 @@ class ChannelSql:
             pass
         current = (
             await conn.execute(
-                self._for_update(sa.select(lk).where(lk.c.issue_id == session.issue_id))
+                self._for_update(sa.select(lk).where(_lock_of(session.org_id, session.issue_id)))
             )
         ).first()
         if current is None:  # released between our insert and our read
@@ -201,17 +214,21 @@ class ChannelSql:
         holder_status = await conn.scalar(sa.select(s.c.status).where(s.c.id == current.session_id))
         if current.expires_at > now and holder_status not in (None, *TERMINAL_STATUSES):
             return False
-        await conn.execute(lk.update().where(lk.c.issue_id == session.issue_id).values(row))
+        await conn.execute(
+            lk.update().where(_lock_of(session.org_id, session.issue_id)).values(row)
+        )
         return True
 
     async def _supersede_parked(
         self, conn: DbConnection, newer: SessionRecord, now: int
     ) -> list[str]:
-        """Stop the issue's parked sessions of `newer`'s work type; their queues."""
+        """Stop the issue's parked sessions of `newer`'s organisation and work type; their
+        queues."""
         s = t.sessions
         superseded = await conn.execute(
             s.update()
             .where(
+                s.c.org_id == newer.org_id,
                 s.c.issue_id == newer.issue_id,
                 s.c.status == PARKED,
                 s.c.work_type.is_not_distinct_from(newer.work_type),
@@ -239,14 +256,20 @@ class ChannelSql:
             )
         return [r.queue for r in rows]
 
-    async def get_issue_lock(self, issue_id: str) -> IssueLock | None:
+    async def get_issue_lock(self, org_id: str, issue_id: str) -> IssueLock | None:
         lk = t.issue_locks
         async with self.db.connect() as conn:
-            row = (await conn.execute(sa.select(lk).where(lk.c.issue_id == issue_id))).first()
+            row = (await conn.execute(sa.select(lk).where(_lock_of(org_id, issue_id)))).first()
         return None if row is None else IssueLock(**row._mapping)
 
     async def refresh_issue_lock(
-        self, issue_id: str, session_id: str, work_type: str | None, now: int, expires_at: int
+        self,
+        org_id: str,
+        issue_id: str,
+        session_id: str,
+        work_type: str | None,
+        now: int,
+        expires_at: int,
     ) -> bool:
         """Extend the session's lock; take the lock if nobody holds it. False if another
         session holds it."""
@@ -254,7 +277,7 @@ class ChannelSql:
         async with self.db.begin() as conn:
             updated = await conn.execute(
                 lk.update()
-                .where(lk.c.issue_id == issue_id, lk.c.session_id == session_id)
+                .where(_lock_of(org_id, issue_id), lk.c.session_id == session_id)
                 .values(expires_at=expires_at)
             )
             if updated.rowcount > 0:
@@ -263,6 +286,7 @@ class ChannelSql:
                 async with conn.begin_nested():
                     await conn.execute(
                         lk.insert().values(
+                            org_id=org_id,
                             issue_id=issue_id,
                             session_id=session_id,
                             work_type=work_type,
@@ -288,6 +312,7 @@ class ChannelSql:
 
     async def release_issue_lock(
         self,
+        org_id: str,
         issue_id: str,
         session_id: str,
         now: int,
@@ -296,10 +321,10 @@ class ChannelSql:
         stale_only: bool = False,
     ) -> SessionRecord | None:
         """Drop `session_id`'s lock on the issue (with `stale_only`, only if it expired or its
-        holder ended) and promote the best parked session, which takes the lock. Returns the
-        promoted session."""
+        holder ended) and promote the best parked session of the organisation's issue, which
+        takes the lock. Returns the promoted session."""
         lk, s = t.issue_locks, t.sessions
-        where = [lk.c.issue_id == issue_id, lk.c.session_id == session_id]
+        where = [_lock_of(org_id, issue_id), lk.c.session_id == session_id]
         if stale_only:
             where.append(sa.or_(lk.c.expires_at <= now, _holder_gone()))
         async with self.db.begin() as conn:
@@ -308,7 +333,7 @@ class ChannelSql:
                 return None
             pick = self._for_update(
                 sa.select(s.c.id)
-                .where(s.c.issue_id == issue_id, s.c.status == PARKED)
+                .where(s.c.org_id == org_id, s.c.issue_id == issue_id, s.c.status == PARKED)
                 .order_by(s.c.priority, s.c.queued_at, s.c.id)
                 .limit(1)
             )
@@ -328,6 +353,7 @@ class ChannelSql:
             promoted = SessionRecord(**row._mapping)
             await conn.execute(
                 lk.insert().values(
+                    org_id=org_id,
                     issue_id=issue_id,
                     session_id=promoted.id,
                     work_type=promoted.work_type,
@@ -520,10 +546,9 @@ class ChannelSql:
     async def upsert_issue(self, issue: IssueRecord) -> IssueRecord:
         """Insert the issue, or update it with the record's non-empty fields."""
         i = t.issues
+        key = _issue_of(issue.org_id, issue.id)
         async with self.db.begin() as conn:
-            current = (
-                await conn.execute(self._for_update(sa.select(i).where(i.c.id == issue.id)))
-            ).first()
+            current = (await conn.execute(self._for_update(sa.select(i).where(key)))).first()
             if current is None:
                 try:
                     async with conn.begin_nested():
@@ -534,37 +559,31 @@ class ChannelSql:
             changes = {
                 k: v
                 for k, v in dataclasses.asdict(issue).items()
-                if v not in (None, []) and k not in ("id", "created_at")
+                if v not in (None, []) and k not in ("org_id", "id", "created_at")
             }
             row = (
-                await conn.execute(
-                    i.update().where(i.c.id == issue.id).values(changes).returning(*i.c)
-                )
+                await conn.execute(i.update().where(key).values(changes).returning(*i.c))
             ).first()
         assert row is not None
         return IssueRecord(**row._mapping)
 
-    async def find_issue(self, key: str) -> IssueRecord | None:
-        """An issue by id, else by identifier (e.g. ENG-1)."""
+    async def find_issue(self, org_id: str, key: str) -> IssueRecord | None:
+        """An issue of the organisation by id, else by identifier (e.g. ENG-1)."""
         i = t.issues
         async with self.db.connect() as conn:
-            row = (await conn.execute(sa.select(i).where(i.c.id == key))).first()
+            row = (await conn.execute(sa.select(i).where(_issue_of(org_id, key)))).first()
             if row is None:
-                row = (
-                    await conn.execute(
-                        sa.select(i).where(i.c.identifier == key).order_by(i.c.id).limit(1)
-                    )
-                ).first()
+                by_identifier = sa.select(i).where(i.c.org_id == org_id, i.c.identifier == key)
+                row = (await conn.execute(by_identifier.order_by(i.c.id).limit(1))).first()
         return None if row is None else IssueRecord(**row._mapping)
 
-    async def update_issue(self, issue_id: str, changes: Mapping[str, Any]) -> IssueRecord | None:
+    async def update_issue(
+        self, org_id: str, issue_id: str, changes: Mapping[str, Any]
+    ) -> IssueRecord | None:
         i = t.issues
+        update = i.update().where(_issue_of(org_id, issue_id)).values(dict(changes))
         async with self.db.begin() as conn:
-            row = (
-                await conn.execute(
-                    i.update().where(i.c.id == issue_id).values(dict(changes)).returning(*i.c)
-                )
-            ).first()
+            row = (await conn.execute(update.returning(*i.c))).first()
         return None if row is None else IssueRecord(**row._mapping)
 
     # -- recovery packets --

@@ -131,9 +131,9 @@ class Call:
     base: str
 
     async def find_issue(self) -> IssueRecord | None:
-        """The issue named by args[0]; an issue of a project the caller may not touch does
-        not exist for it."""
-        issue = await self.channel.find_issue(_arg(self.args, 0, "issueId"))
+        """The issue named by args[0] among the caller's organisation's; an issue of a project
+        the caller may not touch does not exist for it."""
+        issue = await self.channel.find_issue(self.actor.org_id, _arg(self.args, 0, "issueId"))
         if issue is None or not self.actor.may_touch(issue.org_id, issue.project):
             return None
         return issue
@@ -185,7 +185,7 @@ async def _create_comment(call: Call) -> Any:
     now = iso(channel.clock.now_ms())
     comment = {"id": f"cmt_{uuid7_hex()}", "body": text, "createdAt": now, "updatedAt": now}
     data = {"issueId": issue.id, "commentId": comment["id"], "body": text}
-    await channel.note_on_issue(issue.id, "issue-comment", data, call.actor.worker_id)
+    await channel.note_on_issue(issue, "issue-comment", data, call.actor.worker_id)
     return comment
 
 
