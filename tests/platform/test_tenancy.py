@@ -187,6 +187,72 @@ async def test_each_organisation_has_its_own_worker_queue(api: httpx.AsyncClient
     assert peek.status_code == 404
 
 
+async def org_worker(api: httpx.AsyncClient, org_slug: str | None) -> tuple[str, dict[str, str]]:
+    """A worker of the organisation (None: the default one, with the static worker key)."""
+    headers = WORKER
+    if org_slug is not None:
+        token = await api.post("/api/v1/registration-tokens", json={"org": org_slug}, headers=ADMIN)
+        headers = bearer(token.json()["token"])
+    registered = await api.post(
+        "/api/workers/register", json={"hostname": "h", "capacity": 5}, headers=headers
+    )
+    assert registered.status_code == 201, registered.text
+    body = registered.json()
+    return body["workerId"], bearer(body["runtimeToken"]) if org_slug else WORKER
+
+
+async def test_issue_ids_are_per_organisation(api: httpx.AsyncClient) -> None:
+    """Two organisations may use the same issue id: neither's session parks the other's, an
+    ending promotes only its own organisation's parked work, and each organisation's worker
+    sees its own issue record under that id."""
+    await new_org(api, "acme")
+    issue = {"issueId": "ENG-1", "issueIdentifier": "ENG-1"}
+    ours = (await queue(api, ADMIN, orgId="acme", title="Acme's", **issue)).json()
+    theirs = (await queue(api, ADMIN, title="Default's", **issue)).json()
+    assert (ours["status"], theirs["status"]) == ("pending", "pending")
+    # Within one organisation the lock still parks the second session on the issue.
+    parked = (await queue(api, ADMIN, orgId="acme", workType="qa", **issue)).json()
+    assert parked["status"] == "parked"
+    acme_worker, acme_auth = await org_worker(api, "acme")
+    default_worker, default_auth = await org_worker(api, None)
+    polled = (await api.get(f"/api/workers/{acme_worker}/poll", headers=acme_auth)).json()
+    assert polled["claimedSessionIds"] == [ours["sessionId"]]
+    polled = (await api.get(f"/api/workers/{default_worker}/poll", headers=default_auth)).json()
+    assert polled["claimedSessionIds"] == [theirs["sessionId"]]
+
+    async def proxy(headers: dict[str, str], *args: str) -> httpx.Response:
+        body = {"method": "getIssue", "args": list(args)}
+        return await api.post("/api/issue-tracker-proxy", json=body, headers=headers)
+
+    assert (await proxy(acme_auth, "ENG-1")).json()["data"]["title"] == "Acme's"
+    assert (await proxy(default_auth, "ENG-1")).json()["data"]["title"] == "Default's"
+    only_acme = await queue(api, ADMIN, orgId="acme", issueId="ENG-7", title="Acme only")
+    assert only_acme.status_code == 201
+    assert (await proxy(acme_auth, "ENG-7")).json()["data"]["title"] == "Acme only"
+    missing = await proxy(default_auth, "ENG-7")
+    assert (missing.status_code, missing.json()["success"]) == (404, False)
+    # The default organisation's holder ends: acme's parked work on ENG-1 stays parked.
+    for status in ("running", "finalizing", "completed"):
+        reply = await api.post(
+            f"/api/sessions/{theirs['sessionId']}/status",
+            json={"workerId": default_worker, "status": status},
+            headers=default_auth,
+        )
+        assert reply.status_code == 200, reply.text
+    view = await api.get(f"/api/v1/sessions/{parked['sessionId']}", headers=ADMIN)
+    assert view.json()["status"] == "parked"
+    # Acme's holder ends: its own parked work is promoted.
+    for status in ("running", "finalizing", "completed"):
+        reply = await api.post(
+            f"/api/sessions/{ours['sessionId']}/status",
+            json={"workerId": acme_worker, "status": status},
+            headers=acme_auth,
+        )
+        assert reply.status_code == 200, reply.text
+    view = await api.get(f"/api/v1/sessions/{parked['sessionId']}", headers=ADMIN)
+    assert view.json()["status"] == "pending"
+
+
 # -- M2M clients and OAuth 2.0 client_credentials --
 
 
