@@ -3,6 +3,8 @@ becomes a queued session whose task state follows it; every method across organi
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -88,6 +90,39 @@ async def test_resubscribing_to_an_ended_task_streams_it_once(api: httpx.AsyncCl
         "/api/a2a", json=method("tasks/resubscribe", id=task["id"]), headers=b.key
     )
     assert theirs.json()["error"]["code"] == -32001
+
+
+async def test_a_stream_sends_a_state_that_lasted_less_than_a_poll(
+    api: httpx.AsyncClient,
+) -> None:
+    """Claimed, running and completed within one poll interval of the stream: the working
+    state still reaches the client (the stream follows the status history, not samples)."""
+    a = await tenant(api, "a")
+    task = (await rpc(api, send("quick one"), a.key))["result"]
+    streaming = asyncio.create_task(
+        api.post("/api/a2a", json=method("tasks/resubscribe", id=task["id"]), headers=a.key)
+    )
+    await asyncio.sleep(0.05)  # the stream has taken its place in the history
+    polled = (await api.get(f"/api/workers/{a.worker_id}/poll", headers=a.worker)).json()
+    assert polled["claimedSessionIds"] == [task["id"]]
+    for status in ("running", "completed"):
+        reported = await api.post(
+            f"/api/sessions/{task['id']}/status",
+            json={"workerId": a.worker_id, "status": status},
+            headers=a.worker,
+        )
+        assert reported.status_code == 200, reported.text
+    reply = await asyncio.wait_for(streaming, 30)
+    results = [
+        json.loads(line[6:])["result"]
+        for line in reply.text.splitlines()
+        if line.startswith("data: ")
+    ]
+    states = [r["status"]["state"] for r in results]
+    assert "working" in states, states
+    assert states[-1] == "completed" and results[-1]["final"] is True
+    assert all(x != y for x, y in itertools.pairwise(states)), states
+    assert [r.get("final") for r in results[1:-1]] == [False] * (len(results) - 2)
 
 
 async def test_cancel_stops_the_session(api: httpx.AsyncClient) -> None:

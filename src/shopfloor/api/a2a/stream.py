@@ -1,8 +1,10 @@
 """A2A streaming: a task and then each change of its state, as server-sent events whose data
-are JSON-RPC replies (the Task, then `status-update` events, the last one `final`). The
-session is read again every POLL_SECONDS (a session's status changes on any server process,
-and is one indexed read); a comment keeps the connection alive; a stream ends when the task
-does, when the client goes, or after MAX_STREAM_SECONDS (resubscribe with `tasks/resubscribe`)."""
+are JSON-RPC replies (the Task, then `status-update` events, the last one `final`). Every
+POLL_SECONDS the stream reads the session's status history after the last entry it saw (a
+session's status changes on any server process), so a state that lasted less than a poll
+(a task claimed and finished within half a second) is still sent; a comment keeps the
+connection alive; a stream ends when the task does, when the client goes, or after
+MAX_STREAM_SECONDS (resubscribe with `tasks/resubscribe`)."""
 
 from __future__ import annotations
 
@@ -14,16 +16,19 @@ from typing import Any
 
 from fastapi import Request
 
-from shopfloor.api.a2a.tasks import task_view
+from shopfloor.api.a2a.tasks import STATES, task_view
 from shopfloor.api.jsonrpc import Call, RequestId
+from shopfloor.api.timefmt import iso
 from shopfloor.store import Store
-from shopfloor.store.records import SessionRecord
+from shopfloor.store.records import SessionEvent, SessionRecord
 
 STREAMED = ("message/stream", "tasks/resubscribe")
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
 MAX_STREAM_SECONDS = 3600.0
 HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+STATUS_EVENT = "status"  # the kind of a session's status-change history entries
+HISTORY_PAGE = 200
 
 
 def streamed_call(raw: bytes) -> Call | None:
@@ -45,6 +50,10 @@ def streamed_call(raw: bytes) -> Call | None:
 async def task_events(
     request: Request, store: Store, request_id: RequestId, session: SessionRecord
 ) -> AsyncIterator[bytes]:
+    # The history position first, then the session: a change between the two is in both,
+    # and is sent once (only a change of state is sent).
+    after = await store.last_event_id(session.id, (STATUS_EVENT,))
+    session = await store.get_session(session.id) or session
     task = task_view(session)
     yield _frame(request_id, task)
     state, started, quiet_since = task["status"]["state"], time.monotonic(), time.monotonic()
@@ -52,17 +61,40 @@ async def task_events(
         await asyncio.sleep(POLL_SECONDS)
         if await request.is_disconnected():
             return
+        history = await store.session_events_after(session.id, after, HISTORY_PAGE)
+        if history:
+            after = history[-1].id or after
+        for event in _status_changes(history):
+            new = STATES.get(event.status or "", "unknown")
+            if new != state:
+                state, quiet_since = new, time.monotonic()
+                yield _frame(request_id, _update(_at(task, new, event.at), final=False))
         found = await store.get_session(session.id)
         if found is None:
             return
         session = found
-        task = task_view(session)
-        if task["status"]["state"] != state:
-            state, quiet_since = task["status"]["state"], time.monotonic()
-            yield _frame(request_id, _update(task, session.is_terminal))
+        if session.is_terminal:
+            yield _frame(request_id, _update(task_view(session), final=True))
         elif time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
             quiet_since = time.monotonic()
             yield b": keep-alive\n\n"
+
+
+def _status_changes(history: list[SessionEvent]) -> list[SessionEvent]:
+    """The non-terminal status changes (the terminal one is sent from the session itself,
+    with its error message)."""
+    return [
+        e
+        for e in history
+        if e.kind == STATUS_EVENT and e.status is not None and STATES.get(e.status) in _LIVE
+    ]
+
+
+_LIVE = ("submitted", "working")
+
+
+def _at(task: dict[str, Any], state: str, at: int) -> dict[str, Any]:
+    return {**task, "status": {"state": state, "timestamp": iso(at)}}
 
 
 def _update(task: dict[str, Any], final: bool) -> dict[str, Any]:
