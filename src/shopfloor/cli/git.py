@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from shopfloor.cli.options import AdminKey, DataDir, Url, console, operator
+from shopfloor.cli.options import (
+    DEFAULT_DIR,
+    DEFAULT_URL,
+    AdminKey,
+    DataDir,
+    Url,
+    console,
+    operator,
+    print_table,
+)
 
 repos_app = typer.Typer(help="Repositories workers get git credentials for.", no_args_is_help=True)
 git_sources_app = typer.Typer(
@@ -18,16 +26,7 @@ git_sources_app = typer.Typer(
 )
 batch_app = typer.Typer(help="Batch work items for capable workers.", no_args_is_help=True)
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-DEFAULT_DIR = Path(".shopfloor")
 Org = Annotated[str | None, typer.Option(help="Organisation (admin key only).")]
-
-
-def _table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    table = Table(*columns)
-    for row in rows:
-        table.add_row(*("" if row.get(c) is None else str(row[c]) for c in columns))
-    console.print(table)
 
 
 @repos_app.command("add")
@@ -57,7 +56,7 @@ def repos_list(
     """List repositories."""
     with operator(url, admin_key, data_dir) as client:
         rows = client.list_items("repositories", orgId=org)
-    _table(("id", "url", "provider", "projectName", "sourceId"), rows)
+    print_table(("id", "url", "provider", "projectName", "sourceId"), rows)
 
 
 @repos_app.command("remove")
@@ -137,7 +136,7 @@ def sources_list(
     """List credential sources and their last failure (never their secrets)."""
     with operator(url, admin_key, data_dir) as client:
         rows = client.list_items("git-credential-sources", orgId=org)
-    _table(("id", "kind", "name", "orgDefault", "expiresAt", "lastError", "lastErrorAt"), rows)
+    print_table(("id", "kind", "name", "orgDefault", "expiresAt", "lastError", "lastErrorAt"), rows)
 
 
 @git_sources_app.command("remove")
@@ -191,7 +190,7 @@ def batch_list(
     """List batch items, newest first."""
     with operator(url, admin_key, data_dir) as client:
         rows = client.list_items("batch-items", status=status)
-    _table(("id", "kind", "status", "workerId", "attempts", "createdAt", "finishedAt"), rows)
+    print_table(("id", "kind", "status", "workerId", "attempts", "createdAt", "finishedAt"), rows)
 
 
 @batch_app.command("show")

@@ -6,14 +6,17 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from shopfloor.client import OperatorClient, OperatorError, find_admin_key
 
 console = Console()
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_DIR = Path(".shopfloor")
 
 DataDir = Annotated[
     Path,
@@ -55,3 +58,17 @@ def operator(url: str, admin_key: str | None, data_dir: Path) -> Iterator[Operat
         raise
     finally:
         client.close()
+
+
+def print_table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
+    """The rows' values under these columns (a list joined by commas, nothing for None)."""
+    table = Table(*columns)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return ",".join(value) if isinstance(value, list) else str(value)

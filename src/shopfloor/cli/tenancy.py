@@ -4,13 +4,20 @@ when it is made; nothing lists it again."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from shopfloor.cli.options import AdminKey, DataDir, Url, console, operator
+from shopfloor.cli.options import (
+    DEFAULT_DIR,
+    DEFAULT_URL,
+    AdminKey,
+    DataDir,
+    Url,
+    console,
+    operator,
+    print_table,
+)
 
 orgs_app = typer.Typer(help="Organisations (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="An organisation's API keys (rsk_live_…).", no_args_is_help=True)
@@ -18,26 +25,11 @@ m2m_app = typer.Typer(
     help="M2M clients (OAuth 2.0 client credentials) of an organisation.", no_args_is_help=True
 )
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-DEFAULT_DIR = Path(".shopfloor")
 OrgOption = Annotated[str, typer.Option("--org", help="Organisation id or slug.")]
 Scopes = Annotated[
     list[str] | None,
     typer.Option("--scope", help="A scope (repeatable), e.g. sessions:read; * for all."),
 ]
-
-
-def _table(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> None:
-    table = Table(*columns)
-    for row in rows:
-        cells = []
-        for c in columns:
-            value = row.get(c)
-            cells.append(
-                "" if value is None else ",".join(value) if isinstance(value, list) else str(value)
-            )
-        table.add_row(*cells)
-    console.print(table)
 
 
 @orgs_app.command("create")
@@ -62,7 +54,7 @@ def orgs_list(
 ) -> None:
     """List organisations."""
     with operator(url, admin_key, data_dir) as client:
-        _table(("id", "slug", "name", "createdAt"), client.list_orgs())
+        print_table(("id", "slug", "name", "createdAt"), client.list_orgs())
 
 
 @keys_app.command("mint")
@@ -105,7 +97,7 @@ def keys_list(
     with operator(url, admin_key, data_dir) as client:
         keys = client.list_keys(org)
     columns = ("id", "name", "keyPrefix", "keyType", "projectIds", "scopes", "createdAt")
-    _table((*columns, "expiresAt", "revokedAt"), keys)
+    print_table((*columns, "expiresAt", "revokedAt"), keys)
 
 
 @keys_app.command("revoke")
@@ -150,7 +142,7 @@ def m2m_list(
     """List clients (never their secrets)."""
     with operator(url, admin_key, data_dir) as client:
         clients = client.list_m2m_clients(org)
-    _table(("clientId", "orgId", "name", "scopes", "createdAt", "revokedAt"), clients)
+    print_table(("clientId", "orgId", "name", "scopes", "createdAt", "revokedAt"), clients)
 
 
 @m2m_app.command("revoke")
