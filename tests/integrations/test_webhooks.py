@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 
 from shopfloor.clock import ManualClock
-from tests.agentfactory.helpers import ADMIN
+from tests.agentfactory.helpers import ADMIN, poll, register, status
 from tests.conftest import Backend, make_settings, running_app
 from tests.integrations.helpers import (
     LINEAR_SECRET,
@@ -424,3 +424,55 @@ async def test_an_issue_status_transition_queues_follow_up_work_with_a_cooldown(
     await settle(api)
     assert (await store.get_delivery(later.json()["eventId"])).status == "processed"
     assert len(await sessions(api)) == 2
+
+
+async def test_failures_on_an_issue_hold_back_new_sessions_until_a_mention_or_the_backoff(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    """The failure circuit breaker: after a failed session on the issue, a delegation waits
+    2 minutes (`session_failure_backoff`), a mention passes at once; five failures in a row
+    stop automatic sessions (`session_failure_hard_stop`), a mention included; an hour after
+    the last failure the issue is forgotten."""
+    store = services(api).dispatcher.store
+    worker = await register(api, capacity=1)
+
+    async def created(session_id: str, **extra: Any) -> Any:
+        body = linear_body("created", session_id, clock.now_ms(), **extra)
+        body["agentSession"]["issue"]["id"] = "iss-flaky"
+        reply = await post_linear(api, body)
+        await settle(api)
+        return await store.get_delivery(reply.json()["eventId"])
+
+    async def fail(session_id: str) -> None:
+        [work] = (await poll(api, worker))["work"]
+        assert work["sessionId"] == session_id
+        failed = await status(api, session_id, worker, "failed", error={"message": "tests broke"})
+        assert failed.status_code == 200, failed.text
+
+    assert (await created("lin-f1")).status == "processed"
+    await fail("lin-f1")
+    clock.advance(60)
+    held = await created("lin-f2")
+    assert held.status == "skipped" and held.reason == "session_failure_backoff"
+    assert held.result["failureCount"] == 1 and 0 < held.result["backoffRemainingS"] <= 60
+    assert held.result["lastError"] == "tests broke"
+    clock.advance(61)  # the 2 minutes have passed
+    assert (await created("lin-f3")).status == "processed"
+    await fail("lin-f3")
+    clock.advance(200)  # two failures wait 4 minutes
+    assert (await created("lin-f4")).reason == "session_failure_backoff"
+    mention = await created("lin-f5", comment={"body": "@agent try again"})
+    assert mention.status == "processed", mention.reason
+    assert (await store.get_session("lin-f5")).extra["initiation"] == "mention"
+    for n in range(5):  # the mention's session and four more fail: five in a row
+        session_id = "lin-f5" if n == 0 else f"lin-g{n}"
+        if n:
+            clock.advance(1801)
+            assert (await created(session_id)).status == "processed"
+        await fail(session_id)
+    clock.advance(1801)
+    stopped = await created("lin-h1", comment={"body": "@agent please"})
+    assert stopped.reason == "session_failure_hard_stop" and stopped.result["failureCount"] == 5
+    assert await store.get_session("lin-h1") is None
+    clock.advance(3600)
+    assert (await created("lin-h2")).status == "processed"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shopfloor.service import issue_failures
 from shopfloor.service.audit import Who
 from shopfloor.service.dispatch import Dispatcher, NewSession, af_queue
 from shopfloor.service.errors import Conflict
@@ -131,22 +132,31 @@ class LinearEvents:
         project = _dig(issue, "project", "name")
         if self.allowed_projects is not None and project not in self.allowed_projects:
             return skip("project_not_allowed")
+        mention = _mention(body)
+        issue_id = _issue_id(session)
+        if issue_id is not None:
+            blocked = await self._failure_backoff(delivery.org_id, issue_id, mention)
+            if blocked is not None:
+                return blocked
         queue = af_queue(delivery.org_id)
         if self.session_cap and await self._unfinished(queue) >= self.session_cap:
             return skip("session_hard_cap")
         prompt = _text(body.get("promptContext")) or _text(_dig(session, "comment", "body"))
+        extra = _origin(delivery)
+        if mention:
+            extra["initiation"] = issue_failures.MENTION
         try:
             created = await self.dispatcher.create_session(
                 NewSession(
                     queue=queue,
                     session_id=session["id"],
-                    issue_id=_issue_id(session),
+                    issue_id=issue_id,
                     issue_identifier=_text(issue.get("identifier")),
                     title=_text(issue.get("title")),
                     description=_text(issue.get("description")),
                     prompt=prompt,
                     work_type=work_type(prompt, _text(_dig(issue, "state", "name"))),
-                    extra=_origin(delivery),
+                    extra=extra,
                     org_id=delivery.org_id,
                     created_by=Who(delivery.provider, "webhook"),
                 )
@@ -154,6 +164,22 @@ class LinearEvents:
         except Conflict:
             return skip("session_already_exists")
         return Outcome(PROCESSED, result={"action": "queued", "sessionId": created.id})
+
+    async def _failure_backoff(self, org_id: str, issue_id: str, mention: bool) -> Outcome | None:
+        """The skip of a session the issue's failure circuit breaker holds back, or None. A
+        mention passes a backoff (the person asked for a retry) but not a hard stop."""
+        store = self.dispatcher.store
+        recent = await store.issue_sessions(org_id, issue_id, issue_failures.LOOK_BACK)
+        found = issue_failures.check(recent, self.dispatcher.clock.now_ms())
+        if found.allowed or (mention and found.reason == "backoff"):
+            return None
+        details: dict[str, Any] = {
+            "failureCount": found.failures,
+            "backoffRemainingS": found.remaining_s,
+        }
+        if found.last_error:
+            details["lastError"] = found.last_error[:300]
+        return Outcome(SKIPPED, f"session_failure_{found.reason}", details)
 
     async def _unfinished(self, queue: str) -> int:
         return await self.dispatcher.store.count_unfinished(queue)
@@ -220,6 +246,14 @@ class LinearEvents:
         except Conflict:
             return skip("already_ended")
         return Outcome(PROCESSED, result={"action": "stopped", "sessionId": session_id})
+
+
+def _mention(body: dict[str, Any]) -> bool:
+    """Whether a person's comment mentioning the agent opened the session (else it was
+    delegated to the agent, or opened by automation)."""
+    return isinstance(body.get("comment"), dict) or isinstance(
+        _dig(body, "agentSession", "comment"), dict
+    )
 
 
 def _text(value: Any) -> str | None:

@@ -282,6 +282,15 @@ sessions = sa.Table(
     sa.Index("ix_sessions_org", "org_id", "id"),
     sa.Index("ix_sessions_status", "status"),
     sa.Index("ix_sessions_public_id", "public_id"),
+    # An issue's sessions, newest first (Linear's failure backoff); only sessions on an issue.
+    sa.Index(
+        "ix_sessions_issue",
+        "org_id",
+        "issue_id",
+        "created_at",
+        sqlite_where=sa.text("issue_id IS NOT NULL"),
+        postgresql_where=sa.text("issue_id IS NOT NULL"),
+    ),
     # Only sessions holding a lease (the live ones): a claim adds one entry and an ending
     # removes it, where a full index would move every row's entry twice, to and from NULL.
     sa.Index(

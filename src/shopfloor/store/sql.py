@@ -613,6 +613,17 @@ class SqlStore(
         async with self.db.connect() as conn:
             return [_session_from_row(r) for r in await conn.execute(query)]
 
+    async def issue_sessions(self, org_id: str, issue_id: str, limit: int) -> list[SessionRecord]:
+        s = t.sessions
+        query = (
+            sa.select(s)
+            .where(s.c.org_id == org_id, s.c.issue_id == issue_id)
+            .order_by(s.c.created_at.desc(), s.c.id.desc())
+            .limit(limit)
+        )
+        async with self.db.connect() as conn:
+            return [_session_from_row(r) for r in await conn.execute(query)]
+
     async def live_sessions_of(self, worker_id: str) -> list[SessionRecord]:
         s = t.sessions
         async with self.db.connect() as conn:
