@@ -41,4 +41,7 @@ fi
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/ruff format --check src tests benchmarks
 .venv/bin/mypy
-.venv/bin/pytest "$@"
+# Two pytest workers (SHOPFLOOR_TEST_WORKERS; 0 runs in this process): most tests wait on
+# real servers, databases and clients rather than compute, so two overlap well on two cores.
+# Whole files go to one worker (--dist loadfile), keeping a file's fixtures and order.
+.venv/bin/pytest -n "${SHOPFLOOR_TEST_WORKERS:-2}" --dist loadfile "$@"
