@@ -74,7 +74,7 @@ def serve(backend: Backend, tmp_path: Path, *extra: str) -> Iterator[Server]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
                 raise RuntimeError((tmp_path / "server.log").read_text())

@@ -80,7 +80,7 @@ def _serve(backend: Backend, tmp_path: Path) -> Iterator[Server]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"server exited: {(tmp_path / 'server.log').read_text()}")
@@ -90,7 +90,7 @@ def _serve(backend: Backend, tmp_path: Path) -> Iterator[Server]:
             except httpx.TransportError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("server did not start within 30 s")
+                pytest.fail("server did not start within 120 s")
             time.sleep(0.1)
         yield Server(url, tmp_path / "data", env)
     finally:

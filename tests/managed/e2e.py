@@ -86,7 +86,7 @@ class Rig:
             args, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.server = ServerProcess(self.url, proc, log_path)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.server.log()}")

@@ -78,7 +78,7 @@ def start_server(env: dict[str, str], log: Path, *args: str) -> Server:
     return server
 
 
-def wait_healthy(server: Server, seconds: float = 60.0) -> None:
+def wait_healthy(server: Server, seconds: float = 120.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.process.poll() is not None:

@@ -66,7 +66,7 @@ def serve(backend: Backend, tmp_path: Path, **settings: str) -> Iterator[Server]
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"shopfloor serve exited with {proc.returncode}:\n{log.read_text()}")
