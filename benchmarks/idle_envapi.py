@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import CREW_PROCESSES, Child, Config, run_child, split
-from benchmarks.http import HttpError
+from benchmarks.http import HttpConn, HttpError
 from benchmarks.idle_workers import measure_idle
 from benchmarks.server import shopfloor_server
 from benchmarks.shopfloor_envapi import (
@@ -56,12 +56,15 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
 # -- the load process --
 
 
-async def idle_env_worker(child: Child, url: str, env: str, name: str) -> tuple[int, int]:
+async def idle_env_worker(
+    child: Child, url: str, env: str, name: str, conns: list[HttpConn]
+) -> tuple[int, int]:
     """One long-polling worker whose first poll goes out at a random point of the first block
     window. A failed request (error status, no answer in the client's 60 s, connection
     refused or reset) is counted and logged, and the worker polls again after a pause, as a
     client library would retry; returns (failed requests, requests sent)."""
     conn = worker_conn(url, name)
+    conns.append(conn)
     errors = 0
     try:
         await pause(child, random.random() * BLOCK_MS / 1000)
@@ -84,13 +87,28 @@ async def pause(child: Child, seconds: float) -> None:
         await asyncio.wait_for(child.stop.wait(), seconds)
 
 
+async def tick(child: Child, conns: list[HttpConn]) -> None:
+    """Report the requests answered each second as `{"n": count}` (benchmarks/poll_cpu.py
+    counts the polls of a window from these)."""
+    reported = 0
+    while not child.stop.is_set():
+        await pause(child, 1.0)
+        total = sum(c.requests for c in conns)
+        child.emit({"n": total - reported})
+        reported = total
+
+
 async def child_main(child: Child) -> dict[str, Any]:
     a = child.args
     await child.ready()
     names = [f"idle-{a['first'] + n}" for n in range(a["workers"])]
+    conns: list[HttpConn] = []
+    ticker = asyncio.create_task(tick(child, conns)) if a.get("tick") else None
     outcomes = await asyncio.gather(
-        *(idle_env_worker(child, a["url"], a["env"], name) for name in names)
+        *(idle_env_worker(child, a["url"], a["env"], name, conns) for name in names)
     )
+    if ticker is not None:
+        ticker.cancel()
     return {
         "count": 0,
         "errors": sum(e for e, _ in outcomes),
