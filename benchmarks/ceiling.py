@@ -86,6 +86,10 @@ async def bare_cpu_per_request(work_dir: Path, connections: int, seconds: float)
         finally:
             crew.kill()
         cpu = (after.user + after.system) - (before.user + before.system)
+        print(
+            f"  bare endpoint: system share {(after.system - before.system) / max(cpu, 1e-9):.2f}",
+            file=sys.stderr,
+        )
         return 1000 * cpu / max(sum(int(f["count"]) for f in finals), 1)
     finally:
         proc.terminate()

@@ -47,9 +47,9 @@ async def fleet_cpu_per_poll(
         crew.send("go")
         await asyncio.sleep(settle_s)
         crew.count("n")
-        cpu0 = _cpu(server)
+        t0 = server.cpu_times()
         await asyncio.sleep(seconds)
-        cpu1 = _cpu(server)
+        t1 = server.cpu_times()
         polls = crew.count("n")
         rss = server.memory_info().rss / 2**20
         crew.send("stop")
@@ -59,15 +59,15 @@ async def fleet_cpu_per_poll(
     return {
         "workers": workers,
         "polls_per_s": polls / seconds,
-        "server_cpu_percent": 100 * (cpu1 - cpu0) / seconds,
-        "cpu_ms_per_poll": 1000 * (cpu1 - cpu0) / max(polls, 1),
+        "server_cpu_percent": 100 * (_cpu(t1) - _cpu(t0)) / seconds,
+        "cpu_ms_per_poll": 1000 * (_cpu(t1) - _cpu(t0)) / max(polls, 1),
+        "system_share": (t1.system - t0.system) / max(_cpu(t1) - _cpu(t0), 1e-9),
         "server_rss_mb": rss,
         "failed_requests": sum(int(f.get("errors", 0)) for f in finals),
     }
 
 
-def _cpu(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
+def _cpu(times: Any) -> float:
     return float(times.user + times.system)
 
 

@@ -78,14 +78,15 @@ def idle_table(workloads: dict[str, Any], planned: int) -> list[str]:
     lines = [
         "| fleet | workers | fleet HTTP req/s | server CPU % | server RSS MB (peak) "
         "| sessions claimed / offered | claim p50 ms | claim p99 ms "
-        "| failed requests (fleet / offers) | runs |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| failed requests (fleet / offers) | idle: server CPU % | idle: CPU ms / poll "
+        "(× bare endpoint) | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for entry in workloads.values():
         if entry["kind"] != "idle":
             continue
         if entry["skipped"]:
-            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} | | | | | | | | |")
+            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} | | | | | | | | | | |")
             continue
         m = entry["median"]
         lines.append(
@@ -93,9 +94,19 @@ def idle_table(workloads: dict[str, Any], planned: int) -> list[str]:
             f"| {fmt(m.get('server_cpu_percent'))} | {fmt(m.get('server_rss_mb'))} "
             f"| {_claimed(m, planned)} "
             f"| {fmt(m.get('latency_p50_ms'), 1)} | {fmt(m.get('latency_p99_ms'), 1)} "
-            f"| {_failed(m)} | {_runs_note(entry)} |"
+            f"| {_failed(m)} | {fmt(m.get('idle_server_cpu_percent'))} | {_per_poll(m)} "
+            f"| {_runs_note(entry)} |"
         )
     return lines
+
+
+def _per_poll(m: dict[str, Any]) -> str:
+    """Server CPU per request of the idle phase, and as a multiple of the bare endpoint's
+    CPU per request measured in the same run; a dash for a fleet without an idle phase."""
+    per_poll = m.get("cpu_ms_per_idle_poll")
+    if not per_poll:
+        return "–"
+    return f"{fmt(per_poll, 3)} ({fmt(m.get('idle_poll_cpu_multiple'), 1)} ×)"
 
 
 def _failed(m: dict[str, Any]) -> str:
