@@ -630,7 +630,16 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         f"ack, then a graceful stop). {cfg['idle_jobs']} sessions are offered one at "
         f"a time over {cfg['idle_seconds']:g} s (offering stops after twice that if the server "
         "answers too slowly; claims are awaited 60 s more, and latency is over the claimed "
-        "ones).",
+        "ones). The environment-API fleets are also run 3 and 10 times as large, in one load "
+        "process per 2,500 workers (at least one per core); every process raises its "
+        "open-file limit to the hard limit, and the fleet connects from further loopback "
+        "addresses (127.0.0.2, …) once it needs more than half the ephemeral port range.",
+        "",
+        "**idle** columns: before anything is offered, the fleet is measured for 5 s with "
+        "nothing to do: the server's CPU %, and its CPU time per request answered (every one "
+        "an empty poll), also as a multiple of the bare FastAPI endpoint's CPU time per "
+        "request (benchmarks/ceiling_app.py, 8 keep-alive connections, measured right after "
+        "the fleet in the same run).",
         "",
         *idle_table(workloads, cfg["idle_jobs"]),
         "",
