@@ -62,6 +62,40 @@ async def run(cfg: Config, work_dir: Path) -> dict[str, Any]:
         proc.wait(timeout=20)
 
 
+async def bare_cpu_per_request(work_dir: Path, connections: int, seconds: float) -> float:
+    """The bare endpoint's server CPU per request (ms), from its process CPU time over
+    `seconds` of `connections` keep-alive connections sending requests back to back: the
+    yardstick for what shopfloor spends on a request of its own."""
+    import psutil
+
+    await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
+    proc, url = await asyncio.to_thread(start_ceiling, work_dir / "ceiling.log")
+    try:
+        args = [
+            {"url": url, "workers": k, "seconds": seconds}
+            for k in split(connections, CREW_PROCESSES)
+        ]
+        crew = Crew(__name__, args, work_dir / "logs")
+        server = psutil.Process(proc.pid)
+        try:
+            await asyncio.to_thread(crew.wait_ready)
+            before = server.cpu_times()
+            crew.send("go")
+            finals = await asyncio.to_thread(crew.results)
+            after = server.cpu_times()
+        finally:
+            crew.kill()
+        cpu = (after.user + after.system) - (before.user + before.system)
+        print(
+            f"  bare endpoint: system share {(after.system - before.system) / max(cpu, 1e-9):.2f}",
+            file=sys.stderr,
+        )
+        return 1000 * cpu / max(sum(int(f["count"]) for f in finals), 1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
 async def hammer(conn: HttpConn, until: float) -> None:
     body = {"workerId": "wkr_0123456789abcdef", "status": "completed"}
     while time.monotonic() < until:

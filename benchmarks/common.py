@@ -407,7 +407,21 @@ class Child:
         self.emit({"final": {**result, "end_ns": self.last_done or time.time_ns()}})
 
 
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise this process's open-file limit (RLIMIT_NOFILE) to its hard limit, which the
+    processes it starts inherit: the server and every load process hold one descriptor per
+    connection. Returns (soft, hard) as they now are."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
 def run_child(main: Callable[[Child], Awaitable[dict[str, Any]]]) -> None:
+    raise_fd_limit()
     child = Child()
 
     async def body() -> None:

@@ -18,11 +18,19 @@ class HttpError(Exception):
 
 class HttpConn:
     def __init__(
-        self, host: str, port: int, headers: dict[str, str] | None = None, timeout: float = 60
+        self,
+        host: str,
+        port: int,
+        headers: dict[str, str] | None = None,
+        timeout: float = 60,
+        source: str | None = None,
     ) -> None:
         self.timeout = timeout
         self.host = host
         self.port = port
+        # The local address to connect from (another loopback address, 127.0.0.2, … has
+        # ephemeral ports of its own); None: the kernel's choice.
+        self.source = source
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self._fixed = f"Host: {host}:{port}\r\n{extra}".encode()
         self._reader: asyncio.StreamReader | None = None
@@ -30,14 +38,19 @@ class HttpConn:
         self.requests = 0
 
     @classmethod
-    def for_url(cls, url: str, headers: dict[str, str] | None = None) -> HttpConn:
+    def for_url(
+        cls, url: str, headers: dict[str, str] | None = None, source: str | None = None
+    ) -> HttpConn:
         hostport = url.split("://", 1)[1].rstrip("/")
         host, port = hostport.rsplit(":", 1)
-        return cls(host, int(port), headers)
+        return cls(host, int(port), headers, source=source)
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._reader is None or self._writer is None:
-            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+            local = None if self.source is None else (self.source, 0)
+            self._reader, self._writer = await asyncio.open_connection(
+                self.host, self.port, local_addr=local
+            )
         return self._reader, self._writer
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:

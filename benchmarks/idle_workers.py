@@ -65,12 +65,16 @@ async def measure_idle(
     body: Callable[[int], dict[str, Any]],
     work_dir: Path,
     settle_s: float,
+    quiet_s: float = 0.0,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Start the fleet (`python -m module`, one process per entry of `args`, in paced mode),
     let it settle for `settle_s`, then offer cfg.idle_jobs sessions (`POST /api/v1/sessions`
     with body(i)) one at a time over cfg.idle_seconds. Server CPU and peak RSS are taken
     over that window; the fleet's request rate over go..stop; latency over the claims the
-    fleet reports."""
+    fleet reports. With `quiet_s`, a fleet that reports its answered requests each second
+    (`{"n": count}`) is first measured that long with nothing offered: the server's CPU
+    per idle request."""
     crew = Crew(module, args, work_dir / "logs")
     conn = HttpConn.for_url(server.url, ADMIN_AUTH)
     try:
@@ -80,6 +84,7 @@ async def measure_idle(
         go = crew.send("go")
         # Let the fleet settle into its staggered rhythm before measuring.
         await settle(conn, settle_s)
+        quiet = await measure_quiet(crew, server, quiet_s) if quiet_s > 0 else {}
         cpu0, rss = cpu_seconds(server), [rss_mb(server)]
 
         async def sample() -> None:
@@ -124,7 +129,8 @@ async def measure_idle(
         await conn.close()
     requests = sum(int(f["requests"]) for f in finals)
     return {
-        "idle_workers": cfg.idle_workers,
+        **quiet,
+        "idle_workers": workers or cfg.idle_workers,
         # A fleet that retries reports its failed requests; one that does not fails the run.
         "failed_requests": sum(int(f.get("errors", 0)) for f in finals),
         "offered": sent,
@@ -134,6 +140,22 @@ async def measure_idle(
         "server_rss_mb": max(rss),
         "requests_per_s": requests / ((stop - go) / 1e9),
         **latency_summary(latencies),
+    }
+
+
+async def measure_quiet(crew: Crew, server: ServerProcess, seconds: float) -> dict[str, float]:
+    """The server's CPU per request answered over `seconds` of an idle fleet (nothing is
+    offered), from the counts the fleet reports each second."""
+    crew.count("n")
+    cpu0 = cpu_seconds(server)
+    await asyncio.sleep(seconds)
+    cpu1 = cpu_seconds(server)
+    polls = crew.count("n")
+    log(f"quiet: {polls} polls in {seconds:g} s, {cpu1 - cpu0:.2f} s server CPU")
+    return {
+        "idle_polls_per_s": polls / seconds,
+        "idle_server_cpu_percent": 100 * (cpu1 - cpu0) / seconds,
+        "cpu_ms_per_idle_poll": 1000 * (cpu1 - cpu0) / polls if polls else 0.0,
     }
 
 

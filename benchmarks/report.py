@@ -78,14 +78,15 @@ def idle_table(workloads: dict[str, Any], planned: int) -> list[str]:
     lines = [
         "| fleet | workers | fleet HTTP req/s | server CPU % | server RSS MB (peak) "
         "| sessions claimed / offered | claim p50 ms | claim p99 ms "
-        "| failed requests (fleet / offers) | runs |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| failed requests (fleet / offers) | idle: server CPU % | idle: CPU ms / poll "
+        "(× bare endpoint) | runs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for entry in workloads.values():
         if entry["kind"] != "idle":
             continue
         if entry["skipped"]:
-            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} | | | | | | | | |")
+            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} | | | | | | | | | | |")
             continue
         m = entry["median"]
         lines.append(
@@ -93,9 +94,19 @@ def idle_table(workloads: dict[str, Any], planned: int) -> list[str]:
             f"| {fmt(m.get('server_cpu_percent'))} | {fmt(m.get('server_rss_mb'))} "
             f"| {_claimed(m, planned)} "
             f"| {fmt(m.get('latency_p50_ms'), 1)} | {fmt(m.get('latency_p99_ms'), 1)} "
-            f"| {_failed(m)} | {_runs_note(entry)} |"
+            f"| {_failed(m)} | {fmt(m.get('idle_server_cpu_percent'))} | {_per_poll(m)} "
+            f"| {_runs_note(entry)} |"
         )
     return lines
+
+
+def _per_poll(m: dict[str, Any]) -> str:
+    """Server CPU per request of the idle phase, and as a multiple of the bare endpoint's
+    CPU per request measured in the same run; a dash for a fleet without an idle phase."""
+    per_poll = m.get("cpu_ms_per_idle_poll")
+    if not per_poll:
+        return "–"
+    return f"{fmt(per_poll, 3)} ({fmt(m.get('idle_poll_cpu_multiple'), 1)} ×)"
 
 
 def _failed(m: dict[str, Any]) -> str:
@@ -619,7 +630,16 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         f"ack, then a graceful stop). {cfg['idle_jobs']} sessions are offered one at "
         f"a time over {cfg['idle_seconds']:g} s (offering stops after twice that if the server "
         "answers too slowly; claims are awaited 60 s more, and latency is over the claimed "
-        "ones).",
+        "ones). The environment-API fleets are also run 3 and 10 times as large, in one load "
+        "process per 2,500 workers (at least one per core); every process raises its "
+        "open-file limit to the hard limit, and the fleet connects from further loopback "
+        "addresses (127.0.0.2, …) once it needs more than half the ephemeral port range.",
+        "",
+        "**idle** columns: before anything is offered, the fleet is measured for 5 s with "
+        "nothing to do: the server's CPU %, and its CPU time per request answered (every one "
+        "an empty poll), also as a multiple of the bare FastAPI endpoint's CPU time per "
+        "request (benchmarks/ceiling_app.py, 8 keep-alive connections, measured right after "
+        "the fleet in the same run).",
         "",
         *idle_table(workloads, cfg["idle_jobs"]),
         "",

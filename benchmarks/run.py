@@ -37,7 +37,7 @@ from benchmarks import (
     shopfloor_af,
     shopfloor_envapi,
 )
-from benchmarks.common import ROOT, Config, Skip
+from benchmarks.common import ROOT, Config, Skip, raise_fd_limit
 from benchmarks.machine import describe_machine
 
 Runner = Callable[[Config, Path], Awaitable[dict[str, Any]]]
@@ -90,6 +90,20 @@ WORKLOADS: list[Workload] = [
     Workload("idle-envapi-postgres", "idle",
              "idle environment-API fleet, long-polling, Postgres", "shopfloor",
              _on("postgres", idle_envapi.run)),
+    # The same fleet 3 and 10 times as large (3,000 and 10,000 workers at the default size);
+    # the 10-times fleets load the whole machine: run them last, and alone (--only).
+    Workload("idle-envapi-sqlite-x3", "idle",
+             "idle environment-API fleet, long-polling, SQLite, 3 times the fleet", "shopfloor",
+             lambda cfg, d: idle_envapi.run(cfg, "sqlite", d, scale=3)),
+    Workload("idle-envapi-postgres-x3", "idle",
+             "idle environment-API fleet, long-polling, Postgres, 3 times the fleet", "shopfloor",
+             lambda cfg, d: idle_envapi.run(cfg, "postgres", d, scale=3)),
+    Workload("idle-envapi-sqlite-x10", "idle",
+             "idle environment-API fleet, long-polling, SQLite, 10 times the fleet", "shopfloor",
+             lambda cfg, d: idle_envapi.run(cfg, "sqlite", d, scale=10)),
+    Workload("idle-envapi-postgres-x10", "idle",
+             "idle environment-API fleet, long-polling, Postgres, 10 times the fleet", "shopfloor",
+             lambda cfg, d: idle_envapi.run(cfg, "postgres", d, scale=10)),
     Workload("ingest-sqlite", "ingest", "event ingestion, SQLite", "shopfloor",
              _on("sqlite", event_ingest.run)),
     Workload("ingest-postgres", "ingest", "event ingestion, Postgres", "shopfloor",
@@ -188,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         write_report(results, out / "benchmarks.md", out / "benchmarks.png")
         return 0
 
+    raise_fd_limit()  # the server and the load processes inherit it
     cfg = Config.smoke_config() if args.smoke else Config()
     overrides = {
         "runs": args.runs,

@@ -118,9 +118,9 @@ def _args(cfg: Config, url: str, env: str, mode: str) -> list[dict[str, Any]]:
 # -- the load process --
 
 
-def worker_conn(url: str, name: str) -> HttpConn:
+def worker_conn(url: str, name: str, source: str | None = None) -> HttpConn:
     """A worker's own connection: the operator key and its `Anthropic-Worker-ID`."""
-    return HttpConn.for_url(url, {**ADMIN_AUTH, "Anthropic-Worker-ID": name})
+    return HttpConn.for_url(url, {**ADMIN_AUTH, "Anthropic-Worker-ID": name}, source)
 
 
 async def take_one(child: Child, conn: HttpConn, env: str) -> bool | None:

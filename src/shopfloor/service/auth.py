@@ -106,6 +106,43 @@ class TokenRevoked(Exception):
 REVOCATIONS = "shopfloor:revocations"
 
 
+# How long a key read from the database answers for it without another read. A revoked key
+# is refused on its next request regardless: every use checks the revoked set, which the
+# revoking process updates before the revocation returns and every other server process
+# reloads when the revocation's notification reaches it (and after a lost notification
+# connection, and on every upkeep). Should that notification be lost, the key is still
+# refused once this has passed, when it is read again.
+KEY_CACHE_MS = 5_000
+KEY_CACHE_MAX = 10_000
+
+
+class KeyCache:
+    """API keys by the digest of their secret, as read at a time. Only keys found are kept
+    (a wrong secret reads the database every time); a key's record changes only when it is
+    revoked, which the revoked set answers for at once (Credentials.api_key)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, tuple[ApiKeyRecord, int]] = {}
+
+    def get(self, hashed: str, now: int) -> ApiKeyRecord | None:
+        found = self._keys.get(hashed)
+        if found is None:
+            return None
+        record, read_at = found
+        if not 0 <= now - read_at < KEY_CACHE_MS:
+            del self._keys[hashed]
+            return None
+        return record
+
+    def put(self, hashed: str, record: ApiKeyRecord, now: int) -> None:
+        if hashed not in self._keys and len(self._keys) >= KEY_CACHE_MAX:
+            self._keys.clear()
+        self._keys[hashed] = (record, now)
+
+    def drop(self, hashed: str) -> None:
+        self._keys.pop(hashed, None)
+
+
 class Credentials:
     """Checks and mints every credential the server knows."""
 
@@ -120,6 +157,7 @@ class Credentials:
         self._revoked: frozenset[str] = frozenset()
         self._refreshes: set[asyncio.Task[None]] = set()
         self._notifier: Notifier | None = None
+        self._keys = KeyCache()
         self.audit: AuditLog | None = None  # set by the app: where keys minted and revoked go
 
     async def load(self) -> str | None:
@@ -185,11 +223,19 @@ class Credentials:
     # -- API keys: user keys and worker registration tokens --
 
     async def api_key(self, presented: str) -> ApiKeyRecord | None:
-        """The usable (not revoked, not expired) key a secret is, if any."""
+        """The usable (not revoked, not expired) key a secret is, if any. A key found is
+        remembered for KEY_CACHE_MS by its digest (see KeyCache), so that a fleet polling
+        with it does not read the database on every request."""
         if not presented.startswith(KEY_PREFIXES):
             return None
-        record = await self._store.find_api_key(digest(presented))
-        if record is None or not record.usable_at(self._clock.now_ms()):
+        hashed = digest(presented)
+        now = self._clock.now_ms()
+        record = self._keys.get(hashed, now)
+        if record is None:
+            record = await self._store.find_api_key(hashed)
+            if record is not None:
+                self._keys.put(hashed, record, now)
+        if record is None or self.is_revoked(record.id) or not record.usable_at(now):
             return None
         return record
 
@@ -256,7 +302,9 @@ class Credentials:
         return credential_id is not None and credential_id in self._revoked
 
     async def refresh_revocations(self) -> None:
-        self._revoked = frozenset(await self._store.revoked_credential_ids())
+        # A revocation is never undone, so what was revoked stays in the set: a refresh that
+        # read the database before a revocation and finished after it cannot drop it.
+        self._revoked = self._revoked | await self._store.revoked_credential_ids()
 
     def watch_revocations(self, notifier: Notifier) -> None:
         """Reload the revoked set whenever any server process revokes a key or client, and
@@ -275,6 +323,7 @@ class Credentials:
         revoked = await self._store.revoke_api_key(key_id, self._clock.now_ms())
         record = await self._store.get_api_key(key_id)
         if record is not None:
+            self._keys.drop(record.token_hash)
             await self._announce_revocation()
             if revoked:
                 await self._record(record.org_id, KEY_REVOKED, by, ("api_key", key_id), {})

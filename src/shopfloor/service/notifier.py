@@ -27,6 +27,17 @@ class Notifier(Protocol):
         """Wait until `queue` is notified or `seconds` pass; True if notified."""
         ...
 
+    def watch(self, queue: str) -> Watch:
+        """Start waiting on `queue` now, without a task: `wait` as one `Watch`, for a caller
+        that must be listening before it looks (and then closes the watch)."""
+        ...
+
+    def signals(self, queue: str) -> Signals:
+        """A mark that changes whenever `queue` may have been notified since it was taken
+        (each notification in this process or received from another, and a lost
+        connection); equal marks mean no notification came between them."""
+        ...
+
     async def publish(self, topic: str) -> None:
         """Wake every waiter on `topic`, in every process."""
         ...
@@ -39,6 +50,57 @@ class Notifier(Protocol):
     def waiting_total(self) -> int:
         """How many waiters wait in this process, on every queue and topic."""
         ...
+
+
+# (epoch, notifications of the queue in this epoch): see Notifier.signals.
+Signals = tuple[int, int]
+# Queues whose notifications are counted; past this many the counts start over in a new epoch.
+SIGNALLED_QUEUES_MAX = 10_000
+
+
+class Watch:
+    """One waiter on one queue, in its notifier's waiting line from the moment it is made.
+    `wait` may be called once; `close` must follow (in a finally): it leaves the line and, if
+    a wake-up reached this watch but no `wait` took it, hands it to the next waiter."""
+
+    __slots__ = ("_notifier", "_queue", "_taken", "_woken")
+
+    def __init__(self, notifier: LocalNotifier, queue: str) -> None:
+        self._notifier = notifier
+        self._queue = queue
+        self._woken: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._taken = False
+        notifier._waiters[queue][self._woken] = None
+
+    async def wait(self, seconds: float) -> bool:
+        """Until woken (True) or `seconds` pass (False)."""
+        woken = self._woken
+        if not woken.done():
+            expire = asyncio.get_running_loop().call_later(seconds, _time_up, woken)
+            try:
+                # Cancelled after a wake-up reached it, close() passes the wake-up on.
+                await woken
+            finally:
+                expire.cancel()
+        self._taken = True
+        return woken.result()
+
+    def close(self) -> None:
+        waiters = self._notifier._waiters.get(self._queue)
+        if waiters is not None:
+            waiters.pop(self._woken, None)
+            if not waiters:
+                del self._notifier._waiters[self._queue]
+        woken = self._woken
+        if not woken.done():
+            woken.cancel()
+        elif not self._taken and not woken.cancelled() and woken.result():
+            self._notifier._wake_one(self._queue)
+
+
+def _time_up(woken: asyncio.Future[bool]) -> None:
+    if not woken.done():
+        woken.set_result(False)
 
 
 async def cancel_wait(task: asyncio.Future[Any]) -> None:
@@ -54,9 +116,12 @@ class LocalNotifier:
     have a fleet of long-polling workers race for it, and all but one query for nothing."""
 
     def __init__(self) -> None:
-        # Per queue, the waiters in arrival order (a dict as an ordered set).
-        self._waiters: dict[str, dict[asyncio.Event, None]] = defaultdict(dict)
+        # Per queue, the waiters in arrival order (a dict as an ordered set); a waiter is a
+        # future its wake-up sets to True (and its timeout to False).
+        self._waiters: dict[str, dict[asyncio.Future[bool], None]] = defaultdict(dict)
         self._listeners: dict[str, list[Callable[[], None]]] = defaultdict(list)
+        self._signalled: dict[str, int] = {}
+        self._epoch = 0
 
     async def start(self) -> None:
         return None
@@ -74,40 +139,47 @@ class LocalNotifier:
         self._listeners[topic].append(callback)
 
     def wake(self, queue: str) -> None:
+        self._count_signal(queue)
         self._call_listeners(queue)
-        for event in self._waiters.get(queue, ()):
-            if not event.is_set():
-                event.set()
+        self._wake_one(queue)
+
+    def _wake_one(self, queue: str) -> None:
+        for woken in self._waiters.get(queue, ()):
+            if not woken.done():
+                woken.set_result(True)
                 return
 
     def wake_every(self, topic: str) -> None:
         self._call_listeners(topic)
-        for event in self._waiters.get(topic, ()):
-            event.set()
+        for woken in self._waiters.get(topic, ()):
+            if not woken.done():
+                woken.set_result(True)
+
+    def _count_signal(self, queue: str) -> None:
+        if queue not in self._signalled and len(self._signalled) >= SIGNALLED_QUEUES_MAX:
+            self._new_epoch()
+        self._signalled[queue] = self._signalled.get(queue, 0) + 1
+
+    def _new_epoch(self) -> None:
+        self._signalled.clear()
+        self._epoch += 1
+
+    def signals(self, queue: str) -> Signals:
+        return self._epoch, self._signalled.get(queue, 0)
 
     def _call_listeners(self, topic: str) -> None:
         for callback in self._listeners.get(topic, ()):
             callback()
 
     async def wait(self, queue: str, seconds: float) -> bool:
-        event = asyncio.Event()
-        waiters = self._waiters[queue]
-        waiters[event] = None
+        watch = Watch(self, queue)
         try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(seconds):
-                    await event.wait()
-            return event.is_set()
-        except asyncio.CancelledError:
-            # Woken, then cancelled before it could act: the wake-up goes to the next waiter.
-            if event.is_set():
-                waiters.pop(event, None)
-                self.wake(queue)
-            raise
+            return await watch.wait(seconds)
         finally:
-            waiters.pop(event, None)
-            if not waiters:
-                self._waiters.pop(queue, None)
+            watch.close()
+
+    def watch(self, queue: str) -> Watch:
+        return Watch(self, queue)
 
     def waiting(self, queue: str) -> int:
         """How many waiters wait on `queue` in this process."""
@@ -119,15 +191,17 @@ class LocalNotifier:
     def wake_all(self) -> None:
         """Every listener, and every waiter on every queue (after a lost connection,
         notifications may have been lost)."""
+        self._new_epoch()
         for callbacks in self._listeners.values():
             for callback in callbacks:
                 callback()
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
+        for waiters in self._waiters.values():
+            for woken in waiters:
+                if not woken.done():
+                    woken.set_result(True)
 
 
 class Broadcast(Protocol):

@@ -24,7 +24,8 @@ from shopfloor.service.errors import (
     WorkConflict,
     WorkNotFound,
 )
-from shopfloor.service.notifier import cancel_wait
+from shopfloor.service.notifier import Signals
+from shopfloor.store import Store
 from shopfloor.store.records import (
     CLAIMED,
     FINALIZING,
@@ -66,6 +67,62 @@ FORGET_EVERY_MS = 60_000
 # comes, drift apart instead of arriving in one burst every block_ms.
 HOLD_SPREAD = 0.2
 ATTEMPTS = 5
+
+
+# How long a poll's first look may rely on another poll's empty look instead of its own (see
+# IdleLooks): the most it delays an item that becomes deliverable without a notification of
+# this process, or the 404 of an environment deleted by another server process.
+IDLE_LOOK_REUSE_MS = 100
+IDLE_LOOKS_MAX = 10_000
+NOT_READ: Final = -1  # EmptyLook.next_redelivery before anyone read it
+
+
+@dataclass
+class EmptyLook:
+    at: int  # the look's clock, ms
+    signals: Signals  # the notifier's mark for the queue, taken before the look
+    # The earliest delivery among the queue's delivered, unacknowledged items (None: there is
+    # none), read when the look is first relied on; NOT_READ until then.
+    next_redelivery: int | None = NOT_READ
+
+
+class IdleLooks:
+    """The latest empty look at each queue in this process. A fleet of idle long-pollers
+    would otherwise read the database on every poll (a thousand workers: a thousand reads a
+    second) only to find, again, nothing. A later poll relies on an empty look instead of
+    looking itself while:
+
+    - no notification of the queue came since the look began: every enqueue, requeue and
+      release notifies its queue, in every server process (a lost notification connection
+      counts as a notification of every queue);
+    - no delivered but unacknowledged item has become deliverable again: that happens
+      without a notification, when the poll's redelivery bound (now - reclaim window)
+      reaches the item's delivery time, so the earliest such time is read once per look
+      relied on (`next_redelivery`), and a poll whose bound reaches it looks;
+    - the look is at most IDLE_LOOK_REUSE_MS old, for whatever else could change the answer
+      unannounced (the environment deleted by another server process)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._looks: dict[str, EmptyLook] = {}
+
+    async def still_empty(
+        self, queue: str, now: int, redeliver_before: int, signals: Signals
+    ) -> bool:
+        look = self._looks.get(queue)
+        if look is None or look.signals != signals or not 0 <= now - look.at <= IDLE_LOOK_REUSE_MS:
+            return False
+        if look.next_redelivery == NOT_READ:
+            look.next_redelivery = await self.store.next_redelivery(queue)
+        return look.next_redelivery is None or redeliver_before < look.next_redelivery
+
+    def found_empty(self, queue: str, now: int, signals: Signals) -> None:
+        if queue not in self._looks and len(self._looks) >= IDLE_LOOKS_MAX:
+            self._looks.clear()
+        self._looks[queue] = EmptyLook(now, signals)
+
+    def forget(self, queue: str) -> None:
+        self._looks.pop(queue, None)
 
 
 def work_id_for(session_id: str) -> str:
@@ -121,6 +178,7 @@ class WorkQueue:
         self.environments = Environments(dispatcher.store, dispatcher.clock)
         self._poll_recorded: dict[tuple[str, str], int] = {}  # (environment, worker) -> ms
         self._pollers_forgotten: dict[str, int] = {}  # environment -> ms
+        self._idle = IdleLooks(dispatcher.store)
 
     async def _item(self, environment_id: str, work_id: str) -> SessionRecord:
         session_id = session_id_for(work_id)
@@ -137,46 +195,59 @@ class WorkQueue:
         hold_ms = (block_ms or 0) * (1 - HOLD_SPREAD * random.random())
         deadline = loop.time() + hold_ms / 1000
         look = self._first_look
-        waiter: asyncio.Future[bool] | None = None
-        try:
-            while True:
-                remaining = deadline - loop.time()
-                waiter = None
-                if remaining > 0:
-                    # Listen before looking, so an enqueue between the look and the wait
-                    # wakes us.
-                    waiter = asyncio.ensure_future(self.notifier.wait(environment_id, remaining))
-                    await asyncio.sleep(0)
+        while True:
+            remaining = deadline - loop.time()
+            # Listen before looking, so an enqueue between the look and the wait wakes us.
+            watch = self.notifier.watch(environment_id) if remaining > 0 else None
+            try:
                 item = await look(environment_id, worker_id, reclaim_ms)
                 look = self._next_look
                 if item is not None:
                     self.counters.count_claims(ENVIRONMENTS, [item], item.delivered_at or 0)
-                if item is not None or waiter is None:
+                if item is not None or watch is None:
                     return item
-                if not await waiter:
+                if not await watch.wait(remaining):
                     # Nothing arrived in time. (An item that becomes deliverable again without
-                    # a notification, its redelivery window passed, waits for the next poll,
-                    # which looks first.)
+                    # a notification, its redelivery window passed, waits for the next poll
+                    # that looks.)
                     return None
-        finally:
-            # Whatever ended the poll (an item, a failed look, a cancel), it stops listening.
-            if waiter is not None and not waiter.done():
-                await cancel_wait(waiter)
+            finally:
+                # Whatever ended this round (an item, a failed look, a cancel), it stops
+                # listening; a wake-up it did not act on goes to the next waiter.
+                if watch is not None:
+                    watch.close()
 
     async def _first_look(
         self, environment_id: str, worker_id: str | None, reclaim_ms: int
     ) -> SessionRecord | None:
         """A poll's first look checks that the environment exists in the same statement (on
-        Postgres, one round trip instead of two), then records the poll."""
+        Postgres, one round trip instead of two), then records the poll. It is skipped when
+        another poll of this process looked at the queue moments ago and found it empty, and
+        no notification came since (see IdleLooks)."""
         now = self.clock.now_ms()
+        redeliver_before = now - reclaim_ms
+        signals = self.notifier.signals(environment_id)
+        if await self._idle.still_empty(environment_id, now, redeliver_before, signals):
+            await self._record_poll_if_due(environment_id, worker_id)
+            return None
         looked = await self.store.deliver_in_environment(
-            environment_id, worker_id, now, now - reclaim_ms
+            environment_id, worker_id, now, redeliver_before
         )
         if not looked.environment_found:
             raise EnvironmentNotFound(environment_id)
+        if looked.item is None:
+            self._idle.found_empty(environment_id, now, signals)
+        await self._record_poll_if_due(environment_id, worker_id)
+        return looked.item
+
+    async def _record_poll_if_due(self, environment_id: str, worker_id: str | None) -> None:
         if worker_id is not None and self._poll_record_due(environment_id, worker_id):
             await self._record_poll(environment_id, worker_id)
-        return looked.item
+
+    def forget_idle(self, environment_id: str) -> None:
+        """Forget that the queue was seen empty (its environment was deleted: the next poll
+        must look, and find it gone)."""
+        self._idle.forget(environment_id)
 
     async def _next_look(
         self, environment_id: str, worker_id: str | None, reclaim_ms: int

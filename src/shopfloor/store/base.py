@@ -764,6 +764,12 @@ class Store(
         delivered at or before `redeliver_before`, as delivered to `worker_id` now."""
         ...
 
+    async def next_redelivery(self, queue: str) -> int | None:
+        """The earliest delivery time among the pending sessions of `queue` that were
+        delivered (an item becomes deliverable again once a poll's `redeliver_before`
+        reaches it); None if no pending session was delivered."""
+        ...
+
     async def deliver_in_environment(
         self, environment_id: str, worker_id: str | None, now: int, redeliver_before: int
     ) -> Delivery:

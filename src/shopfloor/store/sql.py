@@ -332,6 +332,15 @@ def poller_upsert(dialect: str) -> Prepared:
     )
 
 
+_NEXT_REDELIVERY = Prepared(
+    sa.select(sa.func.min(_s.c.delivered_at).label("next")).where(
+        _s.c.queue == sa.bindparam("b_queue"),
+        _s.c.status == _PENDING_LITERAL,
+        _s.c.delivered_at.is_not(None),
+    )
+)
+
+
 _FORGET_POLLERS = Prepared(
     t.queue_pollers.delete().where(
         t.queue_pollers.c.queue == sa.bindparam("b_queue"),
@@ -973,6 +982,11 @@ class SqlStore(
         return await self._deliver(
             deliver_statement(self.dialect), queue, worker_id, now, redeliver_before
         )
+
+    async def next_redelivery(self, queue: str) -> int | None:
+        async with self.db.connect() as conn:
+            rows = await conn.fetch(_NEXT_REDELIVERY, {"b_queue": queue})
+        return None if not rows else rows[0]["next"]
 
     async def deliver_in_environment(
         self, environment_id: str, worker_id: str | None, now: int, redeliver_before: int

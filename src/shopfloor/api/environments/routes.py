@@ -239,6 +239,7 @@ def environments_router(d: Dialect) -> APIRouter:
     async def delete_environment(environment_id: str, request: Request) -> dict[str, Any]:
         who = await caller(request)
         await envs(request).delete(environment_id, who.scope_org)
+        queue(request).forget_idle(environment_id)
         return {"id": environment_id, "type": "environment_deleted"}
 
     @router.post(
