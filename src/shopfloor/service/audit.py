@@ -6,9 +6,9 @@ into a failure of the action, which has already happened."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import json
 import logging
-import uuid
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,8 @@ from shopfloor.store import Store, audit_triggers
 from shopfloor.store.integration_records import AuditFact, AuditQuery, AuditRecord
 
 log = logging.getLogger("shopfloor.audit")
+_string = json.encoder.encode_basestring  # RFC 8785's form of any str (the C encoder's)
+_SAFE_INT = 2**53
 
 # Event types, as the platform names them (`webhook.ingest`, `session.started`…).
 KEY_MINTED = "key.minted"
@@ -71,49 +73,55 @@ def principal_actor(identity: str) -> Who:
     return Who(identity, "api_key")
 
 
-def _sealed(
-    unsigned: AuditRecord, key: Ed25519PrivateKey, payload: dict[str, Any] | None = None
-) -> AuditRecord:
-    """The entry with its hash and signature (audit_chain says what they cover). `payload`:
-    the record's payload, parsed, if the caller has it."""
-    event = audit_chain.event_of(unsigned, payload)
-    hashed = audit_chain.entry_hash(event, unsigned.prev_hash)
-    entry = event | {
-        "prevHash": unsigned.prev_hash,
-        "entryHash": hashed,
-        "signingKeyId": unsigned.signing_key_id,
-    }
-    return dataclasses.replace(unsigned, entry_hash=hashed, signature=audit_chain.sign(entry, key))
+def _entry_ids(count: int) -> list[str]:
+    """`count` fresh entry ids (128 random bits each), from one read of the OS's randomness."""
+    raw = os.urandom(16 * count).hex()
+    return ["aud_" + raw[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
-def _fact_payload(fact: AuditFact) -> dict[str, Any]:
-    return {
-        "queue": fact.queue,
-        "status": fact.status,
-        "workerId": fact.worker_id,
-        "leaseEpoch": fact.lease_epoch,
-    }
+def _sealed(row: dict[str, Any], key: Ed25519PrivateKey) -> AuditRecord:
+    """The entry of an audit_events row (all columns but entry_hash and signature), hashed
+    and signed (audit_chain says what they cover)."""
+    hashed, signature = audit_chain.seal(row, key)
+    return AuditRecord(**row, entry_hash=hashed, signature=signature)
 
 
-def _fact_record(
-    fact: AuditFact, payload: dict[str, Any], sequence: int, prev_hash: str, kid: str
-) -> AuditRecord:
-    return AuditRecord(
-        id="aud_" + uuid.uuid4().hex,
-        org_id=fact.org_id,
-        sequence_number=sequence,
-        event_type=fact.event_type,
-        actor_id=fact.worker_id or "unknown",
-        actor_type="worker",
-        entity_type="session",
-        entity_id=fact.session_id,
-        payload=audit_chain.canonical(payload).decode(),
-        prev_hash=prev_hash,
-        entry_hash="",
-        signature="",
-        signing_key_id=kid,
-        occurred_at=fact.at,
+def _fact_payload_text(fact: AuditFact) -> str:
+    """RFC 8785 form of a claim's or end's payload, {leaseEpoch, queue, status, workerId}:
+    fixed ASCII member names in sorted order, so only the values need encoding."""
+    epoch = fact.lease_epoch
+    lease = str(epoch) if -_SAFE_INT < epoch < _SAFE_INT else audit_chain.canonical(epoch).decode()
+    worker = "null" if fact.worker_id is None else _string(fact.worker_id)
+    return (
+        f'{{"leaseEpoch":{lease},"queue":{_string(fact.queue)},'
+        f'"status":{_string(fact.status)},"workerId":{worker}}}'
     )
+
+
+def _fact_entries(
+    facts: list[AuditFact], sequence: int, prev_hash: str, kid: str, key: Ed25519PrivateKey
+) -> list[AuditRecord]:
+    """The chain entries of a batch of one organisation's facts, linked from `prev_hash`."""
+    records = []
+    for fact, entry_id in zip(facts, _entry_ids(len(facts)), strict=True):
+        row = {
+            "id": entry_id,
+            "org_id": fact.org_id,
+            "sequence_number": sequence,
+            "event_type": fact.event_type,
+            "actor_id": fact.worker_id or "unknown",
+            "actor_type": "worker",
+            "entity_type": "session",
+            "entity_id": fact.session_id,
+            "payload": _fact_payload_text(fact),
+            "prev_hash": prev_hash,
+            "signing_key_id": kid,
+            "occurred_at": fact.at,
+        }
+        record = _sealed(row, key)
+        records.append(record)
+        sequence, prev_hash = sequence + 1, record.entry_hash
+    return records
 
 
 class AuditLog:
@@ -147,27 +155,25 @@ class AuditLog:
     ) -> AuditRecord:
         text = audit_chain.canonical(payload).decode()
         now = self.clock.now_ms()
-        entry_id = "aud_" + uuid.uuid4().hex
+        [entry_id] = _entry_ids(1)
         kid, key = self.keys.signer(org_id)
 
         def build(sequence: int, prev_hash: str) -> AuditRecord:
-            unsigned = AuditRecord(
-                id=entry_id,
-                org_id=org_id,
-                sequence_number=sequence,
-                event_type=event_type,
-                actor_id=who.id,
-                actor_type=who.type,
-                entity_type=entity[0],
-                entity_id=entity[1],
-                payload=text,
-                prev_hash=prev_hash,
-                entry_hash="",
-                signature="",
-                signing_key_id=kid,
-                occurred_at=now,
-            )
-            return _sealed(unsigned, key)
+            row = {
+                "id": entry_id,
+                "org_id": org_id,
+                "sequence_number": sequence,
+                "event_type": event_type,
+                "actor_id": who.id,
+                "actor_type": who.type,
+                "entity_type": entity[0],
+                "entity_id": entity[1],
+                "payload": text,
+                "prev_hash": prev_hash,
+                "signing_key_id": kid,
+                "occurred_at": now,
+            }
+            return _sealed(row, key)
 
         return await self.store.append_audit(org_id, build)
 
@@ -179,14 +185,7 @@ class AuditLog:
         kid, key = self.keys.signer(org_id)
 
         def build(facts: list[AuditFact], sequence: int, prev_hash: str) -> list[AuditRecord]:
-            records = []
-            for n, fact in enumerate(facts):
-                payload = _fact_payload(fact)
-                unsigned = _fact_record(fact, payload, sequence + n, prev_hash, kid)
-                record = _sealed(unsigned, key, payload)
-                records.append(record)
-                prev_hash = record.entry_hash
-            return records
+            return _fact_entries(facts, sequence, prev_hash, kid, key)
 
         return await self.store.append_audit_facts(org_id, limit, build)
 

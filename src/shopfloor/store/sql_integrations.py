@@ -61,19 +61,23 @@ _AUDIT_TRY_LOCK = Prepared(
 )
 _o = t.audit_outbox
 _OUTBOX_ORGS = sa.select(_o.c.org_id).distinct()
+# Takes (deletes, returning them) the organisation's oldest facts: one statement, one
+# index walk, instead of a read and a delete by a list of ids.
 _OUTBOX_TAKE = Prepared(
-    sa.select(_o)
-    .where(_o.c.org_id == sa.bindparam("b_org"))
-    .order_by(_o.c.id)
-    .limit(sa.bindparam("b_limit", type_=sa.Integer))
+    _o.delete()
+    .where(
+        _o.c.id.in_(
+            sa.select(_o.c.id)
+            .where(_o.c.org_id == sa.bindparam("b_org"))
+            .order_by(_o.c.id)
+            .limit(sa.bindparam("b_limit", type_=sa.Integer))
+        )
+    )
+    .returning(*_o.c)
 )
 
 
-class _Raced(Exception):
-    """Another appender took some of the facts first (another SQLite process): roll back."""
-
-
-_LOST_RACE: tuple[type[Exception], ...] = (_Raced, sa.exc.IntegrityError, *_DRIVER_INTEGRITY)
+_LOST_RACE: tuple[type[Exception], ...] = (sa.exc.IntegrityError, *_DRIVER_INTEGRITY)
 
 
 def _lock_key(org_id: str) -> int:
@@ -262,10 +266,12 @@ class IntegrationsSql:
         build: Callable[[list[AuditFact], int, str], list[AuditRecord]],
     ) -> int:
         """Move up to `limit` of the organisation's outbox facts, oldest first, into its
-        chain: `build(facts, next sequence, previous entry hash)` makes their entries, which
-        are inserted, and the facts deleted, in one transaction. Returns how many were
-        appended: 0 when there were none, or when another appender holds the organisation's
-        chain (on PostgreSQL it does not wait for it: that one is appending them already).
+        chain: in one transaction the facts are taken (deleted), `build(facts, next
+        sequence, previous entry hash)` makes their entries, and those are inserted in one
+        multi-row insert after one read of the chain's head. Returns how many were appended:
+        0 when there were none, or when another appender holds the organisation's chain (on
+        PostgreSQL it does not wait for it: that one is appending them already; another
+        SQLite process takes the file's write lock, so the facts it took are gone here).
         Crash-safe and exactly once: a fact leaves the outbox only with its entry."""
         try:
             async with self.db.begin() as conn:
@@ -276,7 +282,8 @@ class IntegrationsSql:
                 rows = await conn.fetch(_OUTBOX_TAKE, {"b_org": org_id, "b_limit": limit})
                 if not rows:
                     return 0
-                facts = [AuditFact(**r) for r in rows]
+                # RETURNING promises no order: the chain takes them in the outbox's order.
+                facts = sorted((AuditFact(**r) for r in rows), key=lambda f: f.id)
                 last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
                 seq, prev = 1, GENESIS_HASH
                 if last:
@@ -285,9 +292,6 @@ class IntegrationsSql:
                 records = build(facts, seq, prev)
                 # vars(), not dataclasses.asdict: no deep copy of flat records.
                 await conn.run(_AUDIT_INSERT, [vars(r) for r in records])
-                taken = await conn.execute(_o.delete().where(_o.c.id.in_([f.id for f in facts])))
-                if taken.rowcount != len(facts):
-                    raise _Raced
         except _LOST_RACE:
             return 0
         return len(records)
