@@ -2,12 +2,16 @@
 server process (`time.process_time`, robust to other processes' load on a shared machine).
 
     python -m benchmarks.audit_cpu [--backend sqlite|postgres] [--entries N] [--profile]
+    python -m benchmarks.audit_cpu --compare [--backend ...]   # only the version-agnostic parts
 
 Parts: the entry's own computation (canonical JSON, SHA-256, Ed25519, the record), measured
 alone over the same entries; the appender's whole pass over an outbox of N facts (the
 outbox read and delete, the head read, the insert, the computation); on SQLite also the
 trigger's insert in the transaction of the status change (CPU of the UPDATE with the trigger
-minus without). `--profile` prints the appender pass's cProfile, top 25 by own time."""
+minus without). `--profile` prints the appender pass's cProfile, top 25 by own time.
+`--compare` runs only what any version of the server has (the appender pass; session
+creation through the dispatcher, with its audit entry, and the pass that chains what it left
+in the outbox), so two trees can be compared: run it with each on PYTHONPATH, alternately."""
 
 from __future__ import annotations
 
@@ -149,12 +153,56 @@ def trigger_us(n: int) -> tuple[float, float]:
     return run(False), run(True)
 
 
+async def creation_us(store: SqlStore, log: audit.AuditLog, n: int) -> tuple[float, float]:
+    """CPU per session created through the dispatcher (its audit entry included, whichever
+    way it is written), and per session for the appender pass that chains what creation
+    left in the outbox (none in versions that chain it on the request path)."""
+    from shopfloor.service.dispatch import Dispatcher, NewSession
+
+    dispatcher = Dispatcher(store, SystemClock(), worker_ttl_seconds=60)
+    dispatcher.audit = log
+    started = time.process_time()
+    for i in range(n):
+        await dispatcher.create_session(NewSession(prompt=f"p{i}"))
+    created = time.process_time() - started
+    started = time.process_time()
+    await log.append_all_pending()
+    return 1e6 * created / n, 1e6 * (time.process_time() - started) / n
+
+
+async def compare(backend: str, entries: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        schema = None
+        url = f"sqlite:///{tmp}/a.db"
+        if backend == "postgres":
+            url, schema = PG_URL, f"bench_{uuid.uuid4().hex[:10]}"
+        store = await open_store(url, schema=schema)
+        assert isinstance(store, SqlStore)
+        try:
+            keys = AuditKeys(Path(tmp) / "audit-keys.json")
+            keys.load_or_create(0)
+            log = audit.AuditLog(store, SystemClock(), keys)
+            await appender_pass(store, log, 400, False)  # warm
+            us, _ = await appender_pass(store, log, entries, False)
+            create, chain = await creation_us(store, log, entries // 4)
+            print(f"appender_pass_us={us:.1f} create_us={create:.1f} create_chain_us={chain:.1f}")
+        finally:
+            if schema is not None:
+                async with store.db.begin() as conn:
+                    await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+            await store.close()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgres"])
     parser.add_argument("--entries", type=int, default=4000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--compare", action="store_true")
     args = parser.parse_args()
+    if args.compare:
+        await compare(args.backend, args.entries)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         schema = None
         url = f"sqlite:///{tmp}/a.db"
