@@ -103,8 +103,8 @@ def outbox_waiting(server: ServerProcess) -> int:
 def test_sigkill_before_or_during_an_append_loses_and_duplicates_nothing(
     backend: Backend, tmp_path: Path
 ) -> None:
-    """Sessions created, claimed and ended on a server whose appender never comes round (as
-    if the process died after each action's commit); that server SIGKILLed; a second one
+    """Sessions claimed and ended on a server whose appender never comes round (as if the
+    process died after each action's commit); that server SIGKILLed; a second one
     SIGKILLed as soon as its appender has begun moving the outbox (likely within a pass,
     between or inside its batch transactions); a third finishes. Every action has exactly
     one entry, the chain is whole and valid."""
