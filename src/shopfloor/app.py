@@ -76,6 +76,7 @@ from shopfloor.outbound.a2a_peers import A2aPeers
 from shopfloor.outbound.messages import MessagesClient
 from shopfloor.service.a2a_registry import A2aRegistry
 from shopfloor.service.audit import AuditLog
+from shopfloor.service.audit_appender import Appender, Pace
 from shopfloor.service.audit_keys import AuditKeys
 from shopfloor.service.auth import Credentials
 from shopfloor.service.batch import BatchWork
@@ -212,9 +213,9 @@ def create_app(
             # Webhook deliveries stored but never processed (their process died after the
             # 200), and those stored before this process started.
             upkeep.append(asyncio.create_task(webhooks.run_upkeep(settings.reap_interval_seconds)))
-            # Session claims and ends, from the audit outbox into the organisations' chains.
-            interval = settings.audit_append_interval_ms / 1000
-            upkeep.append(asyncio.create_task(audit.run_appender(interval)))
+            # Sessions created, claimed and ended, from the audit outbox into the
+            # organisations' chains, yielding to the requests while the process is busy.
+            upkeep.append(asyncio.create_task(_audit_appender(app, settings, audit).run()))
         try:
             yield
         finally:
@@ -406,8 +407,11 @@ class ShopfloorApp(FastAPI):
     fast_lane: FastLane | None = None
     body_limits: BodyLimits | None = None
     metrics: ProcessMetrics | None = None
+    requests_started = 0  # HTTP requests, for the audit appender's idea of busy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            self.requests_started += 1
         if scope["type"] == "http" and self.metrics is not None:
             await self.metrics.measure(self._serve_http, scope, receive, send)
             return
@@ -450,6 +454,18 @@ async def _refuse_body(limit: BodyLimit, scope: Scope, receive: Receive, send: S
     headers = {"connection": "close"}
     response = envelope_for(request).error(request, limit.status, limit.refusal, headers)
     await response(scope, receive, send)
+
+
+def _audit_appender(app: FastAPI, settings: Settings, audit: AuditLog) -> Appender:
+    pace = Pace(
+        interval_s=settings.audit_append_interval_ms / 1000,
+        max_lag_s=settings.audit_append_max_lag_ms / 1000,
+        max_backlog=settings.audit_append_max_backlog,
+        busy_requests_per_s=settings.audit_busy_requests_per_s,
+    )
+    if not isinstance(app, ShopfloorApp):  # a plain FastAPI counts no requests: never busy
+        return Appender(audit, pace, lambda: 0)
+    return Appender(audit, pace, lambda: app.requests_started)
 
 
 def _telemetry_on(app: FastAPI) -> bool:

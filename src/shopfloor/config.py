@@ -86,8 +86,14 @@ class Settings:
     # in the transaction of the status change; see README "Audit"). Database-wide: a process
     # started with false removes the trigger for every process.
     audit_sessions: bool = True
-    # How often each process's audit appender looks for claims and ends to append.
+    # How often each process's audit appender looks for facts (sessions created, claimed,
+    # ended) waiting in the outbox. While the process is busy (at least
+    # audit_busy_requests_per_s HTTP requests started since its last look) it lets them wait,
+    # up to audit_append_max_lag_ms or audit_append_max_backlog facts (README "Audit").
     audit_append_interval_ms: int = 250
+    audit_append_max_lag_ms: int = 10_000
+    audit_append_max_backlog: int = 5_000
+    audit_busy_requests_per_s: int = 100
     # Remote A2A agents: the hosts the server may fetch cards from and send messages to
     # (comma-separated; unset: any), and the timeout of one such request.
     a2a_allowed_hosts: str | None = None
@@ -187,6 +193,9 @@ INTEGRATION_SETTINGS = (
     "audit_key_file",
     "audit_sessions",
     "audit_append_interval_ms",
+    "audit_append_max_lag_ms",
+    "audit_append_max_backlog",
+    "audit_busy_requests_per_s",
 )
 
 _FLOATS = {
@@ -213,6 +222,9 @@ _INTS = {
     "work_lease_ttl_seconds",
     "linear_session_cap",
     "audit_append_interval_ms",
+    "audit_append_max_lag_ms",
+    "audit_append_max_backlog",
+    "audit_busy_requests_per_s",
 }
 
 _BOOLS = {

@@ -54,17 +54,23 @@ async def test_actions_are_chained_and_signed(api: httpx.AsyncClient, clock: Man
     stopped = await api.post(f"/api/v1/sessions/{session['sessionId']}/stop", headers=key_a)
     assert stopped.status_code == 200
     log = await entries(api, key_a)
-    assert [e["eventType"] for e in log] == ["key.minted", "session.created", "session.stopped"]
-    assert [e["sequenceNumber"] for e in log] == [1, 2, 3]
+    # The stop's entry, then its end's (the status change), both written with the stop.
+    assert [e["eventType"] for e in log] == [
+        "key.minted",
+        "session.created",
+        "session.stopped",
+        "session.ended",
+    ]
+    assert [e["sequenceNumber"] for e in log] == [1, 2, 3, 4]
     assert log[0]["prevHash"] == "0" * 64 and log[1]["prevHash"] == log[0]["entryHash"]
     assert log[0]["actorId"] == "admin" and log[1]["actorType"] == "api_key"
     assert {e["workspaceId"] for e in log} == {a}
     verdict = (await api.post("/api/audit/verify", headers=key_a)).json()
     assert verdict == {
         "valid": True,
-        "eventCount": 3,
+        "eventCount": 4,
         "firstSequence": 1,
-        "lastSequence": 3,
+        "lastSequence": 4,
         "brokenAt": None,
     }
     # A standard JOSE library reads the published key and checks a signature with it.

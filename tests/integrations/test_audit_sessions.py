@@ -22,6 +22,7 @@ from shopfloor.service import audit_chain
 from shopfloor.service.audit import AuditLog
 from shopfloor.store import SqlStore, open_store
 from shopfloor.store import schema as t
+from shopfloor.store.integration_records import AuditQuery
 from tests.agentfactory.helpers import ADMIN, WORKER, enqueue, poll, register, status
 from tests.conftest import Backend, make_settings, running_app
 from tests.environments.helpers import Q, new_environment
@@ -61,10 +62,12 @@ async def test_agentfactory_claims_and_ends_are_chained(api: httpx.AsyncClient) 
     assert (await status(api, done, worker_id, "running")).status_code == 200
     assert (await status(api, done, worker_id, "completed")).status_code == 200
     assert (await status(api, failed, worker_id, "failed")).status_code == 200
-    assert await lifecycle(api, done) == []  # written to the outbox, not yet to the chain
-    assert await outbox_count(store_of(api)) == 4
+    # Two creations, two claims, two ends: in the outbox, not yet in the chain.
+    assert await outbox_count(store_of(api)) == 6
+    chained = await store_of(api).audit_entries(AuditQuery("org_default", limit=100))
+    assert [e.event_type for e in chained] == ["worker.registered"]
 
-    assert await audit_of(api).append_all_pending() == 4
+    assert await audit_of(api).append_all_pending() == 6
     assert await outbox_count(store_of(api)) == 0
     entries = await lifecycle(api, done)
     assert [e["eventType"] for e in entries] == list(LIFECYCLE)
@@ -167,12 +170,12 @@ async def test_appenders_racing_append_each_fact_once(
                 return total
 
             appended = await asyncio.gather(*(drain(logs[i % count]) for i in range(4)))
-            assert sum(appended) == 50
+            assert sum(appended) == 80  # 30 created, 30 claimed, 20 ended
             exported = await logs[0].export("org_default")
             assert [e["sequenceNumber"] for e in exported] == list(range(1, len(exported) + 1))
             facts = [(e["eventType"], e["entityId"]) for e in exported]
-            facts = [f for f in facts if f[0] in LIFECYCLE]
-            assert len(facts) == len(set(facts)) == 50
+            facts = [f for f in facts if f[0] in ("session.created", *LIFECYCLE)]
+            assert len(facts) == len(set(facts)) == 80
             assert (await logs[-1].verify("org_default")).valid
         finally:
             for s in stores:
@@ -188,13 +191,14 @@ async def test_session_audit_can_be_turned_off(
         session = (await enqueue(api))["sessionId"]
         await poll(api, worker_id)
         await status(api, session, worker_id, "completed")
-        assert await outbox_count(store_of(api)) == 0
-        assert await audit_of(api).append_all_pending() == 0
+        assert await outbox_count(store_of(api)) == 1  # its creation, recorded either way
+        assert await audit_of(api).append_all_pending() == 1
+        assert await lifecycle(api, session) == []
     async with running_app(make_settings(backend, tmp_path), clock) as api:  # on again
         worker_id = await register(api)
         session = (await enqueue(api))["sessionId"]
         await poll(api, worker_id)
-        assert await audit_of(api).append_all_pending() == 1
+        assert await audit_of(api).append_all_pending() == 2
         assert [e["eventType"] for e in await lifecycle(api, session)] == ["session.claimed"]
 
 
@@ -247,9 +251,9 @@ async def test_an_append_that_dies_midway_leaves_the_facts_for_the_next(
         pass
     else:
         raise AssertionError("the failing build was not run")
-    assert await outbox_count(store) == 3
-    before = await real.export("org_default")
-    assert not [e for e in before if e["eventType"] in LIFECYCLE]
-    assert await real.append_all_pending() == 3
+    assert await outbox_count(store) == 6  # three created, three claimed
+    before = await store.audit_entries(AuditQuery("org_default", limit=100))
+    assert [e.event_type for e in before] == ["worker.registered"]
+    assert await real.append_all_pending() == 6
     assert await outbox_count(store) == 0
     assert (await real.verify("org_default")).valid

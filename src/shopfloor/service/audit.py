@@ -6,9 +6,9 @@ into a failure of the action, which has already happened."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import json
 import logging
-import uuid
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,16 +18,24 @@ from shopfloor.clock import Clock
 from shopfloor.service import audit_chain
 from shopfloor.service.audit_keys import AuditKeys
 from shopfloor.store import Store, audit_triggers
-from shopfloor.store.integration_records import AuditFact, AuditQuery, AuditRecord
+from shopfloor.store.integration_records import (
+    AuditBacklog,
+    AuditFact,
+    AuditQuery,
+    AuditRecord,
+)
+from shopfloor.store.records import SessionRecord
 
 log = logging.getLogger("shopfloor.audit")
+_string = json.encoder.encode_basestring  # RFC 8785's form of any str (the C encoder's)
+_SAFE_INT = 2**53
 
 # Event types, as the platform names them (`webhook.ingest`, `session.started`…).
 KEY_MINTED = "key.minted"
 KEY_REVOKED = "key.revoked"
 M2M_CLIENT_CREATED = "m2m_client.created"
 M2M_CLIENT_REVOKED = "m2m_client.revoked"
-SESSION_CREATED = "session.created"
+SESSION_CREATED = audit_triggers.CREATED_EVENT  # "session.created", through the outbox
 SESSION_CLAIMED = audit_triggers.CLAIMED_EVENT  # "session.claimed", through the outbox
 SESSION_ENDED = audit_triggers.ENDED_EVENT  # "session.ended", through the outbox
 SESSION_STOPPED = "session.stopped"
@@ -49,6 +57,7 @@ VERIFY_PAGE = 500
 # Facts appended per transaction: big enough to amortise the transaction, small enough that
 # the chain (and on SQLite the connection) is held only milliseconds.
 FACTS_PER_BATCH = 200
+ALL_FACTS = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -71,52 +80,88 @@ def principal_actor(identity: str) -> Who:
     return Who(identity, "api_key")
 
 
-def _sealed(
-    unsigned: AuditRecord, key: Ed25519PrivateKey, payload: dict[str, Any] | None = None
-) -> AuditRecord:
-    """The entry with its hash and signature (audit_chain says what they cover). `payload`:
-    the record's payload, parsed, if the caller has it."""
-    event = audit_chain.event_of(unsigned, payload)
-    hashed = audit_chain.entry_hash(event, unsigned.prev_hash)
-    entry = event | {
-        "prevHash": unsigned.prev_hash,
-        "entryHash": hashed,
-        "signingKeyId": unsigned.signing_key_id,
-    }
-    return dataclasses.replace(unsigned, entry_hash=hashed, signature=audit_chain.sign(entry, key))
+def outbox_fact(
+    session: SessionRecord, event_type: str, who: Who, payload: dict[str, Any]
+) -> dict[str, object]:
+    """The audit outbox row of an action on `session` (as the action leaves it) by `who`,
+    for the store to write in the action's transaction."""
+    text = audit_chain.canonical(payload).decode()
+    return audit_triggers.action_row(session, event_type, (who.id, who.type), payload=text)
 
 
-def _fact_payload(fact: AuditFact) -> dict[str, Any]:
-    return {
-        "queue": fact.queue,
-        "status": fact.status,
-        "workerId": fact.worker_id,
-        "leaseEpoch": fact.lease_epoch,
-    }
+def _entry_ids(count: int) -> list[str]:
+    """`count` fresh entry ids (128 random bits each), from one read of the OS's randomness."""
+    raw = os.urandom(16 * count).hex()
+    return ["aud_" + raw[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
-def _fact_record(
-    fact: AuditFact, payload: dict[str, Any], sequence: int, prev_hash: str, kid: str
-) -> AuditRecord:
-    return AuditRecord(
-        id="aud_" + uuid.uuid4().hex,
-        org_id=fact.org_id,
-        sequence_number=sequence,
-        event_type=fact.event_type,
-        actor_id=fact.worker_id or "unknown",
-        actor_type="worker",
-        entity_type="session",
-        entity_id=fact.session_id,
-        payload=audit_chain.canonical(payload).decode(),
-        prev_hash=prev_hash,
-        entry_hash="",
-        signature="",
-        signing_key_id=kid,
-        occurred_at=fact.at,
-    )
+def _sealed(row: dict[str, Any], key: Ed25519PrivateKey) -> AuditRecord:
+    """The entry of an audit_events row (all columns but entry_hash and signature), hashed
+    and signed (audit_chain says what they cover)."""
+    hashed, signature = audit_chain.seal(row, key)
+    return AuditRecord(**row, entry_hash=hashed, signature=signature)
+
+
+def _fact_payload_text(fact: AuditFact) -> str:
+    """RFC 8785 form of a fact's payload: a creation's {issueId, queue, status}, a claim's or
+    end's {leaseEpoch, queue, status, workerId}. Fixed ASCII member names in sorted order,
+    so only the values need encoding."""
+    queue, status = _string(fact.queue), _string(fact.status)
+    if fact.payload is not None:
+        return fact.payload
+    if fact.event_type == SESSION_CREATED:
+        issue = "null" if fact.issue_id is None else _string(fact.issue_id)
+        return f'{{"issueId":{issue},"queue":{queue},"status":{status}}}'
+    epoch = fact.lease_epoch
+    lease = str(epoch) if -_SAFE_INT < epoch < _SAFE_INT else audit_chain.canonical(epoch).decode()
+    worker = "null" if fact.worker_id is None else _string(fact.worker_id)
+    return f'{{"leaseEpoch":{lease},"queue":{queue},"status":{status},"workerId":{worker}}}'
+
+
+def _fact_actor(fact: AuditFact) -> tuple[str, str]:
+    """Who a fact's entry names: the creator of a session; the worker that claimed or held
+    it for a claim or an end."""
+    if fact.actor_id is not None and fact.actor_type is not None:
+        return fact.actor_id, fact.actor_type
+    return fact.worker_id or "unknown", "worker"
+
+
+def _fact_entries(
+    facts: list[AuditFact], sequence: int, prev_hash: str, kid: str, key: Ed25519PrivateKey
+) -> list[AuditRecord]:
+    """The chain entries of a batch of one organisation's facts, linked from `prev_hash`."""
+    records = []
+    for fact, entry_id in zip(facts, _entry_ids(len(facts)), strict=True):
+        actor_id, actor_type = _fact_actor(fact)
+        row = {
+            "id": entry_id,
+            "org_id": fact.org_id,
+            "sequence_number": sequence,
+            "event_type": fact.event_type,
+            "actor_id": actor_id,
+            "actor_type": actor_type,
+            "entity_type": "session",
+            "entity_id": fact.session_id,
+            "payload": _fact_payload_text(fact),
+            "prev_hash": prev_hash,
+            "signing_key_id": kid,
+            "occurred_at": fact.at,
+        }
+        record = _sealed(row, key)
+        records.append(record)
+        sequence, prev_hash = sequence + 1, record.entry_hash
+    return records
 
 
 class AuditLog:
+    """An organisation's chain takes entries in two ways. Sessions created, claimed and
+    ended are written as facts to the audit outbox in the transaction of the action and
+    chained later, in batches, by the appender (service/audit_appender.py); every other
+    entry is chained by its caller (`record`), after the outbox facts waiting before it, so
+    a chain is in the order the actions were committed. A reader (`entries`, `export`,
+    `verify`) first chains what waits, so it sees every action committed before it asked,
+    whatever the appender's lag."""
+
     def __init__(self, store: Store, clock: Clock, keys: AuditKeys) -> None:
         self.store = store
         self.clock = clock
@@ -145,50 +190,62 @@ class AuditLog:
         entity: tuple[str, str],
         payload: dict[str, Any],
     ) -> AuditRecord:
+        """Append an entry, after the organisation's outbox facts waiting before it."""
         text = audit_chain.canonical(payload).decode()
         now = self.clock.now_ms()
-        entry_id = "aud_" + uuid.uuid4().hex
+        [entry_id] = _entry_ids(1)
         kid, key = self.keys.signer(org_id)
+        own: list[AuditRecord] = []
 
-        def build(sequence: int, prev_hash: str) -> AuditRecord:
-            unsigned = AuditRecord(
-                id=entry_id,
-                org_id=org_id,
-                sequence_number=sequence,
-                event_type=event_type,
-                actor_id=who.id,
-                actor_type=who.type,
-                entity_type=entity[0],
-                entity_id=entity[1],
-                payload=text,
-                prev_hash=prev_hash,
-                entry_hash="",
-                signature="",
-                signing_key_id=kid,
-                occurred_at=now,
-            )
-            return _sealed(unsigned, key)
+        def build(facts: list[AuditFact], sequence: int, prev_hash: str) -> list[AuditRecord]:
+            records = _fact_entries(facts, sequence, prev_hash, kid, key)
+            if records:
+                sequence, prev_hash = records[-1].sequence_number + 1, records[-1].entry_hash
+            row = {
+                "id": entry_id,
+                "org_id": org_id,
+                "sequence_number": sequence,
+                "event_type": event_type,
+                "actor_id": who.id,
+                "actor_type": who.type,
+                "entity_type": entity[0],
+                "entity_id": entity[1],
+                "payload": text,
+                "prev_hash": prev_hash,
+                "signing_key_id": kid,
+                "occurred_at": now,
+            }
+            own[:] = [_sealed(row, key)]
+            return [*records, *own]
 
-        return await self.store.append_audit(org_id, build)
+        # Every fact waiting, however many (the appender's bound keeps them few), in the
+        # entry's own transaction: none committed before it is chained after it.
+        await self.store.append_audit_facts(org_id, ALL_FACTS, build, wait=True)
+        return own[0]
 
-    async def append_pending(self, org_id: str, limit: int = FACTS_PER_BATCH) -> int:
-        """Append up to `limit` of the organisation's session claims and ends waiting in the
-        audit outbox (written there by the database in the transaction of the status change)
-        to its chain, in one transaction. Returns how many were appended (0: none waiting,
-        or another process is appending them)."""
+    async def flush(self, org_id: str) -> int:
+        """Chain the organisation's outbox facts, waiting for its chain if another process
+        is appending to it, until none was waiting. Returns how many."""
+        total = 0
+        while (taken := await self.append_pending(org_id, wait=True)) > 0:
+            total += taken
+            if taken < FACTS_PER_BATCH:
+                break
+            await asyncio.sleep(0)  # let requests in between batches
+        return total
+
+    async def append_pending(
+        self, org_id: str, limit: int = FACTS_PER_BATCH, *, wait: bool = False
+    ) -> int:
+        """Append up to `limit` of the organisation's facts waiting in the audit outbox to
+        its chain, in one transaction. Returns how many were appended (0: none waiting, or,
+        unless `wait`, another process is appending them)."""
         kid, key = self.keys.signer(org_id)
 
         def build(facts: list[AuditFact], sequence: int, prev_hash: str) -> list[AuditRecord]:
-            records = []
-            for n, fact in enumerate(facts):
-                payload = _fact_payload(fact)
-                unsigned = _fact_record(fact, payload, sequence + n, prev_hash, kid)
-                record = _sealed(unsigned, key, payload)
-                records.append(record)
-                prev_hash = record.entry_hash
-            return records
+            return _fact_entries(facts, sequence, prev_hash, kid, key)
 
-        return await self.store.append_audit_facts(org_id, limit, build)
+        return await self.store.append_audit_facts(org_id, limit, build, wait=wait)
 
     async def append_all_pending(self, limit: int = FACTS_PER_BATCH) -> int:
         """One pass of the appender over every organisation with facts waiting: a batch
@@ -202,26 +259,20 @@ class AuditLog:
                 await asyncio.sleep(0)  # let requests in between batches
         return total
 
-    async def run_appender(self, interval_seconds: float) -> None:
-        """Append the outbox's session claims and ends to their chains until cancelled: a
-        pass every interval, batch after batch while a pass finds full batches. Every
-        process may run one (store.append_audit_facts: exactly once, whoever takes them)."""
-        while True:
-            try:
-                await self.append_all_pending()
-            except Exception:  # keep appending through a transient database error
-                log.exception("audit appender pass failed")
-            await asyncio.sleep(interval_seconds)
-
-    async def entries(self, query: AuditQuery) -> list[AuditRecord]:
+    async def entries(self, query: AuditQuery, *, flush: bool = True) -> list[AuditRecord]:
+        """The organisation's entries the query selects, every fact waiting chained first."""
+        if flush:
+            await self.flush(query.org_id)
         return await self.store.audit_entries(query)
 
     async def export(self, org_id: str) -> list[dict[str, Any]]:
         """Every entry of the organisation's chain, in order, in the exported form."""
         out: list[dict[str, Any]] = []
         after = 0
+        await self.flush(org_id)
         while True:
-            page = await self.entries(AuditQuery(org_id, limit=VERIFY_PAGE, after_sequence=after))
+            query = AuditQuery(org_id, limit=VERIFY_PAGE, after_sequence=after)
+            page = await self.entries(query, flush=False)
             out.extend(audit_chain.entry_of(r) for r in page)
             if len(page) < VERIFY_PAGE:
                 return out
@@ -231,6 +282,10 @@ class AuditLog:
         """Verify the stored chain against the organisation's published keys."""
         keys = audit_chain.public_keys(self.keys.jwks(org_id))
         return audit_chain.verify(await self.export(org_id), keys)
+
+    async def backlog(self) -> list[AuditBacklog]:
+        """Per organisation, the facts waiting in the outbox (the appender's lag)."""
+        return await self.store.audit_backlog()
 
     def jwks(self, org_id: str) -> dict[str, Any]:
         return self.keys.jwks(org_id)

@@ -112,6 +112,39 @@ def entry_of(record: AuditRecord) -> dict[str, Any]:
     }
 
 
+_string = json.encoder.encode_basestring  # RFC 8785's form of any str (the C encoder's)
+
+
+def seal(row: Mapping[str, Any], key: Ed25519PrivateKey) -> tuple[str, str]:
+    """The (entryHash, signature) of an entry given as its audit_events row (the columns of
+    AuditRecord but the two it returns): what `entry_hash` and `sign` make of the entry's
+    exported form, without building that form. Each member is encoded once and the two
+    canonical objects (the event; the entry without its signature) are written with their
+    members in RFC 8785 order (sorted names, all ASCII); the row's payload is canonical
+    JSON already (every writer stores it so). A lone surrogate fails to encode, as RFC 8785
+    refuses it."""
+    seq = row["sequence_number"]
+    sequence = str(seq) if -_SAFE_INT < seq < _SAFE_INT else canonical(seq).decode()
+    head = (
+        f'{{"actorId":{_string(row["actor_id"])},"actorType":{_string(row["actor_type"])},'
+        f'"entityId":{_string(row["entity_id"])},"entityType":{_string(row["entity_type"])},'
+    )
+    middle = (
+        f'"eventType":{_string(row["event_type"])},"id":{_string(row["id"])},'
+        f'"occurredAt":{_string(iso(row["occurred_at"]))},"payload":{row["payload"]},'
+    )
+    workspace = _string(row["org_id"])
+    prev_hash = row["prev_hash"]
+    event = f'{head}{middle}"sequenceNumber":{sequence},"workspaceId":{workspace}}}'
+    hashed = hashlib.sha256((event + prev_hash).encode()).hexdigest()
+    signed = (
+        f'{head}"entryHash":"{hashed}",{middle}"prevHash":{_string(prev_hash)},'
+        f'"sequenceNumber":{sequence},"signingKeyId":{_string(row["signing_key_id"])},'
+        f'"workspaceId":{workspace}}}'
+    )
+    return hashed, b64url(key.sign(hashlib.sha256(signed.encode()).digest()))
+
+
 def entry_hash(event: Mapping[str, Any], prev_hash: str) -> str:
     return hashlib.sha256(canonical(dict(event)) + prev_hash.encode()).hexdigest()
 

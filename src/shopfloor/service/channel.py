@@ -4,12 +4,13 @@ issue-tracker proxy, and crash-recovery packets. No HTTP and no SQL here."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from shopfloor.clock import Clock
 from shopfloor.ids import uuid7_hex
-from shopfloor.service.audit import SESSION_STOPPED, AuditLog, Who
+from shopfloor.service.audit import SESSION_STOPPED, AuditLog, Who, outbox_fact
 from shopfloor.service.errors import Conflict, InvalidInput, NotOwner, SessionNotFound
 from shopfloor.service.notifier import Notifier
 from shopfloor.store import Store
@@ -265,6 +266,8 @@ class SessionChannel:
             raise Conflict(f"Session is already {session.status}; it cannot be stopped")
         now = self.clock.now_ms()
         why = reason or "stopped by operator"
+        who = Who(user_id or user_name or "operator", "user" if user_id else "operator")
+        stopped = dataclasses.replace(session, status=STOPPED, updated_at=now)
         updated = await self.store.update_session(
             session.id,
             Expect(session.worker_id, session.lease_epoch, (session.status,)),
@@ -282,14 +285,13 @@ class SessionChannel:
                 worker_id=session.worker_id,
                 reason=why,
             ),
+            # The session.stopped entry, written with the stop (and before its end's).
+            None
+            if self.audit is None
+            else outbox_fact(stopped, SESSION_STOPPED, who, {"reason": why}),
         )
         if updated is None:
             raise Conflict("Session changed concurrently; try again")
-        if self.audit is not None:
-            who = Who(user_id or user_name or "operator", "user" if user_id else "operator")
-            await self.audit.record(
-                session.org_id, SESSION_STOPPED, who, ("session", session.id), {"reason": why}
-            )
         await self.on_session_end(updated)
         if updated.worker_id is not None:  # a held session: tell its worker on the next poll
             await self.send(session.id, "stop", why, user_id=user_id, user_name=user_name)

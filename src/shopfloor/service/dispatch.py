@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,13 +12,13 @@ from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id, new_worker_id
 from shopfloor.service.actors import ANYONE, Actor
 from shopfloor.service.audit import (
-    SESSION_CREATED,
     SESSION_TRANSFERRED,
     SYSTEM,
     WORKER_DECLARED_DEAD,
     WORKER_REGISTERED,
     AuditLog,
     Who,
+    outbox_fact,
 )
 from shopfloor.service.channel import MESSAGES_PER_LANE, SessionChannel, by_session
 from shopfloor.service.counters import AGENTFACTORY as CLAIMED_BY_AGENTFACTORY
@@ -234,31 +235,21 @@ class Dispatcher:
         )
         try:
             # One live session per issue: a session for a locked issue is stored parked.
+            # The session.created audit fact (queue, issueId, status) is written with it.
+            who = new.created_by or SYSTEM
             session = await self.store.insert_session_with_issue_lock(
                 session,
                 SessionEvent(
                     session_id=session.id, at=now, kind="status", status=PENDING, reason="created"
                 ),
                 self.channel.lock_expiry(),
+                None if self.audit is None else (who.id, who.type),
             )
         except DuplicateKey:
             raise Conflict(f"Session {session.id} already exists") from None
         await self.channel.sync_issue(session, new.labels)
         if session.status == PENDING:
             await self.notifier.notify(session.queue)
-        if self.audit is not None:
-            details = {
-                "queue": session.queue,
-                "issueId": session.issue_id,
-                "status": session.status,
-            }
-            await self.audit.record(
-                session.org_id,
-                SESSION_CREATED,
-                new.created_by or SYSTEM,
-                ("session", session.id),
-                details,
-            )
         return session
 
     async def project_defaults(self, org_id: str, project: str) -> ProjectDefaultsRecord | None:
@@ -638,6 +629,11 @@ class Dispatcher:
         if not await self._speaks_for_holder(actor, old_worker):
             return TransferOutcome(False, reason=f"Session is held by a live worker: {old_worker}")
         now = self.clock.now_ms()
+        moved = dataclasses.replace(
+            session, worker_id=new_worker, lease_epoch=session.lease_epoch + 1, updated_at=now
+        )
+        who = Who(actor.worker_id or actor.registration_id or "worker-key", "worker")
+        fact = {"from": old_worker, "to": new_worker}
         updated = await self.store.update_session(
             session.id,
             Expect(old_worker, session.lease_epoch, LIVE_STATUSES),
@@ -650,17 +646,11 @@ class Dispatcher:
                 worker_id=new_worker,
                 reason=f"ownership transferred from {old_worker}",
             ),
+            # The session.transferred entry, written with the transfer.
+            None if self.audit is None else outbox_fact(moved, SESSION_TRANSFERRED, who, fact),
         )
         if updated is None:
             return TransferOutcome(False, reason="Session ownership changed concurrently")
-        if self.audit is not None:
-            await self.audit.record(
-                session.org_id,
-                SESSION_TRANSFERRED,
-                Who(actor.worker_id or actor.registration_id or "worker-key", "worker"),
-                ("session", session.id),
-                {"from": old_worker, "to": new_worker},
-            )
         return TransferOutcome(True, updated)
 
     async def _speaks_for_holder(self, actor: Actor, holder_id: str) -> bool:

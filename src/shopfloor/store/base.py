@@ -13,6 +13,7 @@ from shopfloor.store.git_records import (
     RepositoryRecord,
 )
 from shopfloor.store.integration_records import (
+    AuditBacklog,
     AuditFact,
     AuditQuery,
     AuditRecord,
@@ -363,9 +364,15 @@ class IntegrationStore(Protocol):
         org_id: str,
         limit: int,
         build: Callable[[list[AuditFact], int, str], list[AuditRecord]],
+        *,
+        wait: bool = False,
     ) -> int:
-        """Append up to `limit` outbox facts of the organisation to its chain, exactly once."""
+        """Append up to `limit` outbox facts of the organisation to its chain, exactly once,
+        with whatever entries `build` adds after theirs; the number of facts taken."""
         ...
+
+    async def audit_waiting(self, at_most: int) -> int: ...
+    async def audit_backlog(self) -> list[AuditBacklog]: ...
 
     async def set_session_audit(self, enabled: bool) -> None: ...
 
@@ -612,8 +619,10 @@ class Store(
         expect: Expect,
         changes: Mapping[str, Any],
         event: SessionEvent | None,
+        audit: Mapping[str, object] | None = None,
     ) -> SessionRecord | None:
-        """Apply `changes` only if the session still matches `expect`; None otherwise."""
+        """Apply `changes` only if the session still matches `expect`; None otherwise.
+        `audit`: an audit outbox row (audit_triggers.action_row) written with the change."""
         ...
 
     async def end_held_session(
@@ -643,10 +652,16 @@ class Store(
 
     # -- issue locks and parked sessions: keyed by (organisation, issue id) --
     async def insert_session_with_issue_lock(
-        self, session: SessionRecord, event: SessionEvent, lock_expires_at: int
+        self,
+        session: SessionRecord,
+        event: SessionEvent,
+        lock_expires_at: int,
+        created_by: tuple[str, str] | None = None,
     ) -> SessionRecord:
         """Insert a session, taking its issue's lock; if another live session holds the lock
-        the new one is stored `parked` and stops older parked work of its work type."""
+        the new one is stored `parked` and stops older parked work of its work type.
+        `created_by` (actor id, type): its session.created audit fact is written to the
+        audit outbox in the same transaction."""
         ...
 
     async def get_issue_lock(self, org_id: str, issue_id: str) -> IssueLock | None: ...

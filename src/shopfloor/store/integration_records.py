@@ -81,7 +81,8 @@ class AuditRecord:
 
 @dataclass(frozen=True)
 class AuditFact:
-    """A session's claim or end waiting in the audit outbox for its chain entry."""
+    """A session's creation, claim, stop, transfer or end waiting in the audit outbox for its
+    chain entry."""
 
     id: int
     org_id: str
@@ -92,6 +93,20 @@ class AuditFact:
     queue: str
     lease_epoch: int
     at: int
+    # None for a claim or an end (the actor: the worker; payload: from the columns above).
+    actor_id: str | None = None
+    actor_type: str | None = None
+    issue_id: str | None = None  # session.created: the session's issue
+    payload: str | None = None  # stopped, transferred: their payload, canonical JSON
+
+
+@dataclass(frozen=True)
+class AuditBacklog:
+    """An organisation's facts waiting in the audit outbox (the appender's lag)."""
+
+    org_id: str
+    waiting: int
+    oldest_at: int  # epoch ms of the oldest one's action
 
 
 @dataclass(frozen=True)

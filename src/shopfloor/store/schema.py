@@ -724,9 +724,11 @@ audit_events = sa.Table(
     sa.Index("ix_audit_events_type", "org_id", "event_type", "sequence_number"),
 )
 
-# Session claims and ends waiting to be appended to their organisation's audit chain
-# (migration 0009au2): written by the trigger store/audit_triggers.py defines, in the
-# transaction of the status change; deleted in the transaction that appends them.
+# Sessions created, claimed, stopped, transferred and ended, waiting to be appended to their
+# organisation's audit chain (migrations 0009au2, 0010au3): claims and ends written by the
+# trigger store/audit_triggers.py defines, in the transaction of the status change; the
+# others by the store's write of the action, in its transaction; deleted in the transaction
+# that appends them.
 audit_outbox = sa.Table(
     "audit_outbox",
     metadata,
@@ -744,6 +746,12 @@ audit_outbox = sa.Table(
     sa.Column("queue", sa.String(200), nullable=False),
     sa.Column("lease_epoch", sa.BigInteger, nullable=False),
     sa.Column("at", sa.BigInteger, nullable=False),
+    # Null in the trigger's rows (their actor: the worker): who created, stopped or
+    # transferred the session; a created session's issue; a stop's or transfer's payload.
+    sa.Column("actor_id", sa.String(200)),
+    sa.Column("actor_type", sa.String(32)),
+    sa.Column("issue_id", sa.String(200)),
+    sa.Column("payload", sa.Text),
     sa.Index("ix_audit_outbox_org", "org_id", "id"),
 )
 

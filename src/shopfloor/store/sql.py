@@ -51,6 +51,7 @@ from shopfloor.store.sql_channel import ChannelSql, has_unacked_inbox, unacked_i
 from shopfloor.store.sql_common import (
     EVENT_COLUMNS,
     INSERT_EVENT,
+    OUTBOX_INSERT,
     ends_session,
     event_values,
     fenced_update,
@@ -97,6 +98,10 @@ _WORKER_SLOTS = sa.select(
     sa.exists(unacked_inbox(_w.c.id)).label("inbox"),
 ).where(_w.c.id == sa.bindparam("b_worker"))
 _READ_WORKER_SLOTS = Prepared(_WORKER_SLOTS)
+
+
+class _Unchanged(Exception):
+    """A fenced update matched no row: roll back what the transaction wrote before it."""
 
 
 def _bump_claim_seq() -> sa.Update:
@@ -846,14 +851,20 @@ class SqlStore(
         expect: Expect,
         changes: Mapping[str, Any],
         event: SessionEvent | None,
+        audit: Mapping[str, object] | None = None,
     ) -> SessionRecord | None:
         update, params = fenced_update(session_id, expect, changes)
-        async with self.db.begin() as conn:
-            rows = await conn.fetch(update, params)
-            if not rows:
-                return None
-            if event is not None:
-                await conn.run(INSERT_EVENT, event_values(event))
+        try:
+            async with self.db.begin() as conn:
+                if audit is not None:  # first: its entry precedes the trigger's (an end)
+                    await conn.run(OUTBOX_INSERT, audit)
+                rows = await conn.fetch(update, params)
+                if not rows:
+                    raise _Unchanged
+                if event is not None:
+                    await conn.run(INSERT_EVENT, event_values(event))
+        except _Unchanged:
+            return None
         updated = SessionRecord.from_row(rows[0])
         if ends_session(expect, changes):
             self.observers.ended(updated.queue, updated.status)

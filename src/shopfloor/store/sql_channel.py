@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from shopfloor.store import audit_triggers
 from shopfloor.store import schema as t
 from shopfloor.store.db import Database, DbConnection, Prepared
 from shopfloor.store.errors import DuplicateKey
@@ -29,7 +30,7 @@ from shopfloor.store.records import (
     SessionRecord,
     session_row,
 )
-from shopfloor.store.sql_common import INSERT_EVENT, event_values, in_constants
+from shopfloor.store.sql_common import INSERT_EVENT, OUTBOX_INSERT, event_values, in_constants
 
 LANE_ORDER = {"urgent": 0, "normal": 1}
 
@@ -149,17 +150,27 @@ class ChannelSql:
     # -- issue locks and parked sessions --
 
     async def insert_session_with_issue_lock(
-        self, session: SessionRecord, event: SessionEvent, lock_expires_at: int
+        self,
+        session: SessionRecord,
+        event: SessionEvent,
+        lock_expires_at: int,
+        created_by: tuple[str, str] | None = None,
     ) -> SessionRecord:
         """Insert a new session. If it names an issue whose lock another live session holds,
-        it is inserted `parked` and replaces any parked session of the same work type."""
+        it is inserted `parked` and replaces any parked session of the same work type.
+        `created_by` (actor id, type): its session.created fact goes to the audit outbox in
+        the same transaction."""
         try:
-            return await self._insert_with_issue_lock(session, event, lock_expires_at)
+            return await self._insert_with_issue_lock(session, event, lock_expires_at, created_by)
         except sa.exc.IntegrityError as exc:
             raise DuplicateKey(session.id) from exc
 
     async def _insert_with_issue_lock(
-        self, session: SessionRecord, event: SessionEvent, lock_expires_at: int
+        self,
+        session: SessionRecord,
+        event: SessionEvent,
+        lock_expires_at: int,
+        created_by: tuple[str, str] | None,
     ) -> SessionRecord:
         now = session.created_at
         superseded: list[str] = []
@@ -181,6 +192,9 @@ class ChannelSql:
                 superseded = await self._supersede_parked(conn, session, now)
             await conn.execute(t.sessions.insert().values(session_row(session)))
             await conn.run(INSERT_EVENT, event_values(event))
+            if created_by is not None:
+                fact = audit_triggers.action_row(session, audit_triggers.CREATED_EVENT, created_by)
+                await conn.run(OUTBOX_INSERT, fact)
         for queue in superseded:
             self.observers.ended(queue, STOPPED)
         return session

@@ -33,6 +33,18 @@ INSERT_EVENT = Prepared(
 )
 
 
+# One audit outbox row (store/audit_triggers.py: action_row).
+OUTBOX_INSERT = Prepared(
+    t.audit_outbox.insert().values(
+        {
+            c.name: sa.bindparam(c.name, type_=c.type)
+            for c in t.audit_outbox.columns
+            if c.key != "id"
+        }
+    )
+)
+
+
 def event_values(ev: SessionEvent) -> dict[str, Any]:
     """A session event as insert values; its id is assigned by the database."""
     return {

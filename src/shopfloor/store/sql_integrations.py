@@ -18,6 +18,7 @@ from shopfloor.store.db import Database, Prepared
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.integration_records import (
     DELIVERY_PENDING,
+    AuditBacklog,
     AuditFact,
     AuditQuery,
     AuditRecord,
@@ -61,19 +62,26 @@ _AUDIT_TRY_LOCK = Prepared(
 )
 _o = t.audit_outbox
 _OUTBOX_ORGS = sa.select(_o.c.org_id).distinct()
+_OUTBOX_WAITING = sa.select(sa.func.count()).select_from(
+    sa.select(_o.c.id).limit(sa.bindparam("b_most", type_=sa.Integer)).subquery()
+)
+# Takes (deletes, returning them) the organisation's oldest facts: one statement, one
+# index walk, instead of a read and a delete by a list of ids.
 _OUTBOX_TAKE = Prepared(
-    sa.select(_o)
-    .where(_o.c.org_id == sa.bindparam("b_org"))
-    .order_by(_o.c.id)
-    .limit(sa.bindparam("b_limit", type_=sa.Integer))
+    _o.delete()
+    .where(
+        _o.c.id.in_(
+            sa.select(_o.c.id)
+            .where(_o.c.org_id == sa.bindparam("b_org"))
+            .order_by(_o.c.id)
+            .limit(sa.bindparam("b_limit", type_=sa.Integer))
+        )
+    )
+    .returning(*_o.c)
 )
 
 
-class _Raced(Exception):
-    """Another appender took some of the facts first (another SQLite process): roll back."""
-
-
-_LOST_RACE: tuple[type[Exception], ...] = (_Raced, sa.exc.IntegrityError, *_DRIVER_INTEGRITY)
+_LOST_RACE: tuple[type[Exception], ...] = (sa.exc.IntegrityError, *_DRIVER_INTEGRITY)
 
 
 def _lock_key(org_id: str) -> int:
@@ -260,37 +268,70 @@ class IntegrationsSql:
         org_id: str,
         limit: int,
         build: Callable[[list[AuditFact], int, str], list[AuditRecord]],
+        *,
+        wait: bool = False,
     ) -> int:
         """Move up to `limit` of the organisation's outbox facts, oldest first, into its
-        chain: `build(facts, next sequence, previous entry hash)` makes their entries, which
-        are inserted, and the facts deleted, in one transaction. Returns how many were
-        appended: 0 when there were none, or when another appender holds the organisation's
-        chain (on PostgreSQL it does not wait for it: that one is appending them already).
-        Crash-safe and exactly once: a fact leaves the outbox only with its entry."""
-        try:
-            async with self.db.begin() as conn:
-                if self.dialect == "postgresql":
-                    got = await conn.fetch(_AUDIT_TRY_LOCK, {"b_key": _lock_key(org_id)})
-                    if not got[0]["got"]:
-                        return 0
-                rows = await conn.fetch(_OUTBOX_TAKE, {"b_org": org_id, "b_limit": limit})
-                if not rows:
+        chain: in one transaction the facts are taken (deleted), `build(facts, next
+        sequence, previous entry hash)` makes their entries (and may add entries of its own
+        after them), and those are inserted in one multi-row insert after one read of the
+        chain's head. Crash-safe and exactly once: a fact leaves the outbox only with its
+        entry. Returns how many facts were taken.
+
+        `wait=False` (the appender): with no facts waiting nothing is built; on PostgreSQL,
+        while another appender holds the organisation's chain, returns 0 at once (that one
+        is appending them). `wait=True` (an entry of the caller's own, a reader that wants
+        every fact chained): waits its turn for the chain, and builds even with no facts."""
+        for _ in range(_APPEND_ATTEMPTS if wait else 1):
+            try:
+                return await self._append_facts(org_id, limit, build, wait)
+            except _LOST_RACE:
+                continue
+        if wait:
+            raise DuplicateKey(f"audit chain of {org_id}: no free sequence number")
+        return 0
+
+    async def _append_facts(
+        self,
+        org_id: str,
+        limit: int,
+        build: Callable[[list[AuditFact], int, str], list[AuditRecord]],
+        wait: bool,
+    ) -> int:
+        async with self.db.begin() as conn:
+            if self.dialect == "postgresql":
+                lock = _AUDIT_LOCK if wait else _AUDIT_TRY_LOCK
+                got = await conn.fetch(lock, {"b_key": _lock_key(org_id)})
+                if not wait and not got[0]["got"]:
                     return 0
-                facts = [AuditFact(**r) for r in rows]
-                last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
-                seq, prev = 1, GENESIS_HASH
-                if last:
-                    seq = int(last[0]["sequence_number"]) + 1
-                    prev = str(last[0]["entry_hash"])
-                records = build(facts, seq, prev)
+            rows = await conn.fetch(_OUTBOX_TAKE, {"b_org": org_id, "b_limit": limit})
+            if not rows and not wait:
+                return 0
+            # RETURNING promises no order: the chain takes them in the outbox's order.
+            facts = sorted((AuditFact(**r) for r in rows), key=lambda f: f.id)
+            last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
+            seq, prev = 1, GENESIS_HASH
+            if last:
+                seq = int(last[0]["sequence_number"]) + 1
+                prev = str(last[0]["entry_hash"])
+            records = build(facts, seq, prev)
+            if records:
                 # vars(), not dataclasses.asdict: no deep copy of flat records.
                 await conn.run(_AUDIT_INSERT, [vars(r) for r in records])
-                taken = await conn.execute(_o.delete().where(_o.c.id.in_([f.id for f in facts])))
-                if taken.rowcount != len(facts):
-                    raise _Raced
-        except _LOST_RACE:
-            return 0
-        return len(records)
+        return len(facts)
+
+    async def audit_waiting(self, at_most: int) -> int:
+        """How many facts wait in the audit outbox, counted up to `at_most`."""
+        async with self.db.connect() as conn:
+            return int(await conn.scalar(_OUTBOX_WAITING, {"b_most": at_most}))
+
+    async def audit_backlog(self) -> list[AuditBacklog]:
+        """Per organisation, the facts waiting in the audit outbox and the oldest one's time."""
+        query = sa.select(
+            _o.c.org_id, sa.func.count().label("waiting"), sa.func.min(_o.c.at).label("oldest_at")
+        ).group_by(_o.c.org_id)
+        async with self.db.connect() as conn:
+            return [AuditBacklog(**r._mapping) for r in await conn.execute(query)]
 
     async def set_session_audit(self, enabled: bool) -> None:
         """Create or drop the trigger that writes session claims and ends to the audit

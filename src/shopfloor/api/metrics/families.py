@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from shopfloor.store.integration_records import AuditBacklog
 from shopfloor.store.records import PENDING, WORKER_ACTIVE
 from shopfloor.store.stats_records import SessionCount, WorkerCount
 
@@ -77,3 +78,21 @@ def waiting_family(waiting: int) -> Metric:
     )
     held.add_metric([], waiting)
     return held
+
+
+def audit_families(backlog: Iterable[AuditBacklog], now_ms: int) -> list[Metric]:
+    waiting = GaugeMetricFamily(
+        "shopfloor_audit_outbox_waiting",
+        "Audit facts (sessions created, claimed, ended) waiting in the outbox for their "
+        "organisation's chain: the appender's lag (a read of the log chains them first)",
+        labels=("org",),
+    )
+    oldest = GaugeMetricFamily(
+        "shopfloor_audit_outbox_oldest_age_seconds",
+        "How long ago the action of the oldest audit fact waiting in the outbox happened",
+        labels=("org",),
+    )
+    for b in backlog:
+        waiting.add_metric([b.org_id], b.waiting)
+        oldest.add_metric([b.org_id], max(0, now_ms - b.oldest_at) / 1000)
+    return [waiting, oldest]

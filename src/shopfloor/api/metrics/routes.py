@@ -13,7 +13,12 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
 from shopfloor.api.envelope import ApiError, bearer
-from shopfloor.api.metrics.families import session_families, waiting_family, worker_families
+from shopfloor.api.metrics.families import (
+    audit_families,
+    session_families,
+    waiting_family,
+    worker_families,
+)
 from shopfloor.api.metrics.process import ProcessMetrics
 from shopfloor.api.state import Services, services
 from shopfloor.service.actors import OPERATOR
@@ -40,6 +45,7 @@ async def metrics(request: Request) -> Response:
         *session_families(await fleet.session_counts(OPERATOR), svc.clock.now_ms()),
         *worker_families(await fleet.worker_counts(OPERATOR)),
         waiting_family(fleet.held_polls()),
+        *audit_families(await svc.audit.backlog(), svc.clock.now_ms()),
     ]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Snapshot(families))
