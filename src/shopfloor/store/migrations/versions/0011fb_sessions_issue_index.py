@@ -3,7 +3,7 @@ backoff (service/issue_failures.py) reads an issue's last sessions without scann
 organisation's. Partial: sessions without an issue (most of them) add no entry.
 
 Revision ID: 0011fb_sessions_issue_index
-Revises: 0010ik_org_issue_keys
+Revises: 0010au3_audit_outbox_created
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011fb_sessions_issue_index"
-down_revision = "0010ik_org_issue_keys"
+down_revision = "0010au3_audit_outbox_created"
 branch_labels = None
 depends_on = None
 
