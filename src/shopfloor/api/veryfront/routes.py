@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from shopfloor.api.envelope import ApiError
+from shopfloor.api.fastlane import hot
 from shopfloor.api.limits import MIB, body_limit
 from shopfloor.api.openapi import errors, json_body, ok, security
 from shopfloor.api.veryfront import parse
@@ -195,9 +196,9 @@ async def retire_worker(worker_id: str, request: Request, caller: Caller) -> dic
     openapi_extra=json_body(vs.EventAppend),
 )
 @body_limit(MAX_APPEND_BYTES, status=400, message="Request payload must be less than 10 MiB")
-async def append_events(
-    conversation_id: str, run_id: str, request: Request, caller: Caller
-) -> dict[str, Any]:
+@hot
+async def append_events(conversation_id: str, run_id: str, request: Request) -> JSONResponse:
+    caller = await vf_caller(request)
     raw = await request.body()
     conversation_id = parse.uuid_param(conversation_id, "conversation_id")
     run_id = parse.run_id_param(run_id)
@@ -215,14 +216,17 @@ async def append_events(
         expected_external_sequence=expected_external,
         expected_event_id=expected_event_id,
         worker_id=caller.worker_id,
+        state=current,
     )
-    return {
-        "run": run_view(state),
-        "latest_event_id": state.run.latest_event_id,
-        "latest_external_event_sequence": state.run.latest_external_event_sequence,
-        "appended_count": len(events),
-        "appended": True,
-    }
+    return JSONResponse(
+        {
+            "run": run_view(state),
+            "latest_event_id": state.run.latest_event_id,
+            "latest_external_event_sequence": state.run.latest_external_event_sequence,
+            "appended_count": len(events),
+            "appended": True,
+        }
+    )
 
 
 def _events(value: Any) -> list[dict[str, Any]]:
