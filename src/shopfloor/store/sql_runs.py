@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from shopfloor.store import schema as t
 from shopfloor.store.db import Database, DbConnection, Prepared
@@ -46,9 +47,17 @@ def _labelled(table: sa.Table, prefix: str) -> list[sa.Label[Any]]:
     return [c.label(prefix + c.name) for c in table.c]
 
 
-def _unlabelled(row: Mapping[str, Any], prefix: str) -> dict[str, Any]:
-    n = len(prefix)
-    return {k[n:]: v for k, v in row.items() if k.startswith(prefix)}
+def _names(table: sa.Table, prefix: str) -> tuple[tuple[str, str], ...]:
+    """(label, column name) of each of a table's columns, as `_labelled` names them."""
+    return tuple((prefix + c.name, c.name) for c in table.c)
+
+
+def _unlabelled(row: Mapping[str, Any], names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return {name: row[label] for label, name in names}
+
+
+_R, _S, _WS = _names(_r, "r_"), _names(_s, "s_"), _names(_ws, "w_")
+_A, _W = _names(_a, "a_"), _names(_w, "w_")
 
 
 # A run, its session and the worker session of the session's holder, in one read.
@@ -89,7 +98,7 @@ def _append_update(shape: FenceShape, external: bool, event_id: bool) -> Prepare
     if event_id:
         where.append(_r.c.latest_event_id == sa.bindparam("b_event_id"))
     n = sa.bindparam("b_n", type_=sa.BigInteger)
-    return Prepared(
+    return (
         _r.update()
         .where(*where)
         .values(
@@ -99,6 +108,34 @@ def _append_update(shape: FenceShape, external: bool, event_id: bool) -> Prepare
         )
         .returning(*_r.c)
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _append_prepared(shape: FenceShape, external: bool, event_id: bool) -> Prepared:
+    return Prepared(_append_update(shape, external, event_id))
+
+
+@functools.lru_cache(maxsize=64)
+def _append_in_one(shape: FenceShape, external: bool, event_id: bool) -> Prepared:
+    """PostgreSQL: the fenced cursor update and the events' insert as one statement (a
+    data-modifying WITH), one round trip with no transaction of its own. The events come as
+    two arrays (`b_types`, `b_payloads`); the update returns the run, none if it did not
+    apply, and then nothing is inserted."""
+    updated = _append_update(shape, external, event_id).cte("updated")
+    texts = postgresql.ARRAY(sa.Text)
+    events = sa.func.unnest(
+        sa.bindparam("b_types", type_=texts), sa.bindparam("b_payloads", type_=texts)
+    ).table_valued("type", "payload", with_ordinality="ordinal").render_derived("events")
+    rows = sa.select(
+        updated.c.run_id,
+        updated.c.latest_event_id - sa.bindparam("b_n", type_=sa.BigInteger) + events.c.ordinal,
+        events.c.type,
+        sa.bindparam("b_now", type_=sa.BigInteger),
+        events.c.payload,
+    ).select_from(updated.join(events, sa.true()))
+    columns = ["run_id", "event_id", "type", "at", "payload"]
+    inserted = t.run_events.insert().from_select(columns, rows).cte("inserted")
+    return Prepared(sa.select(*updated.c).add_cte(inserted))
 
 
 class RunsSql:
@@ -236,7 +273,7 @@ class RunsSql:
     ) -> RunRecord | None:
         """Append events and advance both cursors by their count, only if the run's session
         still matches `expect` and the given cursors match; None otherwise."""
-        update = _append_update(
+        shape = (
             FenceShape.of(expect),
             expected_external_sequence is not None,
             expected_event_id is not None,
@@ -250,8 +287,14 @@ class RunsSql:
             b_external=expected_external_sequence,
             b_event_id=expected_event_id,
         )
+        payloads = [json.dumps(ev, separators=(",", ":")) for ev in events]
+        if self.dialect == "postgresql":
+            params.update(b_types=[str(ev["type"]) for ev in events], b_payloads=payloads)
+            async with self.db.autocommit() as conn:
+                rows = await conn.fetch(_append_in_one(*shape), params)
+            return RunRecord(**rows[0]) if rows else None
         async with self.db.begin() as conn:
-            rows = await conn.fetch(update, params)
+            rows = await conn.fetch(_append_prepared(*shape), params)
             if not rows:
                 return None
             run = RunRecord(**rows[0])
@@ -264,9 +307,9 @@ class RunsSql:
                         "event_id": first + i,
                         "type": str(ev["type"]),
                         "at": now,
-                        "payload": json.dumps(ev, separators=(",", ":")),
+                        "payload": payload,
                     }
-                    for i, ev in enumerate(events)
+                    for i, (ev, payload) in enumerate(zip(events, payloads, strict=True))
                 ],
             )
         return run
@@ -281,10 +324,10 @@ class RunsSql:
         if not rows:
             return None
         row = rows[0]
-        worker_session = _unlabelled(row, "w_")
+        worker_session = _unlabelled(row, _WS)
         return (
-            RunRecord(**_unlabelled(row, "r_")),
-            SessionRecord.from_row(_unlabelled(row, "s_")),
+            RunRecord(**_unlabelled(row, _R)),
+            SessionRecord.from_row(_unlabelled(row, _S)),
             None if worker_session["id"] is None else WorkerSessionRecord(**worker_session),
         )
 
@@ -296,7 +339,7 @@ class RunsSql:
         if not rows:
             return None
         row = rows[0]
-        return AgentWorkerRecord(**_unlabelled(row, "a_")), WorkerRecord(**_unlabelled(row, "w_"))
+        return AgentWorkerRecord(**_unlabelled(row, _A)), WorkerRecord(**_unlabelled(row, _W))
 
     async def finish_run(
         self,

@@ -232,13 +232,16 @@ async def append_events(conversation_id: str, run_id: str, request: Request) -> 
 def _events(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_EVENTS:
         raise ApiError(400, f"events must be an array of 1-{MAX_EVENTS} events")
+    # Each event's encoding is a part of the array's: an array within the bound needs no
+    # encoding of each event to know they all are.
+    sized = len(value) > 1 and parse.json_size(value) <= MAX_EVENT_BYTES
     for i, event in enumerate(value):
         if not isinstance(event, dict):
             raise ApiError(400, f"events[{i}] must be an object")
         kind = event.get("type")
         if not isinstance(kind, str) or not 1 <= len(kind) <= 64 or "\x00" in kind:
             raise ApiError(400, f"events[{i}].type must be a string of 1-64 characters")
-        if parse.json_size(event) > MAX_EVENT_BYTES:
+        if not sized and parse.json_size(event) > MAX_EVENT_BYTES:
             raise ApiError(400, f"events[{i}] payload must be less than 240 KiB")
     return value
 
