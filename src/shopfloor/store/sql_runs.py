@@ -84,7 +84,7 @@ _INSERT_RUN_EVENT = Prepared(
 
 
 @functools.lru_cache(maxsize=64)
-def _append_update(shape: FenceShape, external: bool, event_id: bool) -> Prepared:
+def _append_update(shape: FenceShape, external: bool, event_id: bool) -> sa.Update:
     """The run's cursors advanced by `b_n`, only while its session matches the fence (and
     the given cursors match), returning the run; cached per shape."""
     held = sa.exists().where(_s.c.id == _r.c.session_id, *fence_terms(shape))
@@ -123,9 +123,13 @@ def _append_in_one(shape: FenceShape, external: bool, event_id: bool) -> Prepare
     apply, and then nothing is inserted."""
     updated = _append_update(shape, external, event_id).cte("updated")
     texts = postgresql.ARRAY(sa.Text)
-    events = sa.func.unnest(
-        sa.bindparam("b_types", type_=texts), sa.bindparam("b_payloads", type_=texts)
-    ).table_valued("type", "payload", with_ordinality="ordinal").render_derived("events")
+    events = (
+        sa.func.unnest(
+            sa.bindparam("b_types", type_=texts), sa.bindparam("b_payloads", type_=texts)
+        )
+        .table_valued("type", "payload", with_ordinality="ordinal")
+        .render_derived("events")
+    )
     rows = sa.select(
         updated.c.run_id,
         updated.c.latest_event_id - sa.bindparam("b_n", type_=sa.BigInteger) + events.c.ordinal,
