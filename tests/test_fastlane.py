@@ -312,3 +312,40 @@ async def test_with_fastapi_telemetry_on_fastapi_serves_the_hot_routes(
     app._telemetry["tracer_provider"] = trace.NoOpTracerProvider()  # type: ignore[attr-defined]
     with pytest.raises(NotReached):
         await client.get(f"/api/workers/{worker}/poll", headers=WORKER)
+
+
+def test_the_event_write_routes_are_in_the_lane() -> None:
+    """A running session's activity posts and a Veryfront run's AG-UI appends."""
+    from shopfloor.api.agentfactory.channel_routes import router as channel_router
+    from shopfloor.api.veryfront.routes import router as veryfront_router
+
+    served = sorted(
+        (sorted(lane.methods)[0], lane.route.path)
+        for lane in lanes([channel_router, veryfront_router])
+    )
+    assert served == [
+        ("POST", "/api/sessions/{session_id}/activity"),
+        ("POST", "/conversations/{conversation_id}/agent-runs/{run_id}/events"),
+        ("POST", "/conversations/{conversation_id}/runs/{run_id}/events"),
+    ]
+
+
+async def test_the_lane_serves_event_writes_with_each_protocols_errors(
+    lane_only: LaneOnly,
+) -> None:
+    client, _, worker = lane_only
+    activity = {"workerId": worker, "activity": {"type": "thought", "content": "x"}}
+    r = await client.post("/api/sessions/sess_nope/activity", json=activity)
+    assert r.status_code == 401 and r.json()["message"] == "Invalid or missing API key"
+    r = await client.post("/api/sessions/sess_nope/activity", json={}, headers=WORKER)
+    assert r.status_code == 400 and r.json()["message"] == "workerId is required"
+    r = await client.post("/api/sessions/sess_nope/activity", json=activity, headers=WORKER)
+    assert r.status_code == 404 and r.json()["error"] == "Not Found"
+    conversation = "/conversations/00000000-0000-0000-0000-000000000000"
+    events = {"events": [{"type": "TEXT_MESSAGE_CONTENT", "delta": "x"}]}
+    r = await client.post(f"{conversation}/runs/run_nope/events", json=events)
+    assert r.status_code == 401 and set(r.json()) == {"detail", "error"}
+    r = await client.post(f"{conversation}/agent-runs/run_nope/events", json={}, headers=ADMIN)
+    assert r.status_code == 400 and r.json()["detail"] == "events must be an array of 1-100 events"
+    r = await client.post(f"{conversation}/runs/run_nope/events", json=events, headers=ADMIN)
+    assert r.status_code == 404 and set(r.json()) == {"detail", "error"}

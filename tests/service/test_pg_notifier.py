@@ -137,3 +137,24 @@ async def test_notify_survives_a_dead_sender_connection(postgres: Backend) -> No
         # enqueue that calls notify must not fail, and this process's waiters still wake.
         await a.notify("q")
         assert await local is True
+
+
+async def test_concurrent_publishes_share_broadcasts_and_each_reaches_its_watchers(
+    postgres: Backend,
+) -> None:
+    """Appends to many runs at once publish many topics: the ones published while a broadcast
+    is under way go out together in the next, and none is lost."""
+    async with notifier(postgres.schema) as a, notifier(postgres.schema) as b:
+        topics = [f"run:{i}" for i in range(50)]
+        watchers = [await waiting(b, topic, 10) for topic in topics]
+        broadcasts: list[int] = []
+        send_all = a.channel.send_all
+
+        async def counted(payloads: list[str]) -> None:
+            broadcasts.append(len(payloads))
+            await send_all(payloads)
+
+        a.channel.send_all = counted  # type: ignore[method-assign]
+        await asyncio.gather(*(a.publish(topic) for topic in topics))
+        assert await asyncio.gather(*watchers) == [True] * 50
+        assert sum(broadcasts) == 50 and len(broadcasts) <= 2

@@ -212,3 +212,40 @@ async def test_worker_session_upsert_keeps_id_and_created_at(store: Store) -> No
     )
     assert await store.get_worker_session("run_s", "w1") == stored
     assert await store.get_worker_session("run_s", "w2") is None
+
+
+async def test_run_state_is_the_run_its_session_and_the_holders_worker_session(
+    store: Store,
+) -> None:
+    session, run, event = run_pair("run_st")
+    await store.insert_run(session, run, event)
+    assert await store.get_run_state("run_nope") is None
+    found = await store.get_run_state("run_st")
+    assert found == (run, await store.get_session(session.id), None)  # queued: no holder
+    [claimed] = await store.claim_next(QUEUE, "w1", 1, 100, lease_expires_at=200)
+    for wid in ("w1", "w2"):  # the holder's worker session, and another worker's
+        await store.put_worker_session(
+            WorkerSessionRecord(
+                id=f"ws-{wid}",
+                run_id="run_st",
+                worker_id=wid,
+                implementation_kind="kind",
+                session_key=wid,
+                status="active",
+                created_at=1,
+                updated_at=1,
+                metadata={"of": wid},
+            )
+        )
+    found = await store.get_run_state("run_st")
+    assert found is not None
+    got_run, got_session, worker_session = found
+    assert got_run == run and got_session == claimed
+    assert worker_session == await store.get_worker_session("run_st", "w1")
+    assert worker_session is not None and worker_session.metadata == {"of": "w1"}
+
+
+async def test_a_worker_token_finds_the_agent_worker_with_its_worker(store: Store) -> None:
+    w, d = await store.register_agent_worker(worker("w1"), details("w1", "hash-1"))
+    assert await store.find_agent_worker_and_worker_by_token("hash-1") == (d, w)
+    assert await store.find_agent_worker_and_worker_by_token("hash-2") is None

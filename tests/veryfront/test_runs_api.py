@@ -14,6 +14,8 @@ import pytest
 
 from shopfloor.clock import ManualClock
 from shopfloor.service.dispatch import Dispatcher
+from shopfloor.service.errors import LeaseNotHeld
+from shopfloor.service.runs import RunService
 from tests.veryfront.helpers import (
     ADMIN,
     KIND,
@@ -506,3 +508,35 @@ async def test_concurrent_claims_lease_a_run_to_exactly_one_worker(
     winners = [r for r in results if r is not None]
     assert len(winners) == 1 and winners[0]["run_id"] == admitted["run_id"]
     assert winners[0]["lease_owner"] in {wid for wid, _ in workers}
+
+
+async def test_an_append_classified_on_a_read_from_before_a_reclaim_writes_nothing(
+    api: httpx.AsyncClient, clock: ManualClock
+) -> None:
+    """The route reads the run once and appends on that read; if the lease moved to another
+    worker in between, the write's fence refuses it, and the second look says why."""
+    old_id, old_token = await register(api, "old")
+    new_id, new_token = await register(api, "new")
+    await admit(api, None)
+    run = await claim(api, old_id, old_token, 5)
+    assert run is not None
+    runs = RunService(dispatcher(api))
+    stale = await runs.state(run["run_id"], run["conversation_id"])
+    assert stale.session.worker_id == old_id
+    clock.advance(6)
+    await dispatcher(api).reap()
+    taken = await claim(api, new_id, new_token, 60)
+    assert taken is not None and taken["lease_owner"] == new_id
+    with pytest.raises(LeaseNotHeld):
+        await runs.append(
+            run["run_id"],
+            run["conversation_id"],
+            text_events(2),
+            expected_external_sequence=None,
+            expected_event_id=None,
+            worker_id=old_id,
+            state=stale,
+        )
+    after = await runs.state(run["run_id"])
+    assert after.run.latest_external_event_sequence == stale.run.latest_external_event_sequence
+    assert await runs.events(run["run_id"], stale.run.latest_event_id, 100) == []

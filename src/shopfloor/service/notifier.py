@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 log = logging.getLogger("shopfloor.notifier")
@@ -212,6 +212,7 @@ class Broadcast(Protocol):
     ) -> None: ...
     async def close(self) -> None: ...
     async def send(self, payload: str) -> None: ...
+    async def send_all(self, payloads: Sequence[str]) -> None: ...
 
 
 # A broadcast payload that starts with this wakes every waiter on the rest (publish); any
@@ -227,6 +228,8 @@ class BroadcastNotifier(LocalNotifier):
     def __init__(self, channel: Broadcast) -> None:
         super().__init__()
         self.channel = channel
+        self._unsent: set[str] = set()  # topics published, not yet in a broadcast begun
+        self._publishing = asyncio.Lock()
 
     async def start(self) -> None:
         await self.channel.start(self._received, self.wake_all)
@@ -238,11 +241,20 @@ class BroadcastNotifier(LocalNotifier):
             self.wake(payload)
 
     async def publish(self, topic: str) -> None:
+        """Returns once a broadcast that began after the call has carried `topic`. The
+        topics published while one broadcast is under way go out together in the next: under
+        a stream of appends to many runs, one round trip per turn instead of one per append,
+        each waiting for the one before on the channel's single connection."""
         self.wake_every(topic)
-        try:
-            await self.channel.send(PUBLISH_MARK + topic)
-        except Exception as exc:
-            log.warning("could not broadcast a wake-up for topic %r: %s", topic, exc)
+        self._unsent.add(topic)
+        async with self._publishing:
+            if topic not in self._unsent:  # the broadcast just before carried it
+                return
+            topics, self._unsent = self._unsent, set()
+            try:
+                await self.channel.send_all([PUBLISH_MARK + t for t in sorted(topics)])
+            except Exception as exc:
+                log.warning("could not broadcast a wake-up for topics %s: %s", sorted(topics), exc)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -272,11 +272,11 @@ class RunService:
         """The worker a worker token belongs to, if the token is current."""
         if not token.startswith(WORKER_TOKEN_PREFIX):
             return None
-        details = await self.store.find_agent_worker_by_token(digest(token))
-        if details is None:
+        found = await self.store.find_agent_worker_and_worker_by_token(digest(token))
+        if found is None:
             return None
-        worker = await self.store.get_worker(details.worker_id)
-        return None if worker is None else AgentWorker(worker, details)
+        details, worker = found
+        return AgentWorker(worker, details)
 
     async def heartbeat(self, worker_id: str) -> AgentWorker:
         return await self._touch(worker_id)
@@ -479,10 +479,12 @@ class RunService:
     # -- reads --
 
     async def state(self, run_id: str, conversation_id: str | None = None) -> RunState:
-        run = await self.store.get_run(run_id)
-        if run is None or (conversation_id is not None and run.conversation_id != conversation_id):
+        found = await self.store.get_run_state(run_id)
+        if found is None or (
+            conversation_id is not None and found[0].conversation_id != conversation_id
+        ):
             raise RunNotFound(run_id)
-        return await self._state_of(run)
+        return RunState(*found)
 
     async def _state_of(self, run: RunRecord, session: SessionRecord | None = None) -> RunState:
         session = session or await self.store.get_session(run.session_id)
@@ -638,11 +640,15 @@ class RunService:
         expected_external_sequence: int | None,
         expected_event_id: int | None,
         worker_id: str | None,
+        state: RunState | None = None,
     ) -> RunState:
         """Append AG-UI events to a leased run. With `worker_id` (a worker's own token) the
-        writer must be the lease holder; any writer needs a live, unexpired lease."""
+        writer must be the lease holder; any writer needs a live, unexpired lease. `state`:
+        the run as the caller just read it (`state(run_id, conversation_id)`), to classify
+        the first attempt by; the write is fenced on it whatever its age."""
         for _attempt in range(2):
-            state = await self.state(run_id, conversation_id)
+            if state is None:
+                state = await self.state(run_id, conversation_id)
             now = self.clock.now_ms()
             self._check_appendable(state, worker_id, now)
             self._check_cursors(state.run, expected_external_sequence, expected_event_id)
@@ -660,6 +666,7 @@ class RunService:
                 return RunState(run, session, state.worker_session)
             # The lease, a cursor or the waiting state moved between our read and our write:
             # classify again.
+            state = None
         raise LeaseNotHeld(run_id)
 
     def _check_appendable(self, state: RunState, worker_id: str | None, now: int) -> None:

@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger("shopfloor.notify")
 
+_NOTIFY_ALL = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
 _MAX_CHANNEL_BYTES = 63  # NAMEDATALEN - 1: LISTEN truncates longer names, pg_notify refuses them
 
 
@@ -99,11 +100,22 @@ class PgNotifyChannel:
                 await asyncio.wait_for(conn.close(), 5)
 
     async def send(self, payload: str) -> None:
+        conn = self._connected()
+        async with self._use:
+            await _bounded(conn, conn.execute("SELECT pg_notify($1, $2)", self.channel, payload))
+
+    async def send_all(self, payloads: Sequence[str]) -> None:
+        """Several payloads in one round trip (one transaction, in which PostgreSQL delivers
+        identical payloads once)."""
+        conn = self._connected()
+        async with self._use:
+            await _bounded(conn, conn.execute(_NOTIFY_ALL, self.channel, list(payloads)))
+
+    def _connected(self) -> asyncpg.Connection:
         conn = self._conn
         if conn is None or conn.is_closed() or self._lost.is_set():
             raise ConnectionError(f"not connected to PostgreSQL for channel {self.channel!r}")
-        async with self._use:
-            await _bounded(conn, conn.execute("SELECT pg_notify($1, $2)", self.channel, payload))
+        return conn
 
     # -- connection upkeep --
 

@@ -4,6 +4,7 @@ the inbox, file locks, issue records and recovery packets. Mixed into SqlStore."
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,16 @@ from shopfloor.store.records import (
     SessionRecord,
     session_row,
 )
-from shopfloor.store.sql_common import INSERT_EVENT, OUTBOX_INSERT, event_values, in_constants
+from shopfloor.store.sql_common import (
+    EVENT_COLUMNS,
+    INSERT_EVENT,
+    OUTBOX_INSERT,
+    FenceShape,
+    event_values,
+    fence_params,
+    fence_terms,
+    in_constants,
+)
 
 LANE_ORDER = {"urgent": 0, "normal": 1}
 
@@ -51,6 +61,24 @@ def _holder_gone() -> sa.ColumnElement[bool]:
     """True when an issue lock's holder session is missing or has ended."""
     s, lk = t.sessions, t.issue_locks
     return ~sa.exists().where(s.c.id == lk.c.session_id, s.c.status.not_in(TERMINAL_STATUSES))
+
+
+_e = t.session_events
+_INSERT_EVENT_RETURNING = Prepared(
+    _e.insert()
+    .values({n: sa.bindparam(n, type_=_e.c[n].type) for n in EVENT_COLUMNS})
+    .returning(_e.c.id)
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _fenced_event_insert(shape: FenceShape) -> Prepared:
+    """`INSERT INTO session_events SELECT values WHERE EXISTS (the session, fenced)
+    RETURNING id`: the fence and the insert in one statement, cached per fence shape."""
+    s = t.sessions
+    held = sa.exists().where(s.c.id == sa.bindparam("b_id"), *fence_terms(shape))
+    values = sa.select(*(sa.bindparam(n, type_=_e.c[n].type) for n in EVENT_COLUMNS)).where(held)
+    return Prepared(_e.insert().from_select(EVENT_COLUMNS, values).returning(_e.c.id))
 
 
 _m, _f = t.inbox_messages, t.file_locks
@@ -113,26 +141,20 @@ class ChannelSql:
     async def append_session_event(
         self, event: SessionEvent, expect: Expect | None = None
     ) -> SessionEvent | None:
-        s = t.sessions
-        async with self.db.begin() as conn:
-            if expect is not None:
-                where = [s.c.id == event.session_id, s.c.lease_epoch == expect.lease_epoch]
-                where.append(
-                    s.c.worker_id.is_(None)
-                    if expect.worker_id is None
-                    else s.c.worker_id == expect.worker_id
-                )
-                if expect.statuses:
-                    where.append(s.c.status.in_(expect.statuses))
-                found = await conn.scalar(self._for_update(sa.select(s.c.id).where(*where)))
-                if found is None:
-                    return None
-            new_id = await conn.scalar(
-                t.session_events.insert()
-                .values(event_values(event))
-                .returning(t.session_events.c.id)
-            )
-        return dataclasses.replace(event, id=int(new_id))
+        """One statement: the insert, fenced on the session when `expect` is given (None if
+        the fence fails), so on PostgreSQL it needs no transaction of its own."""
+        values = event_values(event)
+        if expect is None:
+            query, params = _INSERT_EVENT_RETURNING, values
+        else:
+            params = fence_params(expect)
+            query = _fenced_event_insert(FenceShape.of(expect))
+            params.update(values, b_id=event.session_id)
+        async with self.db.autocommit() as conn:
+            rows = await conn.fetch(query, params)
+        if not rows:
+            return None
+        return dataclasses.replace(event, id=int(rows[0]["id"]))
 
     async def session_events_after(
         self, session_id: str, after_id: int = 0, limit: int = 500

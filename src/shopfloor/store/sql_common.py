@@ -59,7 +59,7 @@ def event_values(ev: SessionEvent) -> dict[str, Any]:
 
 
 @dataclasses.dataclass(frozen=True)
-class _FenceShape:
+class FenceShape:
     """What a fence's SQL depends on; its values are bound parameters (`b_*`)."""
 
     any_epoch: bool
@@ -70,7 +70,7 @@ class _FenceShape:
     lease_expired: bool
 
     @classmethod
-    def of(cls, expect: Expect) -> _FenceShape:
+    def of(cls, expect: Expect) -> FenceShape:
         return cls(
             any_epoch=expect.any_epoch,
             owner_is_null=expect.worker_id is None,
@@ -85,10 +85,10 @@ def fence(expect: Expect) -> tuple[list[sa.ColumnElement[bool]], dict[str, Any]]
     """The WHERE terms that make a write to the sessions table conditional on the lease the
     writer read (owner, epoch, and whichever optional fences `expect` sets), and the values
     of their parameters, to pass when the statement is executed."""
-    return _fence_terms(_FenceShape.of(expect)), _fence_params(expect)
+    return fence_terms(FenceShape.of(expect)), fence_params(expect)
 
 
-def _fence_params(expect: Expect) -> dict[str, Any]:
+def fence_params(expect: Expect) -> dict[str, Any]:
     params: dict[str, Any] = {
         "b_epoch": expect.lease_epoch,
         "b_owner": expect.worker_id,
@@ -99,7 +99,7 @@ def _fence_params(expect: Expect) -> dict[str, Any]:
     return params
 
 
-def _fence_terms(shape: _FenceShape) -> list[sa.ColumnElement[bool]]:
+def fence_terms(shape: FenceShape) -> list[sa.ColumnElement[bool]]:
     s = t.sessions
     owner = s.c.worker_id
     where = [owner.is_(None) if shape.owner_is_null else owner == sa.bindparam("b_owner")]
@@ -131,15 +131,15 @@ def fenced_update(
     """`UPDATE sessions SET changes WHERE id AND fence(expect) RETURNING *`, as a statement
     cached per shape (which columns change, which fences apply) and its parameters: the hot
     path's writes differ only in values."""
-    params = _fence_params(expect)
+    params = fence_params(expect)
     params["b_id"] = session_id
     params.update({f"v_{name}": value for name, value in changes.items()})
-    return _update_statement(tuple(changes), _FenceShape.of(expect)), params
+    return _update_statement(tuple(changes), FenceShape.of(expect)), params
 
 
 @functools.lru_cache(maxsize=256)
-def _update_statement(changes: tuple[str, ...], shape: _FenceShape) -> Prepared:
+def _update_statement(changes: tuple[str, ...], shape: FenceShape) -> Prepared:
     s = t.sessions
     values = {name: sa.bindparam(f"v_{name}", type_=s.c[name].type) for name in changes}
-    where = [s.c.id == sa.bindparam("b_id"), *_fence_terms(shape)]
+    where = [s.c.id == sa.bindparam("b_id"), *fence_terms(shape)]
     return Prepared(s.update().where(*where).values(values).returning(*s.c))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from shopfloor.store import schema as t
-from shopfloor.store.db import Database, DbConnection
+from shopfloor.store.db import Database, DbConnection, Prepared
 from shopfloor.store.observers import StoreObservers
 from shopfloor.store.records import (
     LIVE_STATUSES,
@@ -30,11 +32,114 @@ from shopfloor.store.run_records import (
 )
 from shopfloor.store.sql_common import (
     INSERT_EVENT,
+    FenceShape,
     ends_session,
     event_values,
-    fence,
+    fence_params,
+    fence_terms,
     fenced_update,
 )
+
+_r, _s, _ws, _a, _w = t.runs, t.sessions, t.run_worker_sessions, t.agent_workers, t.workers
+
+
+def _labelled(table: sa.Table, prefix: str) -> list[sa.Label[Any]]:
+    return [c.label(prefix + c.name) for c in table.c]
+
+
+def _names(table: sa.Table, prefix: str) -> tuple[tuple[str, str], ...]:
+    """(label, column name) of each of a table's columns, as `_labelled` names them."""
+    return tuple((prefix + c.name, c.name) for c in table.c)
+
+
+def _unlabelled(row: Mapping[str, Any], names: tuple[tuple[str, str], ...]) -> dict[str, Any]:
+    return {name: row[label] for label, name in names}
+
+
+_R, _S, _WS = _names(_r, "r_"), _names(_s, "s_"), _names(_ws, "w_")
+_A, _W = _names(_a, "a_"), _names(_w, "w_")
+
+
+# A run, its session and the worker session of the session's holder, in one read.
+_RUN_STATE = Prepared(
+    sa.select(*_labelled(_r, "r_"), *_labelled(_s, "s_"), *_labelled(_ws, "w_"))
+    .select_from(
+        _r.join(_s, _s.c.id == _r.c.session_id).outerjoin(
+            _ws, sa.and_(_ws.c.run_id == _r.c.run_id, _ws.c.worker_id == _s.c.worker_id)
+        )
+    )
+    .where(_r.c.run_id == sa.bindparam("b_run"))
+)
+# A worker token's agent worker with its workers row, in one read.
+_WORKER_BY_TOKEN = Prepared(
+    sa.select(*_labelled(_a, "a_"), *_labelled(_w, "w_"))
+    .select_from(_a.join(_w, _w.c.id == _a.c.worker_id))
+    .where(_a.c.token_hash == sa.bindparam("b_hash"))
+)
+_INSERT_RUN_EVENT = Prepared(
+    t.run_events.insert().values(
+        {c.name: sa.bindparam(c.name, type_=c.type) for c in t.run_events.c}
+    )
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _append_update(shape: FenceShape, external: bool, event_id: bool) -> sa.Update:
+    """The run's cursors advanced by `b_n`, only while its session matches the fence (and
+    the given cursors match), returning the run; cached per shape."""
+    held = sa.exists().where(_s.c.id == _r.c.session_id, *fence_terms(shape))
+    where: list[sa.ColumnElement[bool]] = [
+        _r.c.run_id == sa.bindparam("b_run"),
+        _r.c.waiting_tool_call_id.is_(None),
+        held,
+    ]
+    if external:
+        where.append(_r.c.latest_external_event_sequence == sa.bindparam("b_external"))
+    if event_id:
+        where.append(_r.c.latest_event_id == sa.bindparam("b_event_id"))
+    n = sa.bindparam("b_n", type_=sa.BigInteger)
+    return (
+        _r.update()
+        .where(*where)
+        .values(
+            latest_event_id=_r.c.latest_event_id + n,
+            latest_external_event_sequence=_r.c.latest_external_event_sequence + n,
+            updated_at=sa.bindparam("b_now", type_=sa.BigInteger),
+        )
+        .returning(*_r.c)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _append_prepared(shape: FenceShape, external: bool, event_id: bool) -> Prepared:
+    return Prepared(_append_update(shape, external, event_id))
+
+
+@functools.lru_cache(maxsize=64)
+def _append_in_one(shape: FenceShape, external: bool, event_id: bool) -> Prepared:
+    """PostgreSQL: the fenced cursor update and the events' insert as one statement (a
+    data-modifying WITH), one round trip with no transaction of its own. The events come as
+    two arrays (`b_types`, `b_payloads`); the update returns the run, none if it did not
+    apply, and then nothing is inserted."""
+    updated = _append_update(shape, external, event_id).cte("updated")
+    texts = postgresql.ARRAY(sa.Text)
+    events = (
+        sa.func.unnest(
+            sa.bindparam("b_types", type_=texts), sa.bindparam("b_payloads", type_=texts)
+        )
+        .table_valued("type", "payload", with_ordinality="ordinal")
+        .render_derived("events")
+    )
+    rows = sa.select(
+        updated.c.run_id,
+        updated.c.latest_event_id - sa.bindparam("b_n", type_=sa.BigInteger) + events.c.ordinal,
+        events.c.type,
+        sa.bindparam("b_now", type_=sa.BigInteger),
+        events.c.payload,
+    ).select_from(updated.join(events, sa.true()))
+    columns = ["run_id", "event_id", "type", "at", "payload"]
+    inserted = t.run_events.insert().from_select(columns, rows).cte("inserted")
+    return Prepared(sa.select(*updated.c).add_cte(inserted))
 
 
 class RunsSql:
@@ -172,51 +277,73 @@ class RunsSql:
     ) -> RunRecord | None:
         """Append events and advance both cursors by their count, only if the run's session
         still matches `expect` and the given cursors match; None otherwise."""
-        r, s = t.runs, t.sessions
-        terms, params = fence(expect)
-        held = sa.exists().where(s.c.id == r.c.session_id, *terms)
-        where: list[sa.ColumnElement[bool]] = [
-            r.c.run_id == run_id,
-            r.c.waiting_tool_call_id.is_(None),
-            held,
-        ]
-        if expected_external_sequence is not None:
-            where.append(r.c.latest_external_event_sequence == expected_external_sequence)
-        if expected_event_id is not None:
-            where.append(r.c.latest_event_id == expected_event_id)
+        shape = (
+            FenceShape.of(expect),
+            expected_external_sequence is not None,
+            expected_event_id is not None,
+        )
+        params = fence_params(expect)
         n = len(events)
+        params.update(
+            b_run=run_id,
+            b_n=n,
+            b_now=now,
+            b_external=expected_external_sequence,
+            b_event_id=expected_event_id,
+        )
+        payloads = [json.dumps(ev, separators=(",", ":")) for ev in events]
+        if self.dialect == "postgresql":
+            params.update(b_types=[str(ev["type"]) for ev in events], b_payloads=payloads)
+            async with self.db.autocommit() as conn:
+                rows = await conn.fetch(_append_in_one(*shape), params)
+            return RunRecord(**rows[0]) if rows else None
         async with self.db.begin() as conn:
-            row = (
-                await conn.execute(
-                    r.update()
-                    .where(*where)
-                    .values(
-                        latest_event_id=r.c.latest_event_id + n,
-                        latest_external_event_sequence=r.c.latest_external_event_sequence + n,
-                        updated_at=now,
-                    )
-                    .returning(*r.c),
-                    params,
-                )
-            ).first()
-            if row is None:
+            rows = await conn.fetch(_append_prepared(*shape), params)
+            if not rows:
                 return None
-            run = RunRecord(**row._mapping)
+            run = RunRecord(**rows[0])
             first = run.latest_event_id - n + 1
-            await conn.execute(
-                t.run_events.insert(),
+            await conn.run(
+                _INSERT_RUN_EVENT,
                 [
                     {
                         "run_id": run_id,
                         "event_id": first + i,
                         "type": str(ev["type"]),
                         "at": now,
-                        "payload": json.dumps(ev, separators=(",", ":")),
+                        "payload": payload,
                     }
-                    for i, ev in enumerate(events)
+                    for i, (ev, payload) in enumerate(zip(events, payloads, strict=True))
                 ],
             )
         return run
+
+    async def get_run_state(
+        self, run_id: str
+    ) -> tuple[RunRecord, SessionRecord, WorkerSessionRecord | None] | None:
+        """A run, its session, and the worker session of the session's holder (None if it
+        has none or no holder), in one read."""
+        async with self.db.connect() as conn:
+            rows = await conn.fetch(_RUN_STATE, {"b_run": run_id})
+        if not rows:
+            return None
+        row = rows[0]
+        worker_session = _unlabelled(row, _WS)
+        return (
+            RunRecord(**_unlabelled(row, _R)),
+            SessionRecord.from_row(_unlabelled(row, _S)),
+            None if worker_session["id"] is None else WorkerSessionRecord(**worker_session),
+        )
+
+    async def find_agent_worker_and_worker_by_token(
+        self, token_hash: str
+    ) -> tuple[AgentWorkerRecord, WorkerRecord] | None:
+        async with self.db.connect() as conn:
+            rows = await conn.fetch(_WORKER_BY_TOKEN, {"b_hash": token_hash})
+        if not rows:
+            return None
+        row = rows[0]
+        return AgentWorkerRecord(**_unlabelled(row, _A)), WorkerRecord(**_unlabelled(row, _W))
 
     async def finish_run(
         self,

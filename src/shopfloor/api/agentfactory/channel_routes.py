@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
 from shopfloor.api.agentfactory import schemas
-from shopfloor.api.agentfactory.auth import WorkerCaller, worker_caller
+from shopfloor.api.agentfactory.auth import WorkerCaller, authenticate, worker_caller
 from shopfloor.api.agentfactory.wire import file_conflict, recovery_packet
 from shopfloor.api.envelope import ApiError, json_object, opt_str, req_str
+from shopfloor.api.fastlane import hot
 from shopfloor.api.openapi import af_errors, json_body, ok
 from shopfloor.api.state import services
 from shopfloor.service.channel import LANES, SessionChannel
@@ -81,7 +83,9 @@ async def progress(session_id: str, request: Request, caller: Caller) -> dict[st
     responses=ok(schemas.ActivityReply),
     openapi_extra=json_body(schemas.ActivityRequest),
 )
-async def activity(session_id: str, request: Request, caller: Caller) -> dict[str, Any]:
+@hot
+async def activity(session_id: str, request: Request) -> JSONResponse:
+    caller = await authenticate(request)
     body = await json_object(request)
     worker_id = req_str(body, "workerId")
     act = body.get("activity")
@@ -94,7 +98,7 @@ async def activity(session_id: str, request: Request, caller: Caller) -> dict[st
         raise ApiError(400, "activity with type and content is required")
     await caller.check_acts_as(worker_id)
     await _channel(request).record(session_id, worker_id, "activity", act)
-    return {"forwarded": True}
+    return JSONResponse({"forwarded": True})
 
 
 @router.post(

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from shopfloor.api.envelope import ApiError
+from shopfloor.api.fastlane import hot
 from shopfloor.api.limits import MIB, body_limit
 from shopfloor.api.openapi import errors, json_body, ok, security
 from shopfloor.api.veryfront import parse
@@ -195,9 +196,9 @@ async def retire_worker(worker_id: str, request: Request, caller: Caller) -> dic
     openapi_extra=json_body(vs.EventAppend),
 )
 @body_limit(MAX_APPEND_BYTES, status=400, message="Request payload must be less than 10 MiB")
-async def append_events(
-    conversation_id: str, run_id: str, request: Request, caller: Caller
-) -> dict[str, Any]:
+@hot
+async def append_events(conversation_id: str, run_id: str, request: Request) -> JSONResponse:
+    caller = await vf_caller(request)
     raw = await request.body()
     conversation_id = parse.uuid_param(conversation_id, "conversation_id")
     run_id = parse.run_id_param(run_id)
@@ -215,26 +216,32 @@ async def append_events(
         expected_external_sequence=expected_external,
         expected_event_id=expected_event_id,
         worker_id=caller.worker_id,
+        state=current,
     )
-    return {
-        "run": run_view(state),
-        "latest_event_id": state.run.latest_event_id,
-        "latest_external_event_sequence": state.run.latest_external_event_sequence,
-        "appended_count": len(events),
-        "appended": True,
-    }
+    return JSONResponse(
+        {
+            "run": run_view(state),
+            "latest_event_id": state.run.latest_event_id,
+            "latest_external_event_sequence": state.run.latest_external_event_sequence,
+            "appended_count": len(events),
+            "appended": True,
+        }
+    )
 
 
 def _events(value: Any) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_EVENTS:
         raise ApiError(400, f"events must be an array of 1-{MAX_EVENTS} events")
+    # Each event's encoding is a part of the array's: an array within the bound needs no
+    # encoding of each event to know they all are.
+    sized = len(value) > 1 and parse.json_size(value) <= MAX_EVENT_BYTES
     for i, event in enumerate(value):
         if not isinstance(event, dict):
             raise ApiError(400, f"events[{i}] must be an object")
         kind = event.get("type")
         if not isinstance(kind, str) or not 1 <= len(kind) <= 64 or "\x00" in kind:
             raise ApiError(400, f"events[{i}].type must be a string of 1-64 characters")
-        if parse.json_size(event) > MAX_EVENT_BYTES:
+        if not sized and parse.json_size(event) > MAX_EVENT_BYTES:
             raise ApiError(400, f"events[{i}] payload must be less than 240 KiB")
     return value
 
