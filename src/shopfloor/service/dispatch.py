@@ -40,6 +40,7 @@ from shopfloor.service.errors import (
     SessionNotFound,
     WorkerNotFound,
 )
+from shopfloor.service.live_feed import LiveFeeds
 from shopfloor.service.notifier import LocalNotifier, Notifier, cancel_wait
 from shopfloor.service.queue_history import QueueHistory
 from shopfloor.store import Store
@@ -182,6 +183,7 @@ class Dispatcher:
         self.store = store
         self.clock = clock
         self.notifier: Notifier = notifier or LocalNotifier()
+        self.live = LiveFeeds(self.notifier)  # this process's shared readers of live streams
         self.worker_ttl_ms = int(worker_ttl_seconds * 1000)
         # An idle worker's empty poll waits up to this long for work to arrive (see poll).
         self.poll_hold_ms = poll_hold_ms

@@ -36,6 +36,11 @@ class Notifier(Protocol):
         signals may have been missed (a lost connection)."""
         ...
 
+    def listen_prefix(self, prefix: str, callback: Callable[[str], None]) -> None:
+        """Call `callback` with the rest of the topic on every signal of a topic that starts
+        with `prefix` (from any process)."""
+        ...
+
     def waiting_total(self) -> int:
         """How many waiters wait in this process, on every queue and topic."""
         ...
@@ -57,6 +62,7 @@ class LocalNotifier:
         # Per queue, the waiters in arrival order (a dict as an ordered set).
         self._waiters: dict[str, dict[asyncio.Event, None]] = defaultdict(dict)
         self._listeners: dict[str, list[Callable[[], None]]] = defaultdict(list)
+        self._prefix_listeners: list[tuple[str, Callable[[str], None]]] = []
 
     async def start(self) -> None:
         return None
@@ -73,6 +79,9 @@ class LocalNotifier:
     def listen(self, topic: str, callback: Callable[[], None]) -> None:
         self._listeners[topic].append(callback)
 
+    def listen_prefix(self, prefix: str, callback: Callable[[str], None]) -> None:
+        self._prefix_listeners.append((prefix, callback))
+
     def wake(self, queue: str) -> None:
         self._call_listeners(queue)
         for event in self._waiters.get(queue, ()):
@@ -88,6 +97,9 @@ class LocalNotifier:
     def _call_listeners(self, topic: str) -> None:
         for callback in self._listeners.get(topic, ()):
             callback()
+        for prefix, named in self._prefix_listeners:
+            if topic.startswith(prefix):
+                named(topic[len(prefix) :])
 
     async def wait(self, queue: str, seconds: float) -> bool:
         event = asyncio.Event()
