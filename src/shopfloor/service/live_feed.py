@@ -13,7 +13,8 @@ Items carry ids that only grow. Each batch a reader hands out covers every item 
 joins behind a reader reads the gap itself. A watcher also reads its own backlog before it
 joins, so a reader never pushes a long history into every queue.
 
-While a process has a reader for a key it announces so (a publish on `INTEREST` + key) every
+While a process has a reader for a key it announces so (a publish on `INTEREST` + its own
+token + key) every
 `ANNOUNCE_SECONDS`, and every process remembers the keys watched anywhere for `REMOTE_SECONDS`;
 `publish` sends a writer's wake-up only for a key someone watches, so an append nobody watches
 costs no broadcast. A watcher that appears between a write and the announcement reaching the
@@ -25,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -145,7 +147,8 @@ class LiveFeeds:
         self.queue_limit = queue_limit
         self._feeds: dict[str, _Feed[object, object]] = {}
         self._remote: dict[str, float] = {}  # key -> until when some process watches it
-        self._announcing: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Future[None]] = set()  # wake-ups sent in the background
+        self._me = uuid.uuid4().hex[:12] + ":"  # our own announcements come back to us
         notifier.listen_prefix(INTEREST, self._watched_elsewhere)
 
     # -- the writer's side --
@@ -159,7 +162,20 @@ class LiveFeeds:
         if self.watched(topic):
             await self.notifier.publish(topic)
 
-    def _watched_elsewhere(self, topic: str) -> None:
+    def poke(self, topic: str) -> None:
+        """`publish` from code that cannot wait (a store observer): sent in the background."""
+        if self.watched(topic):
+            self._background(self.notifier.publish(topic))
+
+    def _background(self, wake: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(wake)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _watched_elsewhere(self, announcement: str) -> None:
+        sender, _, topic = announcement.partition(":")
+        if sender + ":" == self._me:
+            return
         now = time.monotonic()
         if len(self._remote) > 10_000:
             self._remote = {k: until for k, until in self._remote.items() if until > now}
@@ -283,6 +299,4 @@ class LiveFeeds:
         if now - feed.announced < ANNOUNCE_SECONDS:
             return
         feed.announced = now
-        task = asyncio.create_task(self.notifier.publish(INTEREST + feed.topic))
-        self._announcing.add(task)
-        task.add_done_callback(self._announcing.discard)
+        self._background(self.notifier.publish(INTEREST + self._me + feed.topic))

@@ -131,6 +131,7 @@ class ChannelSql:
                 .values(event_values(event))
                 .returning(t.session_events.c.id)
             )
+        self.observers.wrote_timeline(event.session_id)
         return dataclasses.replace(event, id=int(new_id))
 
     async def session_events_after(
