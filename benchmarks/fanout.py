@@ -11,7 +11,13 @@ Every watcher records, for every event it receives, its own wall clock minus `t`
 machine, same clock): the time from the append being sent to the event reaching that
 watcher. The append's own round trip (which ends after the commit) is recorded too, so
 "append sent to watcher" is an upper bound of "commit to watcher" by at most that round
-trip. A run is valid only if every watcher received every event of its run."""
+trip. A run is valid only if every watcher received every event of its run.
+
+With `processes` > 1 (`shopfloor serve --processes N`, PostgreSQL) the kernel hands each
+connection to one of the server's processes. The harness finds, from the server's open
+sockets, which process holds each watcher and each append's connection (read twice a second
+while appending), and reports the share of deliveries whose watcher sits on another process
+than the append that caused it (the event then travels by LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
@@ -35,14 +41,21 @@ from benchmarks.common import (
 )
 from benchmarks.event_ingest import TEXT, setup_vf
 from benchmarks.http import HttpConn
-from benchmarks.server import ADMIN_KEY, cpu_seconds, rss_mb, shopfloor_server
+from benchmarks.server import (
+    ADMIN_KEY,
+    cpu_seconds,
+    rss_mb,
+    serving_processes,
+    shopfloor_server,
+)
 
 IDLE_SECONDS = 3.0  # the stretch with every watcher connected and nothing appended
 
 
-async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
+async def run(cfg: Config, backend: str, work_dir: Path, processes: int = 1) -> dict[str, Any]:
     watchers, sessions = cfg.fanout_watchers, cfg.fanout_sessions
-    async with shopfloor_server(backend, work_dir) as server:
+    settings = {"SHOPFLOOR_PROCESSES": str(processes)} if processes > 1 else {}
+    async with shopfloor_server(backend, work_dir, **settings) as server:
         lanes = await setup_vf(server.url, sessions)
         runs = [lane["run"] for lane in lanes]
         per_process = split(watchers, CREW_PROCESSES)
@@ -59,8 +72,12 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
         ]
         locks = [asyncio.Lock() for _ in lanes]
         round_trips: list[float] = []
+        append_ports: list[tuple[int, int | None]] = []  # (run index, client port) per append
+        placed: dict[int, int] = {}  # client port -> server pid (processes > 1)
         try:
             await asyncio.to_thread(crew.wait_ready, 300)
+            if processes > 1:
+                placed.update(await asyncio.to_thread(serving_processes, server))
             rss1 = rss_mb(server)
             cpu0 = cpu_seconds(server)
             await asyncio.sleep(IDLE_SECONDS)
@@ -72,6 +89,12 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
                 lane, conn = lanes[i % sessions], writers[i % sessions]
                 async with locks[i % sessions]:  # one request at a time per connection
                     await _append(lane, conn)
+                    append_ports.append((i % sessions, conn.local_port))
+
+            async def place_appends() -> None:  # an idle connection closes after 5 s
+                while True:
+                    await asyncio.sleep(0.5)
+                    placed.update(await asyncio.to_thread(serving_processes, server))
 
             async def _append(lane: dict[str, Any], conn: HttpConn) -> None:
                 event = {
@@ -86,7 +109,11 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
                 round_trips.append((time.perf_counter() - started) * 1000)
 
             cpu1, started = cpu_seconds(server), time.perf_counter()
+            placing = asyncio.create_task(place_appends()) if processes > 1 else None
             await paced(count, cfg.fanout_rate, append)
+            if placing is not None:
+                placing.cancel()
+                placed.update(await asyncio.to_thread(serving_processes, server))
             per_run = split(count, sessions)  # events of run r: per_run[r]
             expected = sum(per_run[n % sessions] for n in range(watchers))
             got, deadline = 0, time.monotonic() + 60
@@ -107,6 +134,19 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
     if delivered != expected:
         raise RuntimeError(f"delivered {delivered} of {expected} events to watchers")
     per_k = 1000 / watchers
+    extra = {}
+    if processes > 1:
+        watcher_pids = [placed.get(port) for f in finals for port in f["ports"]]
+        watcher_runs = [run_id for f in finals for run_id in f["runs"]]
+        extra = {
+            "processes": processes,
+            "cross_process_share": _cross_share(
+                runs, watcher_runs, watcher_pids, append_ports, placed
+            ),
+            "watchers_per_process": sorted(
+                sum(1 for p in watcher_pids if p == pid) for pid in set(watcher_pids)
+            ),
+        }
     return {
         "watchers": watchers,
         "sessions": sessions,
@@ -121,7 +161,32 @@ async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
         "idle_cpu_percent_per_1000": 100 * idle_cpu / IDLE_SECONDS * per_k,
         "server_cpu_percent": 100 * busy_cpu / seconds,
         "server_cpu_percent_per_1000": 100 * busy_cpu / seconds * per_k,
+        **extra,
     }
+
+
+def _cross_share(
+    runs: list[str],
+    watcher_runs: list[str],
+    watcher_pids: list[int | None],
+    append_ports: list[tuple[int, int | None]],
+    placed: dict[int, int],
+) -> float | None:
+    """The share of deliveries (append x watcher of its run) whose watcher's server process
+    is not the one that took the append; None if no delivery could be placed."""
+    by_run: dict[str, list[int | None]] = {}
+    for run_id, pid in zip(watcher_runs, watcher_pids, strict=True):
+        by_run.setdefault(run_id, []).append(pid)
+    cross = total = 0
+    for lane, port in append_ports:
+        writer = placed.get(port) if port is not None else None
+        if writer is None:
+            continue
+        for pid in by_run.get(runs[lane], []):
+            if pid is not None:
+                total += 1
+                cross += pid != writer
+    return cross / total if total else None
 
 
 # -- the load process: SSE watchers --
@@ -136,10 +201,12 @@ class Watcher:
         self.connected = asyncio.Event()
         self.latencies_us: list[int] = []
         self.writer: asyncio.StreamWriter | None = None
+        self.local_port = 0
         self.counter = counter  # deliveries not yet reported to the harness
 
     async def watch(self, child: Child) -> None:
         reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.local_port = int(self.writer.get_extra_info("sockname")[1])
         self.writer.write(
             f"GET /runs/{self.run_id}/events HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             f"Authorization: Bearer {ADMIN_KEY}\r\nAccept: text/event-stream\r\n\r\n".encode()
@@ -188,7 +255,12 @@ async def child_main(child: Child) -> dict[str, Any]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     latencies = [us for w in watchers for us in w.latencies_us]
-    return {"delivered": len(latencies), "latencies_us": latencies}
+    return {
+        "delivered": len(latencies),
+        "latencies_us": latencies,
+        "ports": [w.local_port for w in watchers],
+        "runs": [w.run_id for w in watchers],
+    }
 
 
 if __name__ == "__main__":

@@ -109,6 +109,14 @@ class HttpConn:
             raise HttpError(f"{method} {path} -> {status}: {data}")
         return data
 
+    @property
+    def local_port(self) -> int | None:
+        """This end's port while connected (which server process holds it: see server.py)."""
+        if self._writer is None:
+            return None
+        name = self._writer.get_extra_info("sockname")
+        return int(name[1]) if name else None
+
     async def close(self) -> None:
         if self._writer is not None:
             self._writer.close()

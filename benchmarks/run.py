@@ -112,6 +112,10 @@ WORKLOADS: list[Workload] = [
              _on("sqlite", fanout.run)),
     Workload("fanout-postgres", "fanout", "SSE fan-out, Postgres", "shopfloor",
              _on("postgres", fanout.run)),
+    # Three server processes: the kernel spreads watchers and appends over them, so most
+    # deliveries cross processes (LISTEN/NOTIFY); the share is measured (cross_process_share).
+    Workload("fanout-postgres-3proc", "fanout", "SSE fan-out, Postgres, 3 server processes",
+             "shopfloor", lambda cfg, d: fanout.run(cfg, "postgres", d, processes=3)),
 ]  # fmt: skip
 
 

@@ -38,7 +38,9 @@ async def shopfloor_server(
         spec = Backend("postgres", await fresh_pg_database(PG_DATABASE), None)
     keys = {"SHOPFLOOR_WORKER_API_KEY": WORKER_KEY, "SHOPFLOOR_ADMIN_API_KEY": ADMIN_KEY}
     env = server_env(spec, work_dir / "data", **keys, **settings)
-    server = await asyncio.to_thread(start_server, env, work_dir / f"server-{backend}.log")
+    # Migrating a fresh database took over 30 s on the shared 2-core machine at times.
+    log = work_dir / f"server-{backend}.log"
+    server = await asyncio.to_thread(lambda: start_server(env, log, up_within=120))
     try:
         yield server
     finally:
@@ -77,13 +79,40 @@ async def audit_progress(backend: str, work_dir: Path) -> tuple[int, int]:
         await conn.close()
 
 
+def _tree(server: ServerProcess) -> list[psutil.Process]:
+    """The server and the processes it started (`--processes N`: uvicorn's workers)."""
+    root = psutil.Process(server.proc.pid)
+    return [root, *root.children(recursive=True)]
+
+
 def cpu_seconds(server: ServerProcess) -> float:
-    times = psutil.Process(server.proc.pid).cpu_times()
-    return float(times.user + times.system)
+    total = 0.0
+    for proc in _tree(server):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def rss_mb(server: ServerProcess) -> float:
-    return float(psutil.Process(server.proc.pid).memory_info().rss) / 2**20
+    total = 0
+    for proc in _tree(server):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += proc.memory_info().rss
+    return total / 2**20
+
+
+def serving_processes(server: ServerProcess) -> dict[int, int]:
+    """Which of the server's processes holds each open client connection: {client port: pid}
+    (with `--processes N` the kernel hands each new connection to one of them)."""
+    port = int(server.url.rsplit(":", 1)[1])
+    found: dict[int, int] = {}
+    for proc in _tree(server):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            for conn in proc.net_connections(kind="tcp"):
+                if conn.laddr and conn.laddr.port == port and conn.raddr:
+                    found[conn.raddr.port] = proc.pid
+    return found
 
 
 WORKER_AUTH = {"Authorization": f"Bearer {WORKER_KEY}"}

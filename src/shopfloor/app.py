@@ -183,7 +183,12 @@ def create_app(
             credentials,
             WorkQueue(dispatcher, settings.work_lease_ttl_seconds),
             ManagedSessions(
-                store, clock, notifier, turns, keepalive_seconds=settings.stream_keepalive_seconds
+                store,
+                clock,
+                notifier,
+                turns,
+                keepalive_seconds=settings.stream_keepalive_seconds,
+                live=dispatcher.live,
             ),
             turns,
             Orgs(store, clock),

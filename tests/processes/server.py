@@ -60,7 +60,9 @@ def server_env(backend: Backend, data_dir: Path, **extra: str) -> dict[str, str]
     return env
 
 
-def start_server(env: dict[str, str], log_path: Path, *args: str) -> ServerProcess:
+def start_server(
+    env: dict[str, str], log_path: Path, *args: str, up_within: float = 120
+) -> ServerProcess:
     port = free_port()
     log = log_path.open("wb")
     proc = subprocess.Popen(
@@ -70,7 +72,7 @@ def start_server(env: dict[str, str], log_path: Path, *args: str) -> ServerProce
         stderr=subprocess.STDOUT,
     )
     server = ServerProcess(f"http://127.0.0.1:{port}", proc, log_path)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + up_within
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 
+from shopfloor.service.live_feed import LiveFeeds
 from shopfloor.service.notifier import BroadcastNotifier
 from shopfloor.store.pg_notify import PgNotifyChannel, channel_name
 from tests.conftest import PG_URL, Backend
@@ -158,3 +159,32 @@ async def test_concurrent_publishes_share_broadcasts_and_each_reaches_its_watche
         await asyncio.gather(*(a.publish(topic) for topic in topics))
         assert await asyncio.gather(*watchers) == [True] * 50
         assert sum(broadcasts) == 50 and len(broadcasts) <= 2
+
+
+async def test_a_live_reader_in_one_process_makes_writers_elsewhere_publish(
+    postgres: Backend,
+) -> None:
+    """A process with a live reader announces it; another process's writers then send their
+    wake-ups for that key (and a key nobody watches gets none)."""
+    async with notifier(postgres.schema) as a, notifier(postgres.schema) as b:
+        watching, writing = LiveFeeds(a), LiveFeeds(b)
+        assert not writing.watched("run:1")
+
+        async def look(after: int, limit: int) -> tuple[list[tuple[int, str]], None]:
+            return [], None
+
+        async def read(after: int, limit: int) -> list[tuple[int, str]]:
+            return []
+
+        followed = watching.follow("run:1", 0, look, read, quiet_seconds=60, lifetime_seconds=60)
+        first = asyncio.create_task(anext(followed))
+        try:
+            await until(lambda: writing.watched("run:1"))
+            assert not writing.watched("run:2")
+            woken = await waiting(a, "run:1", 10)
+            await writing.publish("run:1")
+            assert await woken  # the reader's process got the writer's wake-up
+        finally:
+            first.cancel()
+            await asyncio.gather(first, return_exceptions=True)
+            await followed.aclose()

@@ -37,10 +37,15 @@ async def session_events(request: Request, session_id: str) -> Response:
 
 
 async def _frames(request: Request, session_id: str, after: int) -> AsyncIterator[str]:
-    channel = services(request).dispatcher.channel
+    dispatcher = services(request).dispatcher
     yield "retry: 1000\n\n"
     followed = follow(
-        channel, session_id, after, gone=request.is_disconnected, lifetime_seconds=STREAM_SECONDS
+        dispatcher.channel,
+        dispatcher.live,
+        session_id,
+        after,
+        gone=request.is_disconnected,
+        lifetime_seconds=STREAM_SECONDS,
     )
     async for item in followed:
         if isinstance(item, Ended):

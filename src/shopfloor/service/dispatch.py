@@ -41,8 +41,10 @@ from shopfloor.service.errors import (
     SessionNotFound,
     WorkerNotFound,
 )
+from shopfloor.service.live_feed import LiveFeeds
 from shopfloor.service.notifier import LocalNotifier, Notifier, cancel_wait
 from shopfloor.service.queue_history import QueueHistory
+from shopfloor.service.timeline_follow import timeline_topic
 from shopfloor.store import Store
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.git_records import ProjectDefaultsRecord
@@ -183,6 +185,8 @@ class Dispatcher:
         self.store = store
         self.clock = clock
         self.notifier: Notifier = notifier or LocalNotifier()
+        self.live = LiveFeeds(self.notifier)  # this process's shared readers of live streams
+        store.observers.timeline_written.append(lambda sid: self.live.poke(timeline_topic(sid)))
         self.worker_ttl_ms = int(worker_ttl_seconds * 1000)
         # An idle worker's empty poll waits up to this long for work to arrive (see poll).
         self.poll_hold_ms = poll_hold_ms

@@ -47,6 +47,11 @@ class Notifier(Protocol):
         signals may have been missed (a lost connection)."""
         ...
 
+    def listen_prefix(self, prefix: str, callback: Callable[[str], None]) -> None:
+        """Call `callback` with the rest of the topic on every signal of a topic that starts
+        with `prefix` (from any process)."""
+        ...
+
     def waiting_total(self) -> int:
         """How many waiters wait in this process, on every queue and topic."""
         ...
@@ -122,6 +127,7 @@ class LocalNotifier:
         self._listeners: dict[str, list[Callable[[], None]]] = defaultdict(list)
         self._signalled: dict[str, int] = {}
         self._epoch = 0
+        self._prefix_listeners: list[tuple[str, Callable[[str], None]]] = []
 
     async def start(self) -> None:
         return None
@@ -137,6 +143,9 @@ class LocalNotifier:
 
     def listen(self, topic: str, callback: Callable[[], None]) -> None:
         self._listeners[topic].append(callback)
+
+    def listen_prefix(self, prefix: str, callback: Callable[[str], None]) -> None:
+        self._prefix_listeners.append((prefix, callback))
 
     def wake(self, queue: str) -> None:
         self._count_signal(queue)
@@ -170,6 +179,9 @@ class LocalNotifier:
     def _call_listeners(self, topic: str) -> None:
         for callback in self._listeners.get(topic, ()):
             callback()
+        for prefix, named in self._prefix_listeners:
+            if topic.startswith(prefix):
+                named(topic[len(prefix) :])
 
     async def wait(self, queue: str, seconds: float) -> bool:
         watch = Watch(self, queue)

@@ -662,7 +662,8 @@ class RunService:
                 expected_event_id=expected_event_id,
             )
             if run is not None:
-                await self.changed(run_id)
+                # New events only: a wake-up is sent only if someone watches the run.
+                await self.dispatcher.live.publish(watch_key(run_id))
                 return RunState(run, session, state.worker_session)
             # The lease, a cursor or the waiting state moved between our read and our write:
             # classify again.

@@ -1,22 +1,25 @@
 """Follow a session's timeline as it grows: every entry after `after`, then each new one as it
 is written, until the session has ended and every entry has been given.
 
-It reads the database every LOOK_EVERY_SECONDS while someone follows, so an entry written
-through any server process reaches every follower, and the workers' hot path does no extra
-work for them (no wake-up is published per entry)."""
+The followers of a session in one process share one reader (service/live_feed.py). It is woken
+when an entry is written (the store's `timeline_written` observer publishes the session's topic,
+in every process, only while someone follows it), and looks every LOOK_EVERY_SECONDS as well,
+for the entries written without a wake-up (claims) and for a follower that appeared in another
+process just after a write."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
+from shopfloor.service import live_feed
 from shopfloor.service.channel import SessionChannel
+from shopfloor.service.live_feed import CutOff, Item, LiveFeeds
 from shopfloor.store.records import SessionEvent
 
 LOOK_EVERY_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
-BATCH = 200
 
 
 @dataclass(frozen=True)
@@ -31,8 +34,14 @@ class Quiet:
     """Nothing new for KEEPALIVE_SECONDS (a stream sends a keep-alive)."""
 
 
+def timeline_topic(session_id: str) -> str:
+    """The topic a session's timeline followers wait on."""
+    return f"timeline:{session_id}"
+
+
 async def follow(
     channel: SessionChannel,
+    live: LiveFeeds,
     session_id: str,
     after: int,
     *,
@@ -42,21 +51,35 @@ async def follow(
     """Entries after `after`, then new ones, until the session has ended (then `Ended`), the
     follower is `gone`, or `lifetime_seconds` have passed (the follower resumes after the
     last id it got)."""
-    loop = asyncio.get_running_loop()
-    ends_at = loop.time() + lifetime_seconds
-    quiet_since = loop.time()
-    while loop.time() < ends_at and not await gone():
-        session, events = await channel.timeline(session_id, after, BATCH)
-        for ev in events:
-            after = ev.id or after
-            yield ev
-        if events:
-            quiet_since = loop.time()
-        elif session.is_terminal:
-            yield Ended(session.status)
-            return
-        elif loop.time() - quiet_since > KEEPALIVE_SECONDS:
-            quiet_since = loop.time()
-            yield Quiet()
-        if len(events) < BATCH:
-            await asyncio.sleep(LOOK_EVERY_SECONDS)
+
+    async def read(after_id: int, limit: int) -> list[Item[SessionEvent]]:
+        events = await channel.store.session_events_after(session_id, after_id, limit)
+        return [(ev.id or after_id, ev) for ev in events]
+
+    async def look(after_id: int, limit: int) -> tuple[list[Item[SessionEvent]], Ended | None]:
+        session, events = await channel.timeline(session_id, after_id, limit)
+        items = [(ev.id or after_id, ev) for ev in events]
+        return items, Ended(session.status) if session.is_terminal and not items else None
+
+    followed = live.follow(
+        timeline_topic(session_id),
+        after,
+        look,
+        read,
+        quiet_seconds=KEEPALIVE_SECONDS,
+        lifetime_seconds=lifetime_seconds,
+        safety_seconds=LOOK_EVERY_SECONDS,
+    )
+    with contextlib.suppress(CutOff):
+        async with contextlib.aclosing(followed):
+            async for item in followed:
+                if isinstance(item, live_feed.Quiet):
+                    if await gone():
+                        return
+                    yield Quiet()
+                elif isinstance(item, live_feed.Ended):
+                    yield item.value
+                    return
+                else:
+                    for _, event in item:
+                        yield event

@@ -17,9 +17,16 @@ DB_COMMIT = "commit"  # SQLite: a group COMMIT shared by the transactions of one
 class StoreObservers:
     # (queue, terminal status) of each session that ended, once its transaction committed
     session_ended: list[Callable[[str, str], None]] = field(default_factory=list)
+    # the session whose timeline got an entry, once its transaction committed (its live
+    # followers are woken; a cheap no-op when nobody follows it)
+    timeline_written: list[Callable[[str], None]] = field(default_factory=list)
     # (kind, seconds): one call per transaction, read or commit; None: nothing measured
     db_time: Callable[[str, float], None] | None = None
 
     def ended(self, queue: str, status: str) -> None:
         for tell in self.session_ended:
             tell(queue, status)
+
+    def wrote_timeline(self, session_id: str) -> None:
+        for tell in self.timeline_written:
+            tell(session_id)

@@ -868,6 +868,8 @@ class SqlStore(
         updated = SessionRecord.from_row(rows[0])
         if ends_session(expect, changes):
             self.observers.ended(updated.queue, updated.status)
+        if event is not None:
+            self.observers.wrote_timeline(updated.id)
         return updated
 
     async def end_held_session(
@@ -891,6 +893,7 @@ class SqlStore(
         ended = SessionRecord.from_row(rows[0])
         if ends_session(expect, changes):
             self.observers.ended(ended.queue, ended.status)
+        self.observers.wrote_timeline(ended.id)
         return ended
 
     async def expired_leases(self, now: int, limit: int = 100) -> list[SessionRecord]:

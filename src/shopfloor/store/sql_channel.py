@@ -154,6 +154,7 @@ class ChannelSql:
             rows = await conn.fetch(query, params)
         if not rows:
             return None
+        self.observers.wrote_timeline(event.session_id)
         return dataclasses.replace(event, id=int(rows[0]["id"]))
 
     async def session_events_after(

@@ -387,6 +387,7 @@ class RunsSql:
         session = SessionRecord.from_row(srows[0])
         if ends_session(expect, session_changes):
             self.observers.ended(session.queue, session.status)
+        self.observers.wrote_timeline(session.id)
         return session, RunRecord(**rrow._mapping)
 
     async def update_run(

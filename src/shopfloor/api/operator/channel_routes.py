@@ -262,6 +262,7 @@ async def session_events(
 async def _timeline_frames(request: Request, session_id: str, after: int) -> AsyncIterator[str]:
     followed = follow(
         _channel(request),
+        services(request).dispatcher.live,
         session_id,
         after,
         gone=request.is_disconnected,

@@ -3,11 +3,10 @@ live SSE stream), cancel, and a project's runs."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
+import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -38,8 +37,9 @@ from shopfloor.api.veryfront.user_schemas import (
     reply,
 )
 from shopfloor.api.veryfront.wire import canonical_run_view, event_view, page_info
-from shopfloor.service.notifier import cancel_wait
+from shopfloor.service.live_feed import CutOff, Ended, Quiet
 from shopfloor.service.runs import RunService, RunState, watch_key
+from shopfloor.store.run_records import RunEventRecord
 
 router = APIRouter(tags=[VERYFRONT_USER], responses=USER_ERRORS)
 Caller = Annotated[VfCaller, Depends(vf_caller)]
@@ -145,7 +145,7 @@ async def read_run_events(
         last = request.headers.get("last-event-id")
         if last is not None:
             after = parse.query_int(last.strip(), "Last-Event-ID", 0, INT64_MAX, 0)
-        stream = _stream(run_service(request), state.run.run_id, after, request)
+        stream = _stream(run_service(request), state, after)
         return StreamingResponse(
             stream,
             media_type="text/event-stream",
@@ -165,35 +165,49 @@ async def read_run_events(
     }
 
 
-async def _stream(
-    runs: RunService, run_id: str, after: int, request: Request
-) -> AsyncIterator[str]:
+async def _stream(runs: RunService, state: RunState, after: int) -> AsyncIterator[str]:
     """Send the run's events after `after`, then each one as it is appended; end with the
-    run (or after SSE_MAX_SECONDS). The wait for a change is registered before each look,
-    so nothing appended in between is missed."""
-    notifier = runs.dispatcher.notifier
-    deadline = time.monotonic() + SSE_MAX_SECONDS
+    run (or after SSE_MAX_SECONDS). The watchers of a run in this process share one reader
+    (service/live_feed.py), which reads the run's state before its events and registers its
+    wait for a change before each look, so nothing appended in between is missed."""
+    run_id, session_id = state.run.run_id, state.run.session_id
+
+    async def read(after_id: int, limit: int) -> list[tuple[int, str]]:
+        return [(e.event_id, _event_frame(e)) for e in await runs.events(run_id, after_id, limit)]
+
+    async def look(after_id: int, limit: int) -> tuple[list[tuple[int, str]], str | None]:
+        session = await runs.store.get_session(session_id)  # first: later events still count
+        items = await read(after_id, limit)
+        if items or (session is not None and not session.is_terminal):
+            return items, None
+        view = json.dumps(canonical_run_view(await runs.state(run_id)), separators=(",", ":"))
+        return items, f"event: run.ended\ndata: {view}\n\n"
+
     yield "retry: 1000\n\n"
-    while time.monotonic() < deadline:
-        waiter = asyncio.ensure_future(notifier.wait(watch_key(run_id), SSE_KEEPALIVE_SECONDS))
-        try:
-            await asyncio.sleep(0)  # the wait is registered
-            state = await runs.state(run_id)  # read first: events after it are still sent
-            events = await runs.events(run_id, after, EVENTS_MAX)
-            for event in events:
-                after = event.event_id
-                data = json.dumps(event_view(event), separators=(",", ":"))
-                yield f"id: {after}\nevent: {event.type}\ndata: {data}\n\n"
-            if not events and state.session.is_terminal:
-                view = json.dumps(canonical_run_view(state), separators=(",", ":"))
-                yield f"event: run.ended\ndata: {view}\n\n"
-                return
-            if not events and not await waiter:
-                yield ": keep-alive\n\n"
-            if await request.is_disconnected():
-                return
-        finally:
-            await cancel_wait(waiter)
+    followed = runs.dispatcher.live.follow(
+        watch_key(run_id),
+        after,
+        look,
+        read,
+        quiet_seconds=SSE_KEEPALIVE_SECONDS,
+        lifetime_seconds=SSE_MAX_SECONDS,
+    )
+    try:
+        async with contextlib.aclosing(followed):
+            async for item in followed:
+                if isinstance(item, Quiet):
+                    yield ": keep-alive\n\n"
+                elif isinstance(item, Ended):
+                    yield item.value
+                else:
+                    yield "".join(frame for _, frame in item)
+    except CutOff:
+        return  # the client resumes from the last event id it got
+
+
+def _event_frame(event: RunEventRecord) -> str:
+    data = json.dumps(event_view(event), separators=(",", ":"))
+    return f"id: {event.event_id}\nevent: {event.type}\ndata: {data}\n\n"
 
 
 @router.get("/projects/{project_reference}/runs", response_model=None, responses=reply(RunList))

@@ -8,9 +8,10 @@ a key limited to one environment sees only the sessions of that environment."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Mapping
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,13 +19,14 @@ from shopfloor.clock import Clock
 from shopfloor.ids import new_session_id
 from shopfloor.service.environments import Environments, merge_metadata
 from shopfloor.service.errors import InvalidInput, ManagedSessionNotFound, SessionTerminated
+from shopfloor.service.live_feed import Ended, Item, LiveFeeds, Quiet
 from shopfloor.service.managed import events as ev
 from shopfloor.service.managed import state
 from shopfloor.service.managed.agents import Agents
 from shopfloor.service.managed.log import ManagedLog
 from shopfloor.service.managed.scope import Scope
 from shopfloor.service.managed.state import Input, Step
-from shopfloor.service.notifier import Notifier, cancel_wait
+from shopfloor.service.notifier import Notifier
 from shopfloor.store import Store
 from shopfloor.store.managed_records import (
     IDLE,
@@ -91,8 +93,10 @@ class ManagedSessions:
         notifier: Notifier,
         turns: TurnKicker,
         keepalive_seconds: float = KEEPALIVE_SECONDS,
+        live: LiveFeeds | None = None,
     ) -> None:
         self.store = store
+        self.live = live or LiveFeeds(notifier)  # shared readers of the event streams
         self.clock = clock
         self.notifier = notifier
         self.turns = turns
@@ -304,27 +308,34 @@ class ManagedSessions:
         return self._follow(session_id, cursor)
 
     async def _follow(self, session_id: str, cursor: int) -> AsyncIterator[list[SessionEvent]]:
-        topic = ev.topic(session_id)
-        while True:
-            # Listen before reading, so a write between the read and the wait wakes us.
-            waiter = asyncio.ensure_future(self.notifier.wait(topic, self.keepalive_seconds))
-            try:
-                await asyncio.sleep(0)
-                found = await self.store.managed_events(
-                    session_id, EventQuery(kinds=ev.WIRE_KINDS, after_id=cursor, limit=500)
-                )
-                if found:
-                    cursor = found[-1].id or cursor
+        """The session's watchers in this process share one reader (service/live_feed.py),
+        woken by the topic every write to the log publishes."""
+
+        async def read(after: int, limit: int) -> list[Item[SessionEvent]]:
+            query = EventQuery(kinds=ev.WIRE_KINDS, after_id=after, limit=limit)
+            return [(e.id or after, e) for e in await self.store.managed_events(session_id, query)]
+
+        async def look(after: int, limit: int) -> tuple[list[Item[SessionEvent]], None]:
+            return await read(after, limit), None  # a final event ends each watcher
+
+        followed: AsyncGenerator[Sequence[Item[SessionEvent]] | Quiet | Ended[None]]
+        followed = self.live.follow(
+            ev.topic(session_id),
+            cursor,
+            look,
+            read,
+            quiet_seconds=self.keepalive_seconds,
+            lifetime_seconds=math.inf,
+        )
+        async with contextlib.aclosing(followed):
+            async for item in followed:
+                if isinstance(item, Quiet):
+                    yield []
+                elif not isinstance(item, Ended):
+                    found = [event for _, event in item]
                     yield found
                     if any(e.kind in ev.FINAL_KINDS for e in found):
                         return
-                    if len(found) == 500:
-                        continue
-                if not await waiter:
-                    yield []
-            finally:
-                if not waiter.done():
-                    await cancel_wait(waiter)
 
 
 def _visible(
