@@ -97,9 +97,10 @@ def parse_json_object(
 def json_problem(value: Any, *, nul_ok: bool = False) -> str | None:
     """What makes a parsed JSON value unfit to use, naming the field, or None: nesting deeper
     than MAX_JSON_DEPTH, an integer outside int64 (what the databases store), a number that
-    is not finite (NaN, Infinity, or beyond a float's range), or (unless `nul_ok`) a NUL
-    character in a string or key. Walked without recursion, so no depth of input can exhaust
-    the stack; a field's path is spelled out only for the message."""
+    is not finite (NaN, Infinity, or beyond a float's range), a lone surrogate in a string or
+    key, or (unless `nul_ok`) a NUL character in a string or key. Walked without recursion,
+    so no depth of input can exhaust the stack; a field's path is spelled out only for the
+    message."""
     stack: list[tuple[Any, _Path, int]] = [(value, None, 0)]
     while stack:
         item, path, depth = stack.pop()
@@ -109,6 +110,8 @@ def json_problem(value: Any, *, nul_ok: bool = False) -> str | None:
             for key, child in item.items():
                 if not nul_ok and "\x00" in key:
                     return NUL_REFUSED
+                if not key.isascii() and _lone_surrogate(key):
+                    return f"{_spell(path)} has a key with a lone surrogate ({SURROGATES})"
                 stack.append((child, (path, key), depth + 1))
         elif isinstance(item, list):
             if depth >= MAX_JSON_DEPTH:
@@ -117,6 +120,8 @@ def json_problem(value: Any, *, nul_ok: bool = False) -> str | None:
         elif isinstance(item, str):
             if not nul_ok and "\x00" in item:
                 return NUL_REFUSED
+            if not item.isascii() and _lone_surrogate(item):
+                return f"{_spell(path)} must not contain a lone surrogate ({SURROGATES})"
         elif isinstance(item, bool):
             continue
         elif isinstance(item, int):
@@ -125,6 +130,19 @@ def json_problem(value: Any, *, nul_ok: bool = False) -> str | None:
         elif isinstance(item, float) and not math.isfinite(item):
             return f"{_spell(path)} must be a finite number"
     return None
+
+
+# JSON may escape half of a UTF-16 pair alone (`"\ud800"`); no UTF-8 text, and so no
+# database, can hold it.
+SURROGATES = "an unpaired \\ud800-\\udfff escape"
+
+
+def _lone_surrogate(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 # A field's path as a chain of (parent, key or index), None at the body itself.
