@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import hashlib
 import pstats
@@ -24,7 +25,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,10 @@ async def creation_us(store: SqlStore, log: audit.AuditLog, n: int) -> tuple[flo
     return 1e6 * created / n, 1e6 * (time.process_time() - started) / n
 
 
-async def compare(backend: str, entries: int) -> None:
+@contextlib.asynccontextmanager
+async def audit_log(backend: str) -> AsyncIterator[tuple[SqlStore, audit.AuditLog]]:
+    """A fresh store (a temporary SQLite file, or a throwaway PostgreSQL schema) and an audit
+    log over it with a new signing key; the schema is dropped afterwards."""
     with tempfile.TemporaryDirectory() as tmp:
         schema = None
         url = f"sqlite:///{tmp}/a.db"
@@ -181,16 +185,20 @@ async def compare(backend: str, entries: int) -> None:
         try:
             keys = AuditKeys(Path(tmp) / "audit-keys.json")
             keys.load_or_create(0)
-            log = audit.AuditLog(store, SystemClock(), keys)
-            await appender_pass(store, log, 400, False)  # warm
-            us, _ = await appender_pass(store, log, entries, False)
-            create, chain = await creation_us(store, log, entries // 4)
-            print(f"appender_pass_us={us:.1f} create_us={create:.1f} create_chain_us={chain:.1f}")
+            yield store, audit.AuditLog(store, SystemClock(), keys)
         finally:
             if schema is not None:
                 async with store.db.begin() as conn:
                     await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
             await store.close()
+
+
+async def compare(backend: str, entries: int) -> None:
+    async with audit_log(backend) as (store, log):
+        await appender_pass(store, log, 400, False)  # warm
+        us, _ = await appender_pass(store, log, entries, False)
+        create, chain = await creation_us(store, log, entries // 4)
+        print(f"appender_pass_us={us:.1f} create_us={create:.1f} create_chain_us={chain:.1f}")
 
 
 async def main() -> None:
@@ -203,27 +211,12 @@ async def main() -> None:
     if args.compare:
         await compare(args.backend, args.entries)
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        schema = None
-        url = f"sqlite:///{tmp}/a.db"
-        if args.backend == "postgres":
-            url, schema = PG_URL, f"bench_{uuid.uuid4().hex[:10]}"
-        store = await open_store(url, schema=schema)
-        assert isinstance(store, SqlStore)
-        try:
-            keys = AuditKeys(Path(tmp) / "audit-keys.json")
-            keys.load_or_create(0)
-            log = audit.AuditLog(store, SystemClock(), keys)
-            for part, us in compute_parts(log, facts(args.entries)).items():
-                print(f"{part:32s} {us:8.1f} µs CPU/entry")
-            await appender_pass(store, log, 400, False)  # warm
-            us, appended = await appender_pass(store, log, args.entries, args.profile)
-            print(f"{'appender pass (all parts)':32s} {us:8.1f} µs CPU/entry ({appended} entries)")
-        finally:
-            if schema is not None:
-                async with store.db.begin() as conn:
-                    await conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-            await store.close()
+    async with audit_log(args.backend) as (store, log):
+        for part, us in compute_parts(log, facts(args.entries)).items():
+            print(f"{part:32s} {us:8.1f} µs CPU/entry")
+        await appender_pass(store, log, 400, False)  # warm
+        us, appended = await appender_pass(store, log, args.entries, args.profile)
+        print(f"{'appender pass (all parts)':32s} {us:8.1f} µs CPU/entry ({appended} entries)")
     if args.backend == "sqlite":
         off, on = trigger_us(args.entries)
         print(f"{'UPDATE status, no trigger':32s} {off:8.1f} µs CPU/change")
