@@ -78,6 +78,7 @@ from shopfloor.service.a2a_registry import A2aRegistry
 from shopfloor.service.audit import AuditLog
 from shopfloor.service.audit_appender import Appender, Pace
 from shopfloor.service.audit_keys import AuditKeys
+from shopfloor.service.audit_signer import Signer
 from shopfloor.service.auth import Credentials
 from shopfloor.service.batch import BatchWork
 from shopfloor.service.daemon_mutations import PendingHosts
@@ -227,6 +228,8 @@ def create_app(
             for task in upkeep:
                 await cancel_wait(task)
             await webhooks.close()
+            if audit.signer is not None:
+                await audit.signer.close()
             await turns.close()
             await model.close()
             await peers.close()
@@ -321,7 +324,7 @@ def make_integrations(
     keys read from (or created in) their files outside the database."""
     keys = AuditKeys(settings.audit_key_path)
     keys.load_or_create(clock.now_ms())
-    audit = AuditLog(store, clock, keys)
+    audit = AuditLog(store, clock, keys, Signer() if settings.audit_signer_process else None)
     dispatcher.audit = audit
     dispatcher.channel.audit = audit
     webhook_settings = WebhookSettings(

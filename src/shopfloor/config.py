@@ -94,6 +94,9 @@ class Settings:
     audit_append_max_lag_ms: int = 10_000
     audit_append_max_backlog: int = 5_000
     audit_busy_requests_per_s: int = 100
+    # The appender's batches are signed (Ed25519) by a child process, on another core than
+    # the loop that serves requests; false: in the server process (README "Audit").
+    audit_signer_process: bool = True
     # Remote A2A agents: the hosts the server may fetch cards from and send messages to
     # (comma-separated; unset: any), and the timeout of one such request.
     a2a_allowed_hosts: str | None = None
@@ -196,6 +199,7 @@ INTEGRATION_SETTINGS = (
     "audit_append_max_lag_ms",
     "audit_append_max_backlog",
     "audit_busy_requests_per_s",
+    "audit_signer_process",
 )
 
 _FLOATS = {
@@ -232,6 +236,7 @@ _BOOLS = {
     "webhook_skip_verification",
     "routing_selector_enabled",
     "audit_sessions",
+    "audit_signer_process",
 }
 _TRUTH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 

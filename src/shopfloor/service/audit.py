@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from shopfloor.clock import Clock
 from shopfloor.service import audit_chain
 from shopfloor.service.audit_keys import AuditKeys
+from shopfloor.service.audit_signer import Signer
 from shopfloor.store import Store, audit_triggers
 from shopfloor.store.integration_records import (
     AuditBacklog,
@@ -57,6 +58,9 @@ VERIFY_PAGE = 500
 # Facts appended per transaction: big enough to amortise the transaction, small enough that
 # the chain (and on SQLite the connection) is held only milliseconds.
 FACTS_PER_BATCH = 200
+# From this many entries the appender's batch is signed by the signer process; a smaller one
+# is signed here, as the round trip to the child would cost more than the signatures.
+SIGN_ELSEWHERE_FROM = 16
 ALL_FACTS = 2**31 - 1
 
 
@@ -131,6 +135,18 @@ def _fact_entries(
 ) -> list[AuditRecord]:
     """The chain entries of a batch of one organisation's facts, linked from `prev_hash`."""
     records = []
+    for row, hashed, digest in _unsigned_entries(facts, sequence, prev_hash, kid):
+        signature = audit_chain.b64url(key.sign(digest))
+        records.append(AuditRecord(**row, entry_hash=hashed, signature=signature))
+    return records
+
+
+def _unsigned_entries(
+    facts: list[AuditFact], sequence: int, prev_hash: str, kid: str
+) -> list[tuple[dict[str, Any], str, bytes]]:
+    """Each fact's entry row, linked from `prev_hash`, with its entry hash and the digest
+    its signature is to sign."""
+    entries = []
     for fact, entry_id in zip(facts, _entry_ids(len(facts)), strict=True):
         actor_id, actor_type = _fact_actor(fact)
         row = {
@@ -147,10 +163,10 @@ def _fact_entries(
             "signing_key_id": kid,
             "occurred_at": fact.at,
         }
-        record = _sealed(row, key)
-        records.append(record)
-        sequence, prev_hash = sequence + 1, record.entry_hash
-    return records
+        hashed, digest = audit_chain.seal_digest(row)
+        entries.append((row, hashed, digest))
+        sequence, prev_hash = sequence + 1, hashed
+    return entries
 
 
 class AuditLog:
@@ -162,10 +178,13 @@ class AuditLog:
     `verify`) first chains what waits, so it sees every action committed before it asked,
     whatever the appender's lag."""
 
-    def __init__(self, store: Store, clock: Clock, keys: AuditKeys) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, keys: AuditKeys, signer: Signer | None = None
+    ) -> None:
         self.store = store
         self.clock = clock
         self.keys = keys
+        self.signer = signer  # None: the appender signs in this process too
 
     async def record(
         self,
@@ -240,12 +259,42 @@ class AuditLog:
         """Append up to `limit` of the organisation's facts waiting in the audit outbox to
         its chain, in one transaction. Returns how many were appended (0: none waiting, or,
         unless `wait`, another process is appending them)."""
+        if not wait and self.signer is not None:
+            return await self._append_signed_elsewhere(org_id, limit, self.signer)
         kid, key = self.keys.signer(org_id)
 
         def build(facts: list[AuditFact], sequence: int, prev_hash: str) -> list[AuditRecord]:
             return _fact_entries(facts, sequence, prev_hash, kid, key)
 
         return await self.store.append_audit_facts(org_id, limit, build, wait=wait)
+
+    async def _append_signed_elsewhere(self, org_id: str, limit: int, signer: Signer) -> int:
+        """The appender's append: the facts and the chain's head are read, the entries made
+        and signed (a large batch by the signer process, while this process serves
+        requests) outside any transaction, then committed if nothing else was appended
+        meanwhile. If something was (a direct entry, a reader's flush, another process),
+        the batch is made again inside the transaction, as `append_pending` does."""
+        facts, sequence, prev_hash = await self.store.peek_audit_facts(org_id, limit)
+        if not facts:
+            return 0
+        kid, key = self.keys.signer(org_id)
+        unsigned = _unsigned_entries(facts, sequence, prev_hash, kid)
+        digests = [digest for _, _, digest in unsigned]
+        if len(digests) >= SIGN_ELSEWHERE_FROM:
+            signatures = await signer.sign(key, digests)
+        else:
+            signatures = [key.sign(d) for d in digests]
+        records = [
+            AuditRecord(**row, entry_hash=hashed, signature=audit_chain.b64url(signature))
+            for (row, hashed, _), signature in zip(unsigned, signatures, strict=True)
+        ]
+        if await self.store.commit_audit_facts(org_id, facts, records):
+            return len(facts)
+
+        def build(facts: list[AuditFact], sequence: int, prev_hash: str) -> list[AuditRecord]:
+            return _fact_entries(facts, sequence, prev_hash, kid, key)
+
+        return await self.store.append_audit_facts(org_id, limit, build)
 
     async def append_all_pending(self, limit: int = FACTS_PER_BATCH) -> int:
         """One pass of the appender over every organisation with facts waiting: a batch

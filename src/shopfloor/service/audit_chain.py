@@ -118,7 +118,14 @@ _string = json.encoder.encode_basestring  # RFC 8785's form of any str (the C en
 def seal(row: Mapping[str, Any], key: Ed25519PrivateKey) -> tuple[str, str]:
     """The (entryHash, signature) of an entry given as its audit_events row (the columns of
     AuditRecord but the two it returns): what `entry_hash` and `sign` make of the entry's
-    exported form, without building that form. Each member is encoded once and the two
+    exported form, without building that form."""
+    hashed, digest = seal_digest(row)
+    return hashed, b64url(key.sign(digest))
+
+
+def seal_digest(row: Mapping[str, Any]) -> tuple[str, bytes]:
+    """The entryHash of an entry given as its audit_events row, and the digest its signature
+    signs (`seal` without the signing). Each member is encoded once and the two
     canonical objects (the event; the entry without its signature) are written with their
     members in RFC 8785 order (sorted names, all ASCII); the row's payload is canonical
     JSON already (every writer stores it so). A lone surrogate fails to encode, as RFC 8785
@@ -142,7 +149,7 @@ def seal(row: Mapping[str, Any], key: Ed25519PrivateKey) -> tuple[str, str]:
         f'"sequenceNumber":{sequence},"signingKeyId":{_string(row["signing_key_id"])},'
         f'"workspaceId":{workspace}}}'
     )
-    return hashed, b64url(key.sign(hashlib.sha256(signed.encode()).digest()))
+    return hashed, hashlib.sha256(signed.encode()).digest()
 
 
 def entry_hash(event: Mapping[str, Any], prev_hash: str) -> str:

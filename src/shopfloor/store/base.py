@@ -384,6 +384,18 @@ class IntegrationStore(Protocol):
         with whatever entries `build` adds after theirs; the number of facts taken."""
         ...
 
+    async def peek_audit_facts(self, org_id: str, limit: int) -> tuple[list[AuditFact], int, str]:
+        """Up to `limit` outbox facts of the organisation, oldest first, with its chain's
+        next sequence number and previous entry hash; nothing is taken."""
+        ...
+
+    async def commit_audit_facts(
+        self, org_id: str, facts: list[AuditFact], records: list[AuditRecord]
+    ) -> bool:
+        """Take `facts` and append `records` (made from a peek) in one transaction, unless
+        the chain or the outbox moved since; False (nothing changed) if they did."""
+        ...
+
     async def audit_waiting(self, at_most: int) -> int: ...
     async def audit_backlog(self) -> list[AuditBacklog]: ...
 

@@ -79,9 +79,23 @@ _OUTBOX_TAKE = Prepared(
     )
     .returning(*_o.c)
 )
+# The appender's optimistic path (peek_audit_facts, commit_audit_facts): read the oldest
+# facts, then delete exactly those, each by id.
+_OUTBOX_PEEK = Prepared(
+    sa.select(*_o.c)
+    .where(_o.c.org_id == sa.bindparam("b_org"))
+    .order_by(_o.c.id)
+    .limit(sa.bindparam("b_limit", type_=sa.Integer))
+)
+_OUTBOX_TAKE_IDS = _o.delete().where(_o.c.id.in_(sa.bindparam("b_ids", expanding=True)))
+
+
+class _ChainMoved(Exception):
+    """The chain's head or the outbox changed between a peek and its commit."""
 
 
 _LOST_RACE: tuple[type[Exception], ...] = (sa.exc.IntegrityError, *_DRIVER_INTEGRITY)
+_REFUSED: tuple[type[Exception], ...] = (_ChainMoved, *_LOST_RACE)
 
 
 def _lock_key(org_id: str) -> int:
@@ -319,6 +333,48 @@ class IntegrationsSql:
                 # vars(), not dataclasses.asdict: no deep copy of flat records.
                 await conn.run(_AUDIT_INSERT, [vars(r) for r in records])
         return len(facts)
+
+    async def peek_audit_facts(self, org_id: str, limit: int) -> tuple[list[AuditFact], int, str]:
+        """Up to `limit` of the organisation's outbox facts, oldest first, and the next
+        sequence number and previous entry hash of its chain, read without taking
+        anything: the first half of an append whose entries are made outside any
+        transaction (commit_audit_facts is the second)."""
+        async with self.db.connect() as conn:
+            rows = await conn.fetch(_OUTBOX_PEEK, {"b_org": org_id, "b_limit": limit})
+            if not rows:
+                return [], 0, GENESIS_HASH
+            last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
+        facts = [AuditFact(**r) for r in rows]
+        if not last:
+            return facts, 1, GENESIS_HASH
+        return facts, int(last[0]["sequence_number"]) + 1, str(last[0]["entry_hash"])
+
+    async def commit_audit_facts(
+        self, org_id: str, facts: list[AuditFact], records: list[AuditRecord]
+    ) -> bool:
+        """In one transaction, take `facts` out of the outbox and add `records` (their
+        entries, made from a peek) to the chain, if the chain's head is still the entry
+        the first record links to and every fact still waits. Otherwise (another append
+        came first) change nothing and return False."""
+        if not records:
+            return False
+        try:
+            async with self.db.begin() as conn:
+                if self.dialect == "postgresql":
+                    await conn.fetch(_AUDIT_LOCK, {"b_key": _lock_key(org_id)})
+                last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
+                head = (1, GENESIS_HASH)
+                if last:
+                    head = (int(last[0]["sequence_number"]) + 1, str(last[0]["entry_hash"]))
+                if head != (records[0].sequence_number, records[0].prev_hash):
+                    raise _ChainMoved
+                taken = await conn.execute(_OUTBOX_TAKE_IDS, {"b_ids": [f.id for f in facts]})
+                if taken.rowcount != len(facts):
+                    raise _ChainMoved
+                await conn.run(_AUDIT_INSERT, [vars(r) for r in records])
+        except _REFUSED:
+            return False
+        return True
 
     async def audit_waiting(self, at_most: int) -> int:
         """How many facts wait in the audit outbox, counted up to `at_most`."""
