@@ -84,6 +84,10 @@ app.command("worker")(worker)
 # At a shutdown, responses still open after this long are cancelled: a session's event
 # stream stays open as long as its client listens.
 GRACEFUL_SHUTDOWN_SECONDS = 5
+# Connections the kernel queues for accept() (uvicorn's default: 2,048). A fleet of 10,000
+# workers reconnecting after a restart arrives within a second; the kernel caps the number
+# at net.core.somaxconn (4,096 on current Linux).
+LISTEN_BACKLOG = 8192
 
 
 @agents_app.command("create")
@@ -431,6 +435,7 @@ def serve(
         log_level=log_level,
         loop="uvloop",
         http="httptools",
+        backlog=LISTEN_BACKLOG,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
@@ -1089,6 +1094,7 @@ def _run_processes(processes: int, host: str, port: int, log_level: str) -> None
         log_level=log_level,
         loop="uvloop",
         http="httptools",
+        backlog=LISTEN_BACKLOG,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
 
