@@ -177,12 +177,13 @@ def create_app(
         audit, webhooks = make_integrations(settings, store, clock, dispatcher, secrets)
         await store.set_session_audit(settings.audit_sessions)
         credentials.audit = audit
+        work = WorkQueue(dispatcher, settings.work_lease_ttl_seconds)
         app.state.services = Services(
             settings,
             clock,
             dispatcher,
             credentials,
-            WorkQueue(dispatcher, settings.work_lease_ttl_seconds),
+            work,
             ManagedSessions(
                 store,
                 clock,
@@ -228,6 +229,7 @@ def create_app(
             for task in upkeep:
                 await cancel_wait(task)
             await webhooks.close()
+            await work.close()
             if audit.signer is not None:
                 await audit.signer.close()
             await turns.close()

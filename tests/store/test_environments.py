@@ -139,9 +139,8 @@ async def test_queue_stats_split_depth_pending_and_count_recent_pollers(store: S
     a, b, c = (session(queue="env_s", queued_at=t) for t in (10, 20, 30))
     await add(store, a, b, c, session(queue="elsewhere", queued_at=1))
     await store.deliver_next("env_s", "w1", now=100, redeliver_before=0)  # a, recent
-    await store.record_poll("env_s", "w1", 100)
-    await store.record_poll("env_s", "w2", 50)
-    await store.record_poll("env_s", "w1", 120)  # an upsert, not a second row
+    await store.record_polls([("env_s", "w1", 100), ("env_s", "w2", 50)])
+    await store.record_polls([("env_s", "w1", 120)])  # an upsert, not a second row
     stats = await store.queue_stats("env_s", recent_since=95, polling_since=60)
     assert stats == QueueStats(depth=2, pending=1, oldest_queued_at=10, workers_polling=1)
     empty = await store.queue_stats("env_none", recent_since=0, polling_since=0)

@@ -25,6 +25,7 @@ from shopfloor.service.errors import (
     WorkNotFound,
 )
 from shopfloor.service.notifier import Signals
+from shopfloor.service.poll_records import PollRecords
 from shopfloor.store import Store
 from shopfloor.store.records import (
     CLAIMED,
@@ -177,8 +178,12 @@ class WorkQueue:
         self.counters = dispatcher.counters
         self.environments = Environments(dispatcher.store, dispatcher.clock)
         self._poll_recorded: dict[tuple[str, str], int] = {}  # (environment, worker) -> ms
+        self.polls = PollRecords(dispatcher.store)
         self._pollers_forgotten: dict[str, int] = {}  # environment -> ms
         self._idle = IdleLooks(dispatcher.store)
+
+    async def close(self) -> None:
+        await self.polls.close()
 
     async def _item(self, environment_id: str, work_id: str) -> SessionRecord:
         session_id = session_id_for(work_id)
@@ -257,7 +262,7 @@ class WorkQueue:
 
     async def _record_poll(self, environment_id: str, worker_id: str) -> None:
         now = self.clock.now_ms()
-        await self.store.record_poll(environment_id, worker_id, now)
+        self.polls.add(environment_id, worker_id, now)
         last = self._pollers_forgotten.get(environment_id)
         if last is None or not 0 <= now - last < FORGET_EVERY_MS:
             if len(self._pollers_forgotten) >= 10_000:
@@ -425,6 +430,7 @@ class WorkQueue:
 
     async def stats(self, environment_id: str) -> QueueStats:
         await self.environments.get(environment_id)
+        await self.polls.flush()  # this process's pollers counted at once
         now = self.clock.now_ms()
         return await self.store.queue_stats(
             environment_id, now - DEFAULT_RECLAIM_MS, now - POLLING_WINDOW_MS

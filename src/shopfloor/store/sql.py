@@ -1029,8 +1029,8 @@ class SqlStore(
         async with self.db.autocommit() as conn:
             return await conn.fetch(statement, params)
 
-    async def record_poll(self, queue: str, worker_id: str, now: int) -> None:
-        params = {"b_queue": queue, "b_worker": worker_id, "b_now": now}
+    async def record_polls(self, polls: list[tuple[str, str, int]]) -> None:
+        params = [{"b_queue": q, "b_worker": w, "b_now": at} for q, w, at in polls]
         async with self.db.begin() as conn:
             await conn.run(poller_upsert(self.dialect), params)
 
