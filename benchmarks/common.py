@@ -54,6 +54,7 @@ class Config:
     # 50/s this shared machine fell behind (p50 4.4 s), so the default is what it keeps up with
     fanout_rate: float = 10.0
     fanout_seconds: float = 10.0
+    managed_sessions: int = 15  # managed sessions of 20 tool round trips each (managed_roundtrip)
     # pollInterval the shopfloor server hands AgentFactory workers (the protocol's default;
     # the smoke run shortens it only so that it finishes quickly).
     poll_interval_ms: int = 5000
@@ -80,6 +81,7 @@ class Config:
             fanout_sessions=4,
             fanout_rate=20.0,
             fanout_seconds=1.0,
+            managed_sessions=2,
             poll_interval_ms=250,
             runs=1,
             smoke=True,

@@ -1,15 +1,20 @@
-"""The server's own overhead per tool round trip of a managed session: the time from a tool
-result being posted to the next model call arriving at the model, with a stand-in model that
-answers at once (so nothing but shopfloor is measured: the POST, its write, the turn lease,
-the transcript read and the Messages API request through the `anthropic` client).
+"""The server's own overhead per tool round trip of a managed session, both ways, with a
+stand-in model that answers at once (so nothing but shopfloor is measured):
+
+- **result to model call**: from a tool result being posted to the next model call arriving
+  at the model (the POST, its write, the turn lease, the transcript read and the Messages API
+  request through the `anthropic` client);
+- **reply to tool_use**: from the model's reply being written to the `agent.tool_use` event
+  it asks for reaching the worker's event stream (the reply read and parsed, the events
+  written, the stream woken and the event delivered).
 
     python -m benchmarks.managed_roundtrip                  # SQLite, 15 sessions x 20
     python -m benchmarks.managed_roundtrip --backend postgres --sessions 30 --out results.json
 
-Sessions one after another, each of ROUNDS tool round trips (the model asks for one bash call
-per turn, then ends); this script plays the worker, reading the calls from the session's event
-stream (as the SDK's worker does) and posting a result for each. The first session warms up
-and is not counted. Not part of scripts/bench.sh's workload set.
+Also the `managed-*` workloads of scripts/bench.sh (`run`). Sessions one after another, each
+of ROUNDS tool round trips (the model asks for one bash call per turn, then ends); this
+script plays the worker, reading the calls from the session's event stream (as the SDK's
+worker does) and posting a result for each. The first session warms up and is not counted.
 
 The overhead grows with a session's transcript: every model call sends the whole
 conversation, which the `anthropic` client copies and serializes per request."""
@@ -27,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from benchmarks.common import percentile
+from benchmarks.common import Config, percentile
 from benchmarks.server import ADMIN_KEY, shopfloor_server
 
 ROUNDS = 20
@@ -67,11 +72,14 @@ async def measure(backend: str, sessions: int, work_dir: Path) -> dict[str, Any]
                     },
                 )
                 gaps: list[float] = []
+                replies: list[float] = []
                 for n in range(sessions + 1):
                     found = await _session(c, fake, env.json()["id"], agent.json()["id"])
                     if n:  # the first one warms up
-                        gaps += found
+                        gaps += found[0]
+                        replies += found[1]
     gaps_ms = [g * 1000 for g in gaps]
+    replies_ms = [g * 1000 for g in replies]
     return {
         "backend": backend,
         "sessions": sessions,
@@ -81,14 +89,28 @@ async def measure(backend: str, sessions: int, work_dir: Path) -> dict[str, Any]
         "p90_ms": percentile(gaps_ms, 0.90),
         "p99_ms": percentile(gaps_ms, 0.99),
         "max_ms": max(gaps_ms),
+        "reply_p50_ms": percentile(replies_ms, 0.50),
+        "reply_p90_ms": percentile(replies_ms, 0.90),
+        "reply_p99_ms": percentile(replies_ms, 0.99),
+        "reply_max_ms": max(replies_ms),
     }
 
 
-async def _session(c: httpx.AsyncClient, fake: Any, env_id: str, agent_id: str) -> list[float]:
-    """One session's round trips: seconds from each posted result to the next model call."""
+async def run(cfg: Config, backend: str, work_dir: Path) -> dict[str, Any]:
+    """The harness's workload: `cfg.managed_sessions` sessions on `backend`."""
+    result = await measure(backend, cfg.managed_sessions, work_dir)
+    return {k: v for k, v in result.items() if k != "backend"}
+
+
+async def _session(
+    c: httpx.AsyncClient, fake: Any, env_id: str, agent_id: str
+) -> tuple[list[float], list[float]]:
+    """One session's round trips: seconds from each posted result to the next model call,
+    and from each model reply to its agent.tool_use on the stream."""
     created = await c.post("/v1/sessions", json={"agent": agent_id, "environment_id": env_id})
     sid = created.json()["id"]
     gaps: list[float] = []
+    replies: list[float] = []
     async with c.stream("GET", f"/v1/sessions/{sid}/events/stream", timeout=None) as stream:
         message = {"type": "user.message", "content": [{"type": "text", "text": "go"}]}
         await c.post(f"/v1/sessions/{sid}/events", json={"events": [message]})
@@ -103,6 +125,7 @@ async def _session(c: httpx.AsyncClient, fake: Any, env_id: str, agent_id: str) 
                 break
             if event["type"] != "agent.tool_use":
                 continue
+            replies.append(time.perf_counter() - _last_answer(fake))
             seen = len(fake.requests)
             result = {
                 "type": "user.tool_result",
@@ -117,7 +140,17 @@ async def _session(c: httpx.AsyncClient, fake: Any, env_id: str, agent_id: str) 
             gaps.append(arrived - posted)
     if len(gaps) != ROUNDS:
         raise RuntimeError(f"{len(gaps)} round trips of {ROUNDS}")
-    return gaps
+    return gaps, replies
+
+
+def _last_answer(fake: Any) -> float:
+    """When the model's latest reply was written (one session runs at a time, so the
+    latest request is the one whose reply asked for the tool call just seen)."""
+    with fake.lock:
+        answered = fake.requests[-1].answered_at
+    if answered is None:
+        raise RuntimeError("a tool_use arrived before the model's reply was written")
+    return float(answered)
 
 
 async def _next_request(fake: Any, seen: int) -> float:

@@ -440,6 +440,49 @@ def fanout_section(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+# Managed-session round trip (issue 24): the server's overhead, p99, per backend.
+TARGET_MANAGED_P99_MS = {"sqlite": 10.0, "postgres": 20.0}
+
+
+def managed_section(workloads: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    entries = [(n, e) for n, e in workloads.items() if e["kind"] == "managed"]
+    if not entries:
+        return []
+    lines = [
+        "## Managed-session tool round trip",
+        "",
+        f"{fmt(cfg.get('managed_sessions', 15))} managed sessions one after another "
+        "(`/v1/agents`, `/v1/sessions`), each of 20 tool round trips with a stand-in Messages "
+        "API that answers at once (a real HTTP server in the harness), so only the server is "
+        "timed; the harness plays the environment's worker, reading `agent.tool_use` from the "
+        "session's event stream and posting each `user.tool_result`. A first session warms up "
+        "and is not counted. **Result to model call**: from the result's POST being sent to "
+        "the next Messages API request arriving at the model (the write, the turn lease, the "
+        "transcript read, the request through the `anthropic` client). **Reply to tool_use**: "
+        "from the model's reply being written to its `agent.tool_use` reaching the stream "
+        "(the reply parsed, the events written, the stream woken and the event sent). Target: "
+        "the server's overhead p99 under 10 ms on SQLite and 20 ms on Postgres, each way.",
+        "",
+        "| workload | round trips | result to model call p50 / p99 ms | reply to tool_use "
+        "p50 / p99 ms | target p99 | met | runs |",
+        "| --- | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for name, entry in entries:
+        if entry["skipped"]:
+            lines.append(f"| {entry['label']} | skipped: {entry['skipped']} |" + " |" * 5)
+            continue
+        m = entry["median"]
+        target = TARGET_MANAGED_P99_MS["postgres" if "postgres" in name else "sqlite"]
+        worst = max(m.get("p99_ms", 0.0), m.get("reply_p99_ms", 0.0)) if m else None
+        lines.append(
+            f"| {entry['label']} | {fmt(m.get('rounds'))} | {fmt(m.get('p50_ms'), 1)} / "
+            f"{fmt(m.get('p99_ms'), 1)} | {fmt(m.get('reply_p50_ms'), 1)} / "
+            f"{fmt(m.get('reply_p99_ms'), 1)} | < {target:g} ms "
+            f"| {_check(worst, (worst or 0) < target)} | {_runs_note(entry)} |"
+        )
+    return [*lines, ""]
+
+
 def write_ingest_plot(results: dict[str, Any], path: Path) -> bool:
     """Events/s of each traffic shape next to its driver-only ceiling, per database."""
     entries = [e for e in results["workloads"].values() if e["kind"] == "ingest" and e["median"]]
@@ -655,6 +698,7 @@ def render_markdown(results: dict[str, Any], png_name: str) -> str:
         *_idle_cut_short_note(workloads, cfg),
         *ingest_section(workloads, cfg),
         *fanout_section(workloads, cfg),
+        *managed_section(workloads, cfg),
         "## Targets for this round",
         "",
         *targets_table(workloads, cfg),

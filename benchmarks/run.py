@@ -31,6 +31,7 @@ from benchmarks import (
     fanout,
     idle_envapi,
     idle_workers,
+    managed_roundtrip,
     peers_pgqueuer,
     peers_procrastinate,
     peers_saq,
@@ -46,7 +47,7 @@ Runner = Callable[[Config, Path], Awaitable[dict[str, Any]]]
 @dataclass(frozen=True)
 class Workload:
     name: str
-    kind: str  # "dispatch" | "ceiling" | "idle" | "ingest" | "fanout"
+    kind: str  # "dispatch" | "ceiling" | "idle" | "ingest" | "fanout" | "managed"
     label: str
     system: str  # "shopfloor" or the peer's name: the table compares shopfloor to peers
     run: Runner
@@ -116,6 +117,10 @@ WORKLOADS: list[Workload] = [
     # deliveries cross processes (LISTEN/NOTIFY); the share is measured (cross_process_share).
     Workload("fanout-postgres-3proc", "fanout", "SSE fan-out, Postgres, 3 server processes",
              "shopfloor", lambda cfg, d: fanout.run(cfg, "postgres", d, processes=3)),
+    Workload("managed-sqlite", "managed", "managed-session tool round trip, SQLite",
+             "shopfloor", _on("sqlite", managed_roundtrip.run)),
+    Workload("managed-postgres", "managed", "managed-session tool round trip, Postgres",
+             "shopfloor", _on("postgres", managed_roundtrip.run)),
 ]  # fmt: skip
 
 

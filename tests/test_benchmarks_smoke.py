@@ -68,6 +68,8 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
             expected |= {f"ceiling_{p}_events_per_s" for p in phases}
         elif entry["kind"] == "fanout":
             expected = {"deliveries_per_s", "p50_ms", "p99_ms", "server_cpu_percent"}
+        elif entry["kind"] == "managed":
+            expected = {"rounds", "p50_ms", "p99_ms", "reply_p50_ms", "reply_p99_ms"}
         else:
             expected = {"server_cpu_percent", "server_rss_mb", "latency_p99_ms"}
         assert expected <= set(metrics), (name, metrics)
@@ -86,4 +88,5 @@ def test_smoke_run_writes_every_workload(tmp_path: Path) -> None:
     assert (tmp_path / "benchmarks.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## Event ingestion" in table
     assert "## Fan-out to live watchers" in table
+    assert "## Managed-session tool round trip" in table
     assert (tmp_path / "benchmarks-ingest.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

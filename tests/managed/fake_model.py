@@ -69,6 +69,7 @@ class Seen:
     headers: dict[str, str]
     at: float  # time.perf_counter()
     wall: float  # time.time()
+    answered_at: float | None = None  # time.perf_counter() as its answer is written
 
     @property
     def assistant_turns(self) -> int:
@@ -135,6 +136,9 @@ class FakeModel:
 def _handler(fake: FakeModel) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # The headers and the body go out in two writes: with Nagle's algorithm on, the body
+        # would wait for the client's delayed ACK (about 40 ms), which no real API adds.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:
             return
@@ -164,10 +168,12 @@ def _handler(fake: FakeModel) -> type[BaseHTTPRequestHandler]:
                     time.sleep(step.hang)
                 self._send(step.status, step.body)
                 return
-            self._send(200, json.dumps(step).encode())
+            self._send(200, json.dumps(step).encode(), seen)
 
-        def _send(self, status: int, payload: bytes) -> None:
+        def _send(self, status: int, payload: bytes, seen: Seen | None = None) -> None:
             try:
+                if seen is not None:
+                    seen.answered_at = time.perf_counter()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(payload)))
