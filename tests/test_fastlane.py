@@ -22,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from shopfloor.api.agentfactory.routes import router as agentfactory_router
 from shopfloor.api.environments.routes import ANTHROPIC, QODER, environments_router
 from shopfloor.api.fastlane import lanes
-from shopfloor.app import create_app
+from shopfloor.app import TELEMETRY_LOOK_EVERY_S, create_app
 from shopfloor.clock import ManualClock
 from tests.agentfactory.helpers import ADMIN, WORKER
 from tests.conftest import Backend, _drop_schema, make_settings
@@ -307,9 +307,12 @@ async def test_an_unexpected_error_in_a_hot_route_is_a_500_envelope(
 async def test_with_fastapi_telemetry_on_fastapi_serves_the_hot_routes(
     lane_only: LaneOnly,
 ) -> None:
-    """So that they are traced like every other route."""
+    """So that they are traced like every other route (switched on while the server runs,
+    noticed within TELEMETRY_LOOK_EVERY_S)."""
     client, app, worker = lane_only
+    await client.get(f"/api/workers/{worker}/poll", headers=WORKER)  # through the lane
     app._telemetry["tracer_provider"] = trace.NoOpTracerProvider()  # type: ignore[attr-defined]
+    await asyncio.sleep(TELEMETRY_LOOK_EVERY_S + 0.05)
     with pytest.raises(NotReached):
         await client.get(f"/api/workers/{worker}/poll", headers=WORKER)
 

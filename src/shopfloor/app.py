@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -310,6 +311,8 @@ def create_app(
 # Measured side by side, 1,000 long-polling workers on SQLite (benchmark idle-envapi-sqlite):
 # claim p99 30-67 ms in six runs with the default threshold, 8.7-13.4 ms in eight with 7,000.
 GC_THRESHOLDS = (7_000, 10, 100)
+# Telemetry switched on while the server runs reaches the fast lane's routes within this.
+TELEMETRY_LOOK_EVERY_S = 1.0
 
 
 def served_app(settings: Settings | None = None) -> FastAPI:
@@ -418,6 +421,7 @@ class ShopfloorApp(FastAPI):
     body_limits: BodyLimits | None = None
     metrics: ProcessMetrics | None = None
     requests_started = 0  # HTTP requests, for the audit appender's idea of busy
+    _telemetry_seen: tuple[float, bool] = (float("-inf"), False)  # (when looked, on)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -429,6 +433,17 @@ class ShopfloorApp(FastAPI):
             await self._serve_http(scope, receive, send)
             return
         await super().__call__(scope, receive, send)
+
+    def _telemetry_on(self) -> bool:
+        """Whether FastAPI's telemetry is on, looked up at most every TELEMETRY_LOOK_EVERY_S:
+        the look reads the OpenTelemetry providers from the environment, which cost about
+        4 % of an idle long poll's CPU when done for every request."""
+        now = time.monotonic()
+        looked, on = self._telemetry_seen
+        if not 0 <= now - looked < TELEMETRY_LOOK_EVERY_S:
+            on = _telemetry_on(self)
+            self._telemetry_seen = (now, on)
+        return on
 
     async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
@@ -442,7 +457,7 @@ class ShopfloorApp(FastAPI):
         lane = self.fast_lane
         unprefixed = not (self.root_path or scope.get("root_path"))
         found = lane.find(scope) if lane is not None and unprefixed else None
-        if lane is not None and found is not None and not _telemetry_on(self):
+        if lane is not None and found is not None and not self._telemetry_on():
             scope["app"] = self
             scope["route"] = found[0].route
             await lane.serve(*found, scope, receive, send)
