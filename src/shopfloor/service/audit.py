@@ -134,11 +134,18 @@ def _fact_entries(
     facts: list[AuditFact], sequence: int, prev_hash: str, kid: str, key: Ed25519PrivateKey
 ) -> list[AuditRecord]:
     """The chain entries of a batch of one organisation's facts, linked from `prev_hash`."""
-    records = []
-    for row, hashed, digest in _unsigned_entries(facts, sequence, prev_hash, kid):
-        signature = audit_chain.b64url(key.sign(digest))
-        records.append(AuditRecord(**row, entry_hash=hashed, signature=signature))
-    return records
+    unsigned = _unsigned_entries(facts, sequence, prev_hash, kid)
+    return _signed(unsigned, [key.sign(digest) for _, _, digest in unsigned])
+
+
+def _signed(
+    unsigned: list[tuple[dict[str, Any], str, bytes]], signatures: list[bytes]
+) -> list[AuditRecord]:
+    """The records of entries made by `_unsigned_entries`, with their signatures."""
+    return [
+        AuditRecord(**row, entry_hash=hashed, signature=audit_chain.b64url(signature))
+        for (row, hashed, _), signature in zip(unsigned, signatures, strict=True)
+    ]
 
 
 def _unsigned_entries(
@@ -261,6 +268,9 @@ class AuditLog:
         unless `wait`, another process is appending them)."""
         if not wait and self.signer is not None:
             return await self._append_signed_elsewhere(org_id, limit, self.signer)
+        return await self._append_in_transaction(org_id, limit, wait)
+
+    async def _append_in_transaction(self, org_id: str, limit: int, wait: bool) -> int:
         kid, key = self.keys.signer(org_id)
 
         def build(facts: list[AuditFact], sequence: int, prev_hash: str) -> list[AuditRecord]:
@@ -284,17 +294,9 @@ class AuditLog:
             signatures = await signer.sign(key, digests)
         else:
             signatures = [key.sign(d) for d in digests]
-        records = [
-            AuditRecord(**row, entry_hash=hashed, signature=audit_chain.b64url(signature))
-            for (row, hashed, _), signature in zip(unsigned, signatures, strict=True)
-        ]
-        if await self.store.commit_audit_facts(org_id, facts, records):
+        if await self.store.commit_audit_facts(org_id, facts, _signed(unsigned, signatures)):
             return len(facts)
-
-        def build(facts: list[AuditFact], sequence: int, prev_hash: str) -> list[AuditRecord]:
-            return _fact_entries(facts, sequence, prev_hash, kid, key)
-
-        return await self.store.append_audit_facts(org_id, limit, build)
+        return await self._append_in_transaction(org_id, limit, wait=False)
 
     async def append_all_pending(self, limit: int = FACTS_PER_BATCH) -> int:
         """One pass of the appender over every organisation with facts waiting: a batch

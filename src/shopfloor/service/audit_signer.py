@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 
 log = logging.getLogger("shopfloor.audit")
 
+KEY_BYTES = 32
+COUNT_BYTES = 4
 DIGEST_BYTES = 32
 SIGNATURE_BYTES = 64
 RETRY_AFTER_S = 30.0  # after the child failed, sign in-process this long before a new one
@@ -91,7 +93,7 @@ class Signer:
         if any(len(d) != DIGEST_BYTES for d in digests):
             raise ValueError("a digest is not 32 bytes")
         raw = key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-        child.stdin.write(raw + len(digests).to_bytes(4, "big") + b"".join(digests))
+        child.stdin.write(raw + len(digests).to_bytes(COUNT_BYTES, "big") + b"".join(digests))
         await child.stdin.drain()
         try:
             answer = await child.stdout.readexactly(SIGNATURE_BYTES * len(digests))
@@ -127,14 +129,16 @@ def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
     """The child's loop: answer each request until the input ends."""
-    while (head := _read_exactly(requests, 32 + 4)) is not None:
-        key = Ed25519PrivateKey.from_private_bytes(head[:32])
-        count = int.from_bytes(head[32:], "big")
+    while (head := _read_exactly(requests, KEY_BYTES + COUNT_BYTES)) is not None:
+        key = Ed25519PrivateKey.from_private_bytes(head[:KEY_BYTES])
+        count = int.from_bytes(head[KEY_BYTES:], "big")
         body = _read_exactly(requests, DIGEST_BYTES * count)
         if body is None:
             return
         answers.write(
-            b"".join(key.sign(body[i : i + DIGEST_BYTES]) for i in range(0, len(body), 32))
+            b"".join(
+                key.sign(body[i : i + DIGEST_BYTES]) for i in range(0, len(body), DIGEST_BYTES)
+            )
         )
         answers.flush()
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from shopfloor.store import audit_triggers
 from shopfloor.store import schema as t
-from shopfloor.store.db import Database, Prepared
+from shopfloor.store.db import Database, DbConnection, Prepared
 from shopfloor.store.errors import DuplicateKey
 from shopfloor.store.integration_records import (
     DELIVERY_PENDING,
@@ -96,6 +96,14 @@ class _ChainMoved(Exception):
 
 _LOST_RACE: tuple[type[Exception], ...] = (sa.exc.IntegrityError, *_DRIVER_INTEGRITY)
 _REFUSED: tuple[type[Exception], ...] = (_ChainMoved, *_LOST_RACE)
+
+
+async def _next_link(conn: DbConnection, org_id: str) -> tuple[int, str]:
+    """The organisation's chain's next sequence number and the hash its entry links to."""
+    last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
+    if not last:
+        return 1, GENESIS_HASH
+    return int(last[0]["sequence_number"]) + 1, str(last[0]["entry_hash"])
 
 
 def _lock_key(org_id: str) -> int:
@@ -258,12 +266,7 @@ class IntegrationsSql:
                 async with self.db.begin() as conn:
                     if self.dialect == "postgresql":
                         await conn.fetch(_AUDIT_LOCK, {"b_key": _lock_key(org_id)})
-                    last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
-                    seq, prev = 1, GENESIS_HASH
-                    if last:
-                        seq = int(last[0]["sequence_number"]) + 1
-                        prev = str(last[0]["entry_hash"])
-                    record = build(seq, prev)
+                    record = build(*await _next_link(conn, org_id))
                     await conn.run(_AUDIT_INSERT, dataclasses.asdict(record))
                 return record
             except sa.exc.IntegrityError:
@@ -323,12 +326,7 @@ class IntegrationsSql:
                 return 0
             # RETURNING promises no order: the chain takes them in the outbox's order.
             facts = sorted((AuditFact(**r) for r in rows), key=lambda f: f.id)
-            last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
-            seq, prev = 1, GENESIS_HASH
-            if last:
-                seq = int(last[0]["sequence_number"]) + 1
-                prev = str(last[0]["entry_hash"])
-            records = build(facts, seq, prev)
+            records = build(facts, *await _next_link(conn, org_id))
             if records:
                 # vars(), not dataclasses.asdict: no deep copy of flat records.
                 await conn.run(_AUDIT_INSERT, [vars(r) for r in records])
@@ -343,11 +341,8 @@ class IntegrationsSql:
             rows = await conn.fetch(_OUTBOX_PEEK, {"b_org": org_id, "b_limit": limit})
             if not rows:
                 return [], 0, GENESIS_HASH
-            last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
-        facts = [AuditFact(**r) for r in rows]
-        if not last:
-            return facts, 1, GENESIS_HASH
-        return facts, int(last[0]["sequence_number"]) + 1, str(last[0]["entry_hash"])
+            sequence, prev_hash = await _next_link(conn, org_id)
+        return [AuditFact(**r) for r in rows], sequence, prev_hash
 
     async def commit_audit_facts(
         self, org_id: str, facts: list[AuditFact], records: list[AuditRecord]
@@ -362,11 +357,8 @@ class IntegrationsSql:
             async with self.db.begin() as conn:
                 if self.dialect == "postgresql":
                     await conn.fetch(_AUDIT_LOCK, {"b_key": _lock_key(org_id)})
-                last = await conn.fetch(_AUDIT_HEAD, {"b_org": org_id})
-                head = (1, GENESIS_HASH)
-                if last:
-                    head = (int(last[0]["sequence_number"]) + 1, str(last[0]["entry_hash"]))
-                if head != (records[0].sequence_number, records[0].prev_hash):
+                link = await _next_link(conn, org_id)
+                if link != (records[0].sequence_number, records[0].prev_hash):
                     raise _ChainMoved
                 taken = await conn.execute(_OUTBOX_TAKE_IDS, {"b_ids": [f.id for f in facts]})
                 if taken.rowcount != len(facts):
